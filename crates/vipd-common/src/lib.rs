@@ -1,0 +1,30 @@
+//! Plain `#[repr(C)]` types shared by vipd's kernel programs (`vipd-ebpf`) and its
+//! userspace. No pointers, no enums with invalid bit patterns: every field is an integer
+//! or a byte array, so any bytes the kernel hands over are a valid value.
+//!
+//! The `user` feature adds `aya::Pod` impls so userspace can copy these into maps and
+//! program globals.
+#![no_std]
+
+pub mod event;
+pub mod offsets;
+
+pub use event::{ConnEvent, EventKind};
+pub use offsets::{InetSockSetStateOffsets, IpvsConnParamOffsets};
+
+/// Address families, as in `linux/socket.h`.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// IP protocol numbers, as in `linux/in.h`.
+pub const IPPROTO_TCP: u16 = 6;
+pub const IPPROTO_UDP: u16 = 17;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: each type is #[repr(C)], made only of integers and integer arrays, with
+    // explicit padding fields, so every bit pattern is valid and there are no holes.
+    unsafe impl aya::Pod for crate::ConnEvent {}
+    unsafe impl aya::Pod for crate::InetSockSetStateOffsets {}
+    unsafe impl aya::Pod for crate::IpvsConnParamOffsets {}
+}

@@ -1,0 +1,76 @@
+//! kprobe on `ip_vs_conn_new()`: IPVS has chosen a real server for a new connection.
+//!
+//! ```c
+//! struct ip_vs_conn *ip_vs_conn_new(const struct ip_vs_conn_param *p, int dest_af,
+//!         const union nf_inet_addr *daddr, __be16 dport, unsigned int flags,
+//!         struct ip_vs_dest *dest, __u32 fwmark);
+//! ```
+//! The client and virtual addresses come from `*p`, at member offsets read from BTF
+//! (`IPVS_PARAM` global); the real server is `daddr:dport`.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::kprobe,
+    programs::ProbeContext,
+};
+use vipd_common::{ConnEvent, EventKind, IpvsConnParamOffsets};
+
+use crate::emit::{emit, global};
+
+#[unsafe(no_mangle)]
+static IPVS_PARAM: IpvsConnParamOffsets = IpvsConnParamOffsets {
+    valid: 0,
+    caddr: 0,
+    vaddr: 0,
+    cport: 0,
+    vport: 0,
+    protocol: 0,
+    af: 0,
+};
+
+#[kprobe]
+pub fn ip_vs_conn_new(ctx: ProbeContext) -> u32 {
+    let _ = try_ip_vs_conn_new(&ctx);
+    0
+}
+
+/// Reads `T` at `base + offset` in kernel memory.
+#[inline(always)]
+unsafe fn read<T>(base: *const u8, offset: u16) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_kernel checks the access; a bad pointer gives an error.
+    unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T) }
+}
+
+#[inline(always)]
+fn try_ip_vs_conn_new(ctx: &ProbeContext) -> Result<(), i32> {
+    let off = global(&IPVS_PARAM);
+    if off.valid != 1 {
+        return Ok(());
+    }
+    let param: *const u8 = ctx.arg(0).ok_or(1)?;
+    let dest_af: u64 = ctx.arg(1).ok_or(1)?;
+    let daddr: *const [u8; 16] = ctx.arg(2).ok_or(1)?;
+    let dport: u64 = ctx.arg(3).ok_or(1)?;
+    // SAFETY: every read goes through bpf_probe_read_kernel.
+    unsafe {
+        let caddr: *const u8 = read(param, off.caddr)?;
+        let vaddr: *const u8 = read(param, off.vaddr)?;
+        let af: u16 = read(param, off.af)?;
+        let ev = ConnEvent {
+            ts_ns: bpf_ktime_get_ns(),
+            kind: EventKind::IpvsConn as u8,
+            family: af as u8,
+            protocol: read::<u16>(param, off.protocol)? as u8,
+            backend_family: dest_af as u8,
+            sport: u16::from_be(read(param, off.cport)?),
+            dport: u16::from_be(read(param, off.vport)?),
+            backend_port: u16::from_be(dport as u16),
+            saddr: read(caddr, 0)?,
+            daddr: read(vaddr, 0)?,
+            backend_addr: bpf_probe_read_kernel(daddr)?,
+            ..ConnEvent::default()
+        };
+        emit(&ev);
+    }
+    Ok(())
+}

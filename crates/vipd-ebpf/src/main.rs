@@ -1,0 +1,20 @@
+//! vipd's kernel programs, one file per hook. Built for `bpfel-unknown-none` by
+//! `crates/vipd/build.rs`; userspace loads the object with aya.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod inet_sock_set_state;
+mod ip_vs_conn_new;
+mod maps;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // The verifier rejects any program that could reach this; it is never called.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,6 @@
+//! vipd: a client-side L4 load balancer control plane for Linux.
+//!
+//! Data flow: config → desired state → reconciler → data plane (IPVS). Kernel probes →
+//! [`watcher`] (events) → correlator → health state machine → reconciler.
+
+pub mod watcher;

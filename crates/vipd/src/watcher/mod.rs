@@ -1,0 +1,11 @@
+//! The connection watcher: loads vipd's kernel programs, configures them with offsets
+//! discovered on the running kernel, and decodes the events they send.
+
+pub mod btf;
+pub mod event;
+pub mod loader;
+pub mod offsets;
+pub mod tracefs;
+
+pub use event::{DecodeError, Event, TcpState};
+pub use loader::{Hooks, Probes, WatcherError};
