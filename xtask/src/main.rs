@@ -1,1 +1,29 @@
-fn main() {}
+//! vipd's developer tasks. `cargo xtask vm-test` boots Debian kernels that have IPVS and
+//! kprobes under qemu and runs the VM integration tests (`tests/vm`) inside them.
+
+mod build;
+mod initramfs;
+mod kernel;
+mod qemu;
+mod vm_test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "vipd developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the VM integration tests on each kernel of the matrix (one boot per kernel).
+    VmTest(vm_test::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::VmTest(args) => vm_test::run(args),
+    }
+}

@@ -1,0 +1,132 @@
+//! Platform smoke tests, on every kernel of the matrix: IPVS forwards a local client's
+//! TCP connection to a backend in a network namespace; the kprobe on `ip_vs_conn_new`
+//! names that connection's real backend; the state tracepoint sees the connection to the
+//! VIP. The IPVS rules here are made with ipvsadm, independent of vipd's own control plane.
+
+use std::{
+    io::Read,
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use vipd::watcher::{Event, Hooks, Probes, TcpState};
+use vipd_vmtests::{
+    lab::{Family, Lab},
+    require_vm, sh,
+};
+
+const VPORT: u16 = 80;
+const RPORT: u16 = 8080;
+
+/// A lab with one backend serving a greeting behind an ipvsadm-made service.
+fn lab_with_service(family: Family) -> (Lab, SocketAddr, SocketAddr) {
+    require_vm();
+    let lab = Lab::new(family, 1);
+    let backend = lab.serve_greeting(0, RPORT);
+    let vip = SocketAddr::new(lab.vip, VPORT);
+    let svc = family.ipvs(vip.ip(), VPORT);
+    let _ = sh(&format!("ipvsadm -D -t {svc} 2>/dev/null; true"));
+    sh(&format!("ipvsadm -A -t {svc} -s rr"));
+    sh(&format!(
+        "ipvsadm -a -t {svc} -r {} -m",
+        family.ipvs(backend.ip(), RPORT)
+    ));
+    (lab, vip, backend)
+}
+
+fn remove_service(family: Family, vip: SocketAddr) {
+    sh(&format!(
+        "ipvsadm -D -t {}",
+        family.ipvs(vip.ip(), vip.port())
+    ));
+}
+
+fn greeting_through(vip: SocketAddr) -> (String, SocketAddr) {
+    let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connecting to VIP {vip}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = s.local_addr().unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    (text, local)
+}
+
+fn ipvs_forwards(family: Family) {
+    let (lab, vip, _) = lab_with_service(family);
+    let (text, _) = greeting_through(vip);
+    assert_eq!(text, format!("hello from {}", lab.backends[0].ns));
+    remove_service(family, vip);
+}
+
+#[test]
+fn ipvs_forwards_local_tcp_to_netns_backend_v4() {
+    ipvs_forwards(Family::V4);
+}
+
+#[test]
+fn ipvs_forwards_local_tcp_to_netns_backend_v6() {
+    ipvs_forwards(Family::V6);
+}
+
+/// Both hooks attached; one connection through the VIP. The kprobe reports exactly this
+/// client, this VIP and the backend's real address; the tracepoint reports the client
+/// socket's SYN_SENT -> ESTABLISHED toward the VIP.
+fn probes_attribute(family: Family) {
+    let (_lab, vip, backend) = lab_with_service(family);
+    let mut probes = Probes::load(Hooks {
+        state_changes: true,
+        ipvs_conn: true,
+    })
+    .expect("loading probes");
+    let (_, client) = greeting_through(vip);
+
+    let mut ipvs = None;
+    let mut established = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !(ipvs.is_some() && established) {
+        match probes.next_event() {
+            Some(Ok(Event::IpvsConn {
+                client: c,
+                vip: v,
+                backend: b,
+                protocol,
+                ..
+            })) if c == client => {
+                assert_eq!(protocol, 6, "IPPROTO_TCP");
+                ipvs = Some((v, b));
+            }
+            Some(Ok(Event::StateChange {
+                src, dst, old, new, ..
+            })) if src == client => {
+                assert_eq!(dst, vip, "the client socket is connected to the VIP");
+                if (old, new) == (TcpState::SynSent, TcpState::Established) {
+                    established = true;
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("undecodable event: {e}"),
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    assert_eq!(
+        ipvs,
+        Some((vip, backend)),
+        "ip_vs_conn_new event for client {client}"
+    );
+    assert!(
+        established,
+        "no SYN_SENT -> ESTABLISHED for client {client}"
+    );
+    assert_eq!(probes.lost_events().unwrap(), 0);
+    remove_service(family, vip);
+}
+
+#[test]
+fn kprobe_and_tracepoint_name_the_real_backend_v4() {
+    probes_attribute(Family::V4);
+}
+
+#[test]
+fn kprobe_and_tracepoint_name_the_real_backend_v6() {
+    probes_attribute(Family::V6);
+}

@@ -1,0 +1,264 @@
+//! Builds the VM's initramfs: a static busybox, host tools with the shared libraries
+//! they need, the kernel modules the tests use (dependencies resolved on the host), the
+//! test binaries and an init script that runs them and reports the result on the
+//! console.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::kernel::Kernel;
+
+/// Modules loaded at boot, in this order (with their dependencies before them).
+const MODULES: &[&str] = &[
+    "ip_vs",
+    "ip_vs_rr",
+    "ip_vs_wrr",
+    "ip_vs_lc",
+    "ip_vs_wlc",
+    "ip_vs_lblc",
+    "ip_vs_lblcr",
+    "ip_vs_dh",
+    "ip_vs_sh",
+    "ip_vs_sed",
+    "ip_vs_nq",
+    "ip_vs_fo",
+    "ip_vs_ovf",
+    "ip_vs_mh",
+    "veth",
+    "dummy",
+    "tun",
+    "ipip",
+    "ip6_tunnel",
+    "ip_gre",
+    "fou",
+    "fou6",
+];
+
+/// Host programs the tests call, found on PATH.
+const TOOLS: &[&str] = &["bash", "ip", "ipvsadm", "ss"];
+
+/// The init script. It prints `VIPD_VM_RESULT <rc>` last; the runner treats a boot
+/// without that line as a failure.
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root RUST_BACKTRACE=1
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t tmpfs run /run
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mkdir -p /run/netns /var/run
+ln -s /run/netns /var/run/netns
+ip link set lo up
+rc=0
+while read -r m; do
+  insmod "$m" || { echo "VIPD_VM_ERROR insmod $m failed"; rc=1; }
+done < /vipd/modules
+echo "VIPD_VM_READY $(uname -r)"
+if [ $rc -eq 0 ]; then
+  for t in /vipd/tests/*; do
+    echo "VIPD_VM_BINARY $(basename "$t")"
+    "$t" --test-threads=1 $(cat /vipd/args) || rc=1
+  done
+fi
+echo "VIPD_VM_RESULT $rc"
+sync
+poweroff -f
+"#;
+
+pub struct Inputs<'a> {
+    pub kernel: &'a Kernel,
+    pub tests: &'a [PathBuf],
+    pub extra_bins: &'a [PathBuf],
+    pub test_args: &'a [String],
+}
+
+fn copy_exec(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst.parent().unwrap_or(Path::new("/")))?;
+    fs::copy(src, dst).with_context(|| format!("copying {}", src.display()))?;
+    fs::set_permissions(dst, fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// The shared libraries `bin` needs, as ldd resolves them on the host.
+fn libraries(bin: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .context("running ldd")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("not found") {
+        bail!("{}: missing libraries:\n{text}", bin.display());
+    }
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
+        .map(PathBuf::from)
+        .collect())
+}
+
+fn which(tool: &str) -> Result<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.exists())
+        .with_context(|| format!("{tool} is not installed (run scripts/setup.sh)"))
+}
+
+/// Module files for `MODULES`, dependencies first, via the host's modprobe reading the
+/// extracted kernel's modules.dep (generated here with depmod if the package lacks it).
+fn module_files(kernel: &Kernel) -> Result<Vec<PathBuf>> {
+    let dir = kernel.modules_dir();
+    if !dir.join("modules.dep").exists() {
+        let st = Command::new("depmod")
+            .arg("-b")
+            .arg(&kernel.root)
+            .arg(&kernel.release)
+            .status()?;
+        if !st.success() {
+            bail!("depmod for kernel {} failed", kernel.name);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut files = Vec::new();
+    for m in MODULES {
+        let out = Command::new("modprobe")
+            .args(["-C", "/dev/null", "-d"])
+            .arg(&kernel.root)
+            .args(["-S", &kernel.release, "--show-depends", m])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "kernel {}: no module {m}: {}",
+                kernel.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // `insmod <path> [options]`: options come from modprobe.d, not wanted here.
+            if let Some(path) = line
+                .strip_prefix("insmod ")
+                .and_then(|r| r.split_whitespace().next())
+            {
+                if seen.insert(path.to_string()) {
+                    files.push(PathBuf::from(path));
+                }
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Copies a module into the image, decompressing `.ko.xz` / `.ko.zst` (busybox insmod
+/// reads plain ELF only). Returns its path inside the image.
+fn add_module(src: &Path, stage: &Path) -> Result<String> {
+    let name = src.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let (base, tool) = if let Some(b) = name.strip_suffix(".xz") {
+        (b, Some("xz"))
+    } else if let Some(b) = name.strip_suffix(".zst") {
+        (b, Some("zstd"))
+    } else {
+        (name, None)
+    };
+    let inside = format!("/vipd/modules.d/{base}");
+    let dst = stage.join(inside.trim_start_matches('/'));
+    fs::create_dir_all(dst.parent().unwrap_or(stage))?;
+    match tool {
+        Some(tool) => {
+            let out = Command::new(tool).args(["-dc"]).arg(src).output()?;
+            if !out.status.success() {
+                bail!("{tool} -d {} failed", src.display());
+            }
+            fs::write(&dst, out.stdout)?;
+        }
+        None => {
+            fs::copy(src, &dst).with_context(|| format!("copying module {}", src.display()))?;
+        }
+    }
+    Ok(inside)
+}
+
+/// Builds the image in `work` and returns the cpio archive's path.
+pub fn build(inputs: &Inputs<'_>, work: &Path) -> Result<PathBuf> {
+    let stage = work.join("stage");
+    if stage.exists() {
+        fs::remove_dir_all(&stage)?;
+    }
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "run",
+        "root",
+        "etc",
+        "var",
+        "vipd/tests",
+    ] {
+        fs::create_dir_all(stage.join(d))?;
+    }
+    copy_exec(&which("busybox")?, &stage.join("bin/busybox"))?;
+    fs::write(stage.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    fs::write(stage.join("etc/group"), "root:x:0:\n")?;
+
+    let mut libs = BTreeSet::new();
+    for tool in TOOLS {
+        let src = which(tool)?;
+        copy_exec(&src, &stage.join("usr/sbin").join(tool))?;
+        libs.extend(libraries(&src)?);
+    }
+    for bin in inputs.extra_bins {
+        let name = bin.file_name().context("binary without a name")?;
+        copy_exec(bin, &stage.join("usr/bin").join(name))?;
+        libs.extend(libraries(bin)?);
+    }
+    for test in inputs.tests {
+        let name = test.file_name().context("test without a name")?;
+        copy_exec(test, &stage.join("vipd/tests").join(name))?;
+        libs.extend(libraries(test)?);
+    }
+    for lib in &libs {
+        let dst = stage.join(lib.strip_prefix("/").unwrap_or(lib));
+        copy_exec(
+            &fs::canonicalize(lib).with_context(|| format!("resolving {}", lib.display()))?,
+            &dst,
+        )?;
+    }
+
+    let mut order = String::new();
+    for m in module_files(inputs.kernel)? {
+        order.push_str(&add_module(&m, &stage)?);
+        order.push('\n');
+    }
+    fs::write(stage.join("vipd/modules"), order)?;
+    fs::write(stage.join("vipd/args"), inputs.test_args.join(" "))?;
+    fs::write(stage.join("init"), INIT)?;
+    fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
+
+    let cpio = work.join("initramfs.cpio");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("find . -print0 | cpio --null -o -H newc --quiet > \"$0\"")
+        .arg(&cpio)
+        .current_dir(&stage)
+        .status()?;
+    if !status.success() {
+        bail!("cpio failed");
+    }
+    Ok(cpio)
+}
