@@ -85,8 +85,8 @@ impl Format {
         Self::parse(&format!("{category}/{name}"), &text)
     }
 
-    /// Parses lines such as
-    /// `field:__u16 sport;	offset:24;	size:2;	signed:0;`.
+    /// Parses lines such as `field:__u16 sport; offset:24; size:2; signed:0;` (the kernel
+    /// separates the parts with tabs).
     pub fn parse(tracepoint: &str, text: &str) -> Result<Self, TracefsError> {
         let malformed = |line: &str| TracefsError::Malformed {
             tracepoint: tracepoint.to_string(),

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test vipd has, both tiers, after installing what they need:
+#   host tier: formatting, clippy, unit tests and host-kernel eBPF tests (cargo test)
+#   VM tier:   IPVS, kprobe and end-to-end tests inside Debian 6.1 and 6.12 under qemu
+# Exits non-zero if anything fails. Extra arguments go to the VM runner
+# (e.g. --kernel 6.1, or a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "== host tier"
+cargo fmt --all -- --check
+cargo clippy --workspace --exclude vipd-ebpf --all-targets --quiet -- -D warnings
+cargo test --quiet
+
+echo "== VM tier"
+cargo xtask vm-test "$@"
