@@ -3,4 +3,5 @@
 //! Data flow: config → desired state → reconciler → data plane (IPVS). Kernel probes →
 //! [`watcher`] (events) → correlator → health state machine → reconciler.
 
+pub mod config;
 pub mod watcher;

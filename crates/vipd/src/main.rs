@@ -1,4 +1,9 @@
-fn main() {
-    eprintln!("vipd: the daemon and CLI arrive with the control-plane issues");
-    std::process::exit(2);
+//! The `vipd` command: daemon and CLI. One file per subcommand under `cli/`.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    cli::main(cli::Cli::parse())
 }

@@ -1,0 +1,40 @@
+//! Command-line interface: one file per subcommand.
+
+mod check;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "vipd", version, about = "Client-side L4 load balancer: IPVS control plane with eBPF outlier detection")]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `vipd=debug`.
+    #[arg(long, global = true, default_value = "info", env = "VIPD_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and report every error at once, with file:line:col.
+    Check(check::Args),
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vipd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

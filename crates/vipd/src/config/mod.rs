@@ -1,0 +1,1 @@
+//! The TOML config: parsed and validated into a desired state.
