@@ -48,10 +48,13 @@ pub struct ConnEvent {
     pub family: u8,
     /// IPPROTO_TCP, IPPROTO_UDP, ...
     pub protocol: u8,
-    /// TCP states (`TCP_ESTABLISHED` = 1 ... `TCP_NEW_SYN_RECV` = 12) for state changes.
+    /// TCP states (`TCP_ESTABLISHED` = 1 ... `TCP_NEW_SYN_RECV` = 12): the old state of a
+    /// state change, or the socket's state for a retransmit.
     pub old_state: u8,
+    /// The new state of a state change.
     pub new_state: u8,
-    /// Address family of the backend (IPVS may forward IPv4 to IPv6 and back).
+    /// Address family of the real backend, 0 when the kernel could not attribute the
+    /// event (IPVS may forward IPv4 to IPv6 and back).
     pub backend_family: u8,
     pub _pad0: [u8; 2],
     pub sport: u16,

@@ -7,10 +7,12 @@
 #![no_std]
 
 pub mod event;
+pub mod keys;
 pub mod offsets;
 
 pub use event::{ConnEvent, EventKind};
-pub use offsets::{InetSockSetStateOffsets, IpvsConnParamOffsets};
+pub use keys::{Backend, FlowKey, VipKey};
+pub use offsets::{IpvsConnParamOffsets, SockCommonOffsets, SockTracepointOffsets, NO_FIELD};
 
 /// Address families, as in `linux/socket.h`.
 pub const AF_INET: u16 = 2;
@@ -25,6 +27,10 @@ mod pod {
     // SAFETY: each type is #[repr(C)], made only of integers and integer arrays, with
     // explicit padding fields, so every bit pattern is valid and there are no holes.
     unsafe impl aya::Pod for crate::ConnEvent {}
-    unsafe impl aya::Pod for crate::InetSockSetStateOffsets {}
+    unsafe impl aya::Pod for crate::SockTracepointOffsets {}
     unsafe impl aya::Pod for crate::IpvsConnParamOffsets {}
+    unsafe impl aya::Pod for crate::SockCommonOffsets {}
+    unsafe impl aya::Pod for crate::VipKey {}
+    unsafe impl aya::Pod for crate::FlowKey {}
+    unsafe impl aya::Pod for crate::Backend {}
 }

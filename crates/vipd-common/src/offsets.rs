@@ -3,23 +3,50 @@
 //! hard-coded from one kernel: tracepoint offsets come from the tracepoint's `format`
 //! file, struct offsets from BTF. A program whose offsets are not `valid` does nothing.
 
-/// Byte offsets of the fields of the `sock/inet_sock_set_state` tracepoint record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Marks a field that this tracepoint does not have.
+pub const NO_FIELD: u16 = u16::MAX;
+
+/// Byte offsets in the record of a socket tracepoint: `sock/inet_sock_set_state`,
+/// `tcp/tcp_retransmit_skb` and `tcp/tcp_receive_reset` all carry the socket's address
+/// and the connection's addresses; some carry states or the protocol ([`NO_FIELD`] if
+/// not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
-pub struct InetSockSetStateOffsets {
+pub struct SockTracepointOffsets {
     /// 1 once userspace has filled the offsets in.
     pub valid: u16,
     pub skaddr: u16,
+    /// `oldstate` (set_state) or `state` (retransmit), `int`.
     pub oldstate: u16,
+    /// `newstate` (set_state), `int`.
     pub newstate: u16,
     pub sport: u16,
     pub dport: u16,
     pub family: u16,
+    /// `protocol` (set_state only; the tcp/* tracepoints are TCP by definition).
     pub protocol: u16,
     pub saddr: u16,
     pub daddr: u16,
     pub saddr_v6: u16,
     pub daddr_v6: u16,
+}
+
+impl SockTracepointOffsets {
+    /// Not configured: the program does nothing.
+    pub const UNSET: Self = Self {
+        valid: 0,
+        skaddr: 0,
+        oldstate: NO_FIELD,
+        newstate: NO_FIELD,
+        sport: 0,
+        dport: 0,
+        family: 0,
+        protocol: NO_FIELD,
+        saddr: 0,
+        daddr: 0,
+        saddr_v6: 0,
+        daddr_v6: 0,
+    };
 }
 
 /// Byte offsets of the members of `struct ip_vs_conn_param` (net/ip_vs.h), from BTF.
@@ -40,4 +67,26 @@ pub struct IpvsConnParamOffsets {
     pub protocol: u16,
     /// `u16 af`
     pub af: u16,
+}
+
+/// Byte offsets of the members of `struct sock_common` (at the start of every
+/// `struct sock`), from BTF. Used by the `tcp_connect` hook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockCommonOffsets {
+    pub valid: u16,
+    /// `__be32 skc_daddr`
+    pub daddr: u16,
+    /// `__be32 skc_rcv_saddr`
+    pub rcv_saddr: u16,
+    /// `__be16 skc_dport`
+    pub dport: u16,
+    /// `__u16 skc_num` (local port, host order)
+    pub num: u16,
+    /// `unsigned short skc_family`
+    pub family: u16,
+    /// `struct in6_addr skc_v6_daddr`
+    pub v6_daddr: u16,
+    /// `struct in6_addr skc_v6_rcv_saddr`
+    pub v6_rcv_saddr: u16,
 }

@@ -1,68 +1,34 @@
-//! `sock/inet_sock_set_state`: every TCP state change, with the socket's addresses.
-//! Field offsets come from the tracepoint's format file via the `STATE_TP` global.
+//! `sock/inet_sock_set_state`: every TCP state change of a connection to a managed VIP.
+//! The first one (CLOSE -> SYN_SENT) comes before the source port is bound; the
+//! `tcp_connect` hook supplies it. On CLOSE the connection's join entry is dropped.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
-use vipd_common::{ConnEvent, EventKind, InetSockSetStateOffsets, AF_INET, IPPROTO_TCP};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use vipd_common::{EventKind, SockTracepointOffsets};
 
-use crate::emit::{emit, global};
+use crate::{
+    emit::{emit, global},
+    flow, sock_tracepoint,
+};
+
+/// `TCP_CLOSE` in include/net/tcp_states.h.
+const TCP_CLOSE: u8 = 7;
 
 #[unsafe(no_mangle)]
-static STATE_TP: InetSockSetStateOffsets = InetSockSetStateOffsets {
-    valid: 0,
-    skaddr: 0,
-    oldstate: 0,
-    newstate: 0,
-    sport: 0,
-    dport: 0,
-    family: 0,
-    protocol: 0,
-    saddr: 0,
-    daddr: 0,
-    saddr_v6: 0,
-    daddr_v6: 0,
-};
+static STATE_TP: SockTracepointOffsets = SockTracepointOffsets::UNSET;
 
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    let _ = try_inet_sock_set_state(&ctx);
-    0
-}
-
-#[inline(always)]
-fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
     let off = global(&STATE_TP);
-    if off.valid != 1 {
-        return Ok(());
-    }
-    // SAFETY: offsets come from this kernel's format file for this tracepoint.
-    unsafe {
-        let protocol: u16 = ctx.read_at(off.protocol as usize)?;
-        if protocol != IPPROTO_TCP {
-            return Ok(());
+    if off.valid == 1 {
+        if let Ok(Some(mut ev)) = sock_tracepoint::read(&ctx, &off, EventKind::StateChange) {
+            if flow::watched(&ev) {
+                flow::attribute(&mut ev);
+                emit(&ev);
+                if ev.new_state == TCP_CLOSE {
+                    flow::forget(&ev);
+                }
+            }
         }
-        let family: u16 = ctx.read_at(off.family as usize)?;
-        let mut ev = ConnEvent {
-            ts_ns: bpf_ktime_get_ns(),
-            sock: ctx.read_at::<u64>(off.skaddr as usize)?,
-            kind: EventKind::StateChange as u8,
-            family: family as u8,
-            protocol: protocol as u8,
-            old_state: ctx.read_at::<i32>(off.oldstate as usize)? as u8,
-            new_state: ctx.read_at::<i32>(off.newstate as usize)? as u8,
-            sport: ctx.read_at(off.sport as usize)?,
-            dport: ctx.read_at(off.dport as usize)?,
-            ..ConnEvent::default()
-        };
-        if family == AF_INET {
-            let s: [u8; 4] = ctx.read_at(off.saddr as usize)?;
-            let d: [u8; 4] = ctx.read_at(off.daddr as usize)?;
-            ev.saddr[..4].copy_from_slice(&s);
-            ev.daddr[..4].copy_from_slice(&d);
-        } else {
-            ev.saddr = ctx.read_at(off.saddr_v6 as usize)?;
-            ev.daddr = ctx.read_at(off.daddr_v6 as usize)?;
-        }
-        emit(&ev);
     }
-    Ok(())
+    0
 }

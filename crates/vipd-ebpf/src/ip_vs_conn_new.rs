@@ -6,16 +6,25 @@
 //!         struct ip_vs_dest *dest, __u32 fwmark);
 //! ```
 //! The client and virtual addresses come from `*p`, at member offsets read from BTF
-//! (`IPVS_PARAM` global); the real server is `daddr:dport`.
+//! (`IPVS_PARAM` global); the real server is `daddr:dport`. The choice is recorded in
+//! `CONNS` so that every later event of the connection names its backend.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::kprobe,
     programs::ProbeContext,
 };
-use vipd_common::{ConnEvent, EventKind, IpvsConnParamOffsets};
+use vipd_common::{Backend, ConnEvent, EventKind, IpvsConnParamOffsets, AF_INET};
 
-use crate::emit::{emit, global};
+use crate::{
+    emit::{emit, global},
+    flow,
+    maps::CONNS,
+};
+
+/// `IP_VS_CONN_F_TEMPLATE` (include/uapi/linux/ip_vs.h): a persistence template, not a
+/// connection.
+const IP_VS_CONN_F_TEMPLATE: u64 = 0x1000;
 
 #[unsafe(no_mangle)]
 static IPVS_PARAM: IpvsConnParamOffsets = IpvsConnParamOffsets {
@@ -47,6 +56,10 @@ fn try_ip_vs_conn_new(ctx: &ProbeContext) -> Result<(), i32> {
     if off.valid != 1 {
         return Ok(());
     }
+    let flags: u64 = ctx.arg(4).ok_or(1)?;
+    if flags & IP_VS_CONN_F_TEMPLATE != 0 {
+        return Ok(());
+    }
     let param: *const u8 = ctx.arg(0).ok_or(1)?;
     let dest_af: u64 = ctx.arg(1).ok_or(1)?;
     let daddr: *const [u8; 16] = ctx.arg(2).ok_or(1)?;
@@ -56,7 +69,7 @@ fn try_ip_vs_conn_new(ctx: &ProbeContext) -> Result<(), i32> {
         let caddr: *const u8 = read(param, off.caddr)?;
         let vaddr: *const u8 = read(param, off.vaddr)?;
         let af: u16 = read(param, off.af)?;
-        let ev = ConnEvent {
+        let mut ev = ConnEvent {
             ts_ns: bpf_ktime_get_ns(),
             kind: EventKind::IpvsConn as u8,
             family: af as u8,
@@ -70,6 +83,22 @@ fn try_ip_vs_conn_new(ctx: &ProbeContext) -> Result<(), i32> {
             backend_addr: bpf_probe_read_kernel(daddr)?,
             ..ConnEvent::default()
         };
+        // For IPv4 only the first four bytes of a union nf_inet_addr are meaningful.
+        flow::normalise(&mut ev.family, &mut ev.saddr, &mut ev.daddr);
+        if u16::from(ev.backend_family) == AF_INET {
+            ev.backend_addr[4..].fill(0);
+        }
+        if !flow::watched(&ev) {
+            return Ok(());
+        }
+        let backend = Backend {
+            addr: ev.backend_addr,
+            port: ev.backend_port,
+            family: ev.backend_family,
+            _pad: [0; 5],
+            ts_ns: ev.ts_ns,
+        };
+        let _ = CONNS.insert(&flow::flow_key(&ev), &backend, 0);
         emit(&ev);
     }
     Ok(())

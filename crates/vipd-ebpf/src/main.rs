@@ -4,9 +4,14 @@
 #![no_main]
 
 mod emit;
+mod flow;
 mod inet_sock_set_state;
 mod ip_vs_conn_new;
 mod maps;
+mod sock_tracepoint;
+mod tcp_connect;
+mod tcp_receive_reset;
+mod tcp_retransmit_skb;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -2,13 +2,25 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
+use vipd_common::{Backend, FlowKey, VipKey};
 
-/// Connection events for userspace. 4 MiB holds about 47,000 records.
+/// Connection events for userspace. 4 MiB holds about 52,000 records.
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 /// Events that did not fit into `EVENTS`, per CPU. Userspace sums and reports them.
 #[map(name = "LOST")]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The virtual services vipd manages; only connections to these produce events.
+/// Userspace keeps it in step with its config; the value is a service id.
+#[map(name = "VIPS")]
+pub static VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(4096, 0);
+
+/// The real backend IPVS chose for each live connection, written by `ip_vs_conn_new`
+/// and read by every later event of that connection; deleted when the client socket
+/// closes. LRU-bounded, so connections whose close was never seen cannot fill it.
+#[map(name = "CONNS")]
+pub static CONNS: LruHashMap<FlowKey, Backend> = LruHashMap::with_max_entries(65536, 0);

@@ -10,6 +10,7 @@ use std::{
 };
 
 use vipd::watcher::{Event, Hooks, Probes, TcpState};
+use vipd_common::IPPROTO_TCP;
 use vipd_vmtests::{
     lab::{Family, Lab},
     require_vm, sh,
@@ -68,22 +69,25 @@ fn ipvs_forwards_local_tcp_to_netns_backend_v6() {
     ipvs_forwards(Family::V6);
 }
 
-/// Both hooks attached; one connection through the VIP. The kprobe reports exactly this
-/// client, this VIP and the backend's real address; the tracepoint reports the client
-/// socket's SYN_SENT -> ESTABLISHED toward the VIP.
+/// Every hook attached; one connection through the VIP. The kprobe on ip_vs_conn_new
+/// reports exactly this client, this VIP and the backend's real address; tcp_connect
+/// reports the client's bound source port; the tracepoint's SYN_SENT -> ESTABLISHED
+/// toward the VIP already names the real backend (joined in the kernel); after the close
+/// the join entry is gone.
 fn probes_attribute(family: Family) {
     let (_lab, vip, backend) = lab_with_service(family);
-    let mut probes = Probes::load(Hooks {
-        state_changes: true,
-        ipvs_conn: true,
-    })
-    .expect("loading probes");
+    let mut probes = Probes::load(Hooks::ALL).expect("loading probes");
+    probes.watch(vip, IPPROTO_TCP as u8, 1).unwrap();
     let (_, client) = greeting_through(vip);
 
     let mut ipvs = None;
-    let mut established = false;
+    let mut connect = None;
+    let mut established = None;
+    let mut closed = false;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !(ipvs.is_some() && established) {
+    while Instant::now() < deadline
+        && !(ipvs.is_some() && connect.is_some() && established.is_some() && closed)
+    {
         match probes.next_event() {
             Some(Ok(Event::IpvsConn {
                 client: c,
@@ -91,17 +95,29 @@ fn probes_attribute(family: Family) {
                 backend: b,
                 protocol,
                 ..
-            })) if c == client => {
-                assert_eq!(protocol, 6, "IPPROTO_TCP");
+            })) => {
+                assert_eq!(
+                    (c, protocol),
+                    (client, 6),
+                    "IPVS connection of another client"
+                );
                 ipvs = Some((v, b));
             }
+            Some(Ok(Event::Connect { src, dst, .. })) => connect = Some((src, dst)),
             Some(Ok(Event::StateChange {
-                src, dst, old, new, ..
-            })) if src == client => {
+                src,
+                dst,
+                old,
+                new,
+                backend: b,
+                ..
+            })) => {
                 assert_eq!(dst, vip, "the client socket is connected to the VIP");
                 if (old, new) == (TcpState::SynSent, TcpState::Established) {
-                    established = true;
+                    assert_eq!(src, client);
+                    established = Some(b);
                 }
+                closed |= new == TcpState::Close && src == client;
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => panic!("undecodable event: {e}"),
@@ -113,11 +129,21 @@ fn probes_attribute(family: Family) {
         Some((vip, backend)),
         "ip_vs_conn_new event for client {client}"
     );
-    assert!(
+    assert_eq!(connect, Some((client, vip)), "tcp_connect event");
+    assert_eq!(
         established,
-        "no SYN_SENT -> ESTABLISHED for client {client}"
+        Some(Some(backend)),
+        "ESTABLISHED joined to the real backend"
     );
     assert_eq!(probes.lost_events().unwrap(), 0);
+    // The client socket's CLOSE (also on the way to TIME_WAIT: tcp_time_wait calls
+    // tcp_done) drops the connection's join entry.
+    assert!(closed, "no CLOSE for client {client}");
+    assert_eq!(
+        probes.tracked_connections(),
+        0,
+        "join entry left behind after CLOSE"
+    );
     remove_service(family, vip);
 }
 

@@ -76,10 +76,12 @@ impl TcpState {
     }
 }
 
-/// A decoded kernel event.
+/// A decoded kernel event. For socket events `src` is the client's end and `dst` the
+/// VIP; `backend` is the real server IPVS chose, when the kernel could join the event
+/// to it (not yet for the first SYN_SENT, whose source port is still 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A TCP socket changed state. `src` is the local end, `dst` the remote.
+    /// A TCP socket changed state.
     StateChange {
         ts_ns: u64,
         sock: u64,
@@ -87,6 +89,31 @@ pub enum Event {
         dst: SocketAddr,
         old: TcpState,
         new: TcpState,
+        backend: Option<SocketAddr>,
+    },
+    /// `tcp_connect`: the first SYN is about to leave, with its source port.
+    Connect {
+        ts_ns: u64,
+        sock: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+    },
+    /// A retransmission while the socket was in `state` (SYN_SENT: the SYN).
+    Retransmit {
+        ts_ns: u64,
+        sock: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        state: TcpState,
+        backend: Option<SocketAddr>,
+    },
+    /// The socket received an RST.
+    ReceiveReset {
+        ts_ns: u64,
+        sock: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        backend: Option<SocketAddr>,
     },
     /// IPVS created a connection from `client` to the virtual service `vip` and chose
     /// `backend`.
@@ -116,23 +143,52 @@ impl Event {
         }
         // SAFETY: the length is checked; ConnEvent is plain integers, valid for any bytes.
         let e: ConnEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let backend = match e.backend_family {
+            0 => None,
+            f => Some(addr(f, &e.backend_addr, e.backend_port)?),
+        };
+        let (ts_ns, sock) = (e.ts_ns, e.sock);
+        let src = || addr(e.family, &e.saddr, e.sport);
+        let dst = || addr(e.family, &e.daddr, e.dport);
         match EventKind::from_u8(e.kind) {
             Some(EventKind::StateChange) => Ok(Event::StateChange {
-                ts_ns: e.ts_ns,
-                sock: e.sock,
-                src: addr(e.family, &e.saddr, e.sport)?,
-                dst: addr(e.family, &e.daddr, e.dport)?,
+                ts_ns,
+                sock,
+                src: src()?,
+                dst: dst()?,
                 old: TcpState::from_u8(e.old_state)?,
                 new: TcpState::from_u8(e.new_state)?,
+                backend,
+            }),
+            Some(EventKind::Connect) => Ok(Event::Connect {
+                ts_ns,
+                sock,
+                src: src()?,
+                dst: dst()?,
+            }),
+            Some(EventKind::Retransmit) => Ok(Event::Retransmit {
+                ts_ns,
+                sock,
+                src: src()?,
+                dst: dst()?,
+                state: TcpState::from_u8(e.old_state)?,
+                backend,
+            }),
+            Some(EventKind::ReceiveReset) => Ok(Event::ReceiveReset {
+                ts_ns,
+                sock,
+                src: src()?,
+                dst: dst()?,
+                backend,
             }),
             Some(EventKind::IpvsConn) => Ok(Event::IpvsConn {
                 ts_ns: e.ts_ns,
                 protocol: e.protocol,
                 client: addr(e.family, &e.saddr, e.sport)?,
                 vip: addr(e.family, &e.daddr, e.dport)?,
-                backend: addr(e.backend_family, &e.backend_addr, e.backend_port)?,
+                backend: backend.ok_or(DecodeError::Family(0))?,
             }),
-            _ => Err(DecodeError::Kind(e.kind)),
+            None => Err(DecodeError::Kind(e.kind)),
         }
     }
 }

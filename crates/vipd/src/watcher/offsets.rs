@@ -1,53 +1,134 @@
 //! Discovers, on the running kernel, the offsets each kernel program needs.
 
-use vipd_common::{InetSockSetStateOffsets, IpvsConnParamOffsets};
+use vipd_common::{IpvsConnParamOffsets, SockCommonOffsets, SockTracepointOffsets, NO_FIELD};
 
 use super::{
     btf::{Btf, BtfError},
     tracefs::{Format, TracefsError},
 };
 
-/// Offsets of the `sock/inet_sock_set_state` record fields.
-pub fn inet_sock_set_state(f: &Format) -> Result<InetSockSetStateOffsets, TracefsError> {
-    Ok(InetSockSetStateOffsets {
+/// The socket tracepoints vipd reads, which differ in the state fields they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockTracepoint {
+    /// `sock/inet_sock_set_state`: oldstate, newstate, protocol.
+    SetState,
+    /// `tcp/tcp_retransmit_skb`: state.
+    Retransmit,
+    /// `tcp/tcp_receive_reset`: no state.
+    ReceiveReset,
+}
+
+impl SockTracepoint {
+    pub fn category_and_name(self) -> (&'static str, &'static str) {
+        match self {
+            Self::SetState => ("sock", "inet_sock_set_state"),
+            Self::Retransmit => ("tcp", "tcp_retransmit_skb"),
+            Self::ReceiveReset => ("tcp", "tcp_receive_reset"),
+        }
+    }
+}
+
+/// Offsets of a socket tracepoint's record fields, each checked for its size.
+pub fn sock_tracepoint(
+    f: &Format,
+    which: SockTracepoint,
+) -> Result<SockTracepointOffsets, TracefsError> {
+    let mut off = SockTracepointOffsets {
         valid: 1,
         skaddr: f.offset("skaddr", 8)?,
-        oldstate: f.offset("oldstate", 4)?,
-        newstate: f.offset("newstate", 4)?,
+        oldstate: NO_FIELD,
+        newstate: NO_FIELD,
         sport: f.offset("sport", 2)?,
         dport: f.offset("dport", 2)?,
         family: f.offset("family", 2)?,
-        protocol: f.offset("protocol", 2)?,
+        protocol: NO_FIELD,
         saddr: f.offset("saddr", 4)?,
         daddr: f.offset("daddr", 4)?,
         saddr_v6: f.offset("saddr_v6", 16)?,
         daddr_v6: f.offset("daddr_v6", 16)?,
+    };
+    match which {
+        SockTracepoint::SetState => {
+            off.oldstate = f.offset("oldstate", 4)?;
+            off.newstate = f.offset("newstate", 4)?;
+            off.protocol = f.offset("protocol", 2)?;
+        }
+        SockTracepoint::Retransmit => off.oldstate = f.offset("state", 4)?,
+        SockTracepoint::ReceiveReset => {}
+    }
+    Ok(off)
+}
+
+/// A checked member offset: the member exists with the expected size.
+fn member(btf: &Btf, strukt: &str, member: &str, size: u32) -> Result<u16, BtfError> {
+    let m = btf.member(strukt, member)?;
+    if m.size != size {
+        return Err(BtfError::Malformed {
+            what: format!("struct {strukt}"),
+            problem: format!("member {member} is {} bytes, expected {size}", m.size),
+        });
+    }
+    u16::try_from(m.offset).map_err(|_| BtfError::Malformed {
+        what: format!("struct {strukt}"),
+        problem: format!("member {member} offset {} too large", m.offset),
     })
 }
 
-/// Offsets of the `struct ip_vs_conn_param` members, checking each member's size.
+/// Offsets of the `struct ip_vs_conn_param` members.
 pub fn ip_vs_conn_param(btf: &Btf) -> Result<IpvsConnParamOffsets, BtfError> {
     const S: &str = "ip_vs_conn_param";
-    let at = |member: &str, size: u32| -> Result<u16, BtfError> {
-        let m = btf.member(S, member)?;
-        if m.size != size {
-            return Err(BtfError::Malformed {
-                what: format!("struct {S}"),
-                problem: format!("member {member} is {} bytes, expected {size}", m.size),
-            });
-        }
-        u16::try_from(m.offset).map_err(|_| BtfError::Malformed {
-            what: format!("struct {S}"),
-            problem: format!("member {member} offset {} too large", m.offset),
-        })
-    };
     Ok(IpvsConnParamOffsets {
         valid: 1,
-        caddr: at("caddr", 8)?,
-        vaddr: at("vaddr", 8)?,
-        cport: at("cport", 2)?,
-        vport: at("vport", 2)?,
-        protocol: at("protocol", 2)?,
-        af: at("af", 2)?,
+        caddr: member(btf, S, "caddr", 8)?,
+        vaddr: member(btf, S, "vaddr", 8)?,
+        cport: member(btf, S, "cport", 2)?,
+        vport: member(btf, S, "vport", 2)?,
+        protocol: member(btf, S, "protocol", 2)?,
+        af: member(btf, S, "af", 2)?,
     })
+}
+
+/// Offsets of the `struct sock_common` members the `tcp_connect` hook reads.
+pub fn sock_common(btf: &Btf) -> Result<SockCommonOffsets, BtfError> {
+    const S: &str = "sock_common";
+    Ok(SockCommonOffsets {
+        valid: 1,
+        daddr: member(btf, S, "skc_daddr", 4)?,
+        rcv_saddr: member(btf, S, "skc_rcv_saddr", 4)?,
+        dport: member(btf, S, "skc_dport", 2)?,
+        num: member(btf, S, "skc_num", 2)?,
+        family: member(btf, S, "skc_family", 2)?,
+        v6_daddr: member(btf, S, "skc_v6_daddr", 16)?,
+        v6_rcv_saddr: member(btf, S, "skc_v6_rcv_saddr", 16)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_kernel_offsets_for_every_socket_tracepoint() {
+        for which in [
+            SockTracepoint::SetState,
+            SockTracepoint::Retransmit,
+            SockTracepoint::ReceiveReset,
+        ] {
+            let (cat, name) = which.category_and_name();
+            let f = Format::read(cat, name).unwrap();
+            let off = sock_tracepoint(&f, which).unwrap_or_else(|e| panic!("{cat}/{name}: {e}"));
+            assert_eq!(off.valid, 1);
+            assert_eq!(
+                off.oldstate == NO_FIELD,
+                which == SockTracepoint::ReceiveReset
+            );
+        }
+    }
+
+    #[test]
+    fn host_kernel_sock_common_offsets() {
+        let off = sock_common(&Btf::from_sys_fs(None).unwrap()).unwrap();
+        // The address pair leads struct sock_common on every kernel vipd supports.
+        assert_eq!((off.daddr, off.rcv_saddr, off.dport), (0, 4, 12));
+    }
 }

@@ -1,0 +1,46 @@
+//! Keys and values of the maps shared between the kernel programs and userspace.
+//! Addresses are 16 bytes; IPv4 uses the first four and the rest must be zero, so
+//! that equal connections give equal keys.
+
+/// A virtual service vipd manages: connections to it produce events. The `VIPS` map
+/// holds these, with a service id (chosen by userspace) as the value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct VipKey {
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub family: u8,
+    pub protocol: u8,
+}
+
+/// One connection, as the client sees it: the `CONNS` map's key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct FlowKey {
+    pub client: [u8; 16],
+    pub vip: [u8; 16],
+    /// Host byte order.
+    pub cport: u16,
+    pub vport: u16,
+    pub family: u8,
+    pub protocol: u8,
+    pub _pad: [u8; 2],
+}
+
+/// The real server IPVS chose for a connection: the `CONNS` map's value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Backend {
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub family: u8,
+    pub _pad: [u8; 5],
+    /// When IPVS chose it (`bpf_ktime_get_ns`).
+    pub ts_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<Backend>() == 32);

@@ -1,0 +1,72 @@
+//! What every hook does with a connection: normalise its addresses, check that it goes
+//! to a managed VIP, and join it to the real backend IPVS chose.
+
+use vipd_common::{ConnEvent, FlowKey, VipKey, AF_INET, AF_INET6};
+
+use crate::maps::{CONNS, VIPS};
+
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) becomes plain IPv4, and the unused
+/// twelve bytes of an IPv4 address are zeroed, so IPv4 connections from dual-stack
+/// sockets match the IPv4 addresses IPVS sees.
+#[inline(always)]
+pub fn normalise(family: &mut u8, saddr: &mut [u8; 16], daddr: &mut [u8; 16]) {
+    let mapped = |a: &[u8; 16]| a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff;
+    if u16::from(*family) == AF_INET6 && mapped(saddr) && mapped(daddr) {
+        *family = AF_INET as u8;
+        for a in [saddr, daddr] {
+            a.copy_within(12..16, 0);
+            a[4..].fill(0);
+        }
+    } else if u16::from(*family) == AF_INET {
+        saddr[4..].fill(0);
+        daddr[4..].fill(0);
+    }
+}
+
+/// Whether the event's destination is a VIP that vipd manages.
+#[inline(always)]
+pub fn watched(ev: &ConnEvent) -> bool {
+    let key = VipKey {
+        addr: ev.daddr,
+        port: ev.dport,
+        family: ev.family,
+        protocol: ev.protocol,
+    };
+    VIPS.get_ptr(&key).is_some()
+}
+
+#[inline(always)]
+pub fn flow_key(ev: &ConnEvent) -> FlowKey {
+    FlowKey {
+        client: ev.saddr,
+        vip: ev.daddr,
+        cport: ev.sport,
+        vport: ev.dport,
+        family: ev.family,
+        protocol: ev.protocol,
+        _pad: [0; 2],
+    }
+}
+
+/// Fills in the real backend if IPVS has chosen one for this connection.
+#[inline(always)]
+pub fn attribute(ev: &mut ConnEvent) {
+    if let Some(b) = CONNS.get_ptr(&flow_key(ev)) {
+        // SAFETY: a value pointer the map lookup just returned.
+        let b = unsafe { &*b };
+        ev.backend_addr = b.addr;
+        ev.backend_port = b.port;
+        ev.backend_family = b.family;
+    }
+}
+
+/// Forgets the connection once its client socket has closed.
+#[inline(always)]
+pub fn forget(ev: &ConnEvent) {
+    let _ = CONNS.remove(&flow_key(ev));
+}
+
+#[inline(always)]
+pub fn is_ipv6(family: u8) -> bool {
+    u16::from(family) == AF_INET6
+}
