@@ -2,10 +2,12 @@
 //! discovered on the running kernel, and decodes the events they send.
 
 pub mod btf;
+pub mod correlator;
 pub mod event;
 pub mod loader;
 pub mod offsets;
 pub mod tracefs;
 
+pub use correlator::{Correlator, Counters, Outcome, Report};
 pub use event::{DecodeError, Event, TcpState};
 pub use loader::{Hooks, Probes, WatcherError};

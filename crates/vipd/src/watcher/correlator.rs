@@ -1,0 +1,425 @@
+//! Turns raw kernel events into connection outcomes attributed to (VIP, real backend).
+//!
+//! Events of one client socket are tied together by the kernel socket address; the real
+//! backend comes with the events (joined in the kernel on the connection's addresses) or,
+//! failing that, from the `ip_vs_conn_new` event for the same client and VIP. The table
+//! of open connections is bounded: past `capacity` the oldest entry is dropped and
+//! counted, never silently.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use super::event::{Event, TcpState};
+
+/// What happened to a connection attempt or connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handshake completed after `latency` (first SYN to ESTABLISHED).
+    Established { latency: Duration },
+    /// The backend answered the SYN with an RST.
+    Refused,
+    /// The SYN was resent for the `n`th time while the client still waits.
+    SynRetransmit(u32),
+    /// The client gave up in SYN_SENT without an RST (timeout or close).
+    ClientAbort,
+    /// An established connection closed.
+    Closed { by_peer: bool, reset: bool },
+}
+
+/// An outcome with the connection it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub ts_ns: u64,
+    pub client: Option<SocketAddr>,
+    pub vip: SocketAddr,
+    /// `None`: the outcome could not be attributed to a backend (counted separately).
+    pub backend: Option<SocketAddr>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub reports: u64,
+    pub unattributed: u64,
+    /// Open connections dropped from the table because it was full.
+    pub evicted: u64,
+}
+
+#[derive(Debug)]
+struct Conn {
+    vip: SocketAddr,
+    client: Option<SocketAddr>,
+    backend: Option<SocketAddr>,
+    syn_ns: u64,
+    state: TcpState,
+    retransmits: u32,
+    reset: bool,
+    by_peer: bool,
+}
+
+pub struct Correlator {
+    conns: HashMap<u64, Conn>,
+    order: VecDeque<u64>,
+    /// Backends named by `ip_vs_conn_new`, by (client, VIP), until a socket claims them.
+    ipvs: HashMap<(SocketAddr, SocketAddr), SocketAddr>,
+    capacity: usize,
+    counters: Counters,
+}
+
+impl Correlator {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            conns: HashMap::new(),
+            order: VecDeque::new(),
+            ipvs: HashMap::new(),
+            capacity: capacity.max(1),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Connections in the table now.
+    pub fn open(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn insert(&mut self, sock: u64, conn: Conn) {
+        if self.conns.insert(sock, conn).is_none() {
+            self.order.push_back(sock);
+        }
+        while self.conns.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(old) if self.conns.remove(&old).is_some() => self.counters.evicted += 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if self.order.len() > 2 * self.capacity {
+            let conns = &self.conns;
+            self.order.retain(|s| conns.contains_key(s));
+        }
+        if self.ipvs.len() > self.capacity {
+            self.ipvs.clear();
+            self.counters.evicted += 1;
+        }
+    }
+
+    fn report(&mut self, ts_ns: u64, sock: u64, outcome: Outcome) -> Report {
+        let c = &self.conns[&sock];
+        let r = Report {
+            ts_ns,
+            client: c.client,
+            vip: c.vip,
+            backend: c.backend,
+            outcome,
+        };
+        self.counters.reports += 1;
+        if r.backend.is_none() {
+            self.counters.unattributed += 1;
+        }
+        r
+    }
+
+    /// Learns the backend for `sock` from the event or the IPVS side table.
+    fn learn(&mut self, sock: u64, src: SocketAddr, backend: Option<SocketAddr>) {
+        let Some(c) = self.conns.get_mut(&sock) else {
+            return;
+        };
+        if src.port() != 0 {
+            c.client = Some(src);
+        }
+        if c.backend.is_none() {
+            c.backend = backend.or_else(|| c.client.and_then(|cl| self.ipvs.remove(&(cl, c.vip))));
+        }
+    }
+
+    /// Feeds one event; returns the outcome it completes, if any.
+    pub fn feed(&mut self, event: &Event) -> Option<Report> {
+        use TcpState::*;
+        match *event {
+            Event::IpvsConn {
+                client,
+                vip,
+                backend,
+                ..
+            } => {
+                self.ipvs.insert((client, vip), backend);
+                None
+            }
+            Event::StateChange {
+                ts_ns,
+                sock,
+                src,
+                dst,
+                old,
+                new,
+                backend,
+            } => {
+                if new == SynSent {
+                    let conn = Conn {
+                        vip: dst,
+                        client: None,
+                        backend: None,
+                        syn_ns: ts_ns,
+                        state: SynSent,
+                        retransmits: 0,
+                        reset: false,
+                        by_peer: false,
+                    };
+                    self.insert(sock, conn);
+                }
+                self.learn(sock, src, backend);
+                let c = self.conns.get_mut(&sock)?;
+                c.state = new;
+                if new == CloseWait {
+                    c.by_peer = true;
+                }
+                match (old, new) {
+                    (SynSent, Established) => {
+                        let latency = Duration::from_nanos(ts_ns.saturating_sub(c.syn_ns));
+                        Some(self.report(ts_ns, sock, Outcome::Established { latency }))
+                    }
+                    (_, Close) => {
+                        let (reset, by_peer) = (c.reset, c.by_peer);
+                        let outcome = match old {
+                            // A refusal was reported when the RST arrived.
+                            SynSent if reset => None,
+                            SynSent => Some(Outcome::ClientAbort),
+                            _ => Some(Outcome::Closed {
+                                by_peer: by_peer || reset,
+                                reset,
+                            }),
+                        };
+                        let r = outcome.map(|o| self.report(ts_ns, sock, o));
+                        self.conns.remove(&sock);
+                        r
+                    }
+                    _ => None,
+                }
+            }
+            Event::Connect { sock, src, .. } => {
+                self.learn(sock, src, None);
+                None
+            }
+            Event::Retransmit {
+                ts_ns,
+                sock,
+                src,
+                state,
+                backend,
+                ..
+            } => {
+                self.learn(sock, src, backend);
+                let c = self.conns.get_mut(&sock)?;
+                if state != SynSent {
+                    return None;
+                }
+                c.retransmits += 1;
+                let n = c.retransmits;
+                Some(self.report(ts_ns, sock, Outcome::SynRetransmit(n)))
+            }
+            Event::ReceiveReset {
+                ts_ns,
+                sock,
+                src,
+                backend,
+                ..
+            } => {
+                self.learn(sock, src, backend);
+                let c = self.conns.get_mut(&sock)?;
+                c.reset = true;
+                (c.state == SynSent).then(|| self.report(ts_ns, sock, Outcome::Refused))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOCK: u64 = 0xffff_8880_0000_1000;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn state(ts: u64, src: &str, old: TcpState, new: TcpState, backend: Option<&str>) -> Event {
+        Event::StateChange {
+            ts_ns: ts,
+            sock: SOCK,
+            src: a(src),
+            dst: a("198.18.0.10:80"),
+            old,
+            new,
+            backend: backend.map(a),
+        }
+    }
+
+    const CLIENT: &str = "198.18.0.1:40000";
+    const UNBOUND: &str = "198.18.0.1:0";
+    const BACKEND: &str = "198.18.1.2:8080";
+
+    fn outcomes(c: &mut Correlator, events: &[Event]) -> Vec<Outcome> {
+        events
+            .iter()
+            .filter_map(|e| c.feed(e))
+            .map(|r| {
+                assert_eq!(r.backend, Some(a(BACKEND)), "{r:?}");
+                assert_eq!(r.client, Some(a(CLIENT)));
+                r.outcome
+            })
+            .collect()
+    }
+
+    #[test]
+    fn accepted_connection_is_established_then_closed_by_peer() {
+        use TcpState::*;
+        let mut c = Correlator::new(16);
+        let got = outcomes(
+            &mut c,
+            &[
+                state(1_000, UNBOUND, Close, SynSent, None),
+                Event::Connect {
+                    ts_ns: 1_100,
+                    sock: SOCK,
+                    src: a(CLIENT),
+                    dst: a("198.18.0.10:80"),
+                },
+                state(1_500_000, CLIENT, SynSent, Established, Some(BACKEND)),
+                state(9_000_000, CLIENT, Established, CloseWait, Some(BACKEND)),
+                state(9_100_000, CLIENT, CloseWait, LastAck, Some(BACKEND)),
+                state(9_200_000, CLIENT, LastAck, Close, Some(BACKEND)),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                Outcome::Established {
+                    latency: Duration::from_nanos(1_499_000)
+                },
+                Outcome::Closed {
+                    by_peer: true,
+                    reset: false
+                },
+            ]
+        );
+        assert_eq!(c.open(), 0);
+    }
+
+    #[test]
+    fn refused_is_reported_once_at_the_rst() {
+        use TcpState::*;
+        let mut c = Correlator::new(16);
+        let got = outcomes(
+            &mut c,
+            &[
+                state(1_000, UNBOUND, Close, SynSent, None),
+                Event::ReceiveReset {
+                    ts_ns: 2_000,
+                    sock: SOCK,
+                    src: a(CLIENT),
+                    dst: a("198.18.0.10:80"),
+                    backend: Some(a(BACKEND)),
+                },
+                state(2_100, CLIENT, SynSent, Close, Some(BACKEND)),
+            ],
+        );
+        assert_eq!(got, [Outcome::Refused]);
+        assert_eq!(c.open(), 0);
+    }
+
+    #[test]
+    fn blackholed_counts_syn_retransmits_then_client_aborts() {
+        use TcpState::*;
+        let mut c = Correlator::new(16);
+        let rtx = |ts| Event::Retransmit {
+            ts_ns: ts,
+            sock: SOCK,
+            src: a(CLIENT),
+            dst: a("198.18.0.10:80"),
+            state: SynSent,
+            backend: Some(a(BACKEND)),
+        };
+        let got = outcomes(
+            &mut c,
+            &[
+                state(0, UNBOUND, Close, SynSent, None),
+                rtx(1_000_000_000),
+                rtx(3_000_000_000),
+                state(4_000_000_000, CLIENT, SynSent, Close, Some(BACKEND)),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                Outcome::SynRetransmit(1),
+                Outcome::SynRetransmit(2),
+                Outcome::ClientAbort
+            ]
+        );
+    }
+
+    #[test]
+    fn backend_from_ipvs_event_when_the_kernel_join_missed() {
+        use TcpState::*;
+        let mut c = Correlator::new(16);
+        let got = outcomes(
+            &mut c,
+            &[
+                Event::IpvsConn {
+                    ts_ns: 1,
+                    protocol: 6,
+                    client: a(CLIENT),
+                    vip: a("198.18.0.10:80"),
+                    backend: a(BACKEND),
+                },
+                state(1_000, UNBOUND, Close, SynSent, None),
+                state(2_000, CLIENT, SynSent, Established, None),
+            ],
+        );
+        assert_eq!(
+            got,
+            [Outcome::Established {
+                latency: Duration::from_nanos(1_000)
+            }]
+        );
+    }
+
+    #[test]
+    fn unattributed_outcomes_are_counted() {
+        use TcpState::*;
+        let mut c = Correlator::new(16);
+        c.feed(&state(1_000, UNBOUND, Close, SynSent, None));
+        let r = c
+            .feed(&state(2_000, CLIENT, SynSent, Established, None))
+            .unwrap();
+        assert_eq!(r.backend, None);
+        assert_eq!(c.counters().unattributed, 1);
+    }
+
+    #[test]
+    fn table_is_bounded_and_evictions_counted() {
+        use TcpState::*;
+        let mut c = Correlator::new(100);
+        for i in 0..1_000u64 {
+            c.feed(&Event::StateChange {
+                ts_ns: i,
+                sock: i,
+                src: a(UNBOUND),
+                dst: a("198.18.0.10:80"),
+                old: Close,
+                new: SynSent,
+                backend: None,
+            });
+        }
+        assert_eq!(c.open(), 100);
+        assert_eq!(c.counters().evicted, 900);
+    }
+}
