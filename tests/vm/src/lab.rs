@@ -56,6 +56,26 @@ impl Family {
     }
 }
 
+/// Waits until both ends of a backend's link are operationally up with no tentative
+/// IPv6 address, so that the first packet a test sends is not dropped.
+fn wait_until_ready(ns: &str, host_veth: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let ready = sh(&format!(
+            "cat /sys/class/net/{host_veth}/operstate; ip netns exec {ns} cat /sys/class/net/eth0/operstate; \
+             ip -6 addr show dev {host_veth} tentative; ip -n {ns} -6 addr show dev eth0 tentative"
+        ));
+        if ready.trim() == "up\nup" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backend link {ns} not ready: {ready}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 impl Lab {
     /// Creates `n` backends (namespaces `vb1`..) and puts the VIP on the dummy device.
     pub fn new(family: Family, n: u8) -> Self {
@@ -72,12 +92,18 @@ impl Lab {
             let ns = format!("vb{i}");
             let (host, backend, len) = family.link(i);
             let _ = sh(&format!("ip netns del {ns} 2>/dev/null; true"));
+            // No duplicate address detection anywhere in the lab: a tentative address
+            // drops the first packets, which would show up as a 1 s SYN retransmit.
             sh(&format!(
-                "ip netns add {ns} && ip link add vh{i} type veth peer name eth0 netns {ns} && \
+                "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 && \
+                 ip netns add {ns} && \
+                 ip netns exec {ns} sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 && \
+                 ip link add vh{i} type veth peer name eth0 netns {ns} && \
                  ip addr add {host}/{len} dev vh{i}{nodad} && ip link set vh{i} up && \
                  ip -n {ns} link set lo up && ip -n {ns} addr add {backend}/{len} dev eth0{nodad} && \
                  ip -n {ns} link set eth0 up && ip -n {ns} route add default via {host}"
             ));
+            wait_until_ready(&ns, &format!("vh{i}"));
             backends.push(Backend {
                 ns,
                 addr: backend.parse().unwrap(),
@@ -105,6 +131,32 @@ impl Lab {
             }
         });
         addr
+    }
+}
+
+impl Lab {
+    /// Makes backend `i` a black hole for the client: it receives SYNs but its answers
+    /// to the VIP address (the source of local connections to a VIP on the dummy device)
+    /// are routed into a blackhole inside its namespace.
+    pub fn blackhole(&self, i: usize) {
+        let b = &self.backends[i];
+        let plen = if self.family == Family::V6 { 128 } else { 32 };
+        sh(&format!(
+            "ip -n {} route add blackhole {}/{plen}",
+            b.ns, self.vip
+        ));
+    }
+
+    /// Creates an ipvsadm service `vip:vport` (rr, masquerade) with backend `i` at `rport`.
+    pub fn ipvsadm_service(&self, vport: u16, i: usize, rport: u16) -> std::net::SocketAddr {
+        let svc = self.family.ipvs(self.vip, vport);
+        let _ = sh(&format!("ipvsadm -D -t {svc} 2>/dev/null; true"));
+        sh(&format!("ipvsadm -A -t {svc} -s rr"));
+        sh(&format!(
+            "ipvsadm -a -t {svc} -r {} -m",
+            self.family.ipvs(self.backends[i].addr, rport)
+        ));
+        std::net::SocketAddr::new(self.vip, vport)
     }
 }
 

@@ -1,0 +1,205 @@
+//! The connection watcher against real IPVS: for each scenario, every outcome names the
+//! exact real backend. IPv4 and IPv6, on every kernel of the matrix.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use vipd::watcher::{Correlator, Hooks, Outcome, Probes, Report};
+use vipd_common::IPPROTO_TCP;
+use vipd_vmtests::{
+    lab::{Family, Lab},
+    require_vm,
+};
+
+const RPORT: u16 = 8080;
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+struct Watch {
+    probes: Probes,
+    correlator: Correlator,
+    reports: Vec<Report>,
+}
+
+impl Watch {
+    fn new(vips: &[SocketAddr]) -> Self {
+        let mut probes = Probes::load(Hooks::ALL).expect("loading probes");
+        for (i, vip) in vips.iter().enumerate() {
+            probes.watch(*vip, IPPROTO_TCP as u8, i as u32).unwrap();
+        }
+        Self {
+            probes,
+            correlator: Correlator::new(4096),
+            reports: Vec::new(),
+        }
+    }
+
+    /// Drains events into reports until `done` or `timeout`.
+    fn until(&mut self, timeout: Duration, done: impl Fn(&[Report]) -> bool) -> &[Report] {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && !done(&self.reports) {
+            match self.probes.next_event() {
+                Some(Ok(e)) => self.reports.extend(self.correlator.feed(&e)),
+                Some(Err(e)) => panic!("undecodable event: {e}"),
+                None => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+        &self.reports
+    }
+}
+
+fn direct_connection_produces_nothing(family: Family) {
+    require_vm();
+    let lab = Lab::new(family, 1);
+    let backend = lab.serve_greeting(0, RPORT);
+    let vip = lab.ipvsadm_service(80, 0, RPORT);
+    let mut w = Watch::new(&[vip]);
+    drop(TcpStream::connect_timeout(&backend, Duration::from_secs(5)).expect("direct connect"));
+    // Then one through the VIP, so the absence above is not just a dead watcher.
+    drop(TcpStream::connect_timeout(&vip, Duration::from_secs(5)).expect("connect via VIP"));
+    let reports = w.until(Duration::from_secs(5), |r| !r.is_empty()).to_vec();
+    assert!(!reports.is_empty(), "no report for the VIP connection");
+    assert!(
+        reports.iter().all(|r| r.vip == vip),
+        "a report for the direct connection: {reports:?}"
+    );
+    assert_eq!(w.correlator.counters().unattributed, 0);
+}
+
+fn accepted(family: Family) {
+    require_vm();
+    let lab = Lab::new(family, 1);
+    let backend = lab.serve_greeting(0, RPORT);
+    let vip = lab.ipvsadm_service(80, 0, RPORT);
+    let mut w = Watch::new(&[vip]);
+    let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).unwrap();
+    let client = s.local_addr().unwrap();
+    std::io::Read::read_to_string(&mut s, &mut String::new()).unwrap();
+    drop(s);
+    let closed = |r: &[Report]| {
+        r.iter()
+            .any(|r| matches!(r.outcome, Outcome::Closed { .. }))
+    };
+    let reports = w.until(Duration::from_secs(5), closed).to_vec();
+    let outcomes: Vec<_> = reports.iter().map(|r| r.outcome).collect();
+    assert!(
+        matches!(
+            outcomes[..],
+            [
+                Outcome::Established { .. },
+                Outcome::Closed {
+                    by_peer: true,
+                    reset: false
+                }
+            ]
+        ),
+        "{reports:?}"
+    );
+    for r in &reports {
+        assert_eq!(
+            (r.client, r.vip, r.backend),
+            (Some(client), vip, Some(backend)),
+            "{r:?}"
+        );
+    }
+}
+
+fn refused(family: Family) {
+    require_vm();
+    let lab = Lab::new(family, 1); // nothing listens on the backend: it answers with RST
+    let vip = lab.ipvsadm_service(80, 0, RPORT);
+    let backend = SocketAddr::new(lab.backends[0].addr, RPORT);
+    let mut w = Watch::new(&[vip]);
+    let t0 = monotonic_ns();
+    let err = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let reports = w.until(Duration::from_secs(5), |r| !r.is_empty()).to_vec();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let r = &reports[0];
+    assert_eq!(
+        (r.outcome, r.vip, r.backend),
+        (Outcome::Refused, vip, Some(backend))
+    );
+    let after = Duration::from_nanos(r.ts_ns - t0);
+    assert!(
+        after < Duration::from_millis(100),
+        "Refused {after:?} after connect"
+    );
+    // The refused socket's CLOSE comes right after; it must not add a ClientAbort.
+    assert_eq!(w.until(Duration::from_millis(300), |_| false).len(), 1);
+}
+
+fn blackholed(family: Family) {
+    require_vm();
+    let lab = Lab::new(family, 1);
+    let backend = lab.serve_greeting(0, RPORT);
+    lab.blackhole(0);
+    let vip = lab.ipvsadm_service(80, 0, RPORT);
+    let mut w = Watch::new(&[vip]);
+    let client_timeout = Duration::from_secs(4);
+    let client = std::thread::spawn(move || TcpStream::connect_timeout(&vip, client_timeout));
+    let started = Instant::now();
+    let retransmit = |r: &[Report]| {
+        r.iter()
+            .any(|r| matches!(r.outcome, Outcome::SynRetransmit(_)))
+    };
+    let reports = w.until(client_timeout, retransmit).to_vec();
+    let seen_after = started.elapsed();
+    let first = reports
+        .iter()
+        .find(|r| matches!(r.outcome, Outcome::SynRetransmit(1)))
+        .unwrap_or_else(|| panic!("{reports:?}"));
+    assert_eq!((first.vip, first.backend), (vip, Some(backend)));
+    assert!(
+        seen_after < client_timeout,
+        "SYN retransmit seen only after {seen_after:?}"
+    );
+    let err = client
+        .join()
+        .unwrap()
+        .expect_err("the blackholed connect must fail");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+}
+
+#[test]
+fn direct_connection_produces_no_events_v4() {
+    direct_connection_produces_nothing(Family::V4);
+}
+#[test]
+fn direct_connection_produces_no_events_v6() {
+    direct_connection_produces_nothing(Family::V6);
+}
+#[test]
+fn accepted_is_established_then_closed_v4() {
+    accepted(Family::V4);
+}
+#[test]
+fn accepted_is_established_then_closed_v6() {
+    accepted(Family::V6);
+}
+#[test]
+fn refused_within_100ms_names_backend_v4() {
+    refused(Family::V4);
+}
+#[test]
+fn refused_within_100ms_names_backend_v6() {
+    refused(Family::V6);
+}
+#[test]
+fn blackholed_syn_retransmit_before_client_timeout_v4() {
+    blackholed(Family::V4);
+}
+#[test]
+fn blackholed_syn_retransmit_before_client_timeout_v6() {
+    blackholed(Family::V6);
+}
