@@ -45,8 +45,12 @@ pub fn vipd_binary() -> Result<PathBuf> {
     if !status.success() {
         bail!("building vipd failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    Ok(target_dir().join("debug/vipd"))
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR` or the workspace's `target/`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    Ok(target.join("debug/vipd"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask vm-test`: one boot per kernel; fails if any test fails, a kernel does
 //! not boot, the init script does not report, or a boot exceeds the timeout.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 
@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let tests = build::test_binaries()?;
     let vipd = build::vipd_binary()?;
-    let work_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/vm");
+    let work_root = build::target_dir().join("vm");
 
     let mut summary = Vec::new();
     let (mut passed, mut failed) = (0, 0);

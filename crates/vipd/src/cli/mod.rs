@@ -1,13 +1,18 @@
 //! Command-line interface: one file per subcommand.
 
 mod check;
+mod trace;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vipd", version, about = "Client-side L4 load balancer: IPVS control plane with eBPF outlier detection")]
+#[command(
+    name = "vipd",
+    version,
+    about = "Client-side L4 load balancer: IPVS control plane with eBPF outlier detection"
+)]
 pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `vipd=debug`.
     #[arg(long, global = true, default_value = "info", env = "VIPD_LOG")]
@@ -20,6 +25,8 @@ pub struct Cli {
 enum Command {
     /// Validate a config file and report every error at once, with file:line:col.
     Check(check::Args),
+    /// Live log of connections through the configured VIPs, naming each one's real backend.
+    Trace(trace::Args),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -29,6 +36,7 @@ pub fn main(cli: Cli) -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Trace(args) => trace::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,1 +1,55 @@
 //! The TOML config: parsed and validated into a desired state.
+//!
+//! [`load`] and [`parse`] check the whole file and either return a [`Config`] in which every
+//! value is valid and typed, or [`Diagnostics`] listing every problem found, each with
+//! `file:line:col`. Nothing is returned half-checked, so nothing is half-applied.
+//!
+//! Layers, one file each: `raw` reads the TOML tree with the location of every key and
+//! value; `validate` (top level, `[daemon]`, services), `policy` (tunnel, persistence,
+//! flags, health) and `backend` turn it into the `model` types (re-exported here); `addr` and `duration`
+//! parse the string forms; `error` holds the diagnostics.
+
+mod addr;
+mod backend;
+mod duration;
+mod error;
+mod model;
+mod policy;
+mod raw;
+mod suggest;
+mod validate;
+
+use std::path::Path;
+
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use error::{Diagnostic, Diagnostics, Location};
+pub use model::*;
+
+/// Reads and checks a config file. Messages name the file as `path` is written.
+pub fn load(path: impl AsRef<Path>) -> Result<Config, Diagnostics> {
+    let path = path.as_ref();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(path, &text),
+        Err(e) => Err(vec![Diagnostic {
+            file: path.display().to_string(),
+            location: None,
+            message: format!("cannot read the config: {e}"),
+        }]
+        .into()),
+    }
+}
+
+/// Checks config text; `path` is only used in messages.
+pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Config, Diagnostics> {
+    let mut r = error::Reporter::new(path.as_ref().display().to_string(), text);
+    let config = raw::parse_document(text, &mut r)
+        .map(|doc| validate::config(raw::Table::root(&doc), &mut r));
+    match (r.finish(), config) {
+        (None, Some(config)) => Ok(config),
+        (Some(diagnostics), _) => Err(diagnostics),
+        (None, None) => unreachable!("a TOML syntax error is always reported"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

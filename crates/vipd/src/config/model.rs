@@ -1,0 +1,366 @@
+//! The desired state: fully validated, typed, independent of the IPVS library.
+
+use std::{collections::BTreeSet, fmt, net::IpAddr, net::SocketAddr, time::Duration};
+
+/// An enum whose values are spelled as fixed words in the config file.
+macro_rules! keywords {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+ }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $( $(#[$vmeta])* $variant, )+ }
+
+        impl $name {
+            /// Every spelling accepted in the config file, in documentation order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// The spelling used in the config file.
+            pub const fn as_str(self) -> &'static str {
+                match self { $( $name::$variant => $text, )+ }
+            }
+
+            /// The value spelled `name` in the config file.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $( $text => Some($name::$variant), )+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+keywords! {
+    /// Transport protocol of an address service.
+    pub enum Protocol {
+        Tcp = "tcp",
+        Udp = "udp",
+    }
+}
+
+keywords! {
+    /// Address family (of a fwmark service; address services take their VIP's).
+    pub enum Family {
+        Ipv4 = "ipv4",
+        Ipv6 = "ipv6",
+    }
+}
+
+impl Family {
+    /// The family of an address.
+    pub fn of(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+
+    /// The longest prefix length: 32 or 128.
+    pub const fn max_prefix(self) -> u8 {
+        match self {
+            Family::Ipv4 => 32,
+            Family::Ipv6 => 128,
+        }
+    }
+
+    /// "IPv4" or "IPv6", for messages.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        }
+    }
+}
+
+keywords! {
+    /// IPVS scheduler (the kernel module `ip_vs_<name>`).
+    pub enum Scheduler {
+        RoundRobin = "rr",
+        WeightedRoundRobin = "wrr",
+        LeastConnection = "lc",
+        WeightedLeastConnection = "wlc",
+        LocalityBasedLeastConnection = "lblc",
+        LocalityBasedLeastConnectionReplication = "lblcr",
+        DestinationHashing = "dh",
+        SourceHashing = "sh",
+        ShortestExpectedDelay = "sed",
+        NeverQueue = "nq",
+        WeightedFailover = "fo",
+        WeightedOverflow = "ovf",
+        MaglevHashing = "mh",
+        TwoRandomChoices = "twos",
+    }
+}
+
+impl Scheduler {
+    /// `ipvsadm`'s default.
+    pub const DEFAULT: Scheduler = Scheduler::WeightedLeastConnection;
+}
+
+keywords! {
+    /// Service flags a user may set. `persistent` is implied by [`ServiceSpec::persistence`].
+    pub enum ServiceFlag {
+        /// One-packet scheduling: every UDP datagram is scheduled on its own.
+        OnePacket = "one-packet",
+        /// `sh`: pick another destination when the hashed one is unavailable.
+        ShFallback = "sh-fallback",
+        /// `sh`: hash the source port too.
+        ShPort = "sh-port",
+        /// `mh`: pick another destination when the hashed one is unavailable.
+        MhFallback = "mh-fallback",
+        /// `mh`: hash the source port too.
+        MhPort = "mh-port",
+    }
+}
+
+impl ServiceFlag {
+    /// The scheduler this flag belongs to, if it is scheduler-specific.
+    pub const fn scheduler(self) -> Option<Scheduler> {
+        match self {
+            ServiceFlag::ShFallback | ServiceFlag::ShPort => Some(Scheduler::SourceHashing),
+            ServiceFlag::MhFallback | ServiceFlag::MhPort => Some(Scheduler::MaglevHashing),
+            ServiceFlag::OnePacket => None,
+        }
+    }
+}
+
+keywords! {
+    /// Checksum of a tunnel encapsulation (GUE, GRE).
+    pub enum TunnelChecksum {
+        None = "none",
+        Csum = "csum",
+        RemCsum = "remcsum",
+    }
+}
+
+keywords! {
+    /// What happens to the existing UDP flows of a backend that is removed or quarantined.
+    pub enum UdpStaleFlows {
+        /// Expire them, so the next datagrams are scheduled to a live backend.
+        Expire = "expire",
+        /// Keep them until they time out.
+        Keep = "keep",
+    }
+}
+
+/// Tunnel encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TunnelEncap {
+    /// IP-in-IP (the default).
+    Ipip,
+    /// Generic UDP Encapsulation to `port` (1..=65535).
+    Gue { port: u16 },
+    /// GRE.
+    Gre,
+}
+
+/// Tunnel settings of a `forwarding = "tunnel"` service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tunnel {
+    pub encap: TunnelEncap,
+    /// Always [`TunnelChecksum::None`] for IPIP; never `RemCsum` for GRE.
+    pub checksum: TunnelChecksum,
+}
+
+/// How packets reach the backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Forwarding {
+    /// NAT (`ipvsadm -m`), the default. The only method that can change the port.
+    Masq,
+    /// Encapsulation (`ipvsadm -i`). Backends may be of the other address family.
+    Tunnel(Tunnel),
+    /// Direct routing (`ipvsadm -g`).
+    Route,
+}
+
+impl Forwarding {
+    /// The spelling used in the config file: `masq`, `tunnel` or `route`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Forwarding::Masq => "masq",
+            Forwarding::Tunnel(_) => "tunnel",
+            Forwarding::Route => "route",
+        }
+    }
+}
+
+impl fmt::Display for Forwarding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What identifies a virtual service; unique within a config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceKey {
+    /// A VIP: protocol, address and port (1..=65535).
+    Addr {
+        protocol: Protocol,
+        addr: SocketAddr,
+    },
+    /// A firewall mark (1..=u32::MAX) of a family; matches every protocol.
+    Fwmark { family: Family, mark: u32 },
+}
+
+impl ServiceKey {
+    pub fn family(&self) -> Family {
+        match self {
+            ServiceKey::Addr { addr, .. } => Family::of(addr.ip()),
+            ServiceKey::Fwmark { family, .. } => *family,
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    /// `198.18.0.10:80/tcp`, `[fd00:18::10]:53/udp`, `fwmark 5/ipv4`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceKey::Addr { protocol, addr } => write!(f, "{addr}/{protocol}"),
+            ServiceKey::Fwmark { family, mark } => write!(f, "fwmark {mark}/{family}"),
+        }
+    }
+}
+
+/// Persistence (`ipvsadm -p`): clients stick to one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Persistence {
+    /// Whole seconds, 1s..=31 days.
+    pub timeout: Duration,
+    /// Client netmask as a prefix length: 0..=32 for IPv4, 1..=128 for IPv6 (what the
+    /// kernel accepts). Defaults to the full length.
+    pub netmask: u8,
+}
+
+/// A real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendSpec {
+    /// Address and port. The port is 1..=65535, except on fwmark services where 0 means
+    /// "keep the packet's destination port" (written without a port in the config). With
+    /// `route` or `tunnel` forwarding it always equals the VIP's port (0 for fwmark).
+    pub addr: SocketAddr,
+    /// 0..=65535; 0 means administratively drained.
+    pub weight: u16,
+    /// Connection upper threshold; 0 means none.
+    pub upper_threshold: u32,
+    /// Connection lower threshold; never above `upper_threshold`.
+    pub lower_threshold: u32,
+}
+
+/// The per-service health policy. Its semantics come with the daemon; `None` fields take
+/// the daemon's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct HealthPolicy {
+    /// >= 1.
+    pub refuse_threshold: Option<u32>,
+    /// >= 1.
+    pub retransmit_threshold: Option<u32>,
+    /// > 0, and <= `max_ejection` when both are set.
+    pub base_ejection: Option<Duration>,
+    /// > 0.
+    pub max_ejection: Option<Duration>,
+    /// 0..=100.
+    pub max_ejection_percent: Option<u8>,
+    /// 0..=100.
+    pub panic_threshold: Option<u8>,
+    pub slow_start: Option<Duration>,
+}
+
+/// One virtual service and its backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Unique, `[A-Za-z0-9_.-]{1,64}`.
+    pub name: String,
+    pub key: ServiceKey,
+    pub scheduler: Scheduler,
+    pub forwarding: Forwarding,
+    pub persistence: Option<Persistence>,
+    /// Each valid for the scheduler; `one-packet` only on UDP and fwmark services.
+    pub flags: BTreeSet<ServiceFlag>,
+    /// How long a removed backend drains at weight 0 before deletion (the service's
+    /// `drain_timeout`, else `[daemon]`'s).
+    pub drain_timeout: Duration,
+    /// `Some` for UDP and fwmark services (default [`UdpStaleFlows::Expire`]), `None` for
+    /// TCP services.
+    pub udp_stale_flows: Option<UdpStaleFlows>,
+    /// Unique addresses, in file order; may be empty.
+    pub backends: Vec<BackendSpec>,
+    pub health: Option<HealthPolicy>,
+}
+
+/// Daemon-wide settings (`[daemon]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// The dummy interface that holds the VIPs; a valid Linux interface name.
+    pub vip_interface: String,
+    /// Default [`ServiceSpec::drain_timeout`].
+    pub drain_timeout: Duration,
+}
+
+impl DaemonSettings {
+    pub const DEFAULT_VIP_INTERFACE: &'static str = "vipd0";
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            vip_interface: Self::DEFAULT_VIP_INTERFACE.to_owned(),
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// A validated config: the desired state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub daemon: DaemonSettings,
+    /// In file order; names and keys are unique.
+    pub services: Vec<ServiceSpec>,
+}
+
+impl Config {
+    /// Backends over all services.
+    pub fn backend_count(&self) -> usize {
+        self.services.iter().map(|s| s.backends.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_round_trip() {
+        for name in Scheduler::NAMES {
+            assert_eq!(Scheduler::from_name(name).unwrap().as_str(), *name);
+        }
+        assert_eq!(Scheduler::NAMES.len(), 14);
+        assert_eq!(Scheduler::from_name("WRR"), None);
+        assert_eq!(ServiceFlag::from_name("sh-port"), Some(ServiceFlag::ShPort));
+    }
+
+    #[test]
+    fn service_keys_display_like_ipvsadm() {
+        let tcp = ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr: "198.18.0.10:80".parse().unwrap(),
+        };
+        let udp6 = ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            addr: "[fd00:18::10]:53".parse().unwrap(),
+        };
+        let mark = ServiceKey::Fwmark {
+            family: Family::Ipv6,
+            mark: 5,
+        };
+        assert_eq!(tcp.to_string(), "198.18.0.10:80/tcp");
+        assert_eq!(udp6.to_string(), "[fd00:18::10]:53/udp");
+        assert_eq!(mark.to_string(), "fwmark 5/ipv6");
+        assert_eq!(udp6.family(), Family::Ipv6);
+    }
+}

@@ -1,0 +1,436 @@
+//! From the TOML tree to a [`Config`]: the top level, `[daemon]`, each `[[service]]`, and
+//! the checks across services (duplicate names and VIPs). Every check runs; a value that
+//! is wrong is reported and left out, and checks that depend on it are skipped so one
+//! mistake gives one message.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use super::{
+    addr::{not_unicast, parse_endpoint},
+    backend::{backends, Backends},
+    error::Reporter,
+    model::{
+        Config, DaemonSettings, Family, Forwarding, Protocol, Scheduler, ServiceKey, ServiceSpec,
+        Tunnel, TunnelChecksum, TunnelEncap, UdpStaleFlows,
+    },
+    policy::{flags, health, persistence, tunnel},
+    raw::{Field, Sp, Table},
+    suggest,
+};
+
+const TOP_KEYS: &[&str] = &["daemon", "service"];
+const DAEMON_KEYS: &[&str] = &["vip_interface", "drain_timeout"];
+const SERVICE_KEYS: &[&str] = &[
+    "name",
+    "vip",
+    "fwmark",
+    "family",
+    "protocol",
+    "scheduler",
+    "forwarding",
+    "tunnel",
+    "persistence",
+    "flags",
+    "drain_timeout",
+    "udp_stale_flows",
+    "backend",
+    "health",
+];
+const FORWARDING_NAMES: &[&str] = &["masq", "tunnel", "route"];
+
+/// Builds the config; problems go to `r` (the result is only meaningful if there are none).
+pub(crate) fn config(root: Table<'_>, r: &mut Reporter<'_>) -> Config {
+    root.deny_unknown(TOP_KEYS, r);
+    let daemon = root
+        .get("daemon")
+        .and_then(|f| f.table("in [daemon]", r))
+        .map(|t| daemon(t, r))
+        .unwrap_or_default();
+    let mut seen = Seen::default();
+    let services = root
+        .get("service")
+        .and_then(|f| f.tables("[[service]]", "in [[service]]", r))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| service(t, &daemon, &mut seen, r))
+        .collect();
+    Config { daemon, services }
+}
+
+fn daemon(t: Table<'_>, r: &mut Reporter<'_>) -> DaemonSettings {
+    t.deny_unknown(DAEMON_KEYS, r);
+    let defaults = DaemonSettings::default();
+    let vip_interface = t
+        .get("vip_interface")
+        .and_then(|f| f.str(r))
+        .and_then(|s| match interface_name_problem(s.value) {
+            None => Some(s.value.to_owned()),
+            Some(why) => {
+                r.error(s.at, format!("invalid vip_interface {:?}: {why}", s.value));
+                None
+            }
+        })
+        .unwrap_or(defaults.vip_interface);
+    let drain_timeout = t
+        .get("drain_timeout")
+        .and_then(|f| f.duration(r))
+        .map_or(defaults.drain_timeout, |d| d.value);
+    DaemonSettings {
+        vip_interface,
+        drain_timeout,
+    }
+}
+
+/// What Linux refuses in an interface name (`dev_valid_name`), if anything.
+fn interface_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty")
+    } else if name.len() > 15 {
+        Some("longer than 15 bytes")
+    } else if name == "." || name == ".." {
+        Some("not a valid interface name")
+    } else if name.contains('/') {
+        Some("contains '/'")
+    } else if name.contains(':') {
+        Some("contains ':'")
+    } else if name.chars().any(char::is_whitespace) {
+        Some("contains whitespace")
+    } else {
+        None
+    }
+}
+
+/// What earlier services declared, for the duplicate checks.
+#[derive(Default)]
+struct Seen {
+    names: HashMap<String, Option<usize>>,
+    /// Key → (the declaring service's name if valid, where its key is).
+    keys: HashMap<ServiceKey, (Option<String>, Option<usize>)>,
+}
+
+impl Seen {
+    /// Reports a key declared before, else remembers it.
+    fn key(&mut self, key: Sp<ServiceKey>, name: Option<&str>, r: &mut Reporter<'_>) {
+        match self.keys.get(&key.value) {
+            Some((first_name, first_at)) => {
+                let by = first_name
+                    .as_ref()
+                    .map(|n| format!("by service {n:?} "))
+                    .unwrap_or_default();
+                r.error(
+                    key.at,
+                    format!(
+                        "duplicate VIP {} (first declared {by}at {})",
+                        key.value,
+                        r.place(*first_at)
+                    ),
+                );
+            }
+            None => {
+                self.keys
+                    .insert(key.value, (name.map(str::to_owned), key.at));
+            }
+        }
+    }
+}
+
+/// Which traffic a service carries, for the UDP-only settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Traffic {
+    Tcp,
+    Udp,
+    /// A fwmark service: any protocol.
+    Any,
+    /// Not known because of another error; checks that need it are skipped.
+    Unknown,
+}
+
+/// The identity of a service: its key, and what is known of it when the key is invalid.
+struct Identity {
+    key: Option<Sp<ServiceKey>>,
+    family: Option<Family>,
+    traffic: Traffic,
+    fwmark: bool,
+}
+
+fn service(
+    t: Table<'_>,
+    daemon: &DaemonSettings,
+    seen: &mut Seen,
+    r: &mut Reporter<'_>,
+) -> Option<ServiceSpec> {
+    t.deny_unknown(SERVICE_KEYS, r);
+    let name = service_name(t, seen, r);
+    let id = identity(t, name.as_ref().map(|n| n.value.as_str()), r);
+    if let Some(key) = id.key {
+        seen.key(key, name.as_ref().map(|n| n.value.as_str()), r);
+    }
+
+    let scheduler = match t.get("scheduler") {
+        None => Some(Scheduler::DEFAULT),
+        Some(f) => f
+            .keyword("scheduler", Scheduler::NAMES, Scheduler::from_name, r)
+            .map(|s| s.value),
+    };
+    let method = match t.get("forwarding") {
+        None => Some("masq"),
+        Some(f) => forwarding_method(f, r),
+    };
+    // `None`: no `tunnel` table; `Some(None)`: an invalid one (reported).
+    let tunnel_settings = t.get("tunnel").map(|f| {
+        if let Some(m) = method.filter(|m| *m != "tunnel") {
+            r.error(
+                f.at,
+                format!(
+                    "`tunnel` is only allowed with forwarding = \"tunnel\" (this service uses {m:?})"
+                ),
+            );
+        }
+        tunnel(f, r)
+    });
+    let forwarding = match method {
+        Some("masq") => Some(Forwarding::Masq),
+        Some("route") => Some(Forwarding::Route),
+        Some(_) => match tunnel_settings {
+            None => Some(Forwarding::Tunnel(Tunnel {
+                encap: TunnelEncap::Ipip,
+                checksum: TunnelChecksum::None,
+            })),
+            Some(settings) => settings.map(Forwarding::Tunnel),
+        },
+        None => None,
+    };
+    let persistence = t.get("persistence").map(|f| persistence(f, id.family, r));
+    let flags = t.get("flags").map_or(Some(Default::default()), |f| {
+        flags(f, scheduler, id.traffic, r)
+    });
+    let drain_timeout = t
+        .get("drain_timeout")
+        .map_or(Some(daemon.drain_timeout), |f| {
+            f.duration(r).map(|d| d.value)
+        });
+    let udp_stale_flows = udp_stale_flows(t, id.traffic, r);
+    let backends = t.get("backend").map_or(Some(Vec::new()), |f| {
+        backends(
+            f,
+            &Backends {
+                family: id.family,
+                vip_port: match id.key.map(|k| k.value) {
+                    Some(ServiceKey::Addr { addr, .. }) => Some(addr.port()),
+                    _ => None,
+                },
+                vip: id.key.map(|k| k.value.to_string()),
+                fwmark: id.fwmark,
+                method,
+            },
+            r,
+        )
+    });
+    let health = match t.get("health") {
+        None => Some(None),
+        Some(f) => health(f, r).map(Some),
+    };
+
+    Some(ServiceSpec {
+        name: name?.value,
+        key: id.key?.value,
+        scheduler: scheduler?,
+        forwarding: forwarding?,
+        persistence: persistence.map_or(Some(None), |p| p.map(Some))?,
+        flags: flags?,
+        drain_timeout: drain_timeout?,
+        udp_stale_flows: udp_stale_flows?,
+        backends: backends?,
+        health: health?,
+    })
+}
+
+fn service_name(t: Table<'_>, seen: &mut Seen, r: &mut Reporter<'_>) -> Option<Sp<String>> {
+    let Some(f) = t.get("name") else {
+        r.error(t.at, "service has no `name`");
+        return None;
+    };
+    let s = f.str(r)?;
+    let valid = (1..=64).contains(&s.value.len())
+        && s.value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !valid {
+        r.error(
+            s.at,
+            format!(
+                "invalid service name {:?}: use 1 to 64 characters from A-Z a-z 0-9 _ . -",
+                s.value
+            ),
+        );
+        return None;
+    }
+    if let Some(first) = seen.names.get(s.value) {
+        r.error(
+            s.at,
+            format!(
+                "duplicate service name {:?} (first declared at {})",
+                s.value,
+                r.place(*first)
+            ),
+        );
+        return None;
+    }
+    seen.names.insert(s.value.to_owned(), s.at);
+    Some(Sp {
+        value: s.value.to_owned(),
+        at: s.at,
+    })
+}
+
+/// `vip` (+ `protocol`) or `fwmark` + `family`.
+fn identity(t: Table<'_>, name: Option<&str>, r: &mut Reporter<'_>) -> Identity {
+    let who = name.map_or("service".to_owned(), |n| format!("service {n:?}"));
+    let (vip, fwmark) = (t.get("vip"), t.get("fwmark"));
+    if let (Some(_), Some(m)) = (vip, fwmark) {
+        r.error(
+            m.at,
+            format!("{who} has both `vip` and `fwmark`; a service has exactly one"),
+        );
+    }
+    if let Some(v) = vip {
+        if let Some(f) = t.get("family").filter(|_| fwmark.is_none()) {
+            r.error(
+                f.at,
+                "`family` is only used with `fwmark` (a VIP service has its address's family)",
+            );
+        }
+        let protocol = match t.get("protocol") {
+            None => Some(Protocol::Tcp),
+            Some(f) => f
+                .keyword("protocol", Protocol::NAMES, Protocol::from_name, r)
+                .map(|p| p.value),
+        };
+        let addr = v.str(r).and_then(|s| {
+            match parse_endpoint(s.value, "VIP", false) {
+                // The port is always there: it is required.
+                Ok((ip, port)) => match not_unicast(ip) {
+                    None => Some(Sp {
+                        value: SocketAddr::new(ip, port.unwrap_or_default()),
+                        at: s.at,
+                    }),
+                    Some(kind) => {
+                        r.error(s.at, format!("VIP {:?} is a {kind} address", s.value));
+                        None
+                    }
+                },
+                Err(message) => {
+                    r.error(s.at, message);
+                    None
+                }
+            }
+        });
+        return Identity {
+            key: addr.zip(protocol).map(|(a, protocol)| Sp {
+                value: ServiceKey::Addr {
+                    protocol,
+                    addr: a.value,
+                },
+                at: a.at,
+            }),
+            family: addr.map(|a| Family::of(a.value.ip())),
+            traffic: match protocol {
+                Some(Protocol::Tcp) => Traffic::Tcp,
+                Some(Protocol::Udp) => Traffic::Udp,
+                None => Traffic::Unknown,
+            },
+            fwmark: false,
+        };
+    }
+    let Some(m) = fwmark else {
+        r.error(t.at, format!("{who} has neither `vip` nor `fwmark`"));
+        return Identity {
+            key: None,
+            family: None,
+            traffic: Traffic::Unknown,
+            fwmark: false,
+        };
+    };
+    if let Some(p) = t.get("protocol") {
+        r.error(
+            p.at,
+            "`protocol` is not allowed with `fwmark` (a fwmark service matches every protocol)",
+        );
+    }
+    let mark = m.int_in("fwmark", 1, i64::from(u32::MAX), r);
+    let family = match t.get("family") {
+        Some(f) => f
+            .keyword("family", Family::NAMES, Family::from_name, r)
+            .map(|f| f.value),
+        None => {
+            r.error(
+                m.at,
+                "a fwmark service needs `family = \"ipv4\"` or `family = \"ipv6\"`",
+            );
+            None
+        }
+    };
+    Identity {
+        key: mark.zip(family).map(|(mark, family)| Sp {
+            value: ServiceKey::Fwmark {
+                family,
+                mark: u32::try_from(mark.value).unwrap_or(u32::MAX),
+            },
+            at: mark.at,
+        }),
+        family,
+        traffic: Traffic::Any,
+        fwmark: true,
+    }
+}
+
+/// `masq`, `tunnel` or `route`; other spellings (`nat`, `dr`, ...) get a suggestion.
+fn forwarding_method(f: Field<'_>, r: &mut Reporter<'_>) -> Option<&'static str> {
+    let s = f.str(r)?;
+    if let Some(m) = FORWARDING_NAMES.iter().find(|m| **m == s.value) {
+        return Some(m);
+    }
+    let alias = match s.value.to_ascii_lowercase().as_str() {
+        "nat" | "snat" | "masquerade" | "masquerading" | "m" => Some("masq"),
+        "dr" | "direct" | "direct-routing" | "droute" | "gatewaying" | "gate" | "g" | "routing" => {
+            Some("route")
+        }
+        "tun" | "tunnelling" | "tunneling" | "ipip" | "gue" | "gre" | "i" => Some("tunnel"),
+        _ => suggest::closest(s.value, FORWARDING_NAMES),
+    };
+    r.error(
+        s.at,
+        format!(
+            "unknown forwarding method {:?} {}",
+            s.value,
+            suggest::expected(FORWARDING_NAMES, alias.map(|a| format!("{a:?}")))
+        ),
+    );
+    None
+}
+
+/// `Some(setting)` when valid: `Some(None)` for TCP services.
+fn udp_stale_flows(
+    t: Table<'_>,
+    traffic: Traffic,
+    r: &mut Reporter<'_>,
+) -> Option<Option<UdpStaleFlows>> {
+    let default = (traffic != Traffic::Tcp).then_some(UdpStaleFlows::Expire);
+    let Some(f) = t.get("udp_stale_flows") else {
+        return Some(default);
+    };
+    let value = f.keyword(
+        "udp_stale_flows setting",
+        UdpStaleFlows::NAMES,
+        UdpStaleFlows::from_name,
+        r,
+    )?;
+    if traffic == Traffic::Tcp {
+        r.error(
+            f.at,
+            "`udp_stale_flows` only applies to UDP services (this service is tcp)",
+        );
+        return None;
+    }
+    Some(Some(value.value))
+}

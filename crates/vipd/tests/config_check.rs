@@ -1,0 +1,153 @@
+//! `vipd check --config FILE`, run as a binary: exit codes and output.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+/// A fresh directory holding `vipd.toml` with `text`.
+fn config_dir(case: &str, text: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("config_check")
+        .join(case);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("vipd.toml"), text).unwrap();
+    dir
+}
+
+/// Runs `vipd check --config <config>` in `dir`.
+fn check(dir: &Path, config: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .current_dir(dir)
+        .env_remove("VIPD_LOG")
+        .args(["check", "--config", config])
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[test]
+fn the_example_config_passes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = check(&root, "examples/vipd.toml");
+    assert_eq!(stderr(&out), "");
+    assert_eq!(
+        stdout(&out),
+        "examples/vipd.toml: ok: 6 services, 11 backends\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_valid_config_gets_a_one_line_summary() {
+    let dir = config_dir(
+        "valid",
+        r#"
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+backend = [{ address = "198.18.1.2:8080" }]
+"#,
+    );
+    let out = check(&dir, "vipd.toml");
+    assert_eq!(stdout(&out), "vipd.toml: ok: 1 service, 1 backend\n");
+    assert_eq!(stderr(&out), "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn an_empty_config_is_valid() {
+    let dir = config_dir("empty", "");
+    let out = check(&dir, "vipd.toml");
+    assert_eq!(stdout(&out), "vipd.toml: ok: 0 services, 0 backends\n");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn every_error_is_printed_with_its_location_then_a_count() {
+    let dir = config_dir(
+        "invalid",
+        r#"[daemon]
+drain_timeout = "5min"
+
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+scheduler = "wrrr"
+
+  [[service.backend]]
+  address = "[fd00:18:1::2]:8080"
+
+[[service]]
+name = "web2"
+vip = "198.18.0.10:80"
+  [[service.backend]]
+  address = "198.18.1.2:70000"
+  weight = 100
+"#,
+    );
+    let out = check(&dir, "vipd.toml");
+    assert_eq!(stdout(&out), "");
+    assert_eq!(
+        stderr(&out),
+        [
+            "vipd.toml:2:17: `drain_timeout`: invalid duration \"5min\": unknown unit \"min\" (expected ms, s, m or h)",
+            "vipd.toml:7:13: unknown scheduler \"wrrr\" (expected one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos; did you mean \"wrr\"?)",
+            "vipd.toml:10:13: address family mismatch: backend \"[fd00:18:1::2]:8080\" is IPv6 but VIP 198.18.0.10:80/tcp is IPv4 (only forwarding = \"tunnel\" can mix families)",
+            "vipd.toml:14:7: duplicate VIP 198.18.0.10:80/tcp (first declared by service \"web\" at vipd.toml:6:7)",
+            "vipd.toml:16:13: port 70000 out of range (1..=65535) in backend address \"198.18.1.2:70000\"",
+            "vipd.toml: 5 errors",
+            "",
+        ]
+        .join("\n")
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_syntax_error_is_located() {
+    let dir = config_dir("syntax", "[[service]\nname = \"web\"\n");
+    let out = check(&dir, "vipd.toml");
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert_eq!(
+        lines[0],
+        "vipd.toml:1:10: invalid TOML: invalid table header: expected `.`, `]]`"
+    );
+    assert_eq!(lines[1], "vipd.toml: 1 error");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let dir = config_dir("missing", "");
+    let out = check(&dir, "nope.toml");
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("nope.toml: cannot read the config: "),
+        "{err}"
+    );
+    assert_eq!(lines[1], "nope.toml: 1 error");
+    assert_eq!(stdout(&out), "");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn without_a_config_argument_it_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+}
