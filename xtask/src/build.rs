@@ -37,6 +37,24 @@ pub fn test_binaries() -> Result<Vec<PathBuf>> {
     Ok(bins)
 }
 
+/// Builds a release example of the VM test crate (a benchmark) and returns its path.
+pub fn bench_binary(name: &str) -> Result<PathBuf> {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "vipd-vmtests",
+            "--example",
+            name,
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("building the {name} benchmark failed");
+    }
+    Ok(target_dir().join("release/examples").join(name))
+}
+
 /// Builds the `vipd` binary, which end-to-end VM tests run as a daemon.
 pub fn vipd_binary() -> Result<PathBuf> {
     let status = Command::new(env!("CARGO"))

@@ -66,7 +66,10 @@ while read -r m; do
   insmod "$m" || { echo "VIPD_VM_ERROR insmod $m failed"; rc=1; }
 done < /vipd/modules
 echo "VIPD_VM_READY $(uname -r)"
-if [ $rc -eq 0 ]; then
+if [ $rc -eq 0 ] && [ -s /vipd/command ]; then
+  echo "VIPD_VM_COMMAND $(cat /vipd/command)"
+  sh -c "$(cat /vipd/command)" || rc=1
+elif [ $rc -eq 0 ]; then
   for t in /vipd/tests/*; do
     echo "VIPD_VM_BINARY $(basename "$t")"
     "$t" --test-threads=1 $(cat /vipd/args) || rc=1
@@ -82,6 +85,8 @@ pub struct Inputs<'a> {
     pub tests: &'a [PathBuf],
     pub extra_bins: &'a [PathBuf],
     pub test_args: &'a [String],
+    /// Run this command line instead of the tests (benchmarks).
+    pub command: Option<&'a str>,
 }
 
 fn copy_exec(src: &Path, dst: &Path) -> Result<()> {
@@ -247,6 +252,10 @@ pub fn build(inputs: &Inputs<'_>, work: &Path) -> Result<PathBuf> {
     }
     fs::write(stage.join("vipd/modules"), order)?;
     fs::write(stage.join("vipd/args"), inputs.test_args.join(" "))?;
+    fs::write(
+        stage.join("vipd/command"),
+        inputs.command.unwrap_or_default(),
+    )?;
     fs::write(stage.join("init"), INIT)?;
     fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
 

@@ -20,10 +20,13 @@ struct Cli {
 enum Command {
     /// Run the VM integration tests on each kernel of the matrix (one boot per kernel).
     VmTest(vm_test::Args),
+    /// Run a benchmark (an example of tests/vm) inside each VM kernel and print its figures.
+    VmBench(vm_test::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::VmTest(args) => vm_test::run(args),
+        Command::VmBench(args) => vm_test::bench(args),
     }
 }

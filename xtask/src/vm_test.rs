@@ -1,14 +1,15 @@
-//! `cargo xtask vm-test`: one boot per kernel; fails if any test fails, a kernel does
-//! not boot, the init script does not report, or a boot exceeds the timeout.
+//! `cargo xtask vm-test` and `vm-bench`: one boot per kernel. A test run fails if any
+//! test fails, no test ran, a kernel does not boot, the init script does not report, or
+//! a boot exceeds the timeout; a bench run fails if the benchmark exits non-zero.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Result};
 
 use crate::{build, initramfs, kernel, qemu};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct VmArgs {
     /// Kernels to run on (repeatable): 6.1, 6.12. Default: all of them.
     #[arg(long = "kernel")]
     kernels: Vec<String>,
@@ -22,24 +23,92 @@ pub struct Args {
     /// development host; see shared/ENV.md).
     #[arg(long)]
     kvm: bool,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    vm: VmArgs,
     /// Passed to every test binary: test name filters and libtest flags (e.g. --exact).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     test_args: Vec<String>,
 }
 
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    vm: VmArgs,
+    /// The benchmark: an example of tests/vm (e.g. watcher_bench).
+    name: String,
+    /// Arguments for the benchmark.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    bench_args: Vec<String>,
+}
+
+/// What to put into the VM and what to run there.
+struct Payload<'a> {
+    tests: &'a [PathBuf],
+    bins: &'a [PathBuf],
+    test_args: &'a [String],
+    command: Option<String>,
+}
+
 pub fn run(args: Args) -> Result<()> {
-    let names: Vec<String> = if args.kernels.is_empty() {
+    let tests = build::test_binaries()?;
+    let vipd = build::vipd_binary()?;
+    let payload = Payload {
+        tests: &tests,
+        bins: &[vipd],
+        test_args: &args.test_args,
+        command: None,
+    };
+    boot_each(&args.vm, &payload)
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let bin = build::bench_binary(&args.name)?;
+    let vipd = build::vipd_binary()?;
+    let command = std::iter::once(format!("/usr/bin/{}", args.name))
+        .chain(args.bench_args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let payload = Payload {
+        tests: &[],
+        bins: &[vipd, bin],
+        test_args: &[],
+        command: Some(command),
+    };
+    boot_each(&args.vm, &payload)
+}
+
+fn verdict(out: &qemu::Outcome, timeout: u64, bench: bool) -> String {
+    if out.timed_out {
+        return format!("HUNG (no result within {timeout} s)");
+    }
+    if !out.booted {
+        return "DID NOT BOOT".to_string();
+    }
+    match out.result {
+        None => "NO RESULT (the VM stopped before the init script reported)".to_string(),
+        Some(0) if bench => "ok".to_string(),
+        Some(0) if out.failed == 0 && out.passed > 0 => "ok".to_string(),
+        Some(0) if out.passed == 0 => "NO TESTS RAN (check the filter)".to_string(),
+        Some(rc) => format!("FAILED (init rc {rc}; failed: {})", out.failures.join(", ")),
+    }
+}
+
+fn boot_each(vm: &VmArgs, payload: &Payload<'_>) -> Result<()> {
+    let names: Vec<String> = if vm.kernels.is_empty() {
         kernel::MATRIX.iter().map(|(n, _)| n.to_string()).collect()
     } else {
-        args.kernels.clone()
+        vm.kernels.clone()
     };
     let kernels = names
         .iter()
         .map(|n| kernel::Kernel::find(n))
         .collect::<Result<Vec<_>>>()?;
-    let tests = build::test_binaries()?;
-    let vipd = build::vipd_binary()?;
     let work_root = build::target_dir().join("vm");
+    let bench = payload.command.is_some();
 
     let mut summary = Vec::new();
     let (mut passed, mut failed) = (0, 0);
@@ -49,63 +118,43 @@ pub fn run(args: Args) -> Result<()> {
         let initrd = initramfs::build(
             &initramfs::Inputs {
                 kernel: k,
-                tests: &tests,
-                extra_bins: std::slice::from_ref(&vipd),
-                test_args: &args.test_args,
+                tests: payload.tests,
+                extra_bins: payload.bins,
+                test_args: payload.test_args,
+                command: payload.command.as_deref(),
             },
             &work,
         )?;
-        println!(
-            "vm-test: booting {} ({}) under {}",
-            k.name,
-            k.release,
-            if args.kvm { "kvm" } else { "tcg" }
-        );
+        let accel = if vm.kvm { "kvm" } else { "tcg" };
+        println!("vm: booting {} ({}) under {accel}", k.name, k.release);
         let started = std::time::Instant::now();
         let out = qemu::run(&qemu::Boot {
             label: &k.name,
             kernel: &k.vmlinuz,
             initrd: &initrd,
-            memory_mb: args.memory,
-            timeout: Duration::from_secs(args.timeout),
-            kvm: args.kvm,
+            memory_mb: vm.memory,
+            timeout: Duration::from_secs(vm.timeout),
+            kvm: vm.kvm,
         })?;
-        let verdict = if out.timed_out {
-            format!("HUNG (no result within {} s)", args.timeout)
-        } else if !out.booted {
-            "DID NOT BOOT".to_string()
-        } else {
-            match out.result {
-                None => "NO RESULT (the VM stopped before the init script reported)".to_string(),
-                Some(0) if out.failed == 0 && out.passed > 0 => "ok".to_string(),
-                Some(0) if out.passed == 0 => "NO TESTS RAN (check the filter)".to_string(),
-                Some(rc) => format!("FAILED (init rc {rc}; failed: {})", out.failures.join(", ")),
-            }
-        };
+        let verdict = verdict(&out, vm.timeout, bench);
         passed += out.passed;
         failed += out.failed;
-        let ok = verdict == "ok";
-        summary.push((
-            k.name.clone(),
-            k.release.clone(),
-            out.passed,
-            out.failed,
-            verdict,
-            started.elapsed(),
-            ok,
-        ));
+        summary.push((k, out.passed, out.failed, verdict, started.elapsed()));
     }
 
-    println!("\nvm-test summary:");
-    for (name, release, p, f, verdict, took, _) in &summary {
+    println!("\nvm summary:");
+    for (k, p, f, verdict, took) in &summary {
+        let secs = took.as_secs_f64();
         println!(
-            "  {name:5} {release:24} {p:3} passed, {f:3} failed  {:6.1}s  {verdict}",
-            took.as_secs_f64()
+            "  {:5} {:24} {p:3} passed, {f:3} failed  {secs:6.1}s  {verdict}",
+            k.name, k.release
         );
     }
-    println!("vm-tests: {passed} passed, {failed} failed");
-    if summary.iter().any(|s| !s.6) {
-        bail!("VM tests failed");
+    if !bench {
+        println!("vm-tests: {passed} passed, {failed} failed");
+    }
+    if summary.iter().any(|s| s.3 != "ok") {
+        bail!("VM run failed");
     }
     Ok(())
 }

@@ -60,12 +60,6 @@ pub fn attribute(ev: &mut ConnEvent) {
     }
 }
 
-/// Forgets the connection once its client socket has closed.
-#[inline(always)]
-pub fn forget(ev: &ConnEvent) {
-    let _ = CONNS.remove(&flow_key(ev));
-}
-
 #[inline(always)]
 pub fn is_ipv6(family: u8) -> bool {
     u16::from(family) == AF_INET6

@@ -1,6 +1,6 @@
 //! `sock/inet_sock_set_state`: every TCP state change of a connection to a managed VIP.
 //! The first one (CLOSE -> SYN_SENT) comes before the source port is bound; the
-//! `tcp_connect` hook supplies it. On CLOSE the connection's join entry is dropped.
+//! `tcp_connect` hook supplies it.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use vipd_common::{EventKind, SockTracepointOffsets};
@@ -9,9 +9,6 @@ use crate::{
     emit::{emit, global},
     flow, sock_tracepoint,
 };
-
-/// `TCP_CLOSE` in include/net/tcp_states.h.
-const TCP_CLOSE: u8 = 7;
 
 #[unsafe(no_mangle)]
 static STATE_TP: SockTracepointOffsets = SockTracepointOffsets::UNSET;
@@ -24,9 +21,6 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
             if flow::watched(&ev) {
                 flow::attribute(&mut ev);
                 emit(&ev);
-                if ev.new_state == TCP_CLOSE {
-                    flow::forget(&ev);
-                }
             }
         }
     }

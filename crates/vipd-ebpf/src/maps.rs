@@ -19,8 +19,12 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(4096, 0);
 
-/// The real backend IPVS chose for each live connection, written by `ip_vs_conn_new`
-/// and read by every later event of that connection; deleted when the client socket
-/// closes. LRU-bounded, so connections whose close was never seen cannot fill it.
+/// The real backend IPVS chose for each connection, written by `ip_vs_conn_new` and read
+/// by every later event of that connection. An entry is NOT dropped when the client
+/// socket closes: IPVS's own connection entry outlives the socket, and a new connection
+/// from the same client address and port can ride that old entry to the same backend
+/// without another `ip_vs_conn_new` (seen on 6.12 under port reuse). So an entry lives
+/// until IPVS reschedules that tuple (`ip_vs_conn_new` overwrites it) or the LRU evicts
+/// it; the LRU bounds the map.
 #[map(name = "CONNS")]
 pub static CONNS: LruHashMap<FlowKey, Backend> = LruHashMap::with_max_entries(65536, 0);
