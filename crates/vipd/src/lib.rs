@@ -4,4 +4,6 @@
 //! [`watcher`] (events) → correlator → health state machine → reconciler.
 
 pub mod config;
+pub mod reach;
+pub mod reconcile;
 pub mod watcher;

@@ -3,6 +3,8 @@
 //! loudly anywhere else, never skip.
 
 pub mod lab;
+pub mod servers;
+pub mod vipd_cli;
 
 use std::{fs::File, os::fd::AsRawFd, process::Command};
 

@@ -1,6 +1,8 @@
 //! Command-line interface: one file per subcommand.
 
+mod apply;
 mod check;
+mod status;
 mod trace;
 
 use std::process::ExitCode;
@@ -25,6 +27,11 @@ pub struct Cli {
 enum Command {
     /// Validate a config file and report every error at once, with file:line:col.
     Check(check::Args),
+    /// Bring the kernel's IPVS table to a config, once: create, change, drain and delete
+    /// only what vipd owns.
+    Apply(apply::Args),
+    /// IPVS services and backends with weights, connections, rates and counters.
+    Status(status::Args),
     /// Live log of connections through the configured VIPs, naming each one's real backend.
     Trace(trace::Args),
 }
@@ -37,6 +44,8 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Apply(args) => apply::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(code) => code,

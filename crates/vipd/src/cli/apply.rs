@@ -1,0 +1,132 @@
+//! `vipd apply --config FILE`: one reconcile. The config is validated whole first (errors:
+//! exit 1, nothing touched); then the kernel is brought to it and a summary printed, with
+//! the number of netlink writes (`--json` for all of it as JSON). Exit 1 if the kernel
+//! refused any write.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use vipd::{
+    config,
+    reconcile::{self, ApplyOptions, ApplySummary, WeightOverrides, DEFAULT_STATE_FILE},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The config file to apply.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// vipd's ownership record (what it created and so may change or remove).
+    #[arg(long, default_value = DEFAULT_STATE_FILE)]
+    state_file: PathBuf,
+    /// Show what would be written; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// List every write, not only the counts.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let file = args.config.display();
+    let cfg = match config::load(&args.config) {
+        Ok(cfg) => cfg,
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            let n = diagnostics.len();
+            eprintln!(
+                "{file}: {n} error{}; nothing was applied",
+                if n == 1 { "" } else { "s" }
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let opts = ApplyOptions {
+        state_file: args.state_file,
+        dry_run: args.dry_run,
+        overrides: WeightOverrides::default(),
+    };
+    let summary = reconcile::apply(&cfg, &opts).with_context(|| format!("applying {file}"))?;
+    if args.json {
+        println!("{}", summary.to_json());
+    } else {
+        print!("{}", text(&summary, args.verbose || args.dry_run));
+    }
+    for f in &summary.failures {
+        eprintln!("vipd: kernel refused {}", f.error);
+    }
+    Ok(if summary.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn text(s: &ApplySummary, list: bool) -> String {
+    let mut out = String::new();
+    let shape = format!(
+        "{} service{}, {} backend{}",
+        s.services,
+        plural(s.services),
+        s.backends,
+        plural(s.backends)
+    );
+    if s.dry_run {
+        out.push_str(&format!(
+            "dry run ({shape}): would make {} IPVS write{} and {} rtnetlink write{}\n",
+            s.ops.len(),
+            plural(s.ops.len()),
+            s.reach.len(),
+            plural(s.reach.len())
+        ));
+    } else {
+        out.push_str(&format!(
+            "applied ({shape}): {} netlink writes ({} IPVS, {} rtnetlink), {} sysctl write{}, {:.3} s\n",
+            s.netlink_writes,
+            s.ipvs_writes,
+            s.rtnetlink_writes,
+            s.sysctl_writes,
+            plural(s.sysctl_writes),
+            s.elapsed_us as f64 / 1e6
+        ));
+    }
+    if list {
+        for line in s.ops.iter().chain(&s.reach) {
+            out.push_str(&format!("  {line}\n"));
+        }
+        for line in &s.sysctls {
+            out.push_str(&format!("  sysctl {line}\n"));
+        }
+    }
+    for d in &s.draining {
+        out.push_str(&format!(
+            "  draining backend {} of {}: {} active, {} inactive connection{}\n",
+            d.backend,
+            d.service,
+            d.active_conns,
+            d.inactive_conns,
+            plural(d.inactive_conns as usize)
+        ));
+    }
+    if s.foreign_services > 0 {
+        out.push_str(&format!(
+            "  {} service{} not created by vipd left untouched\n",
+            s.foreign_services,
+            plural(s.foreign_services)
+        ));
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

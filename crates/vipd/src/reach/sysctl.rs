@@ -1,0 +1,68 @@
+//! The IPVS sysctls vipd sets, each with the reason. vipd writes one only when its value
+//! differs, and never resets it: these are per network namespace and other IPVS users may
+//! rely on them too.
+
+use std::{fs, path::PathBuf};
+
+use super::ReachError;
+
+/// A sysctl and the value vipd needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sysctl {
+    pub name: &'static str,
+    pub value: &'static str,
+    pub reason: &'static str,
+}
+
+/// Needed by the UDP rule (`udp_stale_flows = "expire"`) and by drains that time out:
+/// without it, packets of a connection or flow whose destination was deleted are dropped
+/// until the entry times out (5 min for UDP, 15 min for established TCP), so a DNS client
+/// that keeps its source port never reaches a live backend (kubernetes#71514). With it,
+/// IPVS expires such an entry at its next packet and schedules that packet again.
+pub const EXPIRE_NODEST_CONN: Sysctl = Sysctl {
+    name: "net.ipv4.vs.expire_nodest_conn",
+    value: "1",
+    reason: "expire the flows of deleted backends at their next packet, so they are \
+             scheduled to a live backend (UDP rule, drain timeouts)",
+};
+
+/// Needed by persistent services: a persistence template keeps sending a client to its
+/// backend even at weight 0, so draining (and the health machine's quarantine) would not
+/// move persistent clients. With it, a template whose destination is quiescent (weight 0)
+/// expires at its next use.
+pub const EXPIRE_QUIESCENT_TEMPLATE: Sysctl = Sysctl {
+    name: "net.ipv4.vs.expire_quiescent_template",
+    value: "1",
+    reason: "expire persistence templates of weight-0 backends, so draining moves \
+             persistent clients",
+};
+
+impl Sysctl {
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/proc/sys").join(self.name.replace('.', "/"))
+    }
+
+    /// The current value, trimmed.
+    pub fn read(&self) -> Result<String, ReachError> {
+        fs::read_to_string(self.path())
+            .map(|s| s.trim().to_owned())
+            .map_err(|source| ReachError::Sysctl {
+                name: self.name,
+                source,
+            })
+    }
+
+    /// Writes the value if it differs; true when it wrote.
+    pub fn ensure(&self) -> Result<bool, ReachError> {
+        if self.read()? == self.value {
+            return Ok(false);
+        }
+        fs::write(self.path(), format!("{}\n", self.value)).map_err(|source| {
+            ReachError::Sysctl {
+                name: self.name,
+                source,
+            }
+        })?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,109 @@
+//! One IPVS write of a plan, how it is shown, and how it goes into a netlink batch.
+
+use std::{fmt, net::IpAddr};
+
+use vipd_ipvs::{Batch, Destination, ForwardMethod, Service, ServiceKey, TunnelKind};
+
+use super::desired::DestId;
+
+/// One netlink write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    NewService(Service),
+    SetService(Service),
+    DelService(ServiceKey),
+    NewDest(ServiceKey, Destination),
+    SetDest(ServiceKey, Destination),
+    DelDest(ServiceKey, DestId),
+}
+
+impl Op {
+    /// The service the write is about.
+    pub fn service(&self) -> &ServiceKey {
+        match self {
+            Op::NewService(s) | Op::SetService(s) => &s.key,
+            Op::DelService(k) | Op::NewDest(k, _) | Op::SetDest(k, _) | Op::DelDest(k, _) => k,
+        }
+    }
+
+    /// Appends the request to `batch`; fails (before anything is sent) when the kernel's
+    /// ABI cannot carry a value.
+    pub fn encode(&self, batch: &mut Batch) -> Result<usize, vipd_ipvs::Error> {
+        match self {
+            Op::NewService(s) => batch.new_service(s),
+            Op::SetService(s) => batch.set_service(s),
+            Op::DelService(k) => batch.del_service(k),
+            Op::NewDest(k, d) => batch.new_destination(k, d),
+            Op::SetDest(k, d) => batch.set_destination(k, d),
+            Op::DelDest(k, (addr, port)) => batch.del_destination(k, *addr, *port),
+        }
+    }
+}
+
+/// `198.18.1.2:80`, `[fd00:18::2]:80`.
+pub fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// `masq`, `route`, `tunnel gue:6080 csum`.
+pub fn forward_text(f: &ForwardMethod) -> String {
+    match f {
+        ForwardMethod::Masquerade => "masq".into(),
+        ForwardMethod::DirectRoute => "route".into(),
+        ForwardMethod::Local => "local".into(),
+        ForwardMethod::Bypass => "bypass".into(),
+        ForwardMethod::Tunnel { kind, port, flags } => {
+            let kind = match kind {
+                TunnelKind::Ipip => "ipip".to_owned(),
+                TunnelKind::Gue => format!("gue:{port}"),
+                TunnelKind::Gre => "gre".to_owned(),
+            };
+            let csum = match flags.bits() {
+                0 => "",
+                1 => " csum",
+                2 => " remcsum",
+                _ => " csum-flags",
+            };
+            format!("tunnel {kind}{csum}")
+        }
+    }
+}
+
+fn service_text(s: &Service) -> String {
+    let mut text = format!("{} scheduler {}", s.key, s.scheduler);
+    let flags = s.flags.bits() & !vipd_ipvs::ServiceFlags::HASHED.bits();
+    if flags != 0 {
+        text.push_str(&format!(" flags {flags:#x}"));
+    }
+    if s.flags.contains(vipd_ipvs::ServiceFlags::PERSISTENT) {
+        text.push_str(&format!(" persistent {}s mask {:?}", s.timeout, s.netmask));
+    }
+    text
+}
+
+fn dest_text(d: &Destination) -> String {
+    format!(
+        "{} {} weight {} thresholds {}/{}",
+        endpoint(d.addr, d.port),
+        forward_text(&d.forward),
+        d.weight,
+        d.upper_threshold,
+        d.lower_threshold
+    )
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::NewService(s) => write!(f, "new service {}", service_text(s)),
+            Op::SetService(s) => write!(f, "set service {}", service_text(s)),
+            Op::DelService(k) => write!(f, "delete service {k}"),
+            Op::NewDest(k, d) => write!(f, "new backend {} of {k}", dest_text(d)),
+            Op::SetDest(k, d) => write!(f, "set backend {} of {k}", dest_text(d)),
+            Op::DelDest(k, (a, p)) => write!(f, "delete backend {} of {k}", endpoint(*a, *p)),
+        }
+    }
+}

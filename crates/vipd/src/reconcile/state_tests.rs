@@ -1,0 +1,107 @@
+use super::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn sample() -> Ownership {
+    let tcp = ServiceKey::tcp(ip("198.18.0.10"), 80);
+    let mark = ServiceKey::fwmark(AddressFamily::Inet6, 9);
+    let mut o = Ownership::default();
+    o.services.insert(
+        tcp,
+        OwnedService {
+            name: "web".into(),
+            removal: RemovalPolicy {
+                rule: RemovalRule::DrainTcp,
+                drain_timeout: Duration::from_millis(30_500),
+            },
+        },
+    );
+    o.services.insert(
+        mark,
+        OwnedService {
+            name: "mark".into(),
+            removal: RemovalPolicy {
+                rule: RemovalRule::Expire,
+                drain_timeout: Duration::from_secs(1),
+            },
+        },
+    );
+    o.drains.insert(
+        (tcp, (ip("198.18.1.2"), 8080)),
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+    );
+    o.reach.created_interfaces.insert("vipd0".into());
+    o.reach
+        .addresses
+        .insert(("vipd0".into(), ip("198.18.0.10")));
+    o.reach
+        .addresses
+        .insert(("vipd0".into(), ip("fd00:18::10")));
+    o
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vipd-state-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn json_round_trip_is_exact() {
+    let o = sample();
+    let text = to_json(&o);
+    assert!(text.contains(r#""tcp": "198.18.0.10:80""#), "{text}");
+    assert!(text.contains(r#""since_unix_ms": 1700000000123"#), "{text}");
+    assert_eq!(from_json(Path::new("x"), &text).unwrap(), o);
+}
+
+#[test]
+fn bad_records_name_the_file_and_the_problem() {
+    let p = Path::new("/var/lib/vipd/state.json");
+    let e = from_json(p, "{ not json").unwrap_err().to_string();
+    assert!(
+        e.starts_with("state file /var/lib/vipd/state.json is not"),
+        "{e}"
+    );
+    let e = from_json(p, r#"{"version": 2}"#).unwrap_err().to_string();
+    assert!(e.contains("has version 2"), "{e}");
+    let twice = r#"{"version": 1, "services": [
+        {"key": {"udp": "198.18.0.1:53"}, "name": "a", "removal": "expire", "drain_timeout_ms": 1},
+        {"key": {"udp": "198.18.0.1:53"}, "name": "b", "removal": "expire", "drain_timeout_ms": 1}]}"#;
+    let e = from_json(p, twice).unwrap_err().to_string();
+    assert!(e.contains("udp 198.18.0.1:53 is listed twice"), "{e}");
+    let unknown_rule = r#"{"version": 1, "services": [
+        {"key": {"udp": "198.18.0.1:53"}, "name": "a", "removal": "forget", "drain_timeout_ms": 1}]}"#;
+    assert!(from_json(p, unknown_rule).is_err());
+}
+
+#[test]
+fn store_then_load_with_lock() {
+    let dir = temp_dir("store");
+    let path = dir.join("sub/state.json");
+    let f = StateFile::lock(&path).unwrap();
+    assert_eq!(
+        f.load().unwrap(),
+        Ownership::default(),
+        "missing file = empty"
+    );
+    f.store(&sample()).unwrap();
+    assert_eq!(f.load().unwrap(), sample());
+    assert_eq!(read(&path).unwrap(), sample());
+    let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // A second holder is refused while the first lives, accepted after.
+    match StateFile::lock(&path) {
+        Err(StateError::Locked { .. }) => {}
+        other => panic!("second lock: {other:?}"),
+    }
+    drop(f);
+    StateFile::lock(&path).unwrap();
+    let _ = fs::remove_dir_all(&dir);
+}
