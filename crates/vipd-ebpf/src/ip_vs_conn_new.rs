@@ -19,6 +19,7 @@ use vipd_common::{Backend, ConnEvent, EventKind, IpvsConnParamOffsets, AF_INET};
 use crate::{
     emit::{emit, global},
     flow,
+    kernel_read::read,
     maps::CONNS,
 };
 
@@ -41,13 +42,6 @@ static IPVS_PARAM: IpvsConnParamOffsets = IpvsConnParamOffsets {
 pub fn ip_vs_conn_new(ctx: ProbeContext) -> u32 {
     let _ = try_ip_vs_conn_new(&ctx);
     0
-}
-
-/// Reads `T` at `base + offset` in kernel memory.
-#[inline(always)]
-unsafe fn read<T>(base: *const u8, offset: u16) -> Result<T, i32> {
-    // SAFETY: bpf_probe_read_kernel checks the access; a bad pointer gives an error.
-    unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T) }
 }
 
 #[inline(always)]

@@ -7,6 +7,7 @@ mod emit;
 mod flow;
 mod inet_sock_set_state;
 mod ip_vs_conn_new;
+mod kernel_read;
 mod maps;
 mod sock_tracepoint;
 mod tcp_connect;

@@ -2,16 +2,13 @@
 //! source port is bound, which the first SYN_SENT state change lacks. Member offsets of
 //! `struct sock_common` come from BTF (`SOCK_COMMON` global).
 
-use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::kprobe,
-    programs::ProbeContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::kprobe, programs::ProbeContext};
 use vipd_common::{ConnEvent, EventKind, SockCommonOffsets, AF_INET, IPPROTO_TCP};
 
 use crate::{
     emit::{emit, global},
     flow,
+    kernel_read::read,
 };
 
 #[unsafe(no_mangle)]
@@ -30,12 +27,6 @@ static SOCK_COMMON: SockCommonOffsets = SockCommonOffsets {
 pub fn tcp_connect(ctx: ProbeContext) -> u32 {
     let _ = try_tcp_connect(&ctx);
     0
-}
-
-#[inline(always)]
-unsafe fn read<T>(base: *const u8, offset: u16) -> Result<T, i32> {
-    // SAFETY: bpf_probe_read_kernel checks the access.
-    unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const T) }
 }
 
 #[inline(always)]
