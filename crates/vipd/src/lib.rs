@@ -4,6 +4,8 @@
 //! [`watcher`] (events) → correlator → health state machine → reconciler.
 
 pub mod config;
+pub mod daemon;
+pub mod health;
 pub mod reach;
 pub mod reconcile;
 pub mod watcher;

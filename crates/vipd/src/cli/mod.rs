@@ -2,6 +2,7 @@
 
 mod apply;
 mod check;
+mod run;
 mod status;
 mod trace;
 
@@ -32,6 +33,9 @@ enum Command {
     Apply(apply::Args),
     /// IPVS services and backends with weights, connections, rates and counters.
     Status(status::Args),
+    /// The daemon: reconcile, watch connections, quarantine failing backends, re-admit
+    /// them carefully; reload on SIGHUP or file change.
+    Run(run::Args),
     /// Live log of connections through the configured VIPs, naming each one's real backend.
     Trace(trace::Args),
 }
@@ -46,6 +50,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Trace(args) => trace::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Status(args) => status::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,27 +1,62 @@
-//! `vipd status`: every IPVS service in the kernel with its backends, weights, connection
-//! counts, rates and counters, laid out like `ipvsadm -Ln` with `--rate` and `--stats`
-//! side by side; each service marked as vipd's (with its config name) or foreign, draining
-//! backends marked. `--json` for the same as JSON.
+//! `vipd status`: with a daemon running, its view over the control socket: per service
+//! and backend the health state, effective weight, quarantines and recent outcomes
+//! ([`status_daemon`]). Without one, every IPVS service in the kernel with its backends,
+//! weights, connection counts, rates and counters, laid out like `ipvsadm -Ln` with
+//! `--rate` and `--stats` side by side; each service marked as vipd's (with its config
+//! name) or foreign, draining backends marked. `--json` for either as JSON.
 
-use std::{path::PathBuf, process::ExitCode, time::SystemTime};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Context;
-use vipd::reconcile::{
-    status::{self, StatsView, StatusView},
-    DEFAULT_STATE_FILE,
+use vipd::{
+    daemon::control::{self, ControlError, DEFAULT_RUNTIME_DIR},
+    reconcile::{
+        status::{self, StatsView, StatusView},
+        DEFAULT_STATE_FILE,
+    },
 };
+
+#[path = "status_daemon.rs"]
+mod status_daemon;
+
+/// How long the daemon has to answer.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args)]
 pub struct Args {
     /// vipd's ownership record, to tell its services from others.
     #[arg(long, default_value = DEFAULT_STATE_FILE)]
     state_file: PathBuf,
+    /// The running daemon's directory, holding its control socket `vipd.sock`.
+    #[arg(long, env = "VIPD_RUNTIME_DIR", default_value = DEFAULT_RUNTIME_DIR)]
+    runtime_dir: PathBuf,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let socket = control::socket_path(&args.runtime_dir);
+    match control::query_status(&socket, QUERY_TIMEOUT) {
+        Ok(view) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", status_daemon::render(&view, SystemTime::now()));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(ControlError::NotRunning { path }) => eprintln!(
+            "vipd status: no daemon at {} (not running); showing the kernel's IPVS table",
+            path.display()
+        ),
+        // Permission denied names the socket and says root is needed.
+        Err(e) => return Err(e.into()),
+    }
     let view = status::read(&args.state_file).context("reading the IPVS state")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&view)?);

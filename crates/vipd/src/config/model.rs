@@ -251,8 +251,8 @@ pub struct BackendSpec {
     pub lower_threshold: u32,
 }
 
-/// The per-service health policy. Its semantics come with the daemon; `None` fields take
-/// the daemon's defaults.
+/// The per-service health policy (`[service.health]`); the semantics are in
+/// [`crate::health`]. `None` fields take the defaults of [`crate::health::Policy`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct HealthPolicy {
     /// >= 1.
@@ -268,6 +268,45 @@ pub struct HealthPolicy {
     /// 0..=100.
     pub panic_threshold: Option<u8>,
     pub slow_start: Option<Duration>,
+    /// Probe (one TCP connect) before re-admitting a backend after a quarantine. Never
+    /// `Some(true)` on a UDP service.
+    pub probe: Option<bool>,
+    /// > 0.
+    pub probe_timeout: Option<Duration>,
+    /// Periodic active TCP-connect checks; `None`: none. Never set on a UDP service.
+    pub check: Option<ActiveCheck>,
+}
+
+/// `check = { interval = "2s", timeout = "1s", fall = 2, rise = 1 }`: periodic TCP
+/// connects to every backend of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ActiveCheck {
+    /// > 0.
+    pub interval: Duration,
+    /// > 0 and <= `interval`.
+    pub timeout: Duration,
+    /// >= 1: consecutive failed checks that quarantine a backend.
+    pub fall: u32,
+    /// >= 1: consecutive passed checks that re-admit a backend on probation.
+    pub rise: u32,
+}
+
+impl ActiveCheck {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const DEFAULT_FALL: u32 = 2;
+    pub const DEFAULT_RISE: u32 = 1;
+}
+
+impl Default for ActiveCheck {
+    fn default() -> Self {
+        ActiveCheck {
+            interval: Self::DEFAULT_INTERVAL,
+            timeout: Self::DEFAULT_TIMEOUT,
+            fall: Self::DEFAULT_FALL,
+            rise: Self::DEFAULT_RISE,
+        }
+    }
 }
 
 /// One virtual service and its backends.
@@ -299,11 +338,17 @@ pub struct DaemonSettings {
     pub vip_interface: String,
     /// Default [`ServiceSpec::drain_timeout`].
     pub drain_timeout: Duration,
+    /// Where the Prometheus metrics endpoint listens; `None` (`"off"`): no endpoint.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl DaemonSettings {
     pub const DEFAULT_VIP_INTERFACE: &'static str = "vipd0";
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const DEFAULT_METRICS_ADDRESS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        9477,
+    ));
 }
 
 impl Default for DaemonSettings {
@@ -311,6 +356,7 @@ impl Default for DaemonSettings {
         DaemonSettings {
             vip_interface: Self::DEFAULT_VIP_INTERFACE.to_owned(),
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+            metrics_address: Some(Self::DEFAULT_METRICS_ADDRESS),
         }
     }
 }

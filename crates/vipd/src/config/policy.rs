@@ -9,8 +9,8 @@ use super::{
     duration::format_duration,
     error::Reporter,
     model::{
-        Family, HealthPolicy, Persistence, Scheduler, ServiceFlag, Tunnel, TunnelChecksum,
-        TunnelEncap,
+        ActiveCheck, Family, HealthPolicy, Persistence, Scheduler, ServiceFlag, Tunnel,
+        TunnelChecksum, TunnelEncap,
     },
     raw::{Field, Table},
     suggest,
@@ -28,7 +28,11 @@ const HEALTH_KEYS: &[&str] = &[
     "max_ejection_percent",
     "panic_threshold",
     "slow_start",
+    "probe",
+    "probe_timeout",
+    "check",
 ];
+const CHECK_KEYS: &[&str] = &["interval", "timeout", "fall", "rise"];
 
 /// `ipvsadm`'s default persistence timeout.
 pub(crate) const DEFAULT_PERSISTENCE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -250,19 +254,49 @@ pub(crate) fn flags(
     valid.then(|| first_at.into_keys().collect())
 }
 
-/// `[service.health]`: every field optional, each range-checked.
-pub(crate) fn health(f: Field<'_>, r: &mut Reporter<'_>) -> Option<HealthPolicy> {
+/// `[service.health]`: every field optional, each range-checked. `traffic` is the
+/// service's: probes and checks are TCP connects, so UDP services cannot have them.
+pub(crate) fn health(f: Field<'_>, traffic: Traffic, r: &mut Reporter<'_>) -> Option<HealthPolicy> {
     let t = f.table("in [service.health]", r)?;
     t.deny_unknown(HEALTH_KEYS, r);
-    let refuse_threshold = count(t, "refuse_threshold", r);
-    let retransmit_threshold = count(t, "retransmit_threshold", r);
-    let base_ejection = positive_duration(t, "base_ejection", r);
-    let max_ejection = positive_duration(t, "max_ejection", r);
+    let refuse_threshold = count(t, "refuse_threshold", "refuse_threshold", r);
+    let retransmit_threshold = count(t, "retransmit_threshold", "retransmit_threshold", r);
+    let base_ejection = positive_duration(t, "base_ejection", "base_ejection", r);
+    let max_ejection = positive_duration(t, "max_ejection", "max_ejection", r);
     let max_ejection_percent = percent(t, "max_ejection_percent", r);
     let panic_threshold = percent(t, "panic_threshold", r);
     let slow_start = match t.get("slow_start") {
         None => Some(None),
         Some(f) => f.duration(r).map(|d| Some(d.value)),
+    };
+    let probe = match t.get("probe") {
+        None => Some(None),
+        Some(f) => f.bool(r).and_then(|b| {
+            if b.value && traffic == Traffic::Udp {
+                r.error(
+                    b.at,
+                    "probe = true needs a TCP service (this service is udp): a probe is a TCP connect, and UDP probes are not supported yet; remove it or set probe = false",
+                );
+                None
+            } else {
+                Some(Some(b.value))
+            }
+        }),
+    };
+    let probe_timeout = positive_duration(t, "probe_timeout", "probe_timeout", r);
+    let check = match t.get("check") {
+        None => Some(None),
+        Some(f) => {
+            if traffic == Traffic::Udp {
+                r.error(
+                    f.at,
+                    "`check` needs a TCP service (this service is udp): active checks are TCP connects, and UDP checks are not supported yet",
+                );
+            }
+            active_check(f, r)
+                .filter(|_| traffic != Traffic::Udp)
+                .map(Some)
+        }
     };
     if let (Some(Some(base)), Some(Some(max))) = (base_ejection, max_ejection) {
         if base > max {
@@ -286,15 +320,54 @@ pub(crate) fn health(f: Field<'_>, r: &mut Reporter<'_>) -> Option<HealthPolicy>
         max_ejection_percent: max_ejection_percent?,
         panic_threshold: panic_threshold?,
         slow_start: slow_start?,
+        probe: probe?,
+        probe_timeout: probe_timeout?,
+        check: check?,
     })
 }
 
-/// `Some(None)` when absent, `None` when invalid (reported).
-fn count(t: Table<'_>, key: &'static str, r: &mut Reporter<'_>) -> Option<Option<u32>> {
+/// `check = { interval = "2s", timeout = "1s", fall = 2, rise = 1 }`; absent keys take
+/// [`ActiveCheck::default`]'s values.
+fn active_check(f: Field<'_>, r: &mut Reporter<'_>) -> Option<ActiveCheck> {
+    let t = f.table("in `check`", r)?;
+    t.deny_unknown(CHECK_KEYS, r);
+    let defaults = ActiveCheck::default();
+    let interval = positive_duration(t, "interval", "check interval", r);
+    let timeout = positive_duration(t, "timeout", "check timeout", r);
+    let fall = count(t, "fall", "check fall", r);
+    let rise = count(t, "rise", "check rise", r);
+    let interval = interval?.unwrap_or(defaults.interval);
+    let timeout = timeout?.unwrap_or(defaults.timeout);
+    if timeout > interval {
+        let at = t
+            .get("timeout")
+            .or_else(|| t.get("interval"))
+            .and_then(|f| f.at);
+        r.error(
+            at,
+            format!(
+                "check timeout {} is longer than its interval {} (a check must end before the next one starts)",
+                format_duration(timeout),
+                format_duration(interval)
+            ),
+        );
+        return None;
+    }
+    Some(ActiveCheck {
+        interval,
+        timeout,
+        fall: fall?.unwrap_or(defaults.fall),
+        rise: rise?.unwrap_or(defaults.rise),
+    })
+}
+
+/// `Some(None)` when absent, `None` when invalid (reported). `what` names the value in
+/// messages.
+fn count(t: Table<'_>, key: &'static str, what: &str, r: &mut Reporter<'_>) -> Option<Option<u32>> {
     match t.get(key) {
         None => Some(None),
         Some(f) => f
-            .int_in(key, 1, i64::from(u32::MAX), r)
+            .int_in(what, 1, i64::from(u32::MAX), r)
             .map(|n| u32::try_from(n.value).ok()),
     }
 }
@@ -309,6 +382,7 @@ fn percent(t: Table<'_>, key: &'static str, r: &mut Reporter<'_>) -> Option<Opti
 fn positive_duration(
     t: Table<'_>,
     key: &'static str,
+    what: &str,
     r: &mut Reporter<'_>,
 ) -> Option<Option<Duration>> {
     let Some(f) = t.get(key) else {
@@ -316,7 +390,7 @@ fn positive_duration(
     };
     let d = f.duration(r)?;
     if d.value.is_zero() {
-        r.error(d.at, format!("{key} must be longer than 0s"));
+        r.error(d.at, format!("{what} must be longer than 0s"));
         return None;
     }
     Some(Some(d.value))

@@ -147,6 +147,17 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// `true` or `false`.
+    pub(crate) fn bool(&self, r: &mut Reporter<'_>) -> Option<Sp<bool>> {
+        match self.item.as_bool() {
+            Some(value) => Some(Sp { value, at: self.at }),
+            None => {
+                self.wrong_type("a boolean (true or false)", r);
+                None
+            }
+        }
+    }
+
     /// An integer in `lo..=hi`; else "`{what}` {v} out of range ({lo}..={hi})".
     pub(crate) fn int_in(
         &self,

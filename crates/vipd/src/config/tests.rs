@@ -41,6 +41,7 @@ fn a_full_config_becomes_typed_desired_state() {
 [daemon]
 vip_interface = "lb0"
 drain_timeout = "1m"
+metrics_address = "[::1]:9100"
 
 [[service]]
 name = "web"
@@ -62,6 +63,9 @@ drain_timeout = "30s"
   max_ejection_percent = 50
   panic_threshold = 30
   slow_start = "30s"
+  probe = false
+  probe_timeout = "500ms"
+  check = { interval = "5s", timeout = "2s", fall = 3, rise = 2 }
 
 [[service]]
 name = "dns6"
@@ -88,6 +92,7 @@ tunnel = { type = "gre", checksum = "csum" }
         daemon: DaemonSettings {
             vip_interface: "lb0".into(),
             drain_timeout: Duration::from_secs(60),
+            metrics_address: Some(sa("[::1]:9100")),
         },
         services: vec![
             ServiceSpec {
@@ -124,6 +129,14 @@ tunnel = { type = "gre", checksum = "csum" }
                     max_ejection_percent: Some(50),
                     panic_threshold: Some(30),
                     slow_start: Some(Duration::from_secs(30)),
+                    probe: Some(false),
+                    probe_timeout: Some(Duration::from_millis(500)),
+                    check: Some(ActiveCheck {
+                        interval: Duration::from_secs(5),
+                        timeout: Duration::from_secs(2),
+                        fall: 3,
+                        rise: 2,
+                    }),
                 }),
             },
             ServiceSpec {
@@ -192,6 +205,7 @@ fn an_empty_file_is_a_valid_config_with_defaults() {
     assert_eq!(cfg, Config::default());
     assert_eq!(cfg.daemon.vip_interface, "vipd0");
     assert_eq!(cfg.daemon.drain_timeout, Duration::from_secs(300));
+    assert_eq!(cfg.daemon.metrics_address, Some(sa("127.0.0.1:9477")));
 }
 
 #[test]
@@ -408,10 +422,10 @@ ejection = "1s"
 "#),
         [
             "vipd.toml:1:1: unknown key `services` at the top level (expected one of daemon, service; did you mean `service`?)",
-            "vipd.toml:3:1: unknown key `metrics_listen` in [daemon] (expected one of vip_interface, drain_timeout)",
+            "vipd.toml:3:1: unknown key `metrics_listen` in [daemon] (expected one of vip_interface, drain_timeout, metrics_address)",
             "vipd.toml:7:1: unknown key `schedular` in [[service]] (expected one of name, vip, fwmark, family, protocol, scheduler, forwarding, tunnel, persistence, flags, drain_timeout, udp_stale_flows, backend, health; did you mean `scheduler`?)",
             "vipd.toml:8:41: unknown key `wieght` in [[service.backend]] (expected one of address, weight, upper_threshold, lower_threshold; did you mean `weight`?)",
-            "vipd.toml:10:1: unknown key `ejection` in [service.health] (expected one of refuse_threshold, retransmit_threshold, base_ejection, max_ejection, max_ejection_percent, panic_threshold, slow_start)",
+            "vipd.toml:10:1: unknown key `ejection` in [service.health] (expected one of refuse_threshold, retransmit_threshold, base_ejection, max_ejection, max_ejection_percent, panic_threshold, slow_start, probe, probe_timeout, check)",
         ]
     );
 }
@@ -1200,6 +1214,184 @@ health = true
 "#
         ),
         "vipd.toml:4:10: `health` must be a table, found boolean true"
+    );
+}
+
+#[test]
+fn probe_and_check_default_to_none_and_check_keys_default() {
+    let cfg = ok(r#"
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+health = { check = {} }
+[[service]]
+name = "api"
+vip = "198.18.0.11:80"
+health = { check = { interval = "10s" }, probe = true, probe_timeout = "3s" }
+"#);
+    let web = cfg.services[0].health.unwrap();
+    assert_eq!(web.probe, None);
+    assert_eq!(web.probe_timeout, None);
+    assert_eq!(
+        web.check,
+        Some(ActiveCheck {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            fall: 2,
+            rise: 1,
+        })
+    );
+    assert_eq!(web.check, Some(ActiveCheck::default()));
+    let api = cfg.services[1].health.unwrap();
+    assert_eq!(api.probe, Some(true));
+    assert_eq!(api.probe_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(
+        api.check.map(|c| (c.interval, c.timeout)),
+        Some((Duration::from_secs(10), Duration::from_secs(1)))
+    );
+}
+
+#[test]
+fn probe_and_check_fields_are_checked() {
+    assert_eq!(
+        errors(r#"
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+  [service.health]
+  probe = "yes"
+  probe_timeout = "0s"
+  check = { interval = "0s", timeout = "-1s", fall = 0, rise = 4294967296, every = "1s" }
+"#),
+        [
+            "vipd.toml:5:11: `probe` must be a boolean (true or false), found string \"yes\"",
+            "vipd.toml:6:19: probe_timeout must be longer than 0s",
+            "vipd.toml:7:24: check interval must be longer than 0s",
+            "vipd.toml:7:40: `timeout`: invalid duration \"-1s\": durations cannot be negative",
+            "vipd.toml:7:54: check fall 0 out of range (1..=4294967295)",
+            "vipd.toml:7:64: check rise 4294967296 out of range (1..=4294967295)",
+            "vipd.toml:7:76: unknown key `every` in `check` (expected one of interval, timeout, fall, rise)",
+        ]
+    );
+}
+
+#[test]
+fn check_must_be_a_table() {
+    assert_eq!(
+        error(
+            r#"
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+health = { check = "2s" }
+"#
+        ),
+        "vipd.toml:4:20: `check` must be a table, found string \"2s\""
+    );
+}
+
+#[test]
+fn a_check_timeout_is_at_most_its_interval() {
+    assert_eq!(
+        error(
+            r#"
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+health = { check = { interval = "1s", timeout = "1500ms" } }
+"#
+        ),
+        "vipd.toml:4:49: check timeout 1500ms is longer than its interval 1s (a check must end before the next one starts)"
+    );
+    // Against the default interval (2s) too.
+    assert_eq!(
+        error(
+            r#"
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+health = { check = { timeout = "3s" } }
+"#
+        ),
+        "vipd.toml:4:32: check timeout 3s is longer than its interval 2s (a check must end before the next one starts)"
+    );
+    let cfg = ok(r#"
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+health = { check = { interval = "1s", timeout = "1s" } }
+"#);
+    assert_eq!(
+        cfg.services[0].health.unwrap().check.unwrap().timeout,
+        Duration::from_secs(1)
+    );
+}
+
+#[test]
+fn udp_services_cannot_probe_or_check() {
+    assert_eq!(
+        errors(r#"
+[[service]]
+name = "dns"
+vip = "198.18.0.53:53"
+protocol = "udp"
+  [service.health]
+  probe = true
+  check = { interval = "5s" }
+"#),
+        [
+            "vipd.toml:6:11: probe = true needs a TCP service (this service is udp): a probe is a TCP connect, and UDP probes are not supported yet; remove it or set probe = false",
+            "vipd.toml:7:11: `check` needs a TCP service (this service is udp): active checks are TCP connects, and UDP checks are not supported yet",
+        ]
+    );
+    // probe = false is what a UDP service gets anyway; saying so is fine.
+    let cfg = ok(r#"
+[[service]]
+name = "dns"
+vip = "198.18.0.53:53"
+protocol = "udp"
+health = { probe = false, probe_timeout = "2s" }
+"#);
+    assert_eq!(cfg.services[0].health.unwrap().probe, Some(false));
+    // A fwmark service carries TCP too: the daemon decides per backend.
+    ok(r#"
+[[service]]
+name = "mark"
+fwmark = 3
+family = "ipv4"
+health = { probe = true, check = {} }
+"#);
+}
+
+// ---------------------------------------------------------------------------------------
+// [daemon] metrics_address
+
+#[test]
+fn metrics_address_is_ip_port_or_off() {
+    let at = |v: &str| {
+        ok(&format!("[daemon]\nmetrics_address = {v:?}\n"))
+            .daemon
+            .metrics_address
+    };
+    assert_eq!(at("0.0.0.0:9100"), Some(sa("0.0.0.0:9100")));
+    assert_eq!(at("[::1]:9477"), Some(sa("[::1]:9477")));
+    assert_eq!(at("off"), None);
+    let bad = |v: &str| error(&format!("[daemon]\nmetrics_address = {v:?}\n"));
+    assert_eq!(
+        bad("localhost:9477"),
+        "vipd.toml:2:19: invalid metrics_address \"localhost:9477\": expected \"ip:port\" such as \"127.0.0.1:9477\" or \"[::1]:9477\", or \"off\""
+    );
+    assert_eq!(
+        bad("127.0.0.1"),
+        "vipd.toml:2:19: invalid metrics_address \"127.0.0.1\": expected \"ip:port\" such as \"127.0.0.1:9477\" or \"[::1]:9477\", or \"off\""
+    );
+    assert_eq!(
+        bad("127.0.0.1:0"),
+        "vipd.toml:2:19: invalid metrics_address \"127.0.0.1:0\": port 0 (use 1..=65535, or \"off\" for no metrics endpoint)"
+    );
+    assert_eq!(
+        error("[daemon]\nmetrics_address = 9477\n"),
+        "vipd.toml:2:19: `metrics_address` must be a string, found integer 9477"
     );
 }
 

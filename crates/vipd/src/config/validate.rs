@@ -19,7 +19,7 @@ use super::{
 };
 
 const TOP_KEYS: &[&str] = &["daemon", "service"];
-const DAEMON_KEYS: &[&str] = &["vip_interface", "drain_timeout"];
+const DAEMON_KEYS: &[&str] = &["vip_interface", "drain_timeout", "metrics_address"];
 const SERVICE_KEYS: &[&str] = &[
     "name",
     "vip",
@@ -75,9 +75,47 @@ fn daemon(t: Table<'_>, r: &mut Reporter<'_>) -> DaemonSettings {
         .get("drain_timeout")
         .and_then(|f| f.duration(r))
         .map_or(defaults.drain_timeout, |d| d.value);
+    let metrics_address = match t.get("metrics_address") {
+        None => defaults.metrics_address,
+        Some(f) => f
+            .str(r)
+            .and_then(|s| metrics_address(s, r))
+            .unwrap_or(defaults.metrics_address),
+    };
     DaemonSettings {
         vip_interface,
         drain_timeout,
+        metrics_address,
+    }
+}
+
+/// `"ip:port"` or `"off"`: `Some(None)` for off, `None` when invalid (reported).
+fn metrics_address(s: Sp<&str>, r: &mut Reporter<'_>) -> Option<Option<SocketAddr>> {
+    if s.value == "off" {
+        return Some(None);
+    }
+    match s.value.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Some(Some(a)),
+        Ok(_) => {
+            r.error(
+                s.at,
+                format!(
+                    "invalid metrics_address {:?}: port 0 (use 1..=65535, or \"off\" for no metrics endpoint)",
+                    s.value
+                ),
+            );
+            None
+        }
+        Err(_) => {
+            r.error(
+                s.at,
+                format!(
+                    "invalid metrics_address {:?}: expected \"ip:port\" such as \"127.0.0.1:9477\" or \"[::1]:9477\", or \"off\"",
+                    s.value
+                ),
+            );
+            None
+        }
     }
 }
 
@@ -228,7 +266,7 @@ fn service(
     });
     let health = match t.get("health") {
         None => Some(None),
-        Some(f) => health(f, r).map(Some),
+        Some(f) => health(f, id.traffic, r).map(Some),
     };
 
     Some(ServiceSpec {

@@ -38,6 +38,9 @@ pub struct Report {
     /// `None`: the outcome could not be attributed to a backend (counted separately).
     pub backend: Option<SocketAddr>,
     pub outcome: Outcome,
+    /// When the connection's first SYN was sent (kernel monotonic ns): the start of a
+    /// fault such as a blackhole.
+    pub syn_ns: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +121,7 @@ impl Correlator {
             vip: c.vip,
             backend: c.backend,
             outcome,
+            syn_ns: c.syn_ns,
         };
         self.counters.reports += 1;
         if r.backend.is_none() {

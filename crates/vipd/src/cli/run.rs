@@ -1,0 +1,31 @@
+//! `vipd run --config FILE`: the daemon (see `vipd::daemon`). Runs until SIGTERM or
+//! SIGINT and leaves the kernel's IPVS state in place when it stops.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use vipd::{
+    daemon::{self, control::DEFAULT_RUNTIME_DIR, Options},
+    reconcile::DEFAULT_STATE_FILE,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The config file. Reloaded on SIGHUP and when its content changes.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// vipd's ownership record (what it created and so may change or remove).
+    #[arg(long, default_value = DEFAULT_STATE_FILE)]
+    state_file: PathBuf,
+    /// Where the control socket (`vipd.sock`) and the health record (`health.json`) live.
+    #[arg(long, default_value = DEFAULT_RUNTIME_DIR, env = "VIPD_RUNTIME_DIR")]
+    runtime_dir: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    daemon::run(Options {
+        config: args.config,
+        state_file: args.state_file,
+        runtime_dir: args.runtime_dir,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

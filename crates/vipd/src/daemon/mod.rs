@@ -1,0 +1,24 @@
+//! `vipd run`: the daemon, and what it offers while running.
+//!
+//! * [`runtime`]: the event loop joining watcher, health machines, checks and reconciler.
+//! * [`services`]: the per-service runtime table rebuilt on every (re)load.
+//! * [`weights`]: the fast path writing single weights.
+//! * [`checks`]: active TCP checks and probation probes.
+//! * [`config_file`]: loading the config and noticing changes.
+//! * [`persist`]: the health record that makes restarts flap-free.
+//! * [`control`] and [`view`]: the root-only status socket and what it answers.
+//! * [`metrics`]: the Prometheus endpoint.
+
+pub mod checks;
+pub mod clock;
+pub mod config_file;
+pub mod control;
+pub mod metrics;
+pub mod persist;
+pub mod runtime;
+pub mod services;
+pub mod view;
+pub mod view_build;
+pub mod weights;
+
+pub use runtime::{run, Options};

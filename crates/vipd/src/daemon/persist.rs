@@ -1,0 +1,131 @@
+//! The health record: each service's health state (quarantines with their deadlines,
+//! slow starts in progress, ejection counts), written to `<runtime dir>/health.json`
+//! whenever a backend changes state, and read at start-up. It is what lets a restarted
+//! vipd (an upgrade, a crash, `kill -9`) adopt the kernel's weights as they are instead
+//! of flapping a quarantined backend back to full weight (kube-proxy#92019 and
+//! keepalived#187 in reverse). It lives in the runtime directory (a tmpfs under
+//! /run), so it is gone after a reboot, as is the kernel's IPVS table it describes.
+
+use std::{
+    collections::BTreeMap,
+    fs::{self, File},
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+use vipd_ipvs::ServiceKey;
+
+use crate::health::PersistedService;
+
+const VERSION: u32 = 1;
+
+/// Every service's persisted health, by IPVS key (as `ipvsadm` would print it).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct HealthRecord {
+    pub version: u32,
+    pub services: BTreeMap<String, PersistedService>,
+}
+
+impl HealthRecord {
+    pub fn service(&self, key: &ServiceKey) -> Option<&PersistedService> {
+        self.services.get(&key.to_string())
+    }
+
+    pub fn insert(&mut self, key: &ServiceKey, p: PersistedService) {
+        self.services.insert(key.to_string(), p);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a vipd health record: {source}")]
+    Format {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: health record version {found}, this vipd reads version {VERSION}")]
+    Version { path: PathBuf, found: u32 },
+}
+
+/// `<runtime dir>/health.json`.
+pub fn path(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join("health.json")
+}
+
+/// Reads the record; a missing file is `Ok(None)` (first start, or after a reboot).
+pub fn load(path: &Path) -> Result<Option<HealthRecord>, PersistError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(PersistError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let record: HealthRecord =
+        serde_json::from_str(&text).map_err(|source| PersistError::Format {
+            path: path.to_owned(),
+            source,
+        })?;
+    if record.version != VERSION {
+        return Err(PersistError::Version {
+            path: path.to_owned(),
+            found: record.version,
+        });
+    }
+    Ok(Some(record))
+}
+
+/// Replaces the record atomically (temporary file, rename). Not fsynced: it lives on a
+/// tmpfs, and losing it in a power cut loses the IPVS table it describes too.
+pub fn store(path: &Path, mut record: HealthRecord) -> Result<(), PersistError> {
+    record.version = VERSION;
+    let io = |source| PersistError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let text = serde_json::to_string_pretty(&record).map_err(|source| PersistError::Format {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_none_and_garbage_is_a_named_error() {
+        let dir = std::env::temp_dir().join(format!("vipd-persist-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = path(&dir);
+        let _ = fs::remove_file(&p);
+        assert!(load(&p).unwrap().is_none());
+        fs::write(&p, "{not json").unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("health.json: not a vipd health record"), "{e}");
+        fs::write(&p, r#"{"version": 7, "services": {}}"#).unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("version 7"), "{e}");
+        store(&p, HealthRecord::default()).unwrap();
+        let r = load(&p).unwrap().unwrap();
+        assert_eq!(r.version, VERSION);
+        assert!(r.services.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,767 @@
+//! `vipd run`: the daemon. One single-threaded tokio loop joins the connection watcher
+//! (kernel events → correlator → outcomes), the health machines, the active checks, the
+//! fast weight path and the reconciler; the control socket and the metrics endpoint are
+//! tasks beside it. Order of events in one loop turn: take what is ready (events,
+//! check results, signals, a deadline), feed the health machines, write the weights that
+//! changed, then persist and publish.
+//!
+//! Lifecycle:
+//! * start: validate the config (errors: exit, nothing touched); bind the control socket
+//!   (refuses to start beside a running vipd) and the metrics address; restore health
+//!   from `<runtime dir>/health.json`; load the eBPF programs (on failure: a reported
+//!   degraded mode with active checks only); reconcile with the health weights on top —
+//!   after a restart with nothing changed this writes nothing.
+//! * SIGHUP or a changed config file: reload. A bad config is rejected and the old one
+//!   kept; a good one is reconciled (only differences are written) with every
+//!   unchanged backend's health carried over.
+//! * SIGTERM/SIGINT: stop. The kernel's IPVS table, VIPs and weights stay as they are,
+//!   so connections keep flowing while vipd is down or being upgraded.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::SocketAddr,
+    os::fd::{AsFd, AsRawFd, RawFd},
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{bail, Context};
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+    sync::{mpsc, watch},
+    time::{sleep_until, Instant},
+};
+use tracing::{debug, error, info, warn};
+use vipd_ipvs::{Client, ServiceKey};
+
+use super::{
+    checks::{CheckKind, CheckResult, Checks},
+    clock,
+    config_file::ConfigFile,
+    control,
+    metrics::Metrics,
+    persist::{self, HealthRecord},
+    services::Services,
+    view::{DaemonView, ReloadView},
+    view_build,
+    weights::WeightWriter,
+};
+use crate::{
+    config::Config,
+    health::{Signal, Transition},
+    reconcile::{self, desired::DestId, ApplyOptions},
+    watcher::{Correlator, Event, Hooks, Outcome, Probes, Report},
+};
+
+/// How `vipd run` was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub state_file: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+/// Most events handled per loop turn before other work gets a chance.
+const EVENT_BATCH: usize = 4096;
+/// How often counters are refreshed, the config file is looked at and status published.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// A full reconcile repairs drift (someone changed a vipd-owned weight) this often.
+const RESYNC: Duration = Duration::from_secs(30);
+/// While removed backends drain, reconcile this often to delete the finished ones.
+const DRAIN_RESYNC: Duration = Duration::from_secs(2);
+/// Open connections the correlator follows.
+const CORRELATOR_CAPACITY: usize = 65_536;
+/// Destinations whose connection counts are dumped per housekeeping pass.
+const COUNTS_PER_PASS: usize = 64;
+
+/// The ring buffer as a pollable descriptor.
+struct Ring(Probes);
+
+impl AsRawFd for Ring {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+struct Daemon {
+    opts: Options,
+    config: Config,
+    file: ConfigFile,
+    services: Services,
+    writer: WeightWriter,
+    correlator: Correlator,
+    checks: Checks,
+    metrics: Arc<Metrics>,
+    view_tx: watch::Sender<Arc<DaemonView>>,
+    watcher_mode: String,
+    /// VIPs the kernel programs report on.
+    watched: BTreeSet<SocketAddr>,
+    started: SystemTime,
+    loaded: SystemTime,
+    last_reload: Option<ReloadView>,
+    seed: u64,
+    /// Quarantines waiting for their weight write, with the kernel time the fault began.
+    faults: HashMap<(ServiceKey, DestId), (u64, &'static str)>,
+    health_dirty: bool,
+    next_resync: Instant,
+    draining: bool,
+    counts_cursor: usize,
+    decode_errors: u64,
+    lost_events: u64,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let (daemon, ring, check_rx) = Daemon::start(opts).await?;
+        daemon.run(ring, check_rx).await
+    })
+}
+
+fn signal_name(s: Signal) -> &'static str {
+    match s {
+        Signal::Success => "success",
+        Signal::Refused => "refused",
+        Signal::SynRetransmit => "syn_retransmit",
+        Signal::CheckFailed => "check_failed",
+        Signal::CheckPassed => "check_passed",
+    }
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Established { .. } => "established",
+        Outcome::Refused => "refused",
+        Outcome::SynRetransmit(_) => "syn_retransmit",
+        Outcome::ClientAbort => "client_abort",
+        Outcome::Closed { .. } => "closed",
+    }
+}
+
+async fn ring_ready(
+    ring: &mut Option<AsyncFd<Ring>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, Ring>> {
+    match ring {
+        Some(r) => r.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Daemon {
+    async fn start(
+        opts: Options,
+    ) -> anyhow::Result<(Daemon, Option<AsyncFd<Ring>>, mpsc::Receiver<CheckResult>)> {
+        let mut file = ConfigFile::new(opts.config.clone());
+        let (config, text) = match file.load() {
+            Ok(c) => c,
+            Err(rejected) => bail!("{rejected}; nothing was applied"),
+        };
+        file.accept(text);
+        let started = SystemTime::now();
+
+        let socket = control::socket_path(&opts.runtime_dir);
+        let (view_tx, view_rx) = watch::channel(Arc::new(DaemonView::default()));
+        let listener = control::bind(&socket)
+            .with_context(|| format!("binding the control socket {}", socket.display()))?;
+        tokio::spawn(async move {
+            if let Err(e) = listener.run(view_rx).await {
+                error!("control socket: {e}");
+            }
+        });
+        let metrics = Arc::new(Metrics::default());
+        if let Some(addr) = config.daemon.metrics_address {
+            let l = super::metrics::bind_metrics(addr).await?;
+            info!("metrics on http://{addr}/metrics");
+            tokio::spawn(super::metrics::serve_metrics(l, metrics.clone()));
+        }
+
+        let record = match persist::load(&persist::path(&opts.runtime_dir)) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("ignoring the health record: {e}; every backend starts healthy");
+                None
+            }
+        };
+        let seed = clock::mono_ns() ^ u64::from(std::process::id()).rotate_left(32);
+        let now = Instant::now();
+        let (services, _) = Services::build(
+            &config,
+            Services::default(),
+            record.as_ref(),
+            now,
+            SystemTime::now(),
+            seed,
+        );
+
+        let (mut ring, watcher_mode) = match Probes::load(Hooks::ALL) {
+            Ok(p) => (
+                // SAFETY: the descriptor is the ring buffer map's, owned by the `Probes`
+                // inside the `AsyncFd`; it stays open and the same until that is dropped.
+                Some(
+                    unsafe { AsyncFd::register_with_interest(Ring(p), Interest::READABLE) }
+                        .map_err(|e| e.into_parts().1)
+                        .context("polling the event ring buffer")?,
+                ),
+                "full".to_owned(),
+            ),
+            Err(e) => {
+                let mode = format!(
+                    "degraded: connection watcher unavailable ({e}); passive detection is off, active checks still run"
+                );
+                warn!("{mode}");
+                (None, mode)
+            }
+        };
+        let client = Client::connect().context("connecting to IPVS over generic netlink")?;
+        let (checks, check_rx) = Checks::new(1024);
+        let mut d = Daemon {
+            opts,
+            config,
+            file,
+            services,
+            writer: WeightWriter::new(client),
+            correlator: Correlator::new(CORRELATOR_CAPACITY),
+            checks,
+            metrics,
+            view_tx,
+            watcher_mode,
+            watched: BTreeSet::new(),
+            started,
+            loaded: started,
+            last_reload: None,
+            seed,
+            faults: HashMap::new(),
+            health_dirty: true,
+            next_resync: now + RESYNC,
+            draining: false,
+            counts_cursor: 0,
+            decode_errors: 0,
+            lost_events: 0,
+        };
+        d.sync_watch(ring.as_mut());
+        let writes = d.reconcile(now).context("applying the config")?;
+        info!(
+            services = d.config.services.len(),
+            backends = d.config.backend_count(),
+            netlink_writes = writes,
+            watcher = %d.watcher_mode,
+            "vipd running"
+        );
+        d.checks.sync(&d.services);
+        d.persist();
+        d.publish();
+        Ok((d, ring, check_rx))
+    }
+
+    async fn run(
+        mut self,
+        mut ring: Option<AsyncFd<Ring>>,
+        mut check_rx: mpsc::Receiver<CheckResult>,
+    ) -> anyhow::Result<()> {
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut housekeeping = Instant::now() + HOUSEKEEPING;
+        loop {
+            let mut dirty = BTreeSet::new();
+            let wake = self
+                .services
+                .next_deadline()
+                .map_or(housekeeping, |d| d.min(housekeeping));
+            tokio::select! {
+                biased;
+                _ = term.recv() => { info!("SIGTERM: stopping; the kernel's IPVS state stays in place"); break; }
+                _ = int.recv() => { info!("SIGINT: stopping; the kernel's IPVS state stays in place"); break; }
+                ready = ring_ready(&mut ring) => match ready {
+                    Ok(mut guard) => {
+                        let mut n = 0;
+                        while n < EVENT_BATCH {
+                            match guard.get_inner_mut().0.next_event() {
+                                Some(Ok(ev)) => self.on_event(&ev, &mut dirty),
+                                Some(Err(e)) => {
+                                    self.decode_errors += 1;
+                                    if self.decode_errors.is_power_of_two() {
+                                        warn!("undecodable kernel event ({} so far): {e}", self.decode_errors);
+                                    }
+                                }
+                                None => break,
+                            }
+                            n += 1;
+                        }
+                        if n < EVENT_BATCH {
+                            guard.clear_ready();
+                        }
+                    }
+                    Err(e) => {
+                        error!("event ring buffer: {e}; passive detection stops");
+                        self.watcher_mode = format!("degraded: event ring buffer failed ({e})");
+                        ring = None;
+                    }
+                },
+                Some(r) = check_rx.recv() => self.on_check(r, &mut dirty),
+                _ = hup.recv() => { info!("SIGHUP: reloading {}", self.opts.config.display()); self.reload(ring.as_mut()); }
+                _ = sleep_until(wake) => {}
+            }
+            let now = Instant::now();
+            for (key, s) in self.services.by_key.iter_mut() {
+                if s.health.next_deadline().is_some_and(|d| d <= now) {
+                    let ts = s.health.tick(now);
+                    dirty.insert(*key);
+                    for t in ts {
+                        self.health_dirty = true;
+                        Self::transition_effects(
+                            &self.checks,
+                            &self.metrics,
+                            &mut self.faults,
+                            s,
+                            *key,
+                            &t,
+                            None,
+                        );
+                    }
+                }
+            }
+            if !dirty.is_empty() {
+                self.write_weights(&dirty, now);
+            }
+            if now >= housekeeping {
+                housekeeping = now + HOUSEKEEPING;
+                self.housekeeping(ring.as_mut(), now);
+            }
+            if self.health_dirty {
+                self.persist();
+                self.publish();
+            }
+        }
+        self.persist();
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: &Event, dirty: &mut BTreeSet<ServiceKey>) {
+        let Some(report) = self.correlator.feed(ev) else {
+            return;
+        };
+        let Some(backend) = report.backend else {
+            return; // counted by the correlator, exported as vipd_events_unattributed_total
+        };
+        let dest: DestId = (backend.ip(), backend.port());
+        let Some(key) = self.services.by_vip.get(&report.vip).copied() else {
+            return;
+        };
+        let Some(s) = self.services.by_key.get_mut(&key) else {
+            return;
+        };
+        let now = Instant::now();
+        let Some(stats) = s.stats.get_mut(&dest) else {
+            debug!(service = %s.name, backend = %backend, "outcome for a backend not in the config (draining)");
+            return;
+        };
+        view_build::count(&mut stats.counts, &report.outcome);
+        stats
+            .recent
+            .push(now, view_build::describe(&report.outcome));
+        self.metrics
+            .outcome(&s.name, &backend.to_string(), outcome_name(&report.outcome));
+        let signal = match report.outcome {
+            Outcome::Established { .. } => Signal::Success,
+            Outcome::Refused => Signal::Refused,
+            Outcome::SynRetransmit(_) => Signal::SynRetransmit,
+            Outcome::ClientAbort | Outcome::Closed { .. } => return,
+        };
+        let ts = s.health.observe(now, dest, signal);
+        if ts.is_empty() {
+            return;
+        }
+        dirty.insert(key);
+        self.health_dirty = true;
+        for t in ts {
+            Self::transition_effects(
+                &self.checks,
+                &self.metrics,
+                &mut self.faults,
+                s,
+                key,
+                &t,
+                Some(&report),
+            );
+        }
+    }
+
+    fn on_check(&mut self, r: CheckResult, dirty: &mut BTreeSet<ServiceKey>) {
+        let Some(s) = self.services.by_key.get_mut(&r.service) else {
+            return;
+        };
+        let now = Instant::now();
+        let what = match r.kind {
+            CheckKind::Periodic => "check",
+            CheckKind::Probe => "probe",
+        };
+        let verdict = if r.passed { "passed" } else { "failed" };
+        if let Some(stats) = s.stats.get_mut(&r.dest) {
+            stats
+                .recent
+                .push(now, format!("{what} {verdict}: {}", r.detail));
+        }
+        let backend = SocketAddr::from(r.dest).to_string();
+        self.metrics
+            .outcome(&s.name, &backend, &format!("{what}_{verdict}"));
+        if !r.passed {
+            info!(service = %s.name, backend, "{what} failed: {}", r.detail);
+        }
+        let signal = if r.passed {
+            Signal::CheckPassed
+        } else {
+            Signal::CheckFailed
+        };
+        let ts = s.health.observe(now, r.dest, signal);
+        if ts.is_empty() {
+            return;
+        }
+        dirty.insert(r.service);
+        self.health_dirty = true;
+        for t in ts {
+            Self::transition_effects(
+                &self.checks,
+                &self.metrics,
+                &mut self.faults,
+                s,
+                r.service,
+                &t,
+                None,
+            );
+        }
+    }
+
+    /// Logs a transition and starts what it needs (a probe, a latency measurement).
+    fn transition_effects(
+        checks: &Checks,
+        metrics: &Metrics,
+        faults: &mut HashMap<(ServiceKey, DestId), (u64, &'static str)>,
+        s: &super::services::ServiceRt,
+        key: ServiceKey,
+        t: &Transition,
+        report: Option<&Report>,
+    ) {
+        let name = s.name.as_str();
+        match t {
+            Transition::Quarantined {
+                dest,
+                ejections,
+                duration,
+                cause,
+            } => {
+                let backend = SocketAddr::from(*dest).to_string();
+                let cause_name = signal_name(*cause);
+                metrics.quarantine(name, &backend, cause_name);
+                if let Some(r) = report {
+                    let fault_ns = match cause {
+                        Signal::SynRetransmit => r.syn_ns,
+                        _ => r.ts_ns,
+                    };
+                    faults.insert((key, *dest), (fault_ns, cause_name));
+                }
+                warn!(
+                    service = name,
+                    backend,
+                    cause = cause_name,
+                    ejections,
+                    "quarantined for {}",
+                    crate::config::format_duration(*duration)
+                );
+            }
+            Transition::HeldInRotation { dest, cause } => warn!(
+                service = name,
+                backend = %SocketAddr::from(*dest),
+                cause = signal_name(*cause),
+                "failing, but kept in rotation by the ejection limit"
+            ),
+            Transition::ProbeWanted { dest } => {
+                info!(service = name, backend = %SocketAddr::from(*dest), "quarantine over: probing before re-admission");
+                checks.probe(key, *dest, s.probe_timeout);
+            }
+            Transition::Readmitted { dest } => {
+                info!(service = name, backend = %SocketAddr::from(*dest), "re-admitted (slow start)")
+            }
+            Transition::Recovered { dest } => {
+                info!(service = name, backend = %SocketAddr::from(*dest), "back at full weight")
+            }
+            Transition::PanicEntered => warn!(
+                service = name,
+                "PANIC: too few healthy backends; every backend is in rotation at its configured weight"
+            ),
+            Transition::PanicExited => info!(service = name, "panic over"),
+        }
+    }
+
+    /// The fast path: writes changed weights, then measures fault-to-quarantine.
+    fn write_weights(&mut self, dirty: &BTreeSet<ServiceKey>, now: Instant) {
+        let written = self.writer.sync(&self.services, dirty, now);
+        self.metrics.reconcile_ops("ipvs", written.len() as u64);
+        for w in &written {
+            if w.to == 0 {
+                if let Some((fault_ns, cause)) = self.faults.remove(&(w.service, w.dest)) {
+                    let secs = clock::seconds_since(fault_ns);
+                    self.metrics.fault_to_quarantine(cause, secs);
+                    info!(
+                        backend = %SocketAddr::from(w.dest),
+                        service = %w.service,
+                        "weight 0 written {:.1} ms after the fault ({cause})",
+                        secs * 1e3
+                    );
+                }
+            }
+        }
+        // A quarantine that wrote nothing (panic, or already at 0) measures nothing.
+        self.faults.retain(|(k, _), _| !dirty.contains(k));
+    }
+
+    /// Reconciles the whole table (config + health weights); returns netlink writes.
+    fn reconcile(&mut self, now: Instant) -> anyhow::Result<u64> {
+        let opts = ApplyOptions {
+            state_file: self.opts.state_file.clone(),
+            dry_run: false,
+            overrides: self.services.overrides(now),
+        };
+        let summary = reconcile::apply(&self.config, &opts)?;
+        for f in &summary.failures {
+            warn!("kernel refused a write: {f:?}");
+        }
+        self.writer.reset(self.services.effective_weights(now));
+        self.metrics
+            .reconcile_ops("ipvs", summary.ipvs_writes as u64);
+        self.metrics
+            .reconcile_ops("rtnetlink", summary.rtnetlink_writes as u64);
+        self.draining = !summary.draining.is_empty();
+        self.next_resync = now + if self.draining { DRAIN_RESYNC } else { RESYNC };
+        if summary.netlink_writes > 0 {
+            info!(
+                ipvs = summary.ipvs_writes,
+                rtnetlink = summary.rtnetlink_writes,
+                draining = summary.draining.len(),
+                "reconciled"
+            );
+        }
+        Ok(summary.netlink_writes as u64)
+    }
+
+    /// Reload: a bad config is rejected whole and the running one kept.
+    fn reload(&mut self, ring: Option<&mut AsyncFd<Ring>>) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let (config, text) = match self.file.load() {
+            Ok(c) => c,
+            Err(rejected) => {
+                for l in &rejected.lines {
+                    error!("{l}");
+                }
+                error!("config rejected; the running config stays in force");
+                self.metrics.reload(false);
+                self.last_reload = Some(ReloadView {
+                    unix_ms: clock::unix_ms(wall),
+                    ok: false,
+                    message: rejected.to_string(),
+                    netlink_writes: 0,
+                });
+                self.publish();
+                return;
+            }
+        };
+        let old_config = std::mem::replace(&mut self.config, config);
+        let old = std::mem::take(&mut self.services);
+        let (services, ts) = Services::build(&self.config, old, None, now, wall, self.seed);
+        self.services = services;
+        for (key, t) in &ts {
+            if let Some(s) = self.services.by_key.get(key) {
+                Self::transition_effects(
+                    &self.checks,
+                    &self.metrics,
+                    &mut self.faults,
+                    s,
+                    *key,
+                    t,
+                    None,
+                );
+            }
+        }
+        match self.reconcile(now) {
+            Ok(writes) => {
+                self.file.accept(text);
+                self.loaded = wall;
+                self.metrics.reload(true);
+                info!(netlink_writes = writes, "config reloaded");
+                self.last_reload = Some(ReloadView {
+                    unix_ms: clock::unix_ms(wall),
+                    ok: true,
+                    message: format!("applied with {writes} netlink writes"),
+                    netlink_writes: writes,
+                });
+            }
+            Err(e) => {
+                error!("config rejected: {e:#}; the running config stays in force");
+                self.metrics.reload(false);
+                self.last_reload = Some(ReloadView {
+                    unix_ms: clock::unix_ms(wall),
+                    ok: false,
+                    message: format!("{e:#}"),
+                    netlink_writes: 0,
+                });
+                self.config = old_config;
+                let new = std::mem::take(&mut self.services);
+                self.services = Services::build(&self.config, new, None, now, wall, self.seed).0;
+                self.writer.reset(self.services.effective_weights(now));
+            }
+        }
+        self.sync_watch(ring);
+        self.checks.sync(&self.services);
+        let names: BTreeSet<&str> = self
+            .services
+            .by_key
+            .values()
+            .map(|s| s.name.as_str())
+            .collect();
+        let backends: BTreeSet<(String, String)> = self
+            .services
+            .by_key
+            .values()
+            .flat_map(|s| {
+                s.dests
+                    .keys()
+                    .map(|d| (s.name.clone(), SocketAddr::from(*d).to_string()))
+            })
+            .collect();
+        self.metrics.retain_services(|n| names.contains(n));
+        self.metrics
+            .retain_backends(|n, b| backends.contains(&(n.to_owned(), b.to_owned())));
+        self.health_dirty = true;
+    }
+
+    /// Makes the kernel programs report on exactly the configured TCP VIPs.
+    fn sync_watch(&mut self, ring: Option<&mut AsyncFd<Ring>>) {
+        let Some(ring) = ring else { return };
+        let probes = &mut ring.get_mut().0;
+        let wanted: BTreeSet<SocketAddr> = self.services.by_vip.keys().copied().collect();
+        for vip in self.watched.difference(&wanted) {
+            if let Err(e) = probes.unwatch(*vip, libc::IPPROTO_TCP as u8) {
+                warn!("cannot stop watching {vip}: {e}");
+            }
+        }
+        for (i, vip) in wanted.iter().enumerate() {
+            if let Err(e) = probes.watch(*vip, libc::IPPROTO_TCP as u8, i as u32) {
+                warn!("cannot watch {vip}: {e}; passive detection is off for it");
+            }
+        }
+        self.watched = wanted;
+    }
+
+    fn housekeeping(&mut self, ring: Option<&mut AsyncFd<Ring>>, now: Instant) {
+        if let Some(ring) = ring.as_deref() {
+            let probes = &ring.get_ref().0;
+            match probes.lost_events() {
+                Ok(n) => {
+                    if n > self.lost_events {
+                        warn!(
+                            "{} kernel events lost (ring buffer full)",
+                            n - self.lost_events
+                        );
+                    }
+                    self.lost_events = n;
+                    self.metrics.set_lost_events(n);
+                }
+                Err(e) => debug!("reading the lost-event counter: {e}"),
+            }
+        }
+        self.metrics
+            .set_unattributed(self.correlator.counters().unattributed);
+        if self.file.changed() {
+            info!("{} changed: reloading", self.opts.config.display());
+            self.reload(ring);
+        }
+        if now >= self.next_resync {
+            if let Err(e) = self.reconcile(now) {
+                warn!("periodic reconcile failed: {e:#}");
+                self.next_resync = now + RESYNC;
+            }
+        }
+        self.refresh_counts();
+        self.publish();
+    }
+
+    /// Connection counts for `vipd status`, a bounded number of services per pass.
+    fn refresh_counts(&mut self) {
+        let keys: Vec<ServiceKey> = self.services.by_key.keys().copied().collect();
+        if keys.is_empty() {
+            return;
+        }
+        let mut budget = COUNTS_PER_PASS;
+        let mut visited = 0;
+        while budget > 0 && visited < keys.len() {
+            let key = keys[self.counts_cursor % keys.len()];
+            self.counts_cursor = self.counts_cursor.wrapping_add(1);
+            visited += 1;
+            let Ok(dests) = self.writer.client().destinations(&key) else {
+                continue;
+            };
+            if let Some(s) = self.services.by_key.get_mut(&key) {
+                for d in dests {
+                    if let Some(st) = s.stats.get_mut(&(d.addr, d.port)) {
+                        st.active_conns = d.active_conns;
+                        st.inactive_conns = d.inactive_conns;
+                    }
+                    budget = budget.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    fn persist(&mut self) {
+        self.health_dirty = false;
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let mut record = HealthRecord::default();
+        for (key, s) in &self.services.by_key {
+            record.insert(key, s.health.to_persisted(now, wall));
+        }
+        if let Err(e) = std::fs::create_dir_all(&self.opts.runtime_dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| {
+                persist::store(&persist::path(&self.opts.runtime_dir), record)
+                    .map_err(anyhow::Error::from)
+            })
+        {
+            warn!("cannot write the health record: {e:#}");
+        }
+    }
+
+    fn publish(&mut self) {
+        let now = Instant::now();
+        for s in self.services.by_key.values() {
+            for v in s.health.views(now) {
+                let backend = SocketAddr::from(v.dest).to_string();
+                self.metrics
+                    .set_backend(&s.name, &backend, v.weight, v.state.as_str());
+            }
+            self.metrics.set_panic(&s.name, s.health.in_panic());
+        }
+        let view = view_build::build(
+            &self.services,
+            now,
+            view_build::Meta {
+                config: self.opts.config.display().to_string(),
+                started: self.started,
+                loaded: self.loaded,
+                last_reload: self.last_reload.clone(),
+                watcher_mode: self.watcher_mode.clone(),
+                counters: self.correlator.counters(),
+                lost_events: self.lost_events,
+                tracked: self.correlator.open() as u64,
+            },
+        );
+        self.view_tx.send_replace(Arc::new(view));
+    }
+}

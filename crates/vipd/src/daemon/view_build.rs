@@ -1,0 +1,156 @@
+//! The daemon's status snapshot ([`DaemonView`]) from its service table, and how
+//! outcomes are counted and described for it.
+
+use std::{net::SocketAddr, time::SystemTime};
+
+use tokio::time::Instant;
+
+use super::{
+    clock::unix_ms,
+    services::Services,
+    view::{BackendView, DaemonView, OutcomeCounts, ReloadView, ServiceView, WatcherView},
+};
+use crate::watcher::{Counters, Outcome};
+
+/// What the view needs besides the services.
+pub struct Meta {
+    pub config: String,
+    pub started: SystemTime,
+    pub loaded: SystemTime,
+    pub last_reload: Option<ReloadView>,
+    pub watcher_mode: String,
+    pub counters: Counters,
+    pub lost_events: u64,
+    pub tracked: u64,
+}
+
+/// Counts one outcome.
+pub fn count(c: &mut OutcomeCounts, o: &Outcome) {
+    match o {
+        Outcome::Established { .. } => c.established += 1,
+        Outcome::Refused => c.refused += 1,
+        Outcome::SynRetransmit(_) => c.syn_retransmits += 1,
+        Outcome::ClientAbort => c.client_aborts += 1,
+        Outcome::Closed { .. } => c.closed += 1,
+    }
+}
+
+/// `established 0.4ms`, `refused`, `syn-retransmit #2`, `client-abort`,
+/// `closed by peer (rst)`.
+pub fn describe(o: &Outcome) -> String {
+    match o {
+        Outcome::Established { latency } => {
+            format!("established {:.1}ms", latency.as_secs_f64() * 1e3)
+        }
+        Outcome::Refused => "refused".to_owned(),
+        Outcome::SynRetransmit(n) => format!("syn-retransmit #{n}"),
+        Outcome::ClientAbort => "client-abort".to_owned(),
+        Outcome::Closed { by_peer, reset } => format!(
+            "closed {}{}",
+            if *by_peer { "by peer" } else { "locally" },
+            if *reset { " (rst)" } else { "" }
+        ),
+    }
+}
+
+pub fn build(services: &Services, now: Instant, meta: Meta) -> DaemonView {
+    let services = services
+        .by_key
+        .iter()
+        .map(|(key, s)| ServiceView {
+            name: s.name.clone(),
+            key: key.to_string(),
+            scheduler: s.scheduler.clone(),
+            panic: s.health.in_panic(),
+            backends: s
+                .health
+                .views(now)
+                .into_iter()
+                .map(|v| {
+                    let stats = s.stats.get(&v.dest);
+                    BackendView {
+                        addr: SocketAddr::from(v.dest).to_string(),
+                        state: v.state.as_str().to_owned(),
+                        config_weight: v.config_weight,
+                        weight: v.weight,
+                        active_conns: stats.map_or(0, |s| s.active_conns),
+                        inactive_conns: stats.map_or(0, |s| s.inactive_conns),
+                        quarantines: v.quarantines,
+                        quarantine_left_ms: v
+                            .quarantine_left
+                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        consecutive_failures: v.consecutive_failures,
+                        outcomes: stats.map(|s| s.counts).unwrap_or_default(),
+                        recent: stats.map(|s| s.recent.render(now)).unwrap_or_default(),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    DaemonView {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        config: meta.config,
+        started_unix_ms: unix_ms(meta.started),
+        config_loaded_unix_ms: unix_ms(meta.loaded),
+        last_reload: meta.last_reload,
+        watcher: WatcherView {
+            mode: meta.watcher_mode,
+            lost_events: meta.lost_events,
+            unattributed: meta.counters.unattributed,
+            evicted: meta.counters.evicted,
+            tracked_connections: meta.tracked,
+        },
+        services,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn outcomes_are_counted_and_described() {
+        let mut c = OutcomeCounts::default();
+        for o in [
+            Outcome::Established {
+                latency: Duration::from_micros(420),
+            },
+            Outcome::Refused,
+            Outcome::SynRetransmit(2),
+            Outcome::ClientAbort,
+            Outcome::Closed {
+                by_peer: true,
+                reset: true,
+            },
+        ] {
+            count(&mut c, &o);
+        }
+        assert_eq!(
+            c,
+            OutcomeCounts {
+                established: 1,
+                refused: 1,
+                syn_retransmits: 1,
+                client_aborts: 1,
+                closed: 1
+            }
+        );
+        assert_eq!(
+            describe(&Outcome::Established {
+                latency: Duration::from_micros(420)
+            }),
+            "established 0.4ms"
+        );
+        assert_eq!(describe(&Outcome::SynRetransmit(2)), "syn-retransmit #2");
+        assert_eq!(
+            describe(&Outcome::Closed {
+                by_peer: false,
+                reset: false
+            }),
+            "closed locally"
+        );
+    }
+}
