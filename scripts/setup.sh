@@ -52,6 +52,24 @@ ensure_packages() {
   fi
 }
 
+# keepalived: a peer the failover benchmark compares with. Only its binary is used (copied
+# into the VM's initramfs); a policy-rc.d that denies every action keeps the package from
+# starting a service on this machine while it installs.
+ensure_keepalived() {
+  dpkg-query -W -f='${Status}' keepalived 2>/dev/null | grep -q 'install ok installed' && return
+  apt_update
+  log "installing keepalived (benchmark peer; not started here)"
+  local policy=/usr/sbin/policy-rc.d had_policy=0
+  [ -e "$policy" ] && had_policy=1
+  if [ $had_policy -eq 0 ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+  fi
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq --no-install-recommends \
+    keepalived >/dev/null || { [ $had_policy -eq 1 ] || $SUDO rm -f "$policy"; exit 1; }
+  [ $had_policy -eq 1 ] || $SUDO rm -f "$policy"
+}
+
 ensure_rust() {
   rustup component list --installed 2>/dev/null | grep -q '^rust-src' || {
     log "rustup component add rust-src"; rustup component add rust-src; }
@@ -94,6 +112,7 @@ ensure_kernel() {
 
 ensure_backports
 ensure_packages
+ensure_keepalived
 ensure_rust
 ensure_bpf_linker
 ensure_kernel 6.1 bookworm

@@ -37,22 +37,80 @@ pub fn test_binaries() -> Result<Vec<PathBuf>> {
     Ok(bins)
 }
 
-/// Builds a release example of the VM test crate (a benchmark) and returns its path.
-pub fn bench_binary(name: &str) -> Result<PathBuf> {
-    let status = Command::new(env!("CARGO"))
+/// A benchmark to run in the VM: its binary and the arguments it needs before the user's.
+pub struct Bench {
+    pub binary: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// Builds a benchmark of the VM test crate in release mode: an example
+/// (`tests/vm/examples/<name>.rs`, run as is), or an integration test file
+/// (`tests/vm/tests/<name>.rs`, whose benchmarks are `#[ignore]`d tests so that
+/// `vm-test` skips them; run here with `--include-ignored --nocapture`).
+pub fn bench_binary(name: &str) -> Result<Bench> {
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vm");
+    if crate_dir
+        .join("examples")
+        .join(format!("{name}.rs"))
+        .exists()
+    {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "vipd-vmtests",
+                "--example",
+                name,
+            ])
+            .status()?;
+        if !status.success() {
+            bail!("building the {name} benchmark failed");
+        }
+        return Ok(Bench {
+            binary: target_dir().join("release/examples").join(name),
+            args: Vec::new(),
+        });
+    }
+    if !crate_dir.join("tests").join(format!("{name}.rs")).exists() {
+        bail!(
+            "no benchmark {name}: neither tests/vm/examples/{name}.rs nor tests/vm/tests/{name}.rs"
+        );
+    }
+    let out = Command::new(env!("CARGO"))
         .args([
-            "build",
+            "test",
             "--release",
             "-p",
             "vipd-vmtests",
-            "--example",
+            "--test",
             name,
+            "--no-run",
+            "--message-format=json-render-diagnostics",
         ])
-        .status()?;
-    if !status.success() {
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
         bail!("building the {name} benchmark failed");
     }
-    Ok(target_dir().join("release/examples").join(name))
+    let exe = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("cargo built no test binary for {name}"))?;
+    // The runner installs binaries under their file name: drop cargo's hash suffix.
+    let dir = target_dir().join("vm/bench");
+    std::fs::create_dir_all(&dir)?;
+    let binary = dir.join(name);
+    std::fs::copy(&exe, &binary).with_context(|| format!("copying {}", exe.display()))?;
+    Ok(Bench {
+        binary,
+        args: ["--include-ignored", "--nocapture", "--test-threads=1"]
+            .map(String::from)
+            .to_vec(),
+    })
 }
 
 /// Builds the `vipd` binary, which end-to-end VM tests run as a daemon.

@@ -39,10 +39,12 @@ const MODULES: &[&str] = &[
     "ip_gre",
     "fou",
     "fou6",
+    "nf_tables",
 ];
 
-/// Host programs the tests call, found on PATH.
-const TOOLS: &[&str] = &["bash", "ip", "ipvsadm", "ss"];
+/// Host programs the tests call, found on PATH: `nft` injects faults (SYN drops),
+/// `keepalived` is the peer the failover benchmark compares with.
+const TOOLS: &[&str] = &["bash", "ip", "ipvsadm", "ss", "nft", "keepalived"];
 
 /// The init script. It prints `VIPD_VM_RESULT <rc>` last; the runner treats a boot
 /// without that line as a failure.

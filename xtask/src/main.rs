@@ -20,7 +20,8 @@ struct Cli {
 enum Command {
     /// Run the VM integration tests on each kernel of the matrix (one boot per kernel).
     VmTest(vm_test::Args),
-    /// Run a benchmark (an example of tests/vm) inside each VM kernel and print its figures.
+    /// Run a benchmark (an example or a test file of tests/vm) inside each VM kernel and
+    /// print its figures.
     VmBench(vm_test::BenchArgs),
 }
 

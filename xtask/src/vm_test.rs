@@ -16,8 +16,9 @@ pub struct VmArgs {
     /// Seconds one boot may take before it counts as hung.
     #[arg(long, default_value_t = 1200)]
     timeout: u64,
-    /// VM memory in MiB.
-    #[arg(long, default_value_t = 2048)]
+    /// VM memory in MiB. The initramfs (test binaries with debug info, ~0.8 GB) and its
+    /// unpacked copy must both fit while the kernel unpacks it.
+    #[arg(long, default_value_t = 4096)]
     memory: u32,
     /// Use KVM instead of software emulation (stock kernels hang under KVM on the
     /// development host; see shared/ENV.md).
@@ -38,9 +39,10 @@ pub struct Args {
 pub struct BenchArgs {
     #[command(flatten)]
     vm: VmArgs,
-    /// The benchmark: an example of tests/vm (e.g. watcher_bench).
+    /// The benchmark: an example of tests/vm (e.g. watcher_bench), or a test file of
+    /// tests/vm/tests whose `#[ignore]`d tests are benchmarks (e.g. bench_failover).
     name: String,
-    /// Arguments for the benchmark.
+    /// Arguments for the benchmark (for a test file: test name filters).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     bench_args: Vec<String>,
 }
@@ -66,15 +68,16 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let bin = build::bench_binary(&args.name)?;
+    let bench = build::bench_binary(&args.name)?;
     let vipd = build::vipd_binary()?;
     let command = std::iter::once(format!("/usr/bin/{}", args.name))
+        .chain(bench.args.iter().cloned())
         .chain(args.bench_args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
     let payload = Payload {
         tests: &[],
-        bins: &[vipd, bin],
+        bins: &[vipd, bench.binary],
         test_args: &[],
         command: Some(command),
     };

@@ -4,13 +4,12 @@
 //! and the ULA fd00:18::/32, all inside namespaces this lab creates. Dropping the lab
 //! removes everything it made.
 
-use std::{
-    io::Write,
-    net::{IpAddr, SocketAddr, TcpListener},
-    thread,
-};
+use std::{net::IpAddr, sync::Mutex};
 
-use crate::{in_netns, sh};
+use crate::{
+    servers::{Kind, Listening},
+    sh,
+};
 
 pub const VIP_DEV: &str = "vipdtest0";
 
@@ -29,6 +28,16 @@ pub struct Lab {
     pub family: Family,
     pub backends: Vec<Backend>,
     pub vip: IpAddr,
+    /// Every TCP server the lab started, so that faults can stop and restart them.
+    pub(crate) servers: Mutex<Vec<Served>>,
+}
+
+/// A TCP server the lab started on a backend: what it is, and its listener while it runs.
+pub(crate) struct Served {
+    pub backend: usize,
+    pub port: u16,
+    pub kind: Kind,
+    pub running: Option<Listening>,
 }
 
 impl Family {
@@ -113,38 +122,82 @@ impl Lab {
             family,
             backends,
             vip,
+            servers: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Starts a TCP server on backend `i` (0-based) at `port` that answers each
-    /// connection with `hello from <ns>` and closes it. Returns its address.
-    pub fn serve_greeting(&self, i: usize, port: u16) -> SocketAddr {
-        let b = &self.backends[i];
-        let addr = SocketAddr::new(b.addr, port);
-        let listener = in_netns(&b.ns, move || {
-            TcpListener::bind(addr).expect("bind in backend netns")
-        });
-        let greeting = format!("hello from {}", b.ns);
-        thread::spawn(move || {
-            for mut conn in listener.incoming().flatten() {
-                let _ = conn.write_all(greeting.as_bytes());
-            }
-        });
-        addr
     }
 }
 
+/// The nftables table [`Lab::drop_syns`] adds in a backend's namespace.
+const DROP_TABLE: &str = "vipdlab_drop";
+
+/// Faults. Each is undone by its counterpart; all of them go with the lab.
 impl Lab {
-    /// Makes backend `i` a black hole for the client: it receives SYNs but its answers
-    /// to the VIP address (the source of local connections to a VIP on the dummy device)
-    /// are routed into a blackhole inside its namespace.
+    /// Makes backend `i` a black hole for local clients of the VIP: it receives their
+    /// SYNs, but its answers to the VIP address (the source of local connections to a
+    /// VIP on the dummy device) are routed into a blackhole inside its namespace. Traffic
+    /// from other sources (e.g. a health checker on the host side of the link) still
+    /// gets answers: for a fault every client sees, use [`Lab::drop_syns`].
     pub fn blackhole(&self, i: usize) {
-        let b = &self.backends[i];
-        let plen = if self.family == Family::V6 { 128 } else { 32 };
         sh(&format!(
-            "ip -n {} route add blackhole {}/{plen}",
-            b.ns, self.vip
+            "ip -n {} route add blackhole {}/{}",
+            self.backends[i].ns,
+            self.vip,
+            self.host_plen()
         ));
+    }
+
+    /// Undoes [`Lab::blackhole`].
+    pub fn unblackhole(&self, i: usize) {
+        sh(&format!(
+            "ip -n {} route del blackhole {}/{}",
+            self.backends[i].ns,
+            self.vip,
+            self.host_plen()
+        ));
+    }
+
+    /// Backend `i` drops every TCP SYN it receives (an nftables rule on its input
+    /// hook, any source, any port): new connections to it time out with SYN
+    /// retransmits, for clients and health checkers alike. Established connections
+    /// keep flowing. A packet socket still sees the SYNs (it taps before netfilter), so
+    /// [`crate::syn::SynSniffer`] timestamps them.
+    pub fn drop_syns(&self, i: usize) {
+        sh(&format!(
+            "ip netns exec {ns} nft -f - <<'EOF'\n\
+             table inet {DROP_TABLE} {{\n\
+               chain input {{\n\
+                 type filter hook input priority -150; policy accept;\n\
+                 tcp flags & (syn | ack) == syn counter drop\n\
+               }}\n\
+             }}\n\
+             EOF",
+            ns = self.backends[i].ns
+        ));
+    }
+
+    /// Undoes [`Lab::drop_syns`]. Returns how many SYNs the rule dropped.
+    pub fn accept_syns(&self, i: usize) -> u64 {
+        let ns = &self.backends[i].ns;
+        let listing = sh(&format!(
+            "ip netns exec {ns} nft list table inet {DROP_TABLE}"
+        ));
+        sh(&format!(
+            "ip netns exec {ns} nft delete table inet {DROP_TABLE}"
+        ));
+        listing
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter in:\n{listing}"))
+    }
+
+    fn host_plen(&self) -> u8 {
+        if self.family == Family::V6 {
+            128
+        } else {
+            32
+        }
     }
 
     /// Creates an ipvsadm service `vip:vport` (rr, masquerade) with backend `i` at `rport`.
@@ -162,6 +215,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        self.close_servers();
         // Deleting the veth explicitly: a server socket still open in a namespace keeps
         // that namespace, and so the veth's root end, alive after `ip netns del`.
         for (i, b) in self.backends.iter().enumerate() {

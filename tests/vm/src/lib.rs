@@ -2,9 +2,15 @@
 //! development host lacks: they run inside the VM (`cargo xtask vm-test`) and fail
 //! loudly anywhere else, never skip.
 
+pub mod daemon;
+pub mod failover;
+pub mod keepalived;
 pub mod lab;
+pub mod load;
 pub mod servers;
+pub mod syn;
 pub mod vipd_cli;
+pub mod weights;
 
 use std::{fs::File, os::fd::AsRawFd, process::Command};
 
@@ -49,4 +55,25 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     })
     .join()
     .expect("netns thread panicked")
+}
+
+/// Gives the calling thread a real-time priority (SCHED_FIFO `priority`), so that a busy
+/// emulated VM does not delay what it times (the weight watcher's polls, the load's
+/// schedule). Best effort: returns false where that is not permitted. Threads it spawns
+/// inherit the policy; [`normal_thread`] undoes it.
+pub fn realtime_thread(priority: i32) -> bool {
+    set_policy(libc::SCHED_FIFO, priority)
+}
+
+/// Puts the calling thread back to the normal scheduling policy.
+pub fn normal_thread() -> bool {
+    set_policy(libc::SCHED_OTHER, 0)
+}
+
+fn set_policy(policy: libc::c_int, priority: i32) -> bool {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: the calling thread's own handle and a valid parameter.
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), policy, &param) == 0 }
 }

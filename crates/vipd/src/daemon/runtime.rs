@@ -466,10 +466,14 @@ impl Daemon {
                     };
                     faults.insert((key, *dest), (fault_ns, cause_name));
                 }
+                let client = report
+                    .and_then(|r| r.client)
+                    .map_or_else(|| "-".to_owned(), |c| c.to_string());
                 warn!(
                     service = name,
                     backend,
                     cause = cause_name,
+                    client,
                     ejections,
                     "quarantined for {}",
                     crate::config::format_duration(*duration)

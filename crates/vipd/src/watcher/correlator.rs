@@ -61,6 +61,9 @@ struct Conn {
     retransmits: u32,
     reset: bool,
     by_peer: bool,
+    /// The backend the previous SYN went to, when IPVS sent a retransmitted SYN to
+    /// another one (see [`Correlator`]): the one that failed to answer.
+    unanswered: Option<SocketAddr>,
 }
 
 pub struct Correlator {
@@ -68,6 +71,8 @@ pub struct Correlator {
     order: VecDeque<u64>,
     /// Backends named by `ip_vs_conn_new`, by (client, VIP), until a socket claims them.
     ipvs: HashMap<(SocketAddr, SocketAddr), SocketAddr>,
+    /// Open connections by (client, VIP), once their source port is known.
+    by_client: HashMap<(SocketAddr, SocketAddr), u64>,
     capacity: usize,
     counters: Counters,
 }
@@ -78,6 +83,7 @@ impl Correlator {
             conns: HashMap::new(),
             order: VecDeque::new(),
             ipvs: HashMap::new(),
+            by_client: HashMap::new(),
             capacity: capacity.max(1),
             counters: Counters::default(),
         }
@@ -92,13 +98,29 @@ impl Correlator {
         self.conns.len()
     }
 
+    /// Drops a connection and its client index entry; false if it was not open.
+    fn forget(&mut self, sock: u64) -> bool {
+        let Some(c) = self.conns.remove(&sock) else {
+            return false;
+        };
+        if let Some(client) = c.client {
+            if self.by_client.get(&(client, c.vip)) == Some(&sock) {
+                self.by_client.remove(&(client, c.vip));
+            }
+        }
+        true
+    }
+
     fn insert(&mut self, sock: u64, conn: Conn) {
-        if self.conns.insert(sock, conn).is_none() {
+        // A kernel socket reused for a new connection: the old one is gone.
+        let reused = self.forget(sock);
+        self.conns.insert(sock, conn);
+        if !reused {
             self.order.push_back(sock);
         }
         while self.conns.len() > self.capacity {
             match self.order.pop_front() {
-                Some(old) if self.conns.remove(&old).is_some() => self.counters.evicted += 1,
+                Some(old) if self.forget(old) => self.counters.evicted += 1,
                 Some(_) => {}
                 None => break,
             }
@@ -114,12 +136,23 @@ impl Correlator {
     }
 
     fn report(&mut self, ts_ns: u64, sock: u64, outcome: Outcome) -> Report {
+        self.report_for(ts_ns, sock, outcome, None)
+    }
+
+    /// A report naming `backend` instead of the connection's current one, if given.
+    fn report_for(
+        &mut self,
+        ts_ns: u64,
+        sock: u64,
+        outcome: Outcome,
+        backend: Option<SocketAddr>,
+    ) -> Report {
         let c = &self.conns[&sock];
         let r = Report {
             ts_ns,
             client: c.client,
             vip: c.vip,
-            backend: c.backend,
+            backend: backend.or(c.backend),
             outcome,
             syn_ns: c.syn_ns,
         };
@@ -135,8 +168,9 @@ impl Correlator {
         let Some(c) = self.conns.get_mut(&sock) else {
             return;
         };
-        if src.port() != 0 {
+        if src.port() != 0 && c.client != Some(src) {
             c.client = Some(src);
+            self.by_client.insert((src, c.vip), sock);
         }
         if c.backend.is_none() {
             c.backend = backend.or_else(|| c.client.and_then(|cl| self.ipvs.remove(&(cl, c.vip))));
@@ -153,7 +187,26 @@ impl Correlator {
                 backend,
                 ..
             } => {
-                self.ipvs.insert((client, vip), backend);
+                let open = self
+                    .by_client
+                    .get(&(client, vip))
+                    .and_then(|s| self.conns.get_mut(s))
+                    .filter(|c| c.state == SynSent);
+                match open {
+                    // IPVS scheduled a SYN of a connection we follow. A second
+                    // scheduling of the same connection is a retransmitted SYN that
+                    // IPVS moved (its backend got weight 0; expire_nodest_conn): the
+                    // previous backend left the SYN unanswered.
+                    Some(c) => {
+                        if let Some(old) = c.backend.filter(|b| *b != backend) {
+                            c.unanswered = Some(old);
+                        }
+                        c.backend = Some(backend);
+                    }
+                    None => {
+                        self.ipvs.insert((client, vip), backend);
+                    }
+                }
                 None
             }
             Event::StateChange {
@@ -175,6 +228,7 @@ impl Correlator {
                         retransmits: 0,
                         reset: false,
                         by_peer: false,
+                        unanswered: None,
                     };
                     self.insert(sock, conn);
                 }
@@ -201,7 +255,7 @@ impl Correlator {
                             }),
                         };
                         let r = outcome.map(|o| self.report(ts_ns, sock, o));
-                        self.conns.remove(&sock);
+                        self.forget(sock);
                         r
                     }
                     _ => None,
@@ -226,7 +280,10 @@ impl Correlator {
                 }
                 c.retransmits += 1;
                 let n = c.retransmits;
-                Some(self.report(ts_ns, sock, Outcome::SynRetransmit(n)))
+                // The retransmission says the previous SYN went unanswered: blame the
+                // backend that SYN went to, even if IPVS sent this one elsewhere.
+                let failed = c.unanswered.take();
+                Some(self.report_for(ts_ns, sock, Outcome::SynRetransmit(n), failed))
             }
             Event::ReceiveReset {
                 ts_ns,
@@ -368,6 +425,78 @@ mod tests {
                 Outcome::ClientAbort
             ]
         );
+    }
+
+    /// Seen in the VM: a backend goes to weight 0 while a SYN to it waits; with
+    /// expire_nodest_conn IPVS sends the retransmitted SYN to another backend (a second
+    /// ip_vs_conn_new for the same connection), and the kernel join names that one in the
+    /// retransmit event. The SYN that went unanswered was the first backend's.
+    #[test]
+    fn syn_retransmit_blames_the_backend_that_left_the_syn_unanswered() {
+        use TcpState::*;
+        const OTHER: &str = "198.18.3.2:8080";
+        let mut c = Correlator::new(16);
+        let ipvs = |ts, backend| Event::IpvsConn {
+            ts_ns: ts,
+            protocol: 6,
+            client: a(CLIENT),
+            vip: a("198.18.0.10:80"),
+            backend: a(backend),
+        };
+        let events = [
+            state(1_000, UNBOUND, Close, SynSent, None),
+            Event::Connect {
+                ts_ns: 1_100,
+                sock: SOCK,
+                src: a(CLIENT),
+                dst: a("198.18.0.10:80"),
+            },
+            ipvs(1_200, BACKEND),
+            ipvs(1_000_000_000, OTHER),
+            Event::Retransmit {
+                ts_ns: 1_000_000_100,
+                sock: SOCK,
+                src: a(CLIENT),
+                dst: a("198.18.0.10:80"),
+                state: SynSent,
+                backend: Some(a(OTHER)),
+            },
+            state(1_000_500_000, CLIENT, SynSent, Established, Some(OTHER)),
+        ];
+        let got: Vec<(Option<SocketAddr>, Outcome)> = events
+            .iter()
+            .filter_map(|e| c.feed(e))
+            .map(|r| (r.backend, r.outcome))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(a(BACKEND)), Outcome::SynRetransmit(1)),
+                (
+                    Some(a(OTHER)),
+                    Outcome::Established {
+                        latency: Duration::from_nanos(1_000_499_000)
+                    }
+                ),
+            ]
+        );
+        // Without a reschedule the retransmit stays with the connection's backend.
+        let mut c = Correlator::new(16);
+        let same = Event::Retransmit {
+            ts_ns: 1_000_000_100,
+            sock: SOCK,
+            src: a(CLIENT),
+            dst: a("198.18.0.10:80"),
+            state: SynSent,
+            backend: Some(a(BACKEND)),
+        };
+        let got: Vec<_> = events[..3]
+            .iter()
+            .chain([&same])
+            .filter_map(|e| c.feed(e))
+            .map(|r| (r.backend, r.outcome))
+            .collect();
+        assert_eq!(got, [(Some(a(BACKEND)), Outcome::SynRetransmit(1))]);
     }
 
     #[test]

@@ -1,0 +1,164 @@
+//! The lab demo (`scripts/demo.sh`, the README's main job), run inside the VM:
+//! three backends in network namespaces, `vipd run` with examples/lab.toml, a steady
+//! client load of 50 new connections/s through the VIP. Backend vb1's server dies (its
+//! namespace then refuses connections with RST), is restarted; then vb2 drops every SYN
+//! (a blackhole), and recovers. A live view prints once a second; the demo ends with a
+//! summary: connections attempted and failed, and fault-to-quarantine time per backend.
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use vipd::daemon::{control, view::DaemonView};
+use vipd_ipvs::ServiceKey;
+use vipd_vmtests::{
+    daemon::Vipd,
+    failover::{Failover, Fault, FaultReport, Timing},
+    lab::{Family, Lab},
+    require_vm, sh,
+};
+
+const CONFIG: &str = include_str!("../../../examples/lab.toml");
+const VIP: &str = "198.18.0.10:80";
+const RPORT: u16 = 8080;
+const RATE: f64 = 50.0;
+
+fn live_line(t: Duration, v: &DaemonView, attempts: usize, failed: usize) -> String {
+    let mut line = format!(
+        "[{:5.1}s] clients: {attempts:5} connections, {failed:3} failed |",
+        t.as_secs_f64()
+    );
+    for s in &v.services {
+        if s.panic {
+            line.push_str(" PANIC |");
+        }
+        for b in &s.backends {
+            let left = b
+                .quarantine_left_ms
+                .map(|ms| format!(" {:.1}s left", ms as f64 / 1e3))
+                .unwrap_or_default();
+            line.push_str(&format!(
+                " {} {}{left} w={}/{} |",
+                b.addr, b.state, b.weight, b.config_weight
+            ));
+        }
+    }
+    line
+}
+
+fn describe(r: &FaultReport) -> String {
+    let ms = |v: Option<f64>| v.map_or("never".to_string(), |v| format!("{v:.1} ms"));
+    let what = match r.fault {
+        Fault::Refuse => "server killed (RST): first refused connect",
+        Fault::DropSyns => "SYNs dropped (blackhole): first SYN it received",
+    };
+    format!(
+        "  {} ({}): {what} -> weight 0 in {}; {} of {} client connections failed meanwhile;\n    \
+         re-admitted {} after recovery, slow start {}",
+        r.ns,
+        r.dest,
+        ms(r.detect_ms()),
+        r.failures.len(),
+        r.attempts,
+        ms(r.readmit_ms()),
+        r.weights_after_undo()
+    )
+}
+
+fn main() {
+    require_vm();
+    sh("ipvsadm -C; ip link del vipd0 2>/dev/null; true");
+    println!("== vipd lab demo on {}", sh("uname -r").trim());
+    let lab = Lab::new(Family::V4, 3);
+    for i in 0..3 {
+        lab.serve_greeting(i, RPORT);
+    }
+    let mut vipd = Vipd::new("demo");
+    vipd.write_config(CONFIG);
+    println!("== config (examples/lab.toml):\n{CONFIG}");
+    vipd.start();
+    println!("== vipd run is up; IPVS now holds:\n{}", sh("ipvsadm -Ln"));
+    let vip: SocketAddr = VIP.parse().unwrap();
+    let f = Failover::start(
+        &lab,
+        ServiceKey::tcp(vip.ip(), vip.port()),
+        RPORT,
+        RATE,
+        Duration::from_secs(2),
+    );
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    let socket = control::socket_path(&vipd.runtime);
+    let timing = Timing {
+        detect_timeout: Duration::from_secs(10),
+        hold: Duration::from_secs(3),
+        readmit_timeout: Duration::from_secs(30),
+        settle: Duration::from_secs(2),
+        full_weight: 10,
+    };
+    let reports = thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(v) = control::query_status(&socket, Duration::from_secs(2)) {
+                    let r = f.load.report();
+                    println!(
+                        "{}",
+                        live_line(started.elapsed(), &v, r.len(), r.failures().len())
+                    );
+                }
+                thread::sleep(Duration::from_secs(1));
+            }
+        });
+        f.settle(Duration::from_secs(4));
+        println!("== fault 1: kill vb1's server (connections to it are refused)");
+        let a = f.fault(Fault::Refuse, 0, &timing);
+        println!("== fault 2: vb2 drops every SYN (blackhole)");
+        let b = f.fault(Fault::DropSyns, 1, &timing);
+        stop.store(true, Ordering::Relaxed);
+        (a, b)
+    });
+    let logs = f.finish();
+    let status = vipd.status_text();
+    let hist = vipd.metrics();
+    vipd.stop();
+    println!("== vipd status at the end:\n{status}");
+    println!("== vipd's log (warnings and state changes):");
+    for l in vipd.log(1).lines().filter(|l| {
+        [
+            "WARN",
+            "quarantin",
+            "re-admitted",
+            "full weight",
+            "probing",
+            "PANIC",
+            "panic over",
+        ]
+        .iter()
+        .any(|k| l.contains(k))
+    }) {
+        println!("  {l}");
+    }
+    println!("== summary");
+    println!(
+        "  client connections attempted: {}, failed: {} ({})",
+        logs.load.len(),
+        logs.load.failures().len(),
+        logs.load.summary()
+    );
+    println!("{}", describe(&reports.0));
+    println!("{}", describe(&reports.1));
+    println!("  vipd's own measurement (kernel event timestamp to weight 0 written):");
+    for l in hist.lines().filter(|l| {
+        l.starts_with("vipd_fault_to_quarantine_seconds_sum")
+            || l.starts_with("vipd_fault_to_quarantine_seconds_count")
+    }) {
+        println!("    {l}");
+    }
+    println!(
+        "  vipd stopped with SIGTERM; IPVS keeps forwarding:\n{}",
+        sh("ipvsadm -Ln")
+    );
+}

@@ -1,0 +1,202 @@
+//! Running `vipd run` inside the VM: start it on a config in a scratch directory, ask it
+//! for its status over the control socket, read its metrics and log, and stop it the
+//! polite way (SIGTERM) or the hard way (`kill -9`).
+
+use std::{
+    fs::File,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use vipd::daemon::{control, view::DaemonView};
+
+/// The metrics address the tests give the daemon (loopback only).
+pub const METRICS: &str = "127.0.0.1:9477";
+
+/// A scratch directory (config, ownership record, runtime dir, log) and the daemon.
+pub struct Vipd {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub state: PathBuf,
+    pub runtime: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Vipd {
+    /// A fresh directory for test `name`; nothing running yet.
+    pub fn new(name: &str) -> Vipd {
+        let dir = PathBuf::from(format!("/tmp/vipd-daemon-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the test directory");
+        Vipd {
+            config: dir.join("vipd.toml"),
+            state: dir.join("state.json"),
+            runtime: dir.join("run"),
+            dir,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    pub fn write_config(&self, text: &str) {
+        // Write-and-rename, as editors and config management do.
+        let tmp = self.dir.join("vipd.toml.new");
+        std::fs::write(&tmp, text).expect("writing the config");
+        std::fs::rename(&tmp, &self.config).expect("replacing the config");
+    }
+
+    /// The log of start number `n` (1-based).
+    pub fn log(&self, n: u32) -> String {
+        std::fs::read_to_string(self.dir.join(format!("vipd.{n}.log"))).unwrap_or_default()
+    }
+
+    /// Starts `vipd run` and waits until its control socket answers.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "vipd already running");
+        self.starts += 1;
+        let log = File::create(self.dir.join(format!("vipd.{}.log", self.starts))).unwrap();
+        let child = Command::new("vipd")
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--state-file")
+            .arg(&self.state)
+            .arg("--runtime-dir")
+            .arg(&self.runtime)
+            .env("VIPD_LOG", "info,vipd=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning vipd run");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.try_status().is_some() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "vipd run exited during start-up ({status}):\n{}",
+                    self.log(self.starts)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vipd run did not answer on its socket within 30 s:\n{}",
+                self.log(self.starts)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_status(&self) -> Option<DaemonView> {
+        control::query_status(&control::socket_path(&self.runtime), Duration::from_secs(2)).ok()
+    }
+
+    /// The daemon's status view; panics if it does not answer.
+    pub fn status(&self) -> DaemonView {
+        control::query_status(&control::socket_path(&self.runtime), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("vipd status: {e}\n{}", self.log(self.starts)))
+    }
+
+    /// `vipd status` as a user runs it (text).
+    pub fn status_text(&self) -> String {
+        crate::sh(&format!(
+            "vipd status --runtime-dir {} --state-file {}",
+            self.runtime.display(),
+            self.state.display()
+        ))
+    }
+
+    /// The Prometheus text from the metrics endpoint.
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(METRICS).expect("connecting to the metrics");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        let (head, body) = body.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_owned()
+    }
+
+    /// The sum of a metric's samples whose line starts with `prefix` (name and labels).
+    pub fn metric_sum(&self, prefix: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Sends SIGHUP.
+    pub fn hup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let pid = self.child.as_ref().expect("vipd running").id();
+        // SAFETY: kill with a valid pid and signal.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill {pid}");
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.child.take().unwrap().wait().unwrap();
+        assert!(
+            status.success(),
+            "vipd exited with {status} on SIGTERM:\n{}",
+            self.log(self.starts)
+        );
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("vipd running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// Which start this is (1 for the first).
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    /// Waits until `f(status)` holds; panics with the last status and the log otherwise.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&DaemonView) -> bool,
+    ) -> DaemonView {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.status();
+            if f(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; status: {v:#?}\nlog:\n{}",
+                self.log(self.starts)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Vipd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

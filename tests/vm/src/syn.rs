@@ -1,0 +1,340 @@
+//! Timestamps every TCP SYN a backend receives on one port, and how the backend answered
+//! it (SYN-ACK, RST, or nothing): a packet socket in the backend's network namespace,
+//! bound to its `eth0`. Packet sockets see a frame before netfilter does, so SYNs that
+//! [`Lab::drop_syns`] drops are seen too (and get no answer). The time of each packet is
+//! the kernel's timestamp (`SO_TIMESTAMPNS`), mapped onto [`Instant`].
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use crate::{in_netns, lab::Lab};
+
+/// One SYN (without ACK) received by the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Syn {
+    pub at: Instant,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+}
+
+/// How the backend answered a SYN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// SYN-ACK: a listener took it.
+    SynAck,
+    /// RST: nothing listens (the connection is refused).
+    Rst,
+    /// Nothing within a second, before the peer sent another SYN (dropped).
+    None,
+}
+
+/// A packet the backend sent from the sniffed port: a SYN-ACK or an RST, to `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reply {
+    at: Instant,
+    to: SocketAddr,
+    rst: bool,
+}
+
+#[derive(Default)]
+struct Seen {
+    syns: Vec<Syn>,
+    replies: Vec<Reply>,
+}
+
+pub struct SynSniffer {
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Lab {
+    /// Starts timestamping the SYNs backend `i` receives for `port`.
+    pub fn sniff_syns(&self, i: usize, port: u16) -> SynSniffer {
+        SynSniffer::start(&self.backends[i].ns, "eth0", port)
+    }
+}
+
+fn check(rc: libc::c_int, what: &str) {
+    assert!(rc >= 0, "{what}: {}", std::io::Error::last_os_error());
+}
+
+/// A packet socket on `dev` of namespace `ns`, with receive timestamps and a 50 ms
+/// receive timeout (so the reader can notice `stop`).
+fn packet_socket(ns: &str, dev: &str) -> OwnedFd {
+    let dev = std::ffi::CString::new(dev).unwrap();
+    in_netns(ns, move || {
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket calls on a descriptor this closure owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, proto as libc::c_int);
+            check(fd, "socket(AF_PACKET)");
+            let fd = OwnedFd::from_raw_fd(fd);
+            let ifindex = libc::if_nametoindex(dev.as_ptr());
+            assert!(ifindex != 0, "no device {dev:?} in the namespace");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex as i32;
+            check(
+                libc::bind(
+                    fd.as_raw_fd(),
+                    &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                ),
+                "bind(AF_PACKET)",
+            );
+            let on: libc::c_int = 1;
+            check(
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_TIMESTAMPNS,
+                    &on as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as u32,
+                ),
+                "SO_TIMESTAMPNS",
+            );
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 50_000,
+            };
+            check(
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const libc::timeval as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as u32,
+                ),
+                "SO_RCVTIMEO",
+            );
+            fd
+        }
+    })
+}
+
+/// Receives one frame: its network-layer bytes (truncated to the buffer), its packet
+/// type, and the kernel's timestamp mapped onto `Instant`. None on timeout.
+fn receive(fd: &OwnedFd, buf: &mut [u8]) -> Option<(usize, u8, Instant)> {
+    let mut cmsg = [0u64; 16];
+    // SAFETY: the buffers outlive the call; msghdr points only at them.
+    unsafe {
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = &mut sll as *mut libc::sockaddr_ll as *mut libc::c_void;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&cmsg);
+        let n = libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        if n < 0 {
+            return None;
+        }
+        let mut at = now;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                let stamp = UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                // How long ago the kernel stamped it, by the wall clock.
+                if let Ok(ago) = wall.duration_since(stamp) {
+                    at = now.checked_sub(ago).unwrap_or(now);
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Some(((n as usize).min(buf.len()), sll.sll_pkttype, at))
+    }
+}
+
+/// A TCP segment's (source, destination, flags) in an IPv4 or IPv6 packet.
+fn parse_tcp(p: &[u8]) -> Option<(SocketAddr, SocketAddr, u8)> {
+    let (src, dst, tcp): (IpAddr, IpAddr, &[u8]) = match p.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(p[0] & 0xf) * 4;
+            if p.len() < ihl + 14 || p[9] != libc::IPPROTO_TCP as u8 {
+                return None;
+            }
+            let a = |o: usize| IpAddr::V4(Ipv4Addr::new(p[o], p[o + 1], p[o + 2], p[o + 3]));
+            (a(12), a(16), &p[ihl..])
+        }
+        6 => {
+            if p.len() < 40 + 14 || p[6] != libc::IPPROTO_TCP as u8 {
+                return None;
+            }
+            let a = |o: usize| {
+                let b: [u8; 16] = p[o..o + 16].try_into().unwrap();
+                IpAddr::V6(Ipv6Addr::from(b))
+            };
+            (a(8), a(24), &p[40..])
+        }
+        _ => return None,
+    };
+    let sport = u16::from_be_bytes([tcp[0], tcp[1]]);
+    let dport = u16::from_be_bytes([tcp[2], tcp[3]]);
+    Some((
+        SocketAddr::new(src, sport),
+        SocketAddr::new(dst, dport),
+        tcp[13],
+    ))
+}
+
+const FIN_SYN_RST_ACK: u8 = 0x17;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+/// Files a packet: an incoming SYN to `port`, or an outgoing SYN-ACK or RST from it.
+fn record(seen: &Mutex<Seen>, p: &[u8], outgoing: bool, port: u16, at: Instant) {
+    let Some((src, dst, flags)) = parse_tcp(p) else {
+        return;
+    };
+    let f = flags & FIN_SYN_RST_ACK;
+    if !outgoing && dst.port() == port && f == SYN {
+        seen.lock().unwrap().syns.push(Syn { at, src, dst });
+    } else if outgoing && src.port() == port && (f == SYN | ACK || f & RST != 0) {
+        seen.lock().unwrap().replies.push(Reply {
+            at,
+            to: dst,
+            rst: f & RST != 0,
+        });
+    }
+}
+
+impl SynSniffer {
+    /// Starts timestamping SYNs to `port` received on `dev` in namespace `ns`, and the
+    /// SYN-ACKs and RSTs sent from that port.
+    pub fn start(ns: &str, dev: &str, port: u16) -> Self {
+        let fd = packet_socket(ns, dev);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut buf = [0u8; 128];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some((n, pkttype, at)) = receive(&fd, &mut buf) {
+                        let outgoing = pkttype == libc::PACKET_OUTGOING;
+                        record(&seen, &buf[..n], outgoing, port, at);
+                    }
+                }
+            })
+        };
+        SynSniffer {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Every SYN so far, in arrival order.
+    pub fn syns(&self) -> Vec<Syn> {
+        self.seen.lock().unwrap().syns.clone()
+    }
+
+    /// The first SYN received at or after `t`.
+    pub fn first_after(&self, t: Instant) -> Option<Syn> {
+        self.syns().into_iter().find(|s| s.at >= t)
+    }
+
+    /// The first SYN from address `src` received at or after `t` (e.g. `src` = the VIP:
+    /// local clients of a VIP on the dummy device connect from it).
+    pub fn first_from_after(&self, src: IpAddr, t: Instant) -> Option<Syn> {
+        self.syns()
+            .into_iter()
+            .find(|s| s.at >= t && s.src.ip() == src)
+    }
+
+    /// How the backend answered `syn`: the first SYN-ACK or RST to its source after it
+    /// and before that source's next SYN (a retransmit); `Answer::None` if there was none
+    /// within a second, None if it is too early to tell.
+    pub fn answer(&self, syn: &Syn) -> Option<Answer> {
+        let seen = self.seen.lock().unwrap();
+        let next = seen
+            .syns
+            .iter()
+            .find(|s| s.src == syn.src && s.at > syn.at)
+            .map(|s| s.at);
+        let limit = next.unwrap_or(syn.at + Duration::from_secs(1));
+        let reply = seen
+            .replies
+            .iter()
+            .find(|r| r.to == syn.src && r.at >= syn.at && r.at < limit);
+        match reply {
+            Some(r) if r.rst => Some(Answer::Rst),
+            Some(_) => Some(Answer::SynAck),
+            None if next.is_some() || Instant::now() >= limit => Some(Answer::None),
+            None => None,
+        }
+    }
+
+    /// The first SYN at or after `t` (from `src` if given) that the backend answered
+    /// with `answer`. A SYN whose fate is not known yet ends the search.
+    pub fn first_answered_after(
+        &self,
+        t: Instant,
+        src: Option<IpAddr>,
+        answer: Answer,
+    ) -> Option<Syn> {
+        for s in self
+            .syns()
+            .into_iter()
+            .filter(|s| s.at >= t && src.is_none_or(|a| s.src.ip() == a))
+        {
+            match self.answer(&s) {
+                Some(a) if a == answer => return Some(s),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// Waits up to `timeout` for a SYN received at or after `t`.
+    pub fn wait_first_after(&self, t: Instant, timeout: Duration) -> Option<Syn> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.first_after(t) {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the sniffer; returns every SYN it saw.
+    pub fn stop(mut self) -> Vec<Syn> {
+        self.halt();
+        self.syns()
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SynSniffer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
