@@ -19,7 +19,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncReadExt,
     net::{UnixListener, UnixStream},
     sync::{watch, Semaphore},
 };
@@ -37,7 +37,6 @@ pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections handled at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
 /// How long to drain what a client still sends after the answer.
-const LINGER: Duration = Duration::from_secs(1);
 /// The largest answer the client reads.
 const MAX_REPLY: u64 = 64 << 20;
 
@@ -257,26 +256,7 @@ async fn handle(mut stream: UnixStream, view: Arc<DaemonView>, euid: u32) -> io:
             },
         }
     };
-    tokio::time::timeout(CLIENT_DEADLINE, async {
-        stream.write_all(&answer).await?;
-        stream.shutdown().await
-    })
-    .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client did not read the answer"))??;
-    // Closing with unread data resets the connection, and the client may see the reset
-    // before the answer (a request too long): read what it still sends, briefly.
-    let _ = tokio::time::timeout(LINGER, async {
-        let mut sink = [0u8; 1024];
-        let mut left = 64 * 1024usize;
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    })
-    .await;
-    Ok(())
+    super::reply::answer_and_close(&mut stream, &answer, CLIENT_DEADLINE).await
 }
 
 enum Request {

@@ -1,4 +1,4 @@
-use tokio::task::JoinHandle;
+use tokio::{io::AsyncWriteExt, task::JoinHandle};
 
 use super::*;
 use crate::daemon::view::{BackendView, ServiceView, WatcherView};

@@ -12,7 +12,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncReadExt,
     net::{TcpListener, TcpStream},
     sync::Semaphore,
 };
@@ -31,7 +31,6 @@ pub const HTTP_DEADLINE: Duration = Duration::from_secs(5);
 /// Connections handled at once; more are closed at once.
 pub const MAX_HTTP_CONNECTIONS: usize = 32;
 /// How long to drain what a client still sends after the answer.
-const LINGER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Default)]
 struct Histogram {
@@ -573,27 +572,7 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
         ),
         Ok(Ok(Head::Complete(head))) => route(&head, metrics),
     };
-    tokio::time::timeout(HTTP_DEADLINE, async {
-        stream.write_all(&answer).await?;
-        stream.shutdown().await
-    })
-    .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client did not read the answer"))??;
-    // Lingering close: read what the client still sends (a body we ignored), so closing
-    // with unread data does not reset the connection before the client has read the
-    // answer.
-    let _ = tokio::time::timeout(LINGER, async {
-        let mut sink = [0u8; 1024];
-        let mut left = 64 * 1024usize;
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    })
-    .await;
-    Ok(())
+    super::reply::answer_and_close(&mut stream, &answer, HTTP_DEADLINE).await
 }
 
 #[cfg(test)]

@@ -1,3 +1,5 @@
+use tokio::io::AsyncWriteExt;
+
 use super::*;
 
 fn example() -> Metrics {

@@ -15,6 +15,7 @@ pub mod config_file;
 pub mod control;
 pub mod metrics;
 pub mod persist;
+mod reply;
 pub mod runtime;
 pub mod services;
 pub mod view;

@@ -374,23 +374,7 @@ impl Daemon {
             Outcome::SynRetransmit(_) => Signal::SynRetransmit,
             Outcome::ClientAbort | Outcome::Closed { .. } => return,
         };
-        let ts = s.health.observe(now, dest, signal);
-        if ts.is_empty() {
-            return;
-        }
-        dirty.insert(key);
-        self.health_dirty = true;
-        for t in ts {
-            Self::transition_effects(
-                &self.checks,
-                &self.metrics,
-                &mut self.faults,
-                s,
-                key,
-                &t,
-                Some(&report),
-            );
-        }
+        self.feed_health(key, dest, signal, Some(&report), dirty);
     }
 
     fn on_check(&mut self, r: CheckResult, dirty: &mut BTreeSet<ServiceKey>) {
@@ -419,11 +403,26 @@ impl Daemon {
         } else {
             Signal::CheckFailed
         };
-        let ts = s.health.observe(now, r.dest, signal);
+        self.feed_health(r.service, r.dest, signal, None, dirty);
+    }
+
+    /// Feeds one signal to a service's health machine and acts on what changes.
+    fn feed_health(
+        &mut self,
+        key: ServiceKey,
+        dest: DestId,
+        signal: Signal,
+        report: Option<&Report>,
+        dirty: &mut BTreeSet<ServiceKey>,
+    ) {
+        let Some(s) = self.services.by_key.get_mut(&key) else {
+            return;
+        };
+        let ts = s.health.observe(Instant::now(), dest, signal);
         if ts.is_empty() {
             return;
         }
-        dirty.insert(r.service);
+        dirty.insert(key);
         self.health_dirty = true;
         for t in ts {
             Self::transition_effects(
@@ -431,9 +430,9 @@ impl Daemon {
                 &self.metrics,
                 &mut self.faults,
                 s,
-                r.service,
+                key,
                 &t,
-                None,
+                report,
             );
         }
     }
