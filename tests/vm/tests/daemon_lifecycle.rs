@@ -117,11 +117,28 @@ fn kill_9_under_load_fails_nothing_and_the_restart_writes_nothing() {
     let web: Vec<SocketAddr> = (0..3).map(|i| lab.serve_greeting(i, 8080)).collect();
     let vip = at(lab.vip, 80);
     let mut vipd = Vipd::new("kill9");
-    vipd.write_config(&service("web", vip, &web, "  base_ejection = \"20s\"\n"));
+    // Three retransmissions in a row: an emulated VM starved of CPU can delay a SYN-ACK
+    // past the 1 s RTO, and a quarantine before the kill would (rightly) be a weight
+    // the restart has to move on. Refusals still quarantine at once.
+    vipd.write_config(&service(
+        "web",
+        vip,
+        &web,
+        "  base_ejection = \"20s\"\n  retransmit_threshold = 3\n",
+    ));
     vipd.start();
     let watcher = WeightWatcher::start(ServiceKey::tcp(vip.ip(), 80), Duration::from_millis(2));
     let load = Load::start(vip, 50.0, Duration::from_secs(3));
     std::thread::sleep(Duration::from_secs(2));
+    let before = vipd.status();
+    assert!(
+        before.services[0]
+            .backends
+            .iter()
+            .all(|b| b.state == "healthy" && b.weight == WEIGHT),
+        "not steady before the kill: {before:#?}\n{}",
+        vipd.log(1)
+    );
     vipd.kill9();
     std::thread::sleep(Duration::from_secs(2));
     vipd.start();
@@ -229,5 +246,60 @@ fn all_backends_failing_is_panic_and_no_weight_ends_at_0() {
         !v.services[0].panic
     });
     let _ = load.stop();
+    vipd.stop();
+}
+
+#[test]
+fn active_checks_quarantine_a_dead_backend_without_client_traffic() {
+    fresh();
+    let lab = Lab::new(Family::V6, 3);
+    let web: Vec<SocketAddr> = (0..3).map(|i| lab.serve_greeting(i, 8080)).collect();
+    let vip = at(lab.vip, 80);
+    let mut vipd = Vipd::new("checks");
+    vipd.write_config(&service(
+        "web",
+        vip,
+        &web,
+        "  base_ejection = \"1s\"\n  slow_start = \"0s\"\n  check = { interval = \"300ms\", timeout = \"200ms\", fall = 2 }\n",
+    ));
+    vipd.start();
+    let watcher = WeightWatcher::start(ServiceKey::tcp(vip.ip(), 80), Duration::from_millis(2));
+    // No client connects: only the checks can notice.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(vipd.status().services[0]
+        .backends
+        .iter()
+        .all(|b| b.state == "healthy"));
+    let fault = Instant::now();
+    lab.kill_server(2);
+    let zero = watcher
+        .wait_for(web[2], fault, Duration::from_secs(5), quarantined)
+        .unwrap_or_else(|| panic!("not quarantined by the checks\n{}", vipd.log(1)));
+    // Two failed checks 300 ms apart: well under two seconds.
+    assert!(
+        zero.duration_since(fault) < Duration::from_secs(2),
+        "{:?}",
+        zero.duration_since(fault)
+    );
+    let v = vipd.status();
+    let b = v.services[0]
+        .backends
+        .iter()
+        .find(|b| b.addr == web[2].to_string())
+        .unwrap();
+    assert!(
+        b.recent
+            .iter()
+            .any(|r| r.outcome.starts_with("check failed")),
+        "{b:?}"
+    );
+    let back = Instant::now();
+    lab.restart_server(2);
+    watcher
+        .wait_for(web[2], back, Duration::from_secs(10), |w| w == Some(WEIGHT))
+        .unwrap_or_else(|| panic!("not re-admitted\n{}", vipd.log(1)));
+    for d in &web[..2] {
+        assert_eq!(watcher.current(*d), Some(WEIGHT));
+    }
     vipd.stop();
 }
