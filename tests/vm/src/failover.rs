@@ -79,6 +79,9 @@ impl Default for Timing {
     }
 }
 
+/// A successful attempt that took longer than this counts as slow.
+pub const SLOW: Duration = Duration::from_millis(500);
+
 /// What one fault did.
 #[derive(Clone, Debug)]
 pub struct FaultReport {
@@ -110,6 +113,9 @@ pub struct FaultReport {
     /// those of them that failed.
     pub attempts: usize,
     pub failures: Vec<Attempt>,
+    /// Successful attempts in that window that took longer than [`SLOW`] (e.g. a
+    /// dropped SYN whose retransmission IPVS sent to another backend).
+    pub slow: usize,
     /// Successful attempts per backend in that window.
     pub served: BTreeMap<String, usize>,
     pub ended: Instant,
@@ -168,13 +174,15 @@ impl FaultReport {
         let mut s = format!(
             "BENCH failover system={system} fault={} backend={} \
              backend_trigger_to_quarantine_ms={} client_trigger_to_quarantine_ms={} \
-             injected_to_quarantine_ms={} client_failures={} attempts={} readmit_ms={}",
+             injected_to_quarantine_ms={} client_failures={} client_slow={} attempts={} \
+             readmit_ms={}",
             self.fault.name(),
             self.ns,
             opt_ms(self.detect_ms()),
             opt_ms(self.client_detect_ms()),
             opt_ms(self.since_injection_ms()),
             self.failures.len(),
+            self.slow,
             self.attempts,
             opt_ms(self.readmit_ms()),
         );
@@ -340,6 +348,10 @@ impl<'a> Failover<'a> {
                 .filter(|a| !a.outcome.is_ok())
                 .map(|a| (*a).clone())
                 .collect(),
+            slow: window
+                .iter()
+                .filter(|a| a.outcome.is_ok() && a.ended - a.started > SLOW)
+                .count(),
             served: report.per_backend_in(injecting, ended),
             ended,
         }
@@ -406,6 +418,13 @@ impl Figures {
         stats(self.of(fault).iter().map(FaultReport::detect_ms)).0
     }
 
+    /// Median time from the fault in place to the quarantine, in ms. For comparing a
+    /// prober with a passive watcher this is the fair one: whose SYN met the fault first
+    /// (a probe's, or a client's) does not matter to it.
+    pub fn median_injected_ms(&self, fault: Fault) -> Option<f64> {
+        stats(self.of(fault).iter().map(FaultReport::since_injection_ms)).0
+    }
+
     /// Client-visible failures over every run of a fault.
     pub fn total_failures(&self, fault: Fault) -> usize {
         self.of(fault).iter().map(|r| r.failures.len()).sum()
@@ -430,44 +449,61 @@ impl Figures {
         }
         for fault in [Fault::Refuse, Fault::DropSyns] {
             let runs = self.of(fault);
-            let (med, max, missing) = stats(runs.iter().map(FaultReport::detect_ms));
+            let (med, max, no_trigger) = stats(runs.iter().map(FaultReport::detect_ms));
+            let missing = runs.iter().filter(|r| r.quarantined.is_none()).count();
             let (cmed, cmax, cmissing) = stats(runs.iter().map(FaultReport::client_detect_ms));
             let fmax = runs.iter().map(|r| r.failures.len()).max().unwrap_or(0);
+            let (imed, imax, _) = stats(runs.iter().map(FaultReport::since_injection_ms));
             out.push(format!(
                 "BENCH failover summary system={} fault={} runs={} detect_median_ms={} \
-                 detect_max_ms={} not_quarantined={missing} client_detect_median_ms={} \
+                 detect_max_ms={} runs_without_backend_trigger={no_trigger} \
+                 not_quarantined={missing} injected_median_ms={} \
+                 injected_max_ms={} client_detect_median_ms={} \
                  client_detect_max_ms={} runs_without_client_trigger={cmissing} \
-                 client_failures_total={} client_failures_max={fmax}",
+                 client_failures_total={} client_failures_max={fmax} client_slow_total={}",
                 self.system,
                 fault.name(),
                 runs.len(),
                 opt_ms(med),
                 opt_ms(max),
+                opt_ms(imed),
+                opt_ms(imax),
                 opt_ms(cmed),
                 opt_ms(cmax),
                 self.total_failures(fault),
+                runs.iter().map(|r| r.slow).sum::<usize>(),
             ));
         }
         out.join("\n")
     }
 }
 
-/// `BENCH failover ratio ...` lines, `peer` over `ours`: median backend-trigger-to-
-/// quarantine time, and client failures over all runs.
+/// `BENCH failover ratio ...` lines, `peer` over `ours`: median time from the fault in
+/// place to the quarantine, median backend-trigger-to-quarantine time, and client
+/// failures and slow connections over all runs.
 pub fn ratio_lines(ours: &Figures, peer: &Figures) -> String {
+    let ratio = |p: Option<f64>, o: Option<f64>| match (p, o) {
+        (Some(p), Some(o)) if o > 0.0 => format!("{:.2}", p / o),
+        _ => "none".to_string(),
+    };
+    let slow = |f: &Figures, fault| f.of(fault).iter().map(|r| r.slow).sum::<usize>();
     let mut out = Vec::new();
     for fault in [Fault::Refuse, Fault::DropSyns] {
-        let ratio = match (peer.median_detect_ms(fault), ours.median_detect_ms(fault)) {
-            (Some(p), Some(o)) if o > 0.0 => format!("{:.1}", p / o),
-            _ => "none".to_string(),
-        };
         out.push(format!(
-            "BENCH failover ratio fault={} {}/{} detect_median={ratio} client_failures={}/{}",
+            "BENCH failover ratio fault={} {}/{} injected_median={} detect_median={} \
+             client_failures={}/{} client_slow={}/{}",
             fault.name(),
             peer.system,
             ours.system,
+            ratio(
+                peer.median_injected_ms(fault),
+                ours.median_injected_ms(fault)
+            ),
+            ratio(peer.median_detect_ms(fault), ours.median_detect_ms(fault)),
             peer.total_failures(fault),
             ours.total_failures(fault),
+            slow(peer, fault),
+            slow(ours, fault),
         ));
     }
     out.join("\n")

@@ -11,9 +11,10 @@
 //! won the race), and from the fault being in place; and the client connections that
 //! failed. See `vipd_vmtests::failover`.
 //!
-//! keepalived (Debian 2.2.7, TCP_CHECK, `inhibit_on_failure`) is run here; the vipd half
-//! uses the same [`Failover`] scenario with `vipd run` in charge of the service, and
-//! `vipd_vmtests::failover::ratio_lines` prints the comparison.
+//! keepalived (Debian 2.2.7, TCP_CHECK, `inhibit_on_failure`, at its tightest practical
+//! delay_loop) runs first, then `vipd run` (the debug build the runner installs) in
+//! charge of the same service, both through the same [`Failover`] scenario; the last
+//! lines are the ratios keepalived / vipd.
 //!
 //! These are `#[ignore]`d tests, so `cargo xtask vm-test` skips them;
 //! `cargo xtask vm-bench bench_failover [filter]` runs them (release build).
@@ -25,11 +26,12 @@ use std::{
 
 use vipd_ipvs::ServiceKey;
 use vipd_vmtests::{
-    failover::{Failover, Fault, Figures, Timing},
+    daemon::Vipd,
+    failover::{ratio_lines, Failover, Fault, Figures, Timing},
     keepalived::{Keepalived, KeepalivedConfig},
     lab::{Family, Lab},
     require_vm,
-    weights::WeightLog,
+    weights::{WeightLog, WeightWatcher},
 };
 
 const VPORT: u16 = 80;
@@ -59,18 +61,17 @@ fn lab() -> (Lab, Vec<SocketAddr>) {
 
 /// Fault A at vb1 then fault B at vb2, `REPS` times, with whatever system manages
 /// `service` (already set up).
-fn scenario(system: &str, lab: &Lab, service: ServiceKey) -> Figures {
+fn scenario(system: &str, lab: &Lab, service: ServiceKey, timing: &Timing) -> Figures {
     let f = Failover::start(lab, service, RPORT, RATE, CLIENT_TIMEOUT);
     f.settle(Duration::from_secs(3));
-    let timing = Timing::default();
     let mut figures = Figures {
         system: system.to_string(),
         refuse: Vec::new(),
         drop_syns: Vec::new(),
     };
     for _ in 0..REPS {
-        figures.refuse.push(f.fault(Fault::Refuse, 0, &timing));
-        figures.drop_syns.push(f.fault(Fault::DropSyns, 1, &timing));
+        figures.refuse.push(f.fault(Fault::Refuse, 0, timing));
+        figures.drop_syns.push(f.fault(Fault::DropSyns, 1, timing));
     }
     let logs = f.finish();
     println!(
@@ -107,7 +108,7 @@ fn run_keepalived(lab: &Lab, backends: &[SocketAddr]) -> Figures {
     k.wait_ready(Duration::from_secs(15));
     let cpu0 = k.cpu_time();
     let started = Instant::now();
-    let figures = scenario("keepalived", lab, config.service());
+    let figures = scenario("keepalived", lab, config.service(), &Timing::default());
     let cpu = (k.cpu_time() - cpu0).as_secs_f64() / started.elapsed().as_secs_f64();
     println!(
         "BENCH failover system=keepalived delay_loop_s={:.3} connect_timeout_s={:.3} retry=0 cpu_share={cpu:.3}",
@@ -118,13 +119,79 @@ fn run_keepalived(lab: &Lab, backends: &[SocketAddr]) -> Figures {
     figures
 }
 
+/// vipd's weight for each backend (rr ignores it; slow start shows in it).
+const VIPD_WEIGHT: u32 = 10;
+
+/// `vipd run` with its default detection, and quarantines kept short (1 s, no growth)
+/// so that the repeated faults recover quickly and alike.
+fn run_vipd(lab: &Lab, backends: &[SocketAddr]) -> Figures {
+    let vip = SocketAddr::new(lab.vip, VPORT);
+    let mut t = format!(
+        "[[service]]\nname = \"web\"\nvip = \"{vip}\"\nscheduler = \"rr\"\n\n  [service.health]\n  \
+         base_ejection = \"1s\"\n  max_ejection = \"1s\"\n  slow_start = \"1s\"\n"
+    );
+    for b in backends {
+        t.push_str(&format!(
+            "  [[service.backend]]\n  address = \"{b}\"\n  weight = {VIPD_WEIGHT}\n"
+        ));
+    }
+    let mut vipd = Vipd::new("bench-failover");
+    vipd.write_config(&t);
+    vipd.start();
+    let service = ServiceKey::tcp(vip.ip(), VPORT);
+    let w = WeightWatcher::start(service, Duration::from_millis(5));
+    for b in backends {
+        assert!(
+            w.wait_state(*b, Duration::from_secs(15), |w| w == Some(VIPD_WEIGHT)),
+            "vipd did not program {b}:\n{}",
+            vipd.log(1)
+        );
+    }
+    drop(w);
+    let cpu0 = cpu_of("vipd");
+    let started = Instant::now();
+    let timing = Timing {
+        full_weight: VIPD_WEIGHT,
+        ..Timing::default()
+    };
+    let figures = scenario("vipd", lab, service, &timing);
+    let cpu = (cpu_of("vipd") - cpu0).as_secs_f64() / started.elapsed().as_secs_f64();
+    println!("BENCH failover system=vipd build=debug cpu_share={cpu:.3}");
+    vipd.stop();
+    figures
+}
+
+/// CPU time (user + system) used so far by the processes named `comm`.
+fn cpu_of(comm: &str) -> Duration {
+    let tick = 1.0 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64);
+    let mut total = 0.0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if head.split_once('(').map(|h| h.1) != Some(comm) {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        total += (ticks(11) + ticks(12)) * tick;
+    }
+    Duration::from_secs_f64(total)
+}
+
 #[test]
 #[ignore = "benchmark: cargo xtask vm-bench bench_failover"]
 fn bench_failover() {
     let (lab, backends) = lab();
     let keepalived = run_keepalived(&lab, &backends);
+    let vipd = run_vipd(&lab, &backends);
     println!("BENCH failover begin");
     println!("{}", keepalived.lines());
+    println!("{}", vipd.lines());
+    println!("{}", ratio_lines(&vipd, &keepalived));
     println!("BENCH failover end");
 }
 
