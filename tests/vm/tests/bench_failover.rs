@@ -156,7 +156,7 @@ fn run_vipd(lab: &Lab, backends: &[SocketAddr]) -> Figures {
     };
     let figures = scenario("vipd", lab, service, &timing);
     let cpu = (cpu_of("vipd") - cpu0).as_secs_f64() / started.elapsed().as_secs_f64();
-    println!("BENCH failover system=vipd build=debug cpu_share={cpu:.3}");
+    println!("BENCH failover system=vipd build=release cpu_share={cpu:.3}");
     vipd.stop();
     figures
 }
