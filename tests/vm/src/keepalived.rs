@@ -108,6 +108,9 @@ impl Keepalived {
     /// Writes the configuration into `/tmp/keepalived-<name>/` and starts keepalived
     /// in the foreground, logging to `keepalived.log` there.
     pub fn start(name: &str, config: &KeepalivedConfig) -> Keepalived {
+        // keepalived must find no service on its VIP: an earlier test (vipd leaves its
+        // services in place when it stops, by design) may have left one in this VM.
+        crate::sh("ipvsadm -C");
         let dir = PathBuf::from(format!("/tmp/keepalived-{name}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("creating keepalived's directory");
