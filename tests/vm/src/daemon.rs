@@ -14,6 +14,26 @@ use vipd::daemon::{control, view::DaemonView};
 /// The metrics address the tests give the daemon (loopback only).
 pub const METRICS: &str = "127.0.0.1:9477";
 
+/// The config text of one rr TCP service `name` on `vip`, every backend at `weight`, with
+/// `health` (lines of `[service.health]`, may be empty).
+pub fn tcp_service(
+    name: &str,
+    vip: std::net::SocketAddr,
+    backends: &[std::net::SocketAddr],
+    weight: u32,
+    health: &str,
+) -> String {
+    let mut t = format!(
+        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nscheduler = \"rr\"\n\n  [service.health]\n{health}\n"
+    );
+    for b in backends {
+        t.push_str(&format!(
+            "  [[service.backend]]\n  address = \"{b}\"\n  weight = {weight}\n"
+        ));
+    }
+    t
+}
+
 /// A scratch directory (config, ownership record, runtime dir, log) and the daemon.
 pub struct Vipd {
     pub dir: PathBuf,

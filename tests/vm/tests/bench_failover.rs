@@ -26,7 +26,7 @@ use std::{
 
 use vipd_ipvs::ServiceKey;
 use vipd_vmtests::{
-    daemon::Vipd,
+    daemon::{tcp_service, Vipd},
     failover::{ratio_lines, Failover, Fault, Figures, Timing},
     keepalived::{Keepalived, KeepalivedConfig},
     lab::{Family, Lab},
@@ -126,15 +126,13 @@ const VIPD_WEIGHT: u32 = 10;
 /// so that the repeated faults recover quickly and alike.
 fn run_vipd(lab: &Lab, backends: &[SocketAddr]) -> Figures {
     let vip = SocketAddr::new(lab.vip, VPORT);
-    let mut t = format!(
-        "[[service]]\nname = \"web\"\nvip = \"{vip}\"\nscheduler = \"rr\"\n\n  [service.health]\n  \
-         base_ejection = \"1s\"\n  max_ejection = \"1s\"\n  slow_start = \"1s\"\n"
+    let t = tcp_service(
+        "web",
+        vip,
+        backends,
+        VIPD_WEIGHT,
+        "  base_ejection = \"1s\"\n  max_ejection = \"1s\"\n  slow_start = \"1s\"\n",
     );
-    for b in backends {
-        t.push_str(&format!(
-            "  [[service.backend]]\n  address = \"{b}\"\n  weight = {VIPD_WEIGHT}\n"
-        ));
-    }
     let mut vipd = Vipd::new("bench-failover");
     vipd.write_config(&t);
     vipd.start();

@@ -15,7 +15,7 @@ use std::{
 
 use vipd_ipvs::ServiceKey;
 use vipd_vmtests::{
-    daemon::Vipd,
+    daemon::{tcp_service, Vipd},
     lab::{Family, Lab},
     load::{Load, Outcome},
     require_vm, sh,
@@ -33,15 +33,7 @@ fn sock(ip: IpAddr, port: u16) -> SocketAddr {
 
 /// Three backends, rr, weight 10 each; short quarantines so that recoveries fit a test.
 fn config(vip: SocketAddr, backends: &[SocketAddr], health: &str) -> String {
-    let mut t = format!(
-        "[[service]]\nname = \"web\"\nvip = \"{vip}\"\nscheduler = \"rr\"\n\n  [service.health]\n{health}\n"
-    );
-    for b in backends {
-        t.push_str(&format!(
-            "  [[service.backend]]\n  address = \"{b}\"\n  weight = {WEIGHT}\n"
-        ));
-    }
-    t
+    tcp_service("web", vip, backends, WEIGHT, health)
 }
 
 struct Setup {

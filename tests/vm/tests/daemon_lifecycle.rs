@@ -13,7 +13,7 @@ use std::{
 
 use vipd_ipvs::ServiceKey;
 use vipd_vmtests::{
-    daemon::Vipd,
+    daemon::{tcp_service, Vipd},
     lab::{Family, Lab},
     load::{hold_connection, Load, Outcome},
     require_vm, sh,
@@ -23,15 +23,7 @@ use vipd_vmtests::{
 const WEIGHT: u32 = 10;
 
 fn service(name: &str, vip: SocketAddr, backends: &[SocketAddr], health: &str) -> String {
-    let mut t = format!(
-        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nscheduler = \"rr\"\n\n  [service.health]\n{health}\n"
-    );
-    for b in backends {
-        t.push_str(&format!(
-            "  [[service.backend]]\n  address = \"{b}\"\n  weight = {WEIGHT}\n"
-        ));
-    }
-    t
+    tcp_service(name, vip, backends, WEIGHT, health)
 }
 
 fn fresh() {

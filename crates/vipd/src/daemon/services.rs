@@ -52,6 +52,16 @@ pub struct ServiceRt {
 }
 
 impl ServiceRt {
+    /// Each configured destination's effective weight: the health machine's, else the
+    /// configured one.
+    pub fn effective_weights(&self, now: Instant) -> Vec<(DestId, u32)> {
+        let weights = self.health.weights(now);
+        self.dests
+            .iter()
+            .map(|(id, d)| (*id, weights.get(id).copied().unwrap_or(d.weight)))
+            .collect()
+    }
+
     /// The destination as IPVS should hold it with `weight`.
     pub fn destination(&self, dest: &DestId, weight: u32) -> Option<Destination> {
         self.dests.get(dest).map(|d| Destination {
@@ -175,7 +185,7 @@ impl Services {
     pub fn overrides(&self, now: Instant) -> WeightOverrides {
         let mut o = WeightOverrides::default();
         for (key, s) in &self.by_key {
-            for (id, w) in s.health.weights(now) {
+            for (id, w) in s.effective_weights(now) {
                 if s.dests.get(&id).is_some_and(|d| d.weight != w) {
                     o.set(*key, id, w);
                 }
@@ -188,9 +198,8 @@ impl Services {
     pub fn effective_weights(&self, now: Instant) -> BTreeMap<(ServiceKey, DestId), u32> {
         let mut out = BTreeMap::new();
         for (key, s) in &self.by_key {
-            let weights = s.health.weights(now);
-            for (id, d) in &s.dests {
-                out.insert((*key, *id), weights.get(id).copied().unwrap_or(d.weight));
+            for (id, w) in s.effective_weights(now) {
+                out.insert((*key, id), w);
             }
         }
         out

@@ -55,10 +55,11 @@ impl WeightWriter {
         let mut wanted = Vec::new();
         for key in dirty {
             if let Some(s) = services.by_key.get(key) {
-                let weights = s.health.weights(now);
-                for (id, d) in &s.dests {
-                    wanted.push((*key, *id, weights.get(id).copied().unwrap_or(d.weight)));
-                }
+                wanted.extend(
+                    s.effective_weights(now)
+                        .into_iter()
+                        .map(|(id, w)| (*key, id, w)),
+                );
             }
         }
         for (key, dest, to) in wanted {
