@@ -15,6 +15,11 @@ pub enum EventKind {
     ReceiveReset = 4,
     /// `tcp_connect`: the first SYN is about to leave, with its source port bound.
     Connect = 5,
+    /// `udp_err`/`udpv6_err`: an ICMP destination-unreachable error arrived for a UDP
+    /// datagram the client sent to a VIP. `old_state` holds the ICMP type, `new_state`
+    /// the code; the addresses are the datagram's (client → VIP, as IPVS translated the
+    /// quoted header back), the backend comes from the kernel's join.
+    IcmpError = 6,
 }
 
 impl EventKind {
@@ -25,6 +30,7 @@ impl EventKind {
             3 => Self::Retransmit,
             4 => Self::ReceiveReset,
             5 => Self::Connect,
+            6 => Self::IcmpError,
             _ => return None,
         })
     }

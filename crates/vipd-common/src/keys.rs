@@ -41,6 +41,41 @@ pub struct Backend {
     pub ts_ns: u64,
 }
 
+/// One backend of one UDP service: the `UDP_TRAFFIC` map's key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct DestKey {
+    pub vip: [u8; 16],
+    pub backend: [u8; 16],
+    /// Host byte order.
+    pub vport: u16,
+    /// Host byte order.
+    pub bport: u16,
+    pub family: u8,
+    pub backend_family: u8,
+    pub protocol: u8,
+    pub _pad: u8,
+}
+
+/// Datagrams IPVS sent to one UDP backend and replies that came back from it: the
+/// `UDP_TRAFFIC` map's value. Written by the kernel without locks (a counter may
+/// miss an increment when two CPUs race; nothing depends on exact counts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct UdpTraffic {
+    /// Datagrams IPVS forwarded to the backend.
+    pub sent: u64,
+    /// Datagrams from the backend delivered to a client socket.
+    pub replied: u64,
+    /// When the oldest datagram still without any reply after it was sent
+    /// (`bpf_ktime_get_ns`); 0 when every datagram so far was followed by a reply.
+    pub pending_since_ns: u64,
+    /// When the last reply arrived; 0 if none yet.
+    pub last_reply_ns: u64,
+}
+
 const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 const _: () = assert!(core::mem::size_of::<Backend>() == 32);
+const _: () = assert!(core::mem::size_of::<DestKey>() == 40);
+const _: () = assert!(core::mem::size_of::<UdpTraffic>() == 32);

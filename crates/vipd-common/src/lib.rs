@@ -11,8 +11,11 @@ pub mod keys;
 pub mod offsets;
 
 pub use event::{ConnEvent, EventKind};
-pub use keys::{Backend, FlowKey, VipKey};
-pub use offsets::{IpvsConnParamOffsets, SockCommonOffsets, SockTracepointOffsets, NO_FIELD};
+pub use keys::{Backend, DestKey, FlowKey, UdpTraffic, VipKey};
+pub use offsets::{
+    IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockCommonOffsets, SockTracepointOffsets,
+    NO_FIELD,
+};
 
 /// Address families, as in `linux/socket.h`.
 pub const AF_INET: u16 = 2;
@@ -33,4 +36,8 @@ mod pod {
     unsafe impl aya::Pod for crate::VipKey {}
     unsafe impl aya::Pod for crate::FlowKey {}
     unsafe impl aya::Pod for crate::Backend {}
+    unsafe impl aya::Pod for crate::DestKey {}
+    unsafe impl aya::Pod for crate::UdpTraffic {}
+    unsafe impl aya::Pod for crate::SkbOffsets {}
+    unsafe impl aya::Pod for crate::IpvsConnOffsets {}
 }

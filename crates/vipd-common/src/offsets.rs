@@ -90,3 +90,42 @@ pub struct SockCommonOffsets {
     /// `struct in6_addr skc_v6_rcv_saddr`
     pub v6_rcv_saddr: u16,
 }
+
+/// Byte offsets of the members of `struct sk_buff` the UDP hooks read, from BTF.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SkbOffsets {
+    pub valid: u16,
+    /// `unsigned char *head`
+    pub head: u16,
+    /// `unsigned char *data`
+    pub data: u16,
+    /// `__u16 network_header` (offset from `head`)
+    pub network_header: u16,
+}
+
+/// Byte offsets of the members of `struct ip_vs_conn` (net/ip_vs.h), from the ip_vs
+/// module's BTF. Used by the hook on IPVS's transmit functions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct IpvsConnOffsets {
+    pub valid: u16,
+    /// `union nf_inet_addr caddr` (client)
+    pub caddr: u16,
+    /// `union nf_inet_addr vaddr` (virtual service)
+    pub vaddr: u16,
+    /// `union nf_inet_addr daddr` (real server)
+    pub daddr: u16,
+    /// `__be16 cport`
+    pub cport: u16,
+    /// `__be16 vport`
+    pub vport: u16,
+    /// `__be16 dport`
+    pub dport: u16,
+    /// `u16 af` (of client and VIP)
+    pub af: u16,
+    /// `__u16 daf` (of the real server)
+    pub daf: u16,
+    /// `__u16 protocol`
+    pub protocol: u16,
+}

@@ -7,12 +7,16 @@ mod emit;
 mod flow;
 mod inet_sock_set_state;
 mod ip_vs_conn_new;
+mod ip_vs_xmit;
 mod kernel_read;
 mod maps;
+mod skb;
 mod sock_tracepoint;
 mod tcp_connect;
 mod tcp_receive_reset;
 mod tcp_retransmit_skb;
+mod udp_err;
+mod udp_rcv;
 
 #[cfg(not(test))]
 #[panic_handler]

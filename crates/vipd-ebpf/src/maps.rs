@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use vipd_common::{Backend, FlowKey, VipKey};
+use vipd_common::{Backend, DestKey, FlowKey, UdpTraffic, VipKey};
 
 /// Connection events for userspace. 4 MiB holds about 52,000 records.
 #[map(name = "EVENTS")]
@@ -28,3 +28,10 @@ pub static VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(4096, 0);
 /// it; the LRU bounds the map.
 #[map(name = "CONNS")]
 pub static CONNS: LruHashMap<FlowKey, Backend> = LruHashMap::with_max_entries(65536, 0);
+
+/// Per UDP backend (of each watched UDP VIP): datagrams sent, replies seen, and since
+/// when a datagram waits for any reply. Userspace reads it to find silent backends and
+/// resets `pending_since_ns` once it has acted. Entries exist only for watched VIPs; the
+/// LRU bounds the map if backends come and go.
+#[map(name = "UDP_TRAFFIC")]
+pub static UDP_TRAFFIC: LruHashMap<DestKey, UdpTraffic> = LruHashMap::with_max_entries(16384, 0);

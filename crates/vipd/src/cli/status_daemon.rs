@@ -1,6 +1,7 @@
 //! `vipd status` with a daemon running: its view as text. Per service a header line, then
-//! one row per backend with state, effective/config weight, IPVS connection counts,
-//! quarantines and the latest outcomes, newest first.
+//! one row per backend with state, effective/config weight, IPVS connection counts (for
+//! UDP: flow entries), UDP datagrams sent/replies seen, quarantines and the latest
+//! outcomes, newest first.
 
 use std::time::SystemTime;
 
@@ -9,19 +10,24 @@ use vipd::daemon::view::{BackendView, DaemonView, RecentOutcome};
 /// Recent outcomes shown per backend; the rest are counted.
 const RECENT_SHOWN: usize = 4;
 
-const COLUMNS: [&str; 9] = [
+const N: usize = 10;
+
+const COLUMNS: [&str; N] = [
     "Backend",
     "State",
     "Weight",
     "ActiveConn",
     "InActConn",
+    "UdpSent/Replies",
     "Quarantines",
     "QuarLeft",
     "Fails",
     "Recent (newest first)",
 ];
 /// Columns aligned right (numbers); the others left.
-const RIGHT: [bool; 9] = [false, false, true, true, true, true, true, true, false];
+const RIGHT: [bool; N] = [
+    false, false, true, true, true, true, true, true, true, false,
+];
 
 /// A duration for people: `340ms`, `2.5s`, `42s`, `5m03s`, `2h07m`, `3d04h`.
 fn human_ms(ms: u64) -> String {
@@ -54,13 +60,19 @@ fn recent(list: &[RecentOutcome]) -> String {
     }
 }
 
-fn row(b: &BackendView) -> [String; 9] {
+fn row(b: &BackendView) -> [String; N] {
+    let o = &b.outcomes;
     [
         b.addr.clone(),
         b.state.clone(),
         format!("{}/{}", b.weight, b.config_weight),
         b.active_conns.to_string(),
         b.inactive_conns.to_string(),
+        if o.udp_sent == 0 && o.udp_replies == 0 {
+            "-".to_owned()
+        } else {
+            format!("{}/{}", o.udp_sent, o.udp_replies)
+        },
         b.quarantines.to_string(),
         b.quarantine_left_ms
             .map_or_else(|| "-".to_owned(), human_ms),
@@ -69,7 +81,7 @@ fn row(b: &BackendView) -> [String; 9] {
     ]
 }
 
-fn line(cells: &[String; 9], widths: &[usize; 9]) -> String {
+fn line(cells: &[String; N], widths: &[usize; N]) -> String {
     let mut out = String::new();
     for ((cell, w), right) in cells.iter().zip(widths).zip(RIGHT) {
         out.push_str("  ");
@@ -128,12 +140,12 @@ pub fn render(view: &DaemonView, now: SystemTime) -> String {
 
     // One set of column widths for every service, so the tables line up.
     let header = COLUMNS.map(str::to_owned);
-    let rows: Vec<Vec<[String; 9]>> = view
+    let rows: Vec<Vec<[String; N]>> = view
         .services
         .iter()
         .map(|s| s.backends.iter().map(row).collect())
         .collect();
-    let mut widths = [0usize; 9];
+    let mut widths = [0usize; N];
     for cells in rows.iter().flatten().chain([&header]) {
         for (w, c) in widths.iter_mut().zip(cells) {
             *w = (*w).max(c.chars().count());

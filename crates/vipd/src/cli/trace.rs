@@ -1,6 +1,8 @@
 //! `vipd trace`: a live log of connections through the configured VIPs, with the real
 //! backend IPVS chose for each and every state transition, plus the outcome the health
-//! logic would see (established, refused, SYN retransmit, ...).
+//! logic would see (established, refused, SYN retransmit, ...). For UDP services: each
+//! new flow and the backend IPVS chose, ICMP errors naming their backend, and once a
+//! second the datagrams sent to and replies received from each backend.
 
 use std::{
     collections::HashMap,
@@ -32,6 +34,59 @@ pub struct Args {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+const TCP: u8 = vipd_common::IPPROTO_TCP as u8;
+const UDP: u8 = vipd_common::IPPROTO_UDP as u8;
+
+/// The UDP traffic counters as last printed, to print only what changed.
+#[derive(Default)]
+struct UdpTally {
+    last: HashMap<vipd_common::DestKey, vipd_common::UdpTraffic>,
+}
+
+impl UdpTally {
+    fn print(
+        &mut self,
+        printer: &Printer,
+        now: &[(vipd_common::DestKey, vipd_common::UdpTraffic)],
+    ) {
+        let mono = clock(libc::CLOCK_MONOTONIC);
+        for (key, t) in now {
+            let before = self.last.insert(*key, *t).unwrap_or_default();
+            let (sent, replies) = (
+                t.sent - before.sent.min(t.sent),
+                t.replied - before.replied.min(t.replied),
+            );
+            if sent == 0 && replies == 0 {
+                continue;
+            }
+            let Some((vip, backend)) = vipd::watcher::dest_addrs(key) else {
+                continue;
+            };
+            let waiting = match t.pending_since_ns {
+                0 => String::new(),
+                since => format!(
+                    ", no reply for {:.0} ms",
+                    (mono - since as i128).max(0) as f64 / 1e6
+                ),
+            };
+            let service = printer.service(UDP, &vip);
+            if printer.json {
+                let v = serde_json::json!({
+                    "ts_ns": mono, "service": service, "vip": vip.to_string(),
+                    "backend": backend.to_string(), "udp_sent": sent, "udp_replies": replies,
+                    "pending_since_ns": t.pending_since_ns,
+                });
+                println!("{v}");
+            } else {
+                println!(
+                    "{} {service:<12} => {backend}: UDP {sent} datagrams sent, {replies} replies in the last second{waiting}",
+                    printer.time(mono as u64)
+                );
+            }
+        }
+    }
+}
+
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
@@ -50,7 +105,8 @@ fn clock(id: libc::clockid_t) -> i128 {
 
 struct Printer {
     json: bool,
-    names: HashMap<SocketAddr, String>,
+    /// Service names by (IP protocol, VIP).
+    names: HashMap<(u8, SocketAddr), String>,
     realtime_offset: i128,
 }
 
@@ -67,11 +123,14 @@ impl Printer {
         )
     }
 
-    fn service(&self, vip: &SocketAddr) -> &str {
-        self.names.get(vip).map_or("?", String::as_str)
+    fn service(&self, protocol: u8, vip: &SocketAddr) -> &str {
+        self.names
+            .get(&(protocol, *vip))
+            .map_or("?", String::as_str)
     }
 
     fn event(&self, e: &Event) {
+        let mut protocol = TCP;
         let (ts, what, src, dst, backend) = match e {
             Event::StateChange {
                 ts_ns,
@@ -114,19 +173,37 @@ impl Printer {
             } => (*ts_ns, "RST received".into(), *src, *dst, *backend),
             Event::IpvsConn {
                 ts_ns,
+                protocol: p,
                 client,
                 vip,
                 backend,
-                ..
-            } => (
-                *ts_ns,
-                "IPVS chose backend".into(),
-                *client,
-                *vip,
-                Some(*backend),
-            ),
+            } => {
+                protocol = *p;
+                let what = if *p == UDP {
+                    "new UDP flow: IPVS chose backend"
+                } else {
+                    "IPVS chose backend"
+                };
+                (*ts_ns, what.into(), *client, *vip, Some(*backend))
+            }
+            Event::IcmpError {
+                ts_ns,
+                client,
+                vip,
+                icmp,
+                backend,
+            } => {
+                protocol = UDP;
+                (
+                    *ts_ns,
+                    format!("ICMP {}", icmp.describe()),
+                    *client,
+                    *vip,
+                    *backend,
+                )
+            }
         };
-        let service = self.service(&dst);
+        let service = self.service(protocol, &dst);
         if self.json {
             let v = serde_json::json!({
                 "ts_ns": ts, "service": service, "client": src.to_string(), "vip": dst.to_string(),
@@ -156,13 +233,16 @@ impl Printer {
                 if by_peer { "backend" } else { "client" },
                 if reset { " with RST" } else { "" }
             ),
+            Outcome::Unreachable(icmp) => format!("UNREACHABLE ({})", icmp.describe()),
+            Outcome::Silent(d) => format!("SILENT for {:.0} ms", d.as_secs_f64() * 1e3),
         };
+        let service = self.service(r.protocol, &r.vip);
         let backend = r
             .backend
             .map_or_else(|| "UNATTRIBUTED".to_string(), |b| b.to_string());
         if self.json {
             let v = serde_json::json!({
-                "ts_ns": r.ts_ns, "service": self.service(&r.vip), "vip": r.vip.to_string(),
+                "ts_ns": r.ts_ns, "service": service, "vip": r.vip.to_string(),
                 "client": r.client.map(|c| c.to_string()), "backend": backend, "outcome": outcome,
             });
             println!("{v}");
@@ -170,7 +250,7 @@ impl Printer {
             println!(
                 "{} {:<12} => {backend}: {outcome}",
                 self.time(r.ts_ns),
-                self.service(&r.vip)
+                service
             );
         }
     }
@@ -193,20 +273,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         match svc.key {
-            ServiceKey::Addr {
-                protocol: Protocol::Tcp,
-                addr,
-            } => {
-                probes.watch(addr, vipd_common::IPPROTO_TCP as u8, id as u32)?;
-                names.insert(addr, svc.name.clone());
+            ServiceKey::Addr { protocol, addr } => {
+                let p = match protocol {
+                    Protocol::Tcp => TCP,
+                    Protocol::Udp => UDP,
+                };
+                probes.watch(addr, p, id as u32)?;
+                names.insert((p, addr), svc.name.clone());
             }
-            _ => {
-                tracing::info!(service = %svc.name, "not traced: only TCP services on a VIP are traced")
+            ServiceKey::Fwmark { .. } => {
+                tracing::info!(service = %svc.name, "not traced: fwmark services have no VIP to watch")
             }
         }
     }
     if names.is_empty() {
-        bail!("no TCP service to trace in {}", args.config.display());
+        bail!(
+            "no service with a VIP to trace in {}",
+            args.config.display()
+        );
     }
 
     // SAFETY: installing a handler that only stores to an atomic.
@@ -221,6 +305,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut correlator = Correlator::new(65536);
     let mut bad = 0u64;
+    let mut udp = UdpTally::default();
+    let mut next_tally = std::time::Instant::now();
     while !STOP.load(Ordering::Relaxed) {
         let mut pfd = libc::pollfd {
             fd: probes.as_fd().as_raw_fd(),
@@ -242,6 +328,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     tracing::warn!("undecodable event: {e}");
                 }
             }
+        }
+        if std::time::Instant::now() >= next_tally {
+            next_tally += std::time::Duration::from_secs(1);
+            udp.print(&printer, &probes.udp_traffic());
         }
     }
     let c = correlator.counters();

@@ -14,6 +14,7 @@ mod backend;
 mod duration;
 mod error;
 mod model;
+mod payload;
 mod policy;
 mod raw;
 mod suggest;

@@ -253,7 +253,7 @@ pub struct BackendSpec {
 
 /// The per-service health policy (`[service.health]`); the semantics are in
 /// [`crate::health`]. `None` fields take the defaults of [`crate::health::Policy`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct HealthPolicy {
     /// >= 1.
     pub refuse_threshold: Option<u32>,
@@ -268,13 +268,29 @@ pub struct HealthPolicy {
     /// 0..=100.
     pub panic_threshold: Option<u8>,
     pub slow_start: Option<Duration>,
-    /// Probe (one TCP connect) before re-admitting a backend after a quarantine. Never
-    /// `Some(true)` on a UDP service.
+    /// Probe (TCP: one connect; UDP: one `udp_probe` datagram) before re-admitting a
+    /// backend after a quarantine. Never `Some(true)` on a UDP service without
+    /// `udp_probe`.
     pub probe: Option<bool>,
     /// > 0.
     pub probe_timeout: Option<Duration>,
-    /// Periodic active TCP-connect checks; `None`: none. Never set on a UDP service.
+    /// Periodic active checks; `None`: none. TCP: a connect. UDP: the `udp_probe`
+    /// datagram, answered (set only when `udp_probe` is).
     pub check: Option<ActiveCheck>,
+    /// UDP: a backend that gets datagrams but sends no reply for this long is silent
+    /// (a failure). `None`: silence is not watched. Never set on a TCP service.
+    pub silence_window: Option<Duration>,
+    /// UDP: what active checks and probation probes send and expect back. Never set on
+    /// a TCP service.
+    pub udp_probe: Option<UdpProbe>,
+}
+
+/// A UDP check: send `payload` to the backend, pass on a reply that starts with
+/// `expect` (any reply when empty) within the timeout.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct UdpProbe {
+    pub payload: Vec<u8>,
+    pub expect: Vec<u8>,
 }
 
 /// `check = { interval = "2s", timeout = "1s", fall = 2, rise = 1 }`: periodic TCP

@@ -10,8 +10,9 @@ use super::{
     error::Reporter,
     model::{
         ActiveCheck, Family, HealthPolicy, Persistence, Scheduler, ServiceFlag, Tunnel,
-        TunnelChecksum, TunnelEncap,
+        TunnelChecksum, TunnelEncap, UdpProbe,
     },
+    payload,
     raw::{Field, Table},
     suggest,
     validate::Traffic,
@@ -31,6 +32,11 @@ const HEALTH_KEYS: &[&str] = &[
     "probe",
     "probe_timeout",
     "check",
+    "silence_window",
+    "payload",
+    "payload_hex",
+    "expect",
+    "expect_hex",
 ];
 const CHECK_KEYS: &[&str] = &["interval", "timeout", "fall", "rise"];
 
@@ -255,7 +261,8 @@ pub(crate) fn flags(
 }
 
 /// `[service.health]`: every field optional, each range-checked. `traffic` is the
-/// service's: probes and checks are TCP connects, so UDP services cannot have them.
+/// service's: TCP probes and checks are connects; UDP ones send `payload` and wait for a
+/// reply, so a UDP service needs a payload for them; `silence_window` is UDP only.
 pub(crate) fn health(f: Field<'_>, traffic: Traffic, r: &mut Reporter<'_>) -> Option<HealthPolicy> {
     let t = f.table("in [service.health]", r)?;
     t.deny_unknown(HEALTH_KEYS, r);
@@ -269,13 +276,15 @@ pub(crate) fn health(f: Field<'_>, traffic: Traffic, r: &mut Reporter<'_>) -> Op
         None => Some(None),
         Some(f) => f.duration(r).map(|d| Some(d.value)),
     };
+    let udp_probe = udp_probe(t, traffic, r);
+    let has_payload = matches!(udp_probe, Some(Some(_)));
     let probe = match t.get("probe") {
         None => Some(None),
         Some(f) => f.bool(r).and_then(|b| {
-            if b.value && traffic == Traffic::Udp {
+            if b.value && traffic == Traffic::Udp && !has_payload && udp_probe.is_some() {
                 r.error(
                     b.at,
-                    "probe = true needs a TCP service (this service is udp): a probe is a TCP connect, and UDP probes are not supported yet; remove it or set probe = false",
+                    "probe = true on a udp service needs `payload` or `payload_hex`: the datagram the probe sends (its reply passes the probe)",
                 );
                 None
             } else {
@@ -287,15 +296,29 @@ pub(crate) fn health(f: Field<'_>, traffic: Traffic, r: &mut Reporter<'_>) -> Op
     let check = match t.get("check") {
         None => Some(None),
         Some(f) => {
-            if traffic == Traffic::Udp {
+            let needs_payload = traffic == Traffic::Udp && !has_payload && udp_probe.is_some();
+            if needs_payload {
                 r.error(
                     f.at,
-                    "`check` needs a TCP service (this service is udp): active checks are TCP connects, and UDP checks are not supported yet",
+                    "`check` on a udp service needs `payload` or `payload_hex`: the datagram each check sends (its reply passes the check)",
                 );
             }
-            active_check(f, r)
-                .filter(|_| traffic != Traffic::Udp)
-                .map(Some)
+            active_check(f, r).filter(|_| !needs_payload).map(Some)
+        }
+    };
+    let silence_window = match t.get("silence_window") {
+        None => Some(None),
+        Some(f) => {
+            let d = positive_duration(t, "silence_window", "silence_window", r);
+            if matches!(traffic, Traffic::Tcp) {
+                r.error(
+                    f.at,
+                    "`silence_window` only applies to UDP services (this service is tcp; a TCP backend that does not answer is found by its SYN retransmissions)",
+                );
+                None
+            } else {
+                d
+            }
         }
     };
     if let (Some(Some(base)), Some(Some(max))) = (base_ejection, max_ejection) {
@@ -323,7 +346,44 @@ pub(crate) fn health(f: Field<'_>, traffic: Traffic, r: &mut Reporter<'_>) -> Op
         probe: probe?,
         probe_timeout: probe_timeout?,
         check: check?,
+        silence_window: silence_window?,
+        udp_probe: udp_probe?,
     })
+}
+
+/// `payload`/`payload_hex` and `expect`/`expect_hex`: UDP only; `expect` needs a payload.
+fn udp_probe(t: Table<'_>, traffic: Traffic, r: &mut Reporter<'_>) -> Option<Option<UdpProbe>> {
+    let sent = payload::bytes(t, "payload", "payload_hex", r);
+    let expect = payload::bytes(t, "expect", "expect_hex", r);
+    if traffic == Traffic::Tcp {
+        for key in ["payload", "payload_hex", "expect", "expect_hex"] {
+            if let Some(f) = t.get(key) {
+                r.error(
+                    f.at,
+                    format!("`{key}` only applies to UDP services (this service is tcp: its checks and probes are TCP connects)"),
+                );
+            }
+        }
+        return Some(None);
+    }
+    match (sent?, expect?) {
+        (Some(payload), expect) => Some(Some(UdpProbe {
+            payload,
+            expect: expect.unwrap_or_default(),
+        })),
+        (None, Some(_)) => {
+            let at = t
+                .get("expect")
+                .or_else(|| t.get("expect_hex"))
+                .and_then(|f| f.at);
+            r.error(
+                at,
+                "`expect` needs `payload` or `payload_hex`: the datagram whose reply it checks",
+            );
+            None
+        }
+        (None, None) => Some(None),
+    }
 }
 
 /// `check = { interval = "2s", timeout = "1s", fall = 2, rise = 1 }`; absent keys take

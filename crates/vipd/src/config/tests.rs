@@ -137,6 +137,8 @@ tunnel = { type = "gre", checksum = "csum" }
                         fall: 3,
                         rise: 2,
                     }),
+                    silence_window: None,
+                    udp_probe: None,
                 }),
             },
             ServiceSpec {
@@ -425,7 +427,7 @@ ejection = "1s"
             "vipd.toml:3:1: unknown key `metrics_listen` in [daemon] (expected one of vip_interface, drain_timeout, metrics_address)",
             "vipd.toml:7:1: unknown key `schedular` in [[service]] (expected one of name, vip, fwmark, family, protocol, scheduler, forwarding, tunnel, persistence, flags, drain_timeout, udp_stale_flows, backend, health; did you mean `scheduler`?)",
             "vipd.toml:8:41: unknown key `wieght` in [[service.backend]] (expected one of address, weight, upper_threshold, lower_threshold; did you mean `weight`?)",
-            "vipd.toml:10:1: unknown key `ejection` in [service.health] (expected one of refuse_threshold, retransmit_threshold, base_ejection, max_ejection, max_ejection_percent, panic_threshold, slow_start, probe, probe_timeout, check)",
+            "vipd.toml:10:1: unknown key `ejection` in [service.health] (expected one of refuse_threshold, retransmit_threshold, base_ejection, max_ejection, max_ejection_percent, panic_threshold, slow_start, probe, probe_timeout, check, silence_window, payload, payload_hex, expect, expect_hex)",
         ]
     );
 }
@@ -1229,7 +1231,7 @@ name = "api"
 vip = "198.18.0.11:80"
 health = { check = { interval = "10s" }, probe = true, probe_timeout = "3s" }
 "#);
-    let web = cfg.services[0].health.unwrap();
+    let web = cfg.services[0].health.clone().unwrap();
     assert_eq!(web.probe, None);
     assert_eq!(web.probe_timeout, None);
     assert_eq!(
@@ -1242,7 +1244,7 @@ health = { check = { interval = "10s" }, probe = true, probe_timeout = "3s" }
         })
     );
     assert_eq!(web.check, Some(ActiveCheck::default()));
-    let api = cfg.services[1].health.unwrap();
+    let api = cfg.services[1].health.clone().unwrap();
     assert_eq!(api.probe, Some(true));
     assert_eq!(api.probe_timeout, Some(Duration::from_secs(3)));
     assert_eq!(
@@ -1322,13 +1324,34 @@ vip = "198.18.0.10:80"
 health = { check = { interval = "1s", timeout = "1s" } }
 "#);
     assert_eq!(
-        cfg.services[0].health.unwrap().check.unwrap().timeout,
+        cfg.services[0]
+            .health
+            .clone()
+            .unwrap()
+            .check
+            .unwrap()
+            .timeout,
         Duration::from_secs(1)
     );
 }
 
 #[test]
-fn udp_services_cannot_probe_or_check() {
+fn udp_probes_and_checks_need_a_payload() {
+    assert_eq!(
+        errors(r#"
+[[service]]
+name = "dns"
+vip = "198.18.0.53:53"
+protocol = "udp"
+  [service.health]
+  probe = true
+  check = { interval = "5s" }
+  expect_hex = "12"
+"#),
+        [
+            "vipd.toml:8:16: `expect` needs `payload` or `payload_hex`: the datagram whose reply it checks",
+        ]
+    );
     assert_eq!(
         errors(r#"
 [[service]]
@@ -1340,11 +1363,71 @@ protocol = "udp"
   check = { interval = "5s" }
 "#),
         [
-            "vipd.toml:6:11: probe = true needs a TCP service (this service is udp): a probe is a TCP connect, and UDP probes are not supported yet; remove it or set probe = false",
-            "vipd.toml:7:11: `check` needs a TCP service (this service is udp): active checks are TCP connects, and UDP checks are not supported yet",
+            "vipd.toml:6:11: probe = true on a udp service needs `payload` or `payload_hex`: the datagram the probe sends (its reply passes the probe)",
+            "vipd.toml:7:11: `check` on a udp service needs `payload` or `payload_hex`: the datagram each check sends (its reply passes the check)",
         ]
     );
-    // probe = false is what a UDP service gets anyway; saying so is fine.
+    let cfg = ok(r#"
+[[service]]
+name = "dns"
+vip = "198.18.0.53:53"
+protocol = "udp"
+  [service.health]
+  silence_window = "800ms"
+  payload_hex = "ab cd 01 00 00 01"
+  expect_hex = "abcd"
+  check = { interval = "5s" }
+"#);
+    let h = cfg.services[0].health.clone().unwrap();
+    assert_eq!(h.silence_window, Some(Duration::from_millis(800)));
+    assert_eq!(
+        h.udp_probe,
+        Some(UdpProbe {
+            payload: vec![0xab, 0xcd, 1, 0, 0, 1],
+            expect: vec![0xab, 0xcd],
+        })
+    );
+    assert!(h.check.is_some());
+}
+
+#[test]
+fn udp_only_health_keys_are_refused_on_tcp_and_payloads_are_checked() {
+    assert_eq!(
+        errors(r#"
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+  [service.health]
+  silence_window = "1s"
+  payload = "hello"
+"#),
+        [
+            "vipd.toml:5:20: `silence_window` only applies to UDP services (this service is tcp; a TCP backend that does not answer is found by its SYN retransmissions)",
+            "vipd.toml:6:13: `payload` only applies to UDP services (this service is tcp: its checks and probes are TCP connects)",
+        ]
+    );
+    assert_eq!(
+        errors(
+            r#"
+[[service]]
+name = "dns"
+vip = "198.18.0.53:53"
+protocol = "udp"
+  [service.health]
+  payload = "x"
+  payload_hex = "zz"
+  silence_window = "0s"
+"#
+        ),
+        [
+            "vipd.toml:7:17: give either `payload` or `payload_hex`, not both",
+            "vipd.toml:8:20: silence_window must be longer than 0s",
+        ]
+    );
+}
+
+#[test]
+fn udp_services_may_say_probe_false() {
     let cfg = ok(r#"
 [[service]]
 name = "dns"
@@ -1352,7 +1435,7 @@ vip = "198.18.0.53:53"
 protocol = "udp"
 health = { probe = false, probe_timeout = "2s" }
 "#);
-    assert_eq!(cfg.services[0].health.unwrap().probe, Some(false));
+    assert_eq!(cfg.services[0].health.clone().unwrap().probe, Some(false));
     // A fwmark service carries TCP too: the daemon decides per backend.
     ok(r#"
 [[service]]

@@ -1,7 +1,9 @@
-//! Active TCP checks: periodic connects per backend where a service asks for them
+//! Active checks: periodic checks per backend where a service asks for them
 //! (`[service.health] check = {...}`), and one-shot probation probes before a
-//! quarantined backend is re-admitted. Each runs in its own task and reports through a
-//! bounded channel; the passive signal from the watcher stays the first line.
+//! quarantined backend is re-admitted. TCP: a connect. UDP: the service's probe
+//! datagram, passed by a reply that starts with the expected bytes. Each runs in its own
+//! task and reports through a bounded channel; the passive signals from the watcher stay
+//! the first line.
 
 use std::{
     collections::HashMap,
@@ -13,11 +15,25 @@ use std::{
     time::Duration,
 };
 
-use tokio::{net::TcpStream, sync::mpsc, task::JoinHandle, time};
+use tokio::{
+    net::{TcpStream, UdpSocket},
+    sync::mpsc,
+    task::JoinHandle,
+    time,
+};
 use vipd_ipvs::ServiceKey;
 
 use super::services::Services;
-use crate::{config::ActiveCheck, reconcile::desired::DestId};
+use crate::{
+    config::{ActiveCheck, UdpProbe},
+    reconcile::desired::DestId,
+};
+
+/// What a check does: a TCP connect, or a UDP exchange.
+type How = Option<UdpProbe>;
+
+/// A running periodic check: its settings and its task.
+type Running = ((ActiveCheck, How), JoinHandle<()>);
 
 /// Why a check ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +66,7 @@ impl Dropped {
 
 pub struct Checks {
     tx: mpsc::Sender<CheckResult>,
-    periodic: HashMap<(ServiceKey, DestId), (ActiveCheck, JoinHandle<()>)>,
+    periodic: HashMap<(ServiceKey, DestId), Running>,
     dropped: Arc<Dropped>,
 }
 
@@ -87,6 +103,60 @@ pub async fn connect_check(addr: SocketAddr, timeout: Duration) -> (bool, String
     }
 }
 
+/// One UDP exchange with a timeout: send `probe.payload` from a fresh socket, pass on a
+/// reply starting with `probe.expect`.
+pub async fn udp_check(addr: SocketAddr, probe: &UdpProbe, timeout: Duration) -> (bool, String) {
+    let started = time::Instant::now();
+    let exchange = async {
+        let local: SocketAddr = if addr.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let sock = UdpSocket::bind(local).await?;
+        // Connected, so that an ICMP error comes back as ECONNREFUSED.
+        sock.connect(addr).await?;
+        sock.send(&probe.payload).await?;
+        let mut buf = vec![0u8; 65_536];
+        let n = sock.recv(&mut buf).await?;
+        buf.truncate(n);
+        Ok::<_, std::io::Error>(buf)
+    };
+    match time::timeout(timeout, exchange).await {
+        Ok(Ok(reply)) if reply.starts_with(&probe.expect) => (
+            true,
+            format!("replied in {:.1}ms", started.elapsed().as_secs_f64() * 1e3),
+        ),
+        Ok(Ok(reply)) => (
+            false,
+            format!(
+                "unexpected reply ({} bytes, not starting with the {} expected)",
+                reply.len(),
+                probe.expect.len()
+            ),
+        ),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            (false, "refused (ICMP unreachable)".to_owned())
+        }
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (
+            false,
+            format!(
+                "no reply within {}",
+                crate::config::format_duration(timeout)
+            ),
+        ),
+    }
+}
+
+/// One check of `addr`, as `how` says.
+async fn check_once(addr: SocketAddr, how: &How, timeout: Duration) -> (bool, String) {
+    match how {
+        None => connect_check(addr, timeout).await,
+        Some(p) => udp_check(addr, p, timeout).await,
+    }
+}
+
 impl Checks {
     /// `capacity`: how many results may wait for the daemon's loop.
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<CheckResult>) {
@@ -109,7 +179,7 @@ impl Checks {
         for (key, s) in &services.by_key {
             let Some(check) = s.check else { continue };
             for id in s.dests.keys().filter(|id| id.1 != 0) {
-                wanted.insert((*key, *id), check);
+                wanted.insert((*key, *id), (check, s.udp_probe.clone()));
             }
         }
         self.periodic.retain(|k, (check, handle)| {
@@ -126,7 +196,7 @@ impl Checks {
             let handle = tokio::spawn(periodic(
                 k.0,
                 k.1,
-                check,
+                check.clone(),
                 self.tx.clone(),
                 self.dropped.clone(),
             ));
@@ -134,12 +204,12 @@ impl Checks {
         }
     }
 
-    /// One probe of `dest` before its re-admission.
-    pub fn probe(&self, service: ServiceKey, dest: DestId, timeout: Duration) {
+    /// One probe of `dest` before its re-admission (`udp`: the UDP service's probe).
+    pub fn probe(&self, service: ServiceKey, dest: DestId, timeout: Duration, udp: How) {
         let tx = self.tx.clone();
         let dropped = self.dropped.clone();
         tokio::spawn(async move {
-            let (passed, detail) = connect_check(SocketAddr::from(dest), timeout).await;
+            let (passed, detail) = check_once(SocketAddr::from(dest), &udp, timeout).await;
             let r = CheckResult {
                 service,
                 dest,
@@ -158,7 +228,7 @@ impl Checks {
 async fn periodic(
     service: ServiceKey,
     dest: DestId,
-    check: ActiveCheck,
+    (check, how): (ActiveCheck, How),
     tx: mpsc::Sender<CheckResult>,
     dropped: Arc<Dropped>,
 ) {
@@ -170,7 +240,7 @@ async fn periodic(
     tick.set_missed_tick_behavior(time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (passed, detail) = connect_check(SocketAddr::from(dest), check.timeout).await;
+        let (passed, detail) = check_once(SocketAddr::from(dest), &how, check.timeout).await;
         let r = CheckResult {
             service,
             dest,
@@ -203,5 +273,37 @@ mod tests {
         let (ok, detail) = connect_check(addr, Duration::from_secs(2)).await;
         assert!(!ok);
         assert_eq!(detail, "refused");
+    }
+
+    #[tokio::test]
+    async fn udp_check_passes_on_the_expected_reply_and_fails_otherwise() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let echo = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            for _ in 0..2 {
+                let (n, from) = server.recv_from(&mut buf).await.unwrap();
+                server.send_to(&buf[..n], from).await.unwrap();
+            }
+            server
+        });
+        let probe = |expect: &[u8]| UdpProbe {
+            payload: b"ping".to_vec(),
+            expect: expect.to_vec(),
+        };
+        let (ok, detail) = udp_check(addr, &probe(b"pi"), Duration::from_secs(2)).await;
+        assert!(ok, "{detail}");
+        assert!(detail.starts_with("replied in "), "{detail}");
+        let (ok, detail) = udp_check(addr, &probe(b"pong"), Duration::from_secs(2)).await;
+        assert!(!ok);
+        assert!(detail.starts_with("unexpected reply"), "{detail}");
+        let server = echo.await.unwrap();
+        let (ok, detail) = udp_check(addr, &probe(b""), Duration::from_millis(200)).await;
+        assert!(!ok, "nobody answers the third datagram");
+        assert!(detail.starts_with("no reply within"), "{detail}");
+        drop(server);
+        let (ok, detail) = udp_check(addr, &probe(b""), Duration::from_secs(2)).await;
+        assert!(!ok);
+        assert_eq!(detail, "refused (ICMP unreachable)");
     }
 }

@@ -3,7 +3,8 @@
 //! * [`runtime`]: the event loop joining watcher, health machines, checks and reconciler.
 //! * [`services`]: the per-service runtime table rebuilt on every (re)load.
 //! * [`weights`]: the fast path writing single weights.
-//! * [`checks`]: active TCP checks and probation probes.
+//! * [`checks`]: active checks and probation probes (TCP connects, UDP datagrams).
+//! * [`udp_watch`]: UDP replies and silent backends from the kernel's counters.
 //! * [`config_file`]: loading the config and noticing changes.
 //! * [`persist`]: the health record that makes restarts flap-free.
 //! * [`control`] and [`view`]: the root-only status socket and what it answers.
@@ -18,6 +19,7 @@ pub mod persist;
 mod reply;
 pub mod runtime;
 pub mod services;
+pub mod udp_watch;
 pub mod view;
 pub mod view_build;
 pub mod weights;

@@ -44,6 +44,7 @@ use super::{
     metrics::Metrics,
     persist::{self, HealthRecord},
     services::Services,
+    udp_watch::{self, UdpWatch},
     view::{DaemonView, ReloadView},
     view_build,
     weights::WeightWriter,
@@ -52,7 +53,7 @@ use crate::{
     config::Config,
     health::{Signal, Transition},
     reconcile::{self, desired::DestId, ApplyOptions},
-    watcher::{Correlator, Event, Hooks, Outcome, Probes, Report},
+    watcher::{dest_key, Correlator, Event, Hooks, Outcome, Probes, Report},
 };
 
 /// How `vipd run` was started.
@@ -96,8 +97,13 @@ struct Daemon {
     metrics: Arc<Metrics>,
     view_tx: watch::Sender<Arc<DaemonView>>,
     watcher_mode: String,
-    /// VIPs the kernel programs report on.
-    watched: BTreeSet<SocketAddr>,
+    /// (IP protocol, VIP)s the kernel programs report on.
+    watched: BTreeSet<(u8, SocketAddr)>,
+    /// Replies and silences of UDP backends, from the kernel's counters.
+    udp_watch: UdpWatch,
+    /// UDP backends (VIP, backend) just put back into rotation: a wait for a reply
+    /// that began before they left must not count against them.
+    udp_rejoined: Vec<(SocketAddr, SocketAddr)>,
     started: SystemTime,
     loaded: SystemTime,
     last_reload: Option<ReloadView>,
@@ -125,13 +131,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 }
 
 fn signal_name(s: Signal) -> &'static str {
-    match s {
-        Signal::Success => "success",
-        Signal::Refused => "refused",
-        Signal::SynRetransmit => "syn_retransmit",
-        Signal::CheckFailed => "check_failed",
-        Signal::CheckPassed => "check_passed",
-    }
+    s.as_str()
 }
 
 fn outcome_name(o: &Outcome) -> &'static str {
@@ -141,6 +141,8 @@ fn outcome_name(o: &Outcome) -> &'static str {
         Outcome::SynRetransmit(_) => "syn_retransmit",
         Outcome::ClientAbort => "client_abort",
         Outcome::Closed { .. } => "closed",
+        Outcome::Unreachable(_) => "unreachable",
+        Outcome::Silent(_) => "silent",
     }
 }
 
@@ -199,8 +201,18 @@ impl Daemon {
             seed,
         );
 
-        let (mut ring, watcher_mode) = match Probes::load(Hooks::ALL) {
-            Ok(p) => (
+        let loaded = match Probes::load(Hooks::ALL) {
+            Ok(p) => Ok((p, "full".to_owned())),
+            Err(udp_err) => Probes::load(Hooks::TCP).map(|p| {
+                let mode = format!(
+                    "partial: UDP detection unavailable ({udp_err}); TCP detection and active checks run"
+                );
+                warn!("{mode}");
+                (p, mode)
+            }),
+        };
+        let (mut ring, watcher_mode) = match loaded {
+            Ok((p, mode)) => (
                 // SAFETY: the descriptor is the ring buffer map's, owned by the `Probes`
                 // inside the `AsyncFd`; it stays open and the same until that is dropped.
                 Some(
@@ -208,7 +220,7 @@ impl Daemon {
                         .map_err(|e| e.into_parts().1)
                         .context("polling the event ring buffer")?,
                 ),
-                "full".to_owned(),
+                mode,
             ),
             Err(e) => {
                 let mode = format!(
@@ -232,6 +244,8 @@ impl Daemon {
             view_tx,
             watcher_mode,
             watched: BTreeSet::new(),
+            udp_watch: UdpWatch::default(),
+            udp_rejoined: Vec::new(),
             started,
             loaded: started,
             last_reload: None,
@@ -268,7 +282,14 @@ impl Daemon {
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut housekeeping = Instant::now() + HOUSEKEEPING;
+        let mut udp_tick = tokio::time::interval(udp_watch::POLL);
+        udp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            let udp_active = ring.is_some()
+                && self
+                    .watched
+                    .iter()
+                    .any(|(p, _)| *p == libc::IPPROTO_UDP as u8);
             let mut dirty = BTreeSet::new();
             let wake = self
                 .services
@@ -305,6 +326,7 @@ impl Daemon {
                     }
                 },
                 Some(r) = check_rx.recv() => self.on_check(r, &mut dirty),
+                _ = udp_tick.tick(), if udp_active => self.poll_udp(ring.as_mut(), &mut dirty),
                 _ = hup.recv() => { info!("SIGHUP: reloading {}", self.opts.config.display()); self.reload(ring.as_mut()); }
                 _ = sleep_until(wake) => {}
             }
@@ -344,14 +366,79 @@ impl Daemon {
     }
 
     fn on_event(&mut self, ev: &Event, dirty: &mut BTreeSet<ServiceKey>) {
-        let Some(report) = self.correlator.feed(ev) else {
-            return;
-        };
+        if let Some(report) = self.correlator.feed(ev) {
+            self.on_report(&report, dirty);
+        }
+    }
+
+    /// Reads the UDP backends' counters: replies are successes, a long wait silence.
+    fn poll_udp(&mut self, ring: Option<&mut AsyncFd<Ring>>, dirty: &mut BTreeSet<ServiceKey>) {
+        let Some(ring) = ring else { return };
+        let probes = &mut ring.get_mut().0;
+        for (vip, backend) in self.udp_rejoined.drain(..) {
+            if let Err(e) = probes.clear_pending(&dest_key(vip, backend)) {
+                debug!("clearing the reply wait of {backend}: {e}");
+            }
+        }
+        let counters = probes.udp_traffic();
+        let now_ns = clock::mono_ns();
+        let services = &self.services;
+        let udp = libc::IPPROTO_UDP as u8;
+        let findings = self.udp_watch.poll(&counters, now_ns, |vip| {
+            services
+                .by_vip
+                .get(&(udp, vip))
+                .and_then(|k| services.by_key.get(k))
+                .and_then(|s| s.silence_window)
+        });
+        for f in findings.iter().filter(|f| f.silent_since_ns.is_some()) {
+            if let Err(e) = probes.clear_pending(&f.key) {
+                debug!("clearing the reply wait of {}: {e}", f.backend);
+            }
+        }
+        for f in findings {
+            let Some(key) = self.services.by_vip.get(&(udp, f.vip)).copied() else {
+                continue;
+            };
+            let dest: DestId = (f.backend.ip(), f.backend.port());
+            if let Some(st) = self
+                .services
+                .by_key
+                .get_mut(&key)
+                .and_then(|s| s.stats.get_mut(&dest))
+            {
+                st.counts.udp_sent = f.sent;
+                st.counts.udp_replies = f.replied;
+            }
+            if f.new_replies > 0 {
+                self.feed_health(key, dest, Signal::Success, None, dirty);
+            }
+            if let Some(since) = f.silent_since_ns {
+                let report = Report {
+                    ts_ns: now_ns,
+                    client: None,
+                    vip: f.vip,
+                    backend: Some(f.backend),
+                    outcome: Outcome::Silent(Duration::from_nanos(now_ns.saturating_sub(since))),
+                    syn_ns: since,
+                    protocol: udp,
+                };
+                self.on_report(&report, dirty);
+            }
+        }
+    }
+
+    fn on_report(&mut self, report: &Report, dirty: &mut BTreeSet<ServiceKey>) {
         let Some(backend) = report.backend else {
             return; // counted by the correlator, exported as vipd_events_unattributed_total
         };
         let dest: DestId = (backend.ip(), backend.port());
-        let Some(key) = self.services.by_vip.get(&report.vip).copied() else {
+        let Some(key) = self
+            .services
+            .by_vip
+            .get(&(report.protocol, report.vip))
+            .copied()
+        else {
             return;
         };
         let Some(s) = self.services.by_key.get_mut(&key) else {
@@ -372,9 +459,11 @@ impl Daemon {
             Outcome::Established { .. } => Signal::Success,
             Outcome::Refused => Signal::Refused,
             Outcome::SynRetransmit(_) => Signal::SynRetransmit,
+            Outcome::Unreachable(_) => Signal::Unreachable,
+            Outcome::Silent(_) => Signal::Silent,
             Outcome::ClientAbort | Outcome::Closed { .. } => return,
         };
-        self.feed_health(key, dest, signal, Some(&report), dirty);
+        self.feed_health(key, dest, signal, Some(report), dirty);
     }
 
     fn on_check(&mut self, r: CheckResult, dirty: &mut BTreeSet<ServiceKey>) {
@@ -460,7 +549,7 @@ impl Daemon {
                 metrics.quarantine(name, &backend, cause_name);
                 if let Some(r) = report {
                     let fault_ns = match cause {
-                        Signal::SynRetransmit => r.syn_ns,
+                        Signal::SynRetransmit | Signal::Silent => r.syn_ns,
                         _ => r.ts_ns,
                     };
                     faults.insert((key, *dest), (fault_ns, cause_name));
@@ -486,7 +575,7 @@ impl Daemon {
             ),
             Transition::ProbeWanted { dest } => {
                 info!(service = name, backend = %SocketAddr::from(*dest), "quarantine over: probing before re-admission");
-                checks.probe(key, *dest, s.probe_timeout);
+                checks.probe(key, *dest, s.probe_timeout, s.udp_probe.clone());
             }
             Transition::Readmitted { dest } => {
                 info!(service = name, backend = %SocketAddr::from(*dest), "re-admitted (slow start)")
@@ -507,6 +596,11 @@ impl Daemon {
         let written = self.writer.sync(&self.services, dirty, now);
         self.metrics.reconcile_ops("ipvs", written.len() as u64);
         for w in &written {
+            if w.from == 0 && w.to > 0 {
+                if let Some((_, vip)) = self.services.by_key.get(&w.service).and_then(|s| s.vip) {
+                    self.udp_rejoined.push((vip, SocketAddr::from(w.dest)));
+                }
+            }
             if w.to == 0 {
                 if let Some((fault_ns, cause)) = self.faults.remove(&(w.service, w.dest)) {
                     let secs = clock::seconds_since(fault_ns);
@@ -535,7 +629,7 @@ impl Daemon {
         for f in &summary.failures {
             warn!("kernel refused a write: {f:?}");
         }
-        self.writer.reset(self.services.effective_weights(now));
+        self.writer.reset(self.services.kernel_weights(now));
         self.metrics
             .reconcile_ops("ipvs", summary.ipvs_writes as u64);
         self.metrics
@@ -617,7 +711,7 @@ impl Daemon {
                 self.config = old_config;
                 let new = std::mem::take(&mut self.services);
                 self.services = Services::build(&self.config, new, None, now, wall, self.seed).0;
-                self.writer.reset(self.services.effective_weights(now));
+                self.writer.reset(self.services.kernel_weights(now));
             }
         }
         self.sync_watch(ring);
@@ -644,18 +738,18 @@ impl Daemon {
         self.health_dirty = true;
     }
 
-    /// Makes the kernel programs report on exactly the configured TCP VIPs.
+    /// Makes the kernel programs report on exactly the configured VIPs (TCP and UDP).
     fn sync_watch(&mut self, ring: Option<&mut AsyncFd<Ring>>) {
         let Some(ring) = ring else { return };
         let probes = &mut ring.get_mut().0;
-        let wanted: BTreeSet<SocketAddr> = self.services.by_vip.keys().copied().collect();
-        for vip in self.watched.difference(&wanted) {
-            if let Err(e) = probes.unwatch(*vip, libc::IPPROTO_TCP as u8) {
+        let wanted: BTreeSet<(u8, SocketAddr)> = self.services.by_vip.keys().copied().collect();
+        for (protocol, vip) in self.watched.difference(&wanted) {
+            if let Err(e) = probes.unwatch(*vip, *protocol) {
                 warn!("cannot stop watching {vip}: {e}");
             }
         }
-        for (i, vip) in wanted.iter().enumerate() {
-            if let Err(e) = probes.watch(*vip, libc::IPPROTO_TCP as u8, i as u32) {
+        for (i, (protocol, vip)) in wanted.iter().enumerate() {
+            if let Err(e) = probes.watch(*vip, *protocol, i as u32) {
                 warn!("cannot watch {vip}: {e}; passive detection is off for it");
             }
         }

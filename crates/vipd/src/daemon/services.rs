@@ -18,7 +18,7 @@ use super::{
     view::{OutcomeCounts, RecentRing},
 };
 use crate::{
-    config::{ActiveCheck, Config, Protocol},
+    config::{ActiveCheck, Config, Protocol, UdpProbe, UdpStaleFlows},
     health::{Policy, ServiceHealth, Transition},
     reconcile::{desired::DestId, DesiredState, WeightOverrides},
 };
@@ -40,8 +40,19 @@ pub struct ServiceRt {
     pub name: String,
     pub key: ServiceKey,
     pub scheduler: String,
-    /// The VIP the connection watcher reports on (TCP address services).
-    pub tcp_vip: Option<SocketAddr>,
+    /// The VIP the connection watcher reports on, with its IP protocol (address
+    /// services).
+    pub vip: Option<(u8, SocketAddr)>,
+    /// UDP: how long a backend may stay silent (datagrams sent, no reply) before that
+    /// counts as a failure; `None`: not watched.
+    pub silence_window: Option<Duration>,
+    /// UDP: what checks and probes send and expect (`None` on TCP services).
+    pub udp_probe: Option<UdpProbe>,
+    /// UDP with `udp_stale_flows = "expire"`: a backend the health machine takes out is
+    /// deleted from IPVS rather than set to weight 0, so that IPVS moves its flows
+    /// (`expire_nodest_conn`) instead of keeping clients that reuse a source port on
+    /// it; re-admission adds it back.
+    pub expire_on_quarantine: bool,
     pub policy: Policy,
     pub check: Option<ActiveCheck>,
     pub probe_timeout: Duration,
@@ -62,6 +73,14 @@ impl ServiceRt {
             .collect()
     }
 
+    /// How IPVS should hold `dest` at effective weight `weight`: `None` means not at all
+    /// (quarantined in an `expire_on_quarantine` service, see there). A backend the
+    /// config itself sets to weight 0 stays in IPVS: that is an operator's drain.
+    pub fn kernel_weight(&self, dest: &DestId, weight: u32) -> Option<u32> {
+        let configured = self.dests.get(dest).map_or(0, |d| d.weight);
+        (weight > 0 || configured == 0 || !self.expire_on_quarantine).then_some(weight)
+    }
+
     /// The destination as IPVS should hold it with `weight`.
     pub fn destination(&self, dest: &DestId, weight: u32) -> Option<Destination> {
         self.dests.get(dest).map(|d| Destination {
@@ -75,8 +94,8 @@ impl ServiceRt {
 #[derive(Default)]
 pub struct Services {
     pub by_key: BTreeMap<ServiceKey, ServiceRt>,
-    /// TCP VIP → service, for attributing the watcher's reports.
-    pub by_vip: HashMap<SocketAddr, ServiceKey>,
+    /// (IP protocol, VIP) → service, for attributing the watcher's reports.
+    pub by_vip: HashMap<(u8, SocketAddr), ServiceKey>,
 }
 
 impl Services {
@@ -107,13 +126,17 @@ impl Services {
                     ..
                 }
             );
-            let tcp_vip = match spec.key {
-                crate::config::ServiceKey::Addr {
-                    protocol: Protocol::Tcp,
+            let vip = match spec.key {
+                crate::config::ServiceKey::Addr { protocol, addr } => Some((
+                    match protocol {
+                        Protocol::Tcp => libc::IPPROTO_TCP as u8,
+                        Protocol::Udp => libc::IPPROTO_UDP as u8,
+                    },
                     addr,
-                } => Some(addr),
-                _ => None,
+                )),
+                crate::config::ServiceKey::Fwmark { .. } => None,
             };
+            let udp = matches!(vip, Some((p, _)) if p == libc::IPPROTO_UDP as u8);
             let policy = Policy::from_config(spec.health.as_ref(), tcp);
             let backends: Vec<(DestId, u32)> = d
                 .dests
@@ -156,9 +179,16 @@ impl Services {
                 name: spec.name.clone(),
                 key,
                 scheduler: spec.scheduler.as_str().to_owned(),
-                tcp_vip,
+                vip,
                 policy,
-                check: hp.and_then(|h| h.check).filter(|_| tcp),
+                check: hp
+                    .and_then(|h| h.check)
+                    .filter(|_| tcp || (udp && hp.is_some_and(|h| h.udp_probe.is_some()))),
+                silence_window: hp.and_then(|h| h.silence_window).filter(|_| udp),
+                udp_probe: hp.and_then(|h| h.udp_probe.clone()).filter(|_| udp),
+                expire_on_quarantine: udp
+                    && spec.udp_stale_flows.unwrap_or(UdpStaleFlows::Expire)
+                        == UdpStaleFlows::Expire,
                 probe_timeout: hp
                     .and_then(|h| h.probe_timeout)
                     .unwrap_or(DEFAULT_PROBE_TIMEOUT),
@@ -166,7 +196,7 @@ impl Services {
                 health,
                 stats,
             };
-            if let Some(vip) = tcp_vip {
+            if let Some(vip) = vip {
                 out.by_vip.insert(vip, key);
             }
             out.by_key.insert(key, rt);
@@ -175,19 +205,23 @@ impl Services {
     }
 
     /// The service a watcher report belongs to.
-    pub fn by_vip_mut(&mut self, vip: &SocketAddr) -> Option<&mut ServiceRt> {
-        let key = self.by_vip.get(vip)?;
+    pub fn by_vip_mut(&mut self, protocol: u8, vip: &SocketAddr) -> Option<&mut ServiceRt> {
+        let key = self.by_vip.get(&(protocol, *vip))?;
         self.by_key.get_mut(key)
     }
 
     /// The health machines' weights where they differ from the config's: what the
-    /// reconciler must write instead.
+    /// reconciler must write instead (absent: see [`ServiceRt::kernel_weight`]).
     pub fn overrides(&self, now: Instant) -> WeightOverrides {
         let mut o = WeightOverrides::default();
         for (key, s) in &self.by_key {
             for (id, w) in s.effective_weights(now) {
-                if s.dests.get(&id).is_some_and(|d| d.weight != w) {
-                    o.set(*key, id, w);
+                match s.kernel_weight(&id, w) {
+                    None => o.set_absent(*key, id),
+                    Some(w) if s.dests.get(&id).is_some_and(|d| d.weight != w) => {
+                        o.set(*key, id, w)
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -200,6 +234,17 @@ impl Services {
         for (key, s) in &self.by_key {
             for (id, w) in s.effective_weights(now) {
                 out.insert((*key, id), w);
+            }
+        }
+        out
+    }
+
+    /// How IPVS should hold every configured destination (`None`: not at all).
+    pub fn kernel_weights(&self, now: Instant) -> BTreeMap<(ServiceKey, DestId), Option<u32>> {
+        let mut out = BTreeMap::new();
+        for (key, s) in &self.by_key {
+            for (id, w) in s.effective_weights(now) {
+                out.insert((*key, id), s.kernel_weight(&id, w));
             }
         }
         out

@@ -90,6 +90,14 @@ pub struct OutcomeCounts {
     pub syn_retransmits: u64,
     pub client_aborts: u64,
     pub closed: u64,
+    /// UDP: ICMP unreachable errors for datagrams sent to the backend.
+    pub unreachable: u64,
+    /// UDP: datagrams IPVS sent to the backend (kernel counter).
+    pub udp_sent: u64,
+    /// UDP: replies from the backend delivered to clients (kernel counter).
+    pub udp_replies: u64,
+    /// UDP: silence windows that passed without a reply.
+    pub silences: u64,
 }
 
 /// One recent outcome: how long ago, and what (`established 0.4ms`, `refused`,

@@ -32,6 +32,8 @@ pub fn count(c: &mut OutcomeCounts, o: &Outcome) {
         Outcome::SynRetransmit(_) => c.syn_retransmits += 1,
         Outcome::ClientAbort => c.client_aborts += 1,
         Outcome::Closed { .. } => c.closed += 1,
+        Outcome::Unreachable(_) => c.unreachable += 1,
+        Outcome::Silent(_) => c.silences += 1,
     }
 }
 
@@ -50,6 +52,8 @@ pub fn describe(o: &Outcome) -> String {
             if *by_peer { "by peer" } else { "locally" },
             if *reset { " (rst)" } else { "" }
         ),
+        Outcome::Unreachable(icmp) => format!("unreachable ({})", icmp.describe()),
+        Outcome::Silent(d) => format!("silent for {:.0}ms", d.as_secs_f64() * 1e3),
     }
 }
 
@@ -135,7 +139,8 @@ mod tests {
                 refused: 1,
                 syn_retransmits: 1,
                 client_aborts: 1,
-                closed: 1
+                closed: 1,
+                ..OutcomeCounts::default()
             }
         );
         assert_eq!(

@@ -1,6 +1,9 @@
 //! The fast path: writes the health machines' weight changes to IPVS one destination at a
 //! time (one `IPVS_CMD_SET_DEST` each, about 0.3 ms), without the full reconcile's dump.
-//! It remembers what it last wrote, so a loop iteration without changes writes nothing.
+//! A UDP backend whose flows must move (see [`super::services::ServiceRt::kernel_weight`])
+//! is deleted instead (`IPVS_CMD_DEL_DEST`) and added back (`IPVS_CMD_NEW_DEST`) on
+//! re-admission. It remembers what it last wrote, so a loop iteration without changes
+//! writes nothing.
 
 use std::collections::BTreeMap;
 
@@ -11,19 +14,22 @@ use vipd_ipvs::{Client, ServiceKey};
 use super::services::Services;
 use crate::reconcile::desired::DestId;
 
-/// One weight written.
+/// One weight written (0 for a destination that was deleted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
     pub service: ServiceKey,
     pub dest: DestId,
     pub from: u32,
     pub to: u32,
+    /// The destination was deleted (`to` is 0) or added back.
+    pub membership: bool,
 }
 
 pub struct WeightWriter {
     client: Client,
-    /// What the kernel holds, as far as vipd knows (after the last reconcile and writes).
-    applied: BTreeMap<(ServiceKey, DestId), u32>,
+    /// What the kernel holds, as far as vipd knows (after the last reconcile and
+    /// writes); `None`: the destination is not there.
+    applied: BTreeMap<(ServiceKey, DestId), Option<u32>>,
     writes: u64,
     failures: u64,
 }
@@ -39,7 +45,7 @@ impl WeightWriter {
     }
 
     /// After a reconcile: the kernel now holds exactly these weights.
-    pub fn reset(&mut self, applied: BTreeMap<(ServiceKey, DestId), u32>) {
+    pub fn reset(&mut self, applied: BTreeMap<(ServiceKey, DestId), Option<u32>>) {
         self.applied = applied;
     }
 
@@ -58,7 +64,7 @@ impl WeightWriter {
                 wanted.extend(
                     s.effective_weights(now)
                         .into_iter()
-                        .map(|(id, w)| (*key, id, w)),
+                        .map(|(id, w)| (*key, id, s.kernel_weight(&id, w))),
                 );
             }
         }
@@ -70,20 +76,30 @@ impl WeightWriter {
             let Some(d) = services
                 .by_key
                 .get(&key)
-                .and_then(|s| s.destination(&dest, to))
+                .and_then(|s| s.destination(&dest, to.unwrap_or(0)))
             else {
                 continue;
             };
-            match self.client.set_destination(&key, &d) {
+            // Unknown (never reconciled) counts as present: a reconcile creates it.
+            let was_there = from != Some(None);
+            let result = match (was_there, to) {
+                (true, Some(_)) => self.client.set_destination(&key, &d),
+                (false, Some(_)) => self.client.new_destination(&key, &d),
+                (true, None) => self.client.del_destination(&key, dest.0, dest.1),
+                (false, None) => Ok(()),
+            };
+            match result {
                 Ok(()) => {
                     self.writes += 1;
                     self.applied.insert((key, dest), to);
-                    debug!(service = %key, backend = ?dest, to, "weight written");
+                    debug!(service = %key, backend = ?dest, ?to, "weight written");
+                    let old = from.flatten().unwrap_or(0);
                     done.push(Written {
                         service: key,
                         dest,
-                        from: from.unwrap_or(to),
-                        to,
+                        from: if from.is_none() { to.unwrap_or(0) } else { old },
+                        to: to.unwrap_or(0),
+                        membership: was_there != to.is_some(),
                     });
                 }
                 Err(e) => {

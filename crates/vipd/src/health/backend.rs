@@ -203,8 +203,12 @@ impl Backend {
                 self.refusals = 0;
                 self.retransmits = 0;
             }
-            Signal::Refused => self.refusals = self.refusals.saturating_add(1),
-            Signal::SynRetransmit => self.retransmits = self.retransmits.saturating_add(1),
+            Signal::Refused | Signal::Unreachable => {
+                self.refusals = self.refusals.saturating_add(1)
+            }
+            Signal::SynRetransmit | Signal::Silent => {
+                self.retransmits = self.retransmits.saturating_add(1)
+            }
             Signal::CheckFailed => self.check_failures = self.check_failures.saturating_add(1),
             Signal::CheckPassed => self.check_failures = 0,
         }

@@ -95,6 +95,8 @@ fn policy_from_config_takes_every_field() {
             fall: 5,
             rise: 3,
         }),
+        silence_window: None,
+        udp_probe: None,
     };
     assert_eq!(
         Policy::from_config(Some(&h), true),

@@ -107,14 +107,24 @@ pub enum Signal {
     CheckFailed,
     /// An active check or probation probe passed.
     CheckPassed,
+    /// UDP: an ICMP destination-unreachable error for a datagram sent to the backend.
+    /// Counts as a refusal (`refuse_threshold`).
+    Unreachable,
+    /// UDP: datagrams went to the backend and no reply came back for the service's
+    /// `silence_window`. Counts as an unanswered SYN (`retransmit_threshold`).
+    Silent,
 }
 
 impl Signal {
-    /// Refused, SynRetransmit or CheckFailed.
+    /// Refused, SynRetransmit, CheckFailed, Unreachable or Silent.
     pub const fn is_failure(self) -> bool {
         matches!(
             self,
-            Signal::Refused | Signal::SynRetransmit | Signal::CheckFailed
+            Signal::Refused
+                | Signal::SynRetransmit
+                | Signal::CheckFailed
+                | Signal::Unreachable
+                | Signal::Silent
         )
     }
 
@@ -125,6 +135,8 @@ impl Signal {
             Signal::SynRetransmit => "syn_retransmit",
             Signal::CheckFailed => "check_failed",
             Signal::CheckPassed => "check_passed",
+            Signal::Unreachable => "unreachable",
+            Signal::Silent => "silent",
         }
     }
 }

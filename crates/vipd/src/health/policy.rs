@@ -31,7 +31,8 @@ pub struct Policy {
     pub panic_threshold: u8,
     /// How long a re-admitted backend takes to ramp back to full weight. Zero: at once.
     pub slow_start: Duration,
-    /// Probe (one TCP connect) before re-admitting a backend after a quarantine.
+    /// Probe (TCP: one connect; UDP: one probe datagram) before re-admitting a backend
+    /// after a quarantine.
     pub probe: bool,
 }
 
@@ -45,9 +46,9 @@ impl Policy {
     pub const DEFAULT_PANIC_THRESHOLD: u8 = 0;
     pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(10);
 
-    /// The policy of a service with `[service.health]` `p` (`None`: no section). Probes
-    /// are TCP connects, so `probe` defaults to true only when `protocol_is_tcp`, and is
-    /// always false otherwise.
+    /// The policy of a service with `[service.health]` `p` (`None`: no section). `probe`
+    /// defaults to true where a probe is possible: a TCP service (a connect), or a UDP
+    /// service with a probe payload; it is always false otherwise.
     pub fn from_config(p: Option<&HealthPolicy>, protocol_is_tcp: bool) -> Self {
         let d = Policy::default();
         let Some(p) = p else {
@@ -83,7 +84,7 @@ impl Policy {
                 .min(100),
             panic_threshold: p.panic_threshold.unwrap_or(d.panic_threshold).min(100),
             slow_start: p.slow_start.unwrap_or(d.slow_start),
-            probe: protocol_is_tcp && p.probe.unwrap_or(true),
+            probe: (protocol_is_tcp || p.udp_probe.is_some()) && p.probe.unwrap_or(true),
         }
     }
 }

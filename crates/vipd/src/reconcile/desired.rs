@@ -81,15 +81,23 @@ impl DesiredState {
     }
 
     /// Applies weight overrides on top of the config's weights. An override for a backend
-    /// the config does not declare is ignored (it cannot create a backend).
+    /// the config does not declare is ignored (it cannot create a backend). A backend
+    /// overridden to absent leaves the desired state, and is removed by its service's
+    /// [`RemovalRule`].
     pub fn with_overrides(mut self, overrides: &WeightOverrides) -> Self {
         for ((key, dest), weight) in &overrides.0 {
-            if let Some(d) = self
-                .services
-                .get_mut(key)
-                .and_then(|s| s.dests.get_mut(dest))
-            {
-                d.weight = *weight;
+            let Some(s) = self.services.get_mut(key) else {
+                continue;
+            };
+            match weight {
+                Some(w) => {
+                    if let Some(d) = s.dests.get_mut(dest) {
+                        d.weight = *w;
+                    }
+                }
+                None => {
+                    s.dests.remove(dest);
+                }
             }
         }
         self
@@ -112,11 +120,17 @@ pub fn vip_address(key: &ServiceKey) -> Option<IpAddr> {
 /// Weights that replace the config's for some backends: how the health machine takes a
 /// backend out (0) or ramps it back (slow start) without touching the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WeightOverrides(pub BTreeMap<(ServiceKey, DestId), u32>);
+pub struct WeightOverrides(pub BTreeMap<(ServiceKey, DestId), Option<u32>>);
 
 impl WeightOverrides {
     pub fn set(&mut self, service: ServiceKey, dest: DestId, weight: u32) {
-        self.0.insert((service, dest), weight);
+        self.0.insert((service, dest), Some(weight));
+    }
+
+    /// The backend is to be out of IPVS altogether (a quarantined UDP backend whose
+    /// flows must move).
+    pub fn set_absent(&mut self, service: ServiceKey, dest: DestId) {
+        self.0.insert((service, dest), None);
     }
 
     pub fn clear(&mut self, service: &ServiceKey, dest: &DestId) {

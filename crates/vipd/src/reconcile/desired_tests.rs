@@ -173,3 +173,33 @@ fn overrides_replace_weights_of_declared_backends_only() {
     assert_eq!(s.dests.len(), 1);
     assert_eq!(s.dests[&(ip("198.18.1.2"), 80)].weight, 0);
 }
+
+#[test]
+fn an_absent_override_takes_the_backend_out_of_the_desired_state() {
+    let d = desired(
+        r#"
+        [[service]]
+        name = "dns"
+        vip = "198.18.0.10:53"
+        protocol = "udp"
+          [[service.backend]]
+          address = "198.18.1.2:53"
+          [[service.backend]]
+          address = "198.18.2.2:53"
+        "#,
+    );
+    let key = ServiceKey::Addr {
+        addr: ip("198.18.0.10"),
+        protocol: vipd_ipvs::Protocol::Udp,
+        port: 53,
+    };
+    let mut o = WeightOverrides::default();
+    o.set_absent(key, (ip("198.18.1.2"), 53));
+    let d = d.with_overrides(&o);
+    let s = &d.services[&key];
+    assert_eq!(
+        s.dests.keys().copied().collect::<Vec<_>>(),
+        vec![(ip("198.18.2.2"), 53)]
+    );
+    assert_eq!(s.removal.rule, RemovalRule::Expire);
+}

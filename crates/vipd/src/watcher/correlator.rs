@@ -12,7 +12,10 @@ use std::{
     time::Duration,
 };
 
-use super::event::{Event, TcpState};
+use super::event::{Event, IcmpCode, TcpState};
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
 
 /// What happened to a connection attempt or connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,11 @@ pub enum Outcome {
     ClientAbort,
     /// An established connection closed.
     Closed { by_peer: bool, reset: bool },
+    /// UDP: an ICMP error said the backend could not take a datagram.
+    Unreachable(IcmpCode),
+    /// UDP: datagrams went to the backend and no reply came for this long. Not made by
+    /// the correlator: the daemon reads it from the kernel's traffic counters.
+    Silent(Duration),
 }
 
 /// An outcome with the connection it belongs to.
@@ -39,8 +47,10 @@ pub struct Report {
     pub backend: Option<SocketAddr>,
     pub outcome: Outcome,
     /// When the connection's first SYN was sent (kernel monotonic ns): the start of a
-    /// fault such as a blackhole.
+    /// fault such as a blackhole. For UDP outcomes, when the kernel saw the outcome.
     pub syn_ns: u64,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub protocol: u8,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +165,7 @@ impl Correlator {
             backend: backend.or(c.backend),
             outcome,
             syn_ns: c.syn_ns,
+            protocol: IPPROTO_TCP,
         };
         self.counters.reports += 1;
         if r.backend.is_none() {
@@ -181,6 +192,30 @@ impl Correlator {
     pub fn feed(&mut self, event: &Event) -> Option<Report> {
         use TcpState::*;
         match *event {
+            Event::IcmpError {
+                ts_ns,
+                client,
+                vip,
+                icmp,
+                backend,
+            } => {
+                self.counters.reports += 1;
+                if backend.is_none() {
+                    self.counters.unattributed += 1;
+                }
+                Some(Report {
+                    ts_ns,
+                    client: Some(client),
+                    vip,
+                    backend,
+                    outcome: Outcome::Unreachable(icmp),
+                    syn_ns: ts_ns,
+                    protocol: IPPROTO_UDP,
+                })
+            }
+            // UDP flows have no socket events to join; the kernel joins their ICMP
+            // errors and replies itself.
+            Event::IpvsConn { protocol, .. } if protocol != IPPROTO_TCP => None,
             Event::IpvsConn {
                 client,
                 vip,

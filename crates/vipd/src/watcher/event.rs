@@ -124,6 +124,46 @@ pub enum Event {
         vip: SocketAddr,
         backend: SocketAddr,
     },
+    /// An ICMP destination-unreachable error for a UDP datagram `client` sent to `vip`.
+    IcmpError {
+        ts_ns: u64,
+        client: SocketAddr,
+        vip: SocketAddr,
+        /// ICMP (IPv4) or ICMPv6 type and code.
+        icmp: IcmpCode,
+        backend: Option<SocketAddr>,
+    },
+}
+
+/// The type and code of an ICMP or ICMPv6 error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpCode {
+    pub v6: bool,
+    pub icmp_type: u8,
+    pub code: u8,
+}
+
+impl IcmpCode {
+    /// "port unreachable", "host unreachable", ... ("icmp 3/11" for others).
+    pub fn describe(self) -> String {
+        let name = match (self.v6, self.icmp_type, self.code) {
+            (false, 3, 0) => "network unreachable",
+            (false, 3, 1) => "host unreachable",
+            (false, 3, 2) => "protocol unreachable",
+            (false, 3, 3) => "port unreachable",
+            (false, 3, 9 | 10 | 13) => "administratively prohibited",
+            (true, 1, 0) => "no route",
+            (true, 1, 1) => "administratively prohibited",
+            (true, 1, 3) => "address unreachable",
+            (true, 1, 4) => "port unreachable",
+            (true, 1, 5) => "source address failed policy",
+            (true, 1, 6) => "reject route",
+            (v6, t, c) => {
+                return format!("icmp{} {t}/{c}", if v6 { "v6" } else { "" });
+            }
+        };
+        name.to_owned()
+    }
 }
 
 fn addr(family: u8, bytes: &[u8; 16], port: u16) -> Result<SocketAddr, DecodeError> {
@@ -187,6 +227,17 @@ impl Event {
                 client: addr(e.family, &e.saddr, e.sport)?,
                 vip: addr(e.family, &e.daddr, e.dport)?,
                 backend: backend.ok_or(DecodeError::Family(0))?,
+            }),
+            Some(EventKind::IcmpError) => Ok(Event::IcmpError {
+                ts_ns,
+                client: src()?,
+                vip: dst()?,
+                icmp: IcmpCode {
+                    v6: u16::from(e.family) == AF_INET6,
+                    icmp_type: e.old_state,
+                    code: e.new_state,
+                },
+                backend,
             }),
             None => Err(DecodeError::Kind(e.kind)),
         }

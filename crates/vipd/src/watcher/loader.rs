@@ -9,8 +9,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use vipd_common::{
-    FlowKey, IpvsConnParamOffsets, SockCommonOffsets, SockTracepointOffsets, VipKey, AF_INET,
-    AF_INET6,
+    DestKey, FlowKey, IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockCommonOffsets,
+    SockTracepointOffsets, UdpTraffic, VipKey, AF_INET, AF_INET6,
 };
 
 use super::{
@@ -64,6 +64,10 @@ pub struct Hooks {
     pub connect: bool,
     /// kprobe on `ip_vs_conn_new` (needs kprobes and the ip_vs module).
     pub ipvs_conn: bool,
+    /// UDP: kprobes on `udp_err`/`udpv6_err` (ICMP errors), `udp_rcv`/`udpv6_rcv`
+    /// (replies) and IPVS's transmit functions (datagrams sent). Needs kprobes, the
+    /// ip_vs module and `ipvs_conn` (the join).
+    pub udp: bool,
 }
 
 impl Hooks {
@@ -74,6 +78,12 @@ impl Hooks {
         resets: true,
         connect: true,
         ipvs_conn: true,
+        udp: true,
+    };
+    /// Everything but the UDP hooks: the fallback when those cannot be attached.
+    pub const TCP: Self = Self {
+        udp: false,
+        ..Self::ALL
     };
     /// The tracepoints only: what works on a kernel without kprobes or IPVS.
     pub const TRACEPOINTS: Self = Self {
@@ -82,6 +92,7 @@ impl Hooks {
         resets: true,
         connect: false,
         ipvs_conn: false,
+        udp: false,
     };
 }
 
@@ -92,7 +103,19 @@ pub struct Probes {
     lost: PerCpuArray<MapData, u64>,
     vips: HashMap<MapData, VipKey, u32>,
     conns: HashMap<MapData, FlowKey, vipd_common::Backend>,
+    udp_traffic: HashMap<MapData, DestKey, UdpTraffic>,
 }
+
+/// IPVS's transmit functions, one per forwarding method and family; the UDP hook counts
+/// datagrams sent on every one that this kernel has (masquerade is required).
+const IPVS_XMIT: &[(&str, bool)] = &[
+    ("ip_vs_nat_xmit", true),
+    ("ip_vs_nat_xmit_v6", false),
+    ("ip_vs_tunnel_xmit", false),
+    ("ip_vs_tunnel_xmit_v6", false),
+    ("ip_vs_dr_xmit", false),
+    ("ip_vs_dr_xmit_v6", false),
+];
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, WatcherError>
 where
@@ -146,6 +169,64 @@ fn attach_kprobe(
     Ok(())
 }
 
+/// Loads kprobe `program` and attaches it to each of `symbols` (`required`: failing is
+/// an error; else the symbol is skipped with a debug log).
+fn attach_kprobes(
+    ebpf: &mut Ebpf,
+    program_name: &'static str,
+    module: &'static str,
+    symbols: &[(&'static str, bool)],
+) -> Result<(), WatcherError> {
+    let p: &mut KProbe = program(ebpf, program_name)?;
+    p.load().map_err(|source| WatcherError::Program {
+        program: program_name,
+        source,
+    })?;
+    for &(symbol, required) in symbols {
+        match p.attach(symbol, 0) {
+            Ok(_) => {}
+            Err(e) if required => {
+                return Err(WatcherError::NoSymbol {
+                    symbol,
+                    module,
+                    why: e.to_string(),
+                })
+            }
+            Err(e) => tracing::debug!("kprobe {symbol} not attached: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The VIP and backend of a `UDP_TRAFFIC` key; `None` for an unknown family.
+pub fn dest_addrs(key: &DestKey) -> Option<(SocketAddr, SocketAddr)> {
+    let ip = |family: u8, a: &[u8; 16]| match u16::from(family) {
+        AF_INET => Some(std::net::IpAddr::from([a[0], a[1], a[2], a[3]])),
+        AF_INET6 => Some(std::net::IpAddr::from(*a)),
+        _ => None,
+    };
+    Some((
+        SocketAddr::new(ip(key.family, &key.vip)?, key.vport),
+        SocketAddr::new(ip(key.backend_family, &key.backend)?, key.bport),
+    ))
+}
+
+/// The `UDP_TRAFFIC` key of `backend` behind UDP VIP `vip`.
+pub fn dest_key(vip: SocketAddr, backend: SocketAddr) -> DestKey {
+    let v = vip_key(vip, vipd_common::IPPROTO_UDP as u8);
+    let b = vip_key(backend, vipd_common::IPPROTO_UDP as u8);
+    DestKey {
+        vip: v.addr,
+        backend: b.addr,
+        vport: v.port,
+        bport: b.port,
+        family: v.family,
+        backend_family: b.family,
+        protocol: vipd_common::IPPROTO_UDP as u8,
+        _pad: 0,
+    }
+}
+
 /// A VIP as the kernel programs key it.
 pub fn vip_key(vip: SocketAddr, protocol: u8) -> VipKey {
     let mut key = VipKey {
@@ -173,7 +254,7 @@ impl Probes {
         let state = sock_tp(SockTracepoint::SetState, hooks.state_changes)?;
         let retransmit = sock_tp(SockTracepoint::Retransmit, hooks.retransmits)?;
         let reset = sock_tp(SockTracepoint::ReceiveReset, hooks.resets)?;
-        let needs_btf = hooks.ipvs_conn || hooks.connect;
+        let needs_btf = hooks.ipvs_conn || hooks.connect || hooks.udp;
         if hooks.ipvs_conn && !std::path::Path::new("/sys/module/ip_vs").exists() {
             return Err(WatcherError::NoSymbol {
                 symbol: "ip_vs_conn_new",
@@ -182,7 +263,9 @@ impl Probes {
             });
         }
         let btf = if needs_btf {
-            Some(Btf::from_sys_fs(hooks.ipvs_conn.then_some("ip_vs"))?)
+            Some(Btf::from_sys_fs(
+                (hooks.ipvs_conn || hooks.udp).then_some("ip_vs"),
+            )?)
         } else {
             None
         };
@@ -195,12 +278,19 @@ impl Probes {
             _ => SockCommonOffsets::default(),
         };
 
+        let (skb, ipvs_conn) = match (&btf, hooks.udp) {
+            (Some(btf), true) => (offsets::skb(btf)?, offsets::ip_vs_conn(btf)?),
+            _ => (SkbOffsets::default(), IpvsConnOffsets::default()),
+        };
+
         let mut ebpf = EbpfLoader::new()
             .override_global("STATE_TP", &state, true)
             .override_global("RETRANSMIT_TP", &retransmit, true)
             .override_global("RESET_TP", &reset, true)
             .override_global("IPVS_PARAM", &ipvs, true)
             .override_global("SOCK_COMMON", &sock_common, true)
+            .override_global("SKB", &skb, true)
+            .override_global("IPVS_CONN", &ipvs_conn, true)
             .load(OBJECT)?;
 
         for (on, which) in [
@@ -218,6 +308,17 @@ impl Probes {
         if hooks.ipvs_conn {
             attach_kprobe(&mut ebpf, "ip_vs_conn_new", "ip_vs")?;
         }
+        if hooks.udp {
+            attach_kprobes(&mut ebpf, "udp_err", "kernel", &[("udp_err", true)])?;
+            attach_kprobes(&mut ebpf, "udpv6_err", "ipv6", &[("udpv6_err", false)])?;
+            attach_kprobes(
+                &mut ebpf,
+                "udp_rcv",
+                "kernel",
+                &[("udp_rcv", true), ("udpv6_rcv", false)],
+            )?;
+            attach_kprobes(&mut ebpf, "ip_vs_xmit", "ip_vs", IPVS_XMIT)?;
+        }
 
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(WatcherError::Missing(name));
         let map_err = |map: &'static str| move |source| WatcherError::Map { map, source };
@@ -225,12 +326,15 @@ impl Probes {
         let lost = PerCpuArray::try_from(take("LOST")?).map_err(map_err("LOST"))?;
         let vips = HashMap::try_from(take("VIPS")?).map_err(map_err("VIPS"))?;
         let conns = HashMap::try_from(take("CONNS")?).map_err(map_err("CONNS"))?;
+        let udp_traffic =
+            HashMap::try_from(take("UDP_TRAFFIC")?).map_err(map_err("UDP_TRAFFIC"))?;
         Ok(Self {
             _ebpf: ebpf,
             events,
             lost,
             vips,
             conns,
+            udp_traffic,
         })
     }
 
@@ -272,6 +376,27 @@ impl Probes {
             source,
         })?;
         Ok(per_cpu.iter().sum())
+    }
+
+    /// Every UDP backend's traffic counters (empty without the UDP hooks).
+    pub fn udp_traffic(&self) -> Vec<(DestKey, UdpTraffic)> {
+        self.udp_traffic.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Forgets that `key`'s backend owes a reply (userspace has acted on its silence).
+    /// The kernel may have just updated the entry; losing that update only delays the
+    /// next verdict by one datagram.
+    pub fn clear_pending(&mut self, key: &DestKey) -> Result<(), WatcherError> {
+        let Ok(mut t) = self.udp_traffic.get(key, 0) else {
+            return Ok(());
+        };
+        t.pending_since_ns = 0;
+        self.udp_traffic
+            .insert(key, t, 0)
+            .map_err(|source| WatcherError::Map {
+                map: "UDP_TRAFFIC",
+                source,
+            })
     }
 
     /// How many connections the kernel's join map holds now.

@@ -9,5 +9,5 @@ pub mod offsets;
 pub mod tracefs;
 
 pub use correlator::{Correlator, Counters, Outcome, Report};
-pub use event::{DecodeError, Event, TcpState};
-pub use loader::{Hooks, Probes, WatcherError};
+pub use event::{DecodeError, Event, IcmpCode, TcpState};
+pub use loader::{dest_addrs, dest_key, Hooks, Probes, WatcherError};

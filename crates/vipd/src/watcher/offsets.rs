@@ -1,6 +1,9 @@
 //! Discovers, on the running kernel, the offsets each kernel program needs.
 
-use vipd_common::{IpvsConnParamOffsets, SockCommonOffsets, SockTracepointOffsets, NO_FIELD};
+use vipd_common::{
+    IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockCommonOffsets, SockTracepointOffsets,
+    NO_FIELD,
+};
 
 use super::{
     btf::{Btf, BtfError},
@@ -103,6 +106,34 @@ pub fn sock_common(btf: &Btf) -> Result<SockCommonOffsets, BtfError> {
     })
 }
 
+/// Offsets of the `struct sk_buff` members the UDP hooks read.
+pub fn skb(btf: &Btf) -> Result<SkbOffsets, BtfError> {
+    const S: &str = "sk_buff";
+    Ok(SkbOffsets {
+        valid: 1,
+        head: member(btf, S, "head", 8)?,
+        data: member(btf, S, "data", 8)?,
+        network_header: member(btf, S, "network_header", 2)?,
+    })
+}
+
+/// Offsets of the `struct ip_vs_conn` members the transmit hook reads.
+pub fn ip_vs_conn(btf: &Btf) -> Result<IpvsConnOffsets, BtfError> {
+    const S: &str = "ip_vs_conn";
+    Ok(IpvsConnOffsets {
+        valid: 1,
+        caddr: member(btf, S, "caddr", 16)?,
+        vaddr: member(btf, S, "vaddr", 16)?,
+        daddr: member(btf, S, "daddr", 16)?,
+        cport: member(btf, S, "cport", 2)?,
+        vport: member(btf, S, "vport", 2)?,
+        dport: member(btf, S, "dport", 2)?,
+        af: member(btf, S, "af", 2)?,
+        daf: member(btf, S, "daf", 2)?,
+        protocol: member(btf, S, "protocol", 2)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +161,14 @@ mod tests {
         let off = sock_common(&Btf::from_sys_fs(None).unwrap()).unwrap();
         // The address pair leads struct sock_common on every kernel vipd supports.
         assert_eq!((off.daddr, off.rcv_saddr, off.dport), (0, 4, 12));
+    }
+
+    #[test]
+    fn host_kernel_skb_offsets() {
+        let off = skb(&Btf::from_sys_fs(None).unwrap()).unwrap();
+        assert_eq!(off.valid, 1);
+        // head and data are adjacent pointers near the end of struct sk_buff.
+        assert_ne!(off.head, off.data);
+        assert!(off.network_header > 0);
     }
 }

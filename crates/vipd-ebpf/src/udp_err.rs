@@ -1,0 +1,130 @@
+//! kprobes on `udp_err()` (IPv4) and `udpv6_err()` (IPv6): an ICMP error arrived for a
+//! UDP datagram. For a datagram IPVS sent to a backend, IPVS has already translated the
+//! quoted header back to client → VIP, so the error joins the client's flow in `CONNS`
+//! and names the backend that could not be reached.
+//!
+//! ```c
+//! int udp_err(struct sk_buff *skb, u32 info);
+//! int udpv6_err(struct sk_buff *skb, struct inet6_skb_parm *opt, u8 type, u8 code,
+//!               int offset, __be32 info);
+//! ```
+//! On entry `skb->data` points at the quoted IP header; for IPv4 the ICMP header is the
+//! eight bytes before it (icmp_rcv pulled it), for IPv6 type, code and the quoted UDP
+//! header's offset are arguments.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::kprobe, programs::ProbeContext};
+use vipd_common::{ConnEvent, EventKind, AF_INET, AF_INET6, IPPROTO_UDP};
+
+use crate::{emit::emit, flow, kernel_read::read, skb};
+
+/// ICMP destination unreachable; ICMPv6 destination unreachable.
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMPV6_DEST_UNREACH: u8 = 1;
+
+/// ICMP codes that mean the backend cannot take the datagram: network, host, protocol
+/// and port unreachable, and the administratively prohibited ones (9, 10, 13).
+/// "Fragmentation needed" (4) is path MTU discovery, not a failure.
+#[inline(always)]
+fn failure_v4(code: u8) -> bool {
+    matches!(code, 0..=3 | 9 | 10 | 13)
+}
+
+/// ICMPv6 codes: no route, administratively prohibited, address unreachable, port
+/// unreachable, failed policy, reject route.
+#[inline(always)]
+fn failure_v6(code: u8) -> bool {
+    matches!(code, 0 | 1 | 3..=6)
+}
+
+#[kprobe]
+pub fn udp_err(ctx: ProbeContext) -> u32 {
+    let _ = try_udp_err(&ctx);
+    0
+}
+
+#[kprobe]
+pub fn udpv6_err(ctx: ProbeContext) -> u32 {
+    let _ = try_udpv6_err(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_udp_err(ctx: &ProbeContext) -> Result<(), i32> {
+    let Some(off) = skb::offsets() else {
+        return Ok(());
+    };
+    let skb_ptr: *const u8 = ctx.arg(0).ok_or(1)?;
+    // SAFETY: every read goes through bpf_probe_read_kernel.
+    unsafe {
+        let iph = skb::data(skb_ptr, &off)?;
+        let icmp_type: u8 = read(iph.sub(8), 0)?;
+        let code: u8 = read(iph.sub(8), 1)?;
+        if icmp_type != ICMP_DEST_UNREACH || !failure_v4(code) {
+            return Ok(());
+        }
+        let ihl = (read::<u8>(iph, 0)? & 0x0f) as usize * 4;
+        if ihl < 20 || read::<u8>(iph, 9)? != IPPROTO_UDP as u8 {
+            return Ok(());
+        }
+        let (saddr, daddr) = skb::ipv4_addrs(iph)?;
+        let (sport, dport) = skb::udp_ports(iph.add(ihl))?;
+        report(AF_INET, saddr, daddr, sport, dport, icmp_type, code);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn try_udpv6_err(ctx: &ProbeContext) -> Result<(), i32> {
+    let Some(off) = skb::offsets() else {
+        return Ok(());
+    };
+    let skb_ptr: *const u8 = ctx.arg(0).ok_or(1)?;
+    let icmp_type: u64 = ctx.arg(2).ok_or(1)?;
+    let code: u64 = ctx.arg(3).ok_or(1)?;
+    let offset: u64 = ctx.arg(4).ok_or(1)?;
+    let (icmp_type, code) = (icmp_type as u8, code as u8);
+    if icmp_type != ICMPV6_DEST_UNREACH || !failure_v6(code) {
+        return Ok(());
+    }
+    let offset = (offset as u32 & 0xffff) as usize;
+    // SAFETY: every read goes through bpf_probe_read_kernel.
+    unsafe {
+        let ip6h = skb::data(skb_ptr, &off)?;
+        let (saddr, daddr) = skb::ipv6_addrs(ip6h)?;
+        let (sport, dport) = skb::udp_ports(ip6h.add(offset))?;
+        report(AF_INET6, saddr, daddr, sport, dport, icmp_type, code);
+    }
+    Ok(())
+}
+
+/// Emits the error if the datagram went to a watched VIP, with its backend if known.
+#[inline(always)]
+fn report(
+    family: u16,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    sport: u16,
+    dport: u16,
+    icmp_type: u8,
+    code: u8,
+) {
+    let mut ev = ConnEvent {
+        // SAFETY: a helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        kind: EventKind::IcmpError as u8,
+        family: family as u8,
+        protocol: IPPROTO_UDP as u8,
+        old_state: icmp_type,
+        new_state: code,
+        sport,
+        dport,
+        saddr,
+        daddr,
+        ..ConnEvent::default()
+    };
+    flow::normalise(&mut ev.family, &mut ev.saddr, &mut ev.daddr);
+    if flow::watched(&ev) {
+        flow::attribute(&mut ev);
+        emit(&ev);
+    }
+}
