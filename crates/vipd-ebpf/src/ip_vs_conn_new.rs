@@ -14,13 +14,15 @@ use aya_ebpf::{
     macros::kprobe,
     programs::ProbeContext,
 };
-use vipd_common::{Backend, ConnEvent, EventKind, IpvsConnParamOffsets, AF_INET};
+use vipd_common::{
+    Backend, ConnEvent, EventKind, FlowKey, IpvsConnParamOffsets, VipKey, AF_INET, IPPROTO_UDP,
+};
 
 use crate::{
     emit::{emit, global},
     flow,
     kernel_read::read,
-    maps::CONNS,
+    maps::{CONNS, NAT_FLOWS},
 };
 
 /// `IP_VS_CONN_F_TEMPLATE` (include/uapi/linux/ip_vs.h): a persistence template, not a
@@ -93,6 +95,24 @@ fn try_ip_vs_conn_new(ctx: &ProbeContext) -> Result<(), i32> {
             ts_ns: ev.ts_ns,
         };
         let _ = CONNS.insert(&flow::flow_key(&ev), &backend, 0);
+        if u16::from(ev.protocol) == IPPROTO_UDP && ev.backend_family == ev.family {
+            let translated = FlowKey {
+                client: ev.saddr,
+                vip: ev.backend_addr,
+                cport: ev.sport,
+                vport: ev.backend_port,
+                family: ev.backend_family,
+                protocol: ev.protocol,
+                _pad: [0; 2],
+            };
+            let vip = VipKey {
+                addr: ev.daddr,
+                port: ev.dport,
+                family: ev.family,
+                protocol: ev.protocol,
+            };
+            let _ = NAT_FLOWS.insert(&translated, &vip, 0);
+        }
         emit(&ev);
     }
     Ok(())

@@ -7,6 +7,7 @@ mod emit;
 mod flow;
 mod inet_sock_set_state;
 mod ip_vs_conn_new;
+mod ip_vs_icmp_v6;
 mod ip_vs_xmit;
 mod kernel_read;
 mod maps;

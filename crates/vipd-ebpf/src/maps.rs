@@ -29,9 +29,21 @@ pub static VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(4096, 0);
 #[map(name = "CONNS")]
 pub static CONNS: LruHashMap<FlowKey, Backend> = LruHashMap::with_max_entries(65536, 0);
 
+/// UDP flows as the backend sees them: (client, backend) in the key's `client`/`vip`
+/// fields, the VIP the client sent to as the value. Written by `ip_vs_conn_new`, read
+/// where only the translated packet is at hand (an ICMPv6 error IPVS is about to drop).
+#[map(name = "NAT_FLOWS")]
+pub static NAT_FLOWS: LruHashMap<FlowKey, VipKey> = LruHashMap::with_max_entries(65536, 0);
+
 /// Per UDP backend (of each watched UDP VIP): datagrams sent, replies seen, and since
 /// when a datagram waits for any reply. Userspace reads it to find silent backends and
 /// resets `pending_since_ns` once it has acted. Entries exist only for watched VIPs; the
 /// LRU bounds the map if backends come and go.
 #[map(name = "UDP_TRAFFIC")]
 pub static UDP_TRAFFIC: LruHashMap<DestKey, UdpTraffic> = LruHashMap::with_max_entries(16384, 0);
+
+/// IPv6 UDP flows (client → VIP) whose ICMPv6 error `ip_vs_out_icmp_v6` reported, with
+/// when: `udpv6_err` skips the same error if IPVS lets it through (kernels with the
+/// ICMPv6 checksum fix), so that one error is one event.
+#[map(name = "ICMP6_SEEN")]
+pub static ICMP6_SEEN: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(4096, 0);

@@ -15,7 +15,10 @@
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::kprobe, programs::ProbeContext};
 use vipd_common::{ConnEvent, EventKind, AF_INET, AF_INET6, IPPROTO_UDP};
 
-use crate::{emit::emit, flow, kernel_read::read, skb};
+use crate::{emit::emit, flow, kernel_read::read, maps::ICMP6_SEEN, skb};
+
+/// An ICMPv6 error `ip_vs_out_icmp_v6` reported this recently is the same error.
+const SEEN_NS: u64 = 100_000_000;
 
 /// ICMP destination unreachable; ICMPv6 destination unreachable.
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -123,6 +126,14 @@ fn report(
         ..ConnEvent::default()
     };
     flow::normalise(&mut ev.family, &mut ev.saddr, &mut ev.daddr);
+    if flow::is_ipv6(ev.family) {
+        if let Some(at) = ICMP6_SEEN.get_ptr(&flow::flow_key(&ev)) {
+            // SAFETY: a value pointer the map lookup just returned.
+            if ev.ts_ns.saturating_sub(unsafe { *at }) < SEEN_NS {
+                return;
+            }
+        }
+    }
     if flow::watched(&ev) {
         flow::attribute(&mut ev);
         emit(&ev);

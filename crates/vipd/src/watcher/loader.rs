@@ -64,9 +64,9 @@ pub struct Hooks {
     pub connect: bool,
     /// kprobe on `ip_vs_conn_new` (needs kprobes and the ip_vs module).
     pub ipvs_conn: bool,
-    /// UDP: kprobes on `udp_err`/`udpv6_err` (ICMP errors), `udp_rcv`/`udpv6_rcv`
-    /// (replies) and IPVS's transmit functions (datagrams sent). Needs kprobes, the
-    /// ip_vs module and `ipvs_conn` (the join).
+    /// UDP: kprobes on `udp_err`/`udpv6_err` and `ip_vs_checksum_complete` (ICMP
+    /// errors), `udp_rcv`/`udpv6_rcv` (replies) and IPVS's transmit functions (datagrams
+    /// sent). Needs kprobes, the ip_vs module and `ipvs_conn` (the join).
     pub udp: bool,
 }
 
@@ -318,6 +318,13 @@ impl Probes {
                 &[("udp_rcv", true), ("udpv6_rcv", false)],
             )?;
             attach_kprobes(&mut ebpf, "ip_vs_xmit", "ip_vs", IPVS_XMIT)?;
+            // IPv6 only: ICMPv6 errors IPVS drops (see vipd-ebpf's ip_vs_icmp_v6.rs).
+            attach_kprobes(
+                &mut ebpf,
+                "ip_vs_out_icmp_v6",
+                "ip_vs",
+                &[("ip_vs_out_icmp_v6", false)],
+            )?;
         }
 
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(WatcherError::Missing(name));
