@@ -12,8 +12,12 @@ CACHE="${VIPD_CACHE:-$HOME/.cache/vipd}"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
+# dnsmasq-base and bind9-dnsutils: the DNS servers and `dig` of the UDP tests, copied into
+# the VM's initramfs. dnsmasq-base is the binary alone: unlike the `dnsmasq` package it
+# ships no service, so nothing starts or listens on this machine.
 APT_PACKAGES=(ipvsadm iproute2 busybox-static kmod cpio xz-utils zstd
-              socat curl nftables iptables conntrack binutils ca-certificates)
+              socat curl nftables iptables conntrack binutils ca-certificates
+              dnsmasq-base bind9-dnsutils)
 BACKPORTS=/etc/apt/sources.list.d/vipd-backports.sources
 
 apt_updated=0

@@ -42,9 +42,19 @@ const MODULES: &[&str] = &[
     "nf_tables",
 ];
 
-/// Host programs the tests call, found on PATH: `nft` injects faults (SYN drops),
-/// `keepalived` is the peer the failover benchmark compares with.
-const TOOLS: &[&str] = &["bash", "ip", "ipvsadm", "ss", "nft", "keepalived"];
+/// Host programs the tests call, found on PATH: `nft` injects faults (SYN and UDP
+/// drops), `keepalived` is the peer the failover benchmark compares with, `dnsmasq` is
+/// the UDP tests' DNS backend and `dig` their real client.
+const TOOLS: &[&str] = &[
+    "bash",
+    "ip",
+    "ipvsadm",
+    "ss",
+    "nft",
+    "keepalived",
+    "dnsmasq",
+    "dig",
+];
 
 /// The init script. It prints `VIPD_VM_RESULT <rc>` last; the runner treats a boot
 /// without that line as a failure.
@@ -222,6 +232,9 @@ pub fn build(inputs: &Inputs<'_>, work: &Path) -> Result<PathBuf> {
     copy_exec(&which("busybox")?, &stage.join("bin/busybox"))?;
     fs::write(stage.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     fs::write(stage.join("etc/group"), "root:x:0:\n")?;
+    // For dig, which reads it even when given @server. Loopback only: the tests always
+    // name their server.
+    fs::write(stage.join("etc/resolv.conf"), "nameserver 127.0.0.1\n")?;
 
     let mut libs = BTreeSet::new();
     for tool in TOOLS {

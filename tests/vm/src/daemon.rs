@@ -23,8 +23,30 @@ pub fn tcp_service(
     weight: u32,
     health: &str,
 ) -> String {
+    service(name, "tcp", vip, backends, weight, health)
+}
+
+/// Like [`tcp_service`], a `protocol = "udp"` service.
+pub fn udp_service(
+    name: &str,
+    vip: std::net::SocketAddr,
+    backends: &[std::net::SocketAddr],
+    weight: u32,
+    health: &str,
+) -> String {
+    service(name, "udp", vip, backends, weight, health)
+}
+
+fn service(
+    name: &str,
+    protocol: &str,
+    vip: std::net::SocketAddr,
+    backends: &[std::net::SocketAddr],
+    weight: u32,
+    health: &str,
+) -> String {
     let mut t = format!(
-        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nscheduler = \"rr\"\n\n  [service.health]\n{health}\n"
+        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nprotocol = \"{protocol}\"\nscheduler = \"rr\"\n\n  [service.health]\n{health}\n"
     );
     for b in backends {
         t.push_str(&format!(

@@ -7,6 +7,7 @@
 use std::{net::IpAddr, sync::Mutex};
 
 use crate::{
+    dns::server::Dnsmasq,
     servers::{Kind, Listening},
     sh,
 };
@@ -30,6 +31,8 @@ pub struct Lab {
     pub vip: IpAddr,
     /// Every TCP server the lab started, so that faults can stop and restart them.
     pub(crate) servers: Mutex<Vec<Served>>,
+    /// Every DNS server the lab started ([`Lab::serve_dns`]).
+    pub(crate) dns: Mutex<Vec<Dnsmasq>>,
 }
 
 /// A TCP server the lab started on a backend: what it is, and its listener while it runs.
@@ -123,12 +126,15 @@ impl Lab {
             backends,
             vip,
             servers: Mutex::new(Vec::new()),
+            dns: Mutex::new(Vec::new()),
         }
     }
 }
 
 /// The nftables table [`Lab::drop_syns`] adds in a backend's namespace.
 const DROP_TABLE: &str = "vipdlab_drop";
+/// The nftables table [`Lab::drop_udp`] adds in a backend's namespace.
+const DROP_UDP_TABLE: &str = "vipdlab_drop_udp";
 
 /// Faults. Each is undone by its counterpart; all of them go with the lab.
 impl Lab {
@@ -177,13 +183,45 @@ impl Lab {
 
     /// Undoes [`Lab::drop_syns`]. Returns how many SYNs the rule dropped.
     pub fn accept_syns(&self, i: usize) -> u64 {
-        let ns = &self.backends[i].ns;
-        let listing = sh(&format!(
-            "ip netns exec {ns} nft list table inet {DROP_TABLE}"
-        ));
+        self.delete_drop_table(i, DROP_TABLE)
+    }
+
+    /// Backend `i` silently drops every UDP datagram to the ports of its DNS servers
+    /// ([`Lab::serve_dns`]; panics if it has none), from any source: a silent backend,
+    /// no answer and no ICMP error, for clients and health checkers alike. dnsmasq keeps
+    /// running. Other UDP ports and TCP are untouched.
+    pub fn drop_udp(&self, i: usize) {
+        let ports = self.dns_ports(i);
+        assert!(!ports.is_empty(), "backend {i} has no DNS server");
+        let ports = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         sh(&format!(
-            "ip netns exec {ns} nft delete table inet {DROP_TABLE}"
+            "ip netns exec {ns} nft -f - <<'EOF'\n\
+             table inet {DROP_UDP_TABLE} {{\n\
+               chain input {{\n\
+                 type filter hook input priority -150; policy accept;\n\
+                 udp dport {{ {ports} }} counter drop\n\
+               }}\n\
+             }}\n\
+             EOF",
+            ns = self.backends[i].ns
         ));
+    }
+
+    /// Undoes [`Lab::drop_udp`]. Returns how many datagrams the rule dropped.
+    pub fn accept_udp(&self, i: usize) -> u64 {
+        self.delete_drop_table(i, DROP_UDP_TABLE)
+    }
+
+    /// Deletes nftables table `table` in backend `i`'s namespace; returns the packet
+    /// count of its (one) counter.
+    fn delete_drop_table(&self, i: usize, table: &str) -> u64 {
+        let ns = &self.backends[i].ns;
+        let listing = sh(&format!("ip netns exec {ns} nft list table inet {table}"));
+        sh(&format!("ip netns exec {ns} nft delete table inet {table}"));
         listing
             .split_whitespace()
             .skip_while(|w| *w != "packets")
@@ -216,6 +254,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.close_servers();
+        self.stop_dns();
         // Deleting the veth explicitly: a server socket still open in a namespace keeps
         // that namespace, and so the veth's root end, alive after `ip netns del`.
         for (i, b) in self.backends.iter().enumerate() {

@@ -3,6 +3,7 @@
 //! loudly anywhere else, never skip.
 
 pub mod daemon;
+pub mod dns;
 pub mod failover;
 pub mod keepalived;
 pub mod lab;
