@@ -7,6 +7,7 @@ pub mod failover;
 pub mod keepalived;
 pub mod lab;
 pub mod load;
+pub(crate) mod packet_socket;
 pub mod servers;
 pub mod syn;
 pub mod vipd_cli;
