@@ -48,7 +48,7 @@ fn service(
         .map(|(i, w)| (SocketAddr::new(backend(family, i), RPORT), *w))
         .collect();
     ServiceToml {
-        name: &format!("{scheduler}-{proto:?}-{port}").to_lowercase(),
+        name: &format!("{scheduler}-{proto:?}-{port}-{family:?}").to_lowercase(),
         proto,
         vip: SocketAddr::new(vip(family), port),
         scheduler,
@@ -281,39 +281,46 @@ fn sched_tunnel_v6() {
     tunnel(Family::V6);
 }
 
-/// twos (two random choices, weighted): with a kernel built with it, 70 new flows
-/// reach every backend and the weight-4 backend gets more than the weight-1 one. A
-/// kernel built without it (Debian's 6.1) must get a clear error from vipd, not a skip.
+/// twos (two random choices, weighted): with a kernel built with it, 70 new flows per
+/// family reach every backend and the weight-4 backend gets more than the weight-1 one.
+/// A kernel built without it (Debian's 6.1) must get a clear error from vipd, not a skip.
 #[test]
 fn sched_twos() {
-    let family = Family::V4;
     let rig = Rig::new("twos");
-    let config = service(family, Proto::Tcp, 80, "twos", &[], &[4, 2, 1]);
+    let families = [Family::V4, Family::V6];
+    let config: String = families
+        .iter()
+        .map(|&f| service(f, Proto::Tcp, 80, "twos", &[], &[4, 2, 1]))
+        .collect();
     match kernel_option("CONFIG_IP_VS_TWOS").as_deref() {
         Some("m") | Some("y") => {
             rig.apply(&config);
-            let flows = new_flows(family, Proto::Tcp, 80, 70);
-            let picks = send(&rig, family, 3, &flows);
-            let c = counts(&picks, 3);
-            assert!(
-                c.iter().all(|&n| n > 0) && c[0] > c[2],
-                "twos 4:2:1: {}",
-                describe(&picks, 3)
-            );
-            eprintln!("twos 4:2:1, 70 new flows: counts {c:?}");
+            for family in families {
+                let flows = new_flows(family, Proto::Tcp, 80, 70);
+                let picks = send(&rig, family, 3, &flows);
+                let c = counts(&picks, 3);
+                assert!(
+                    c.iter().all(|&n| n > 0) && c[0] > c[2],
+                    "twos 4:2:1 {family:?}: {}",
+                    describe(&picks, 3)
+                );
+                eprintln!("twos 4:2:1 {family:?}, 70 new flows: counts {c:?}");
+            }
         }
         built => {
             let out = rig.apply_output(&config);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
                 !out.status.success(),
-                "CONFIG_IP_VS_TWOS is {built:?}, yet vipd applied a twos service:\n{stderr}"
+                "CONFIG_IP_VS_TWOS is {built:?}, yet vipd applied twos services:\n{stderr}"
             );
-            assert!(
-                stderr.contains("new service tcp 198.18.93.10:80 scheduler twos")
-                    && stderr.contains("no IPVS scheduler \"twos\" (module ip_vs_twos"),
-                "vipd's error does not name the missing scheduler module:\n{stderr}"
-            );
+            for svc in ["tcp 198.18.93.10:80", "tcp [fd00:18:93::10]:80"] {
+                assert!(
+                    stderr.contains(&format!("new service {svc} scheduler twos: "))
+                        && stderr.contains("no IPVS scheduler \"twos\" (module ip_vs_twos"),
+                    "vipd's error does not name {svc}'s missing scheduler module:\n{stderr}"
+                );
+            }
             eprintln!("twos without the module: {stderr}");
         }
     }
