@@ -43,7 +43,9 @@ impl Op {
 impl Op {
     /// What the kernel's refusal of this op with `errno` means, when the errno alone
     /// does not say it: IPVS answers `ENOENT` to a service whose scheduler it cannot
-    /// find (no `ip_vs_<name>` module built for the running kernel, or none loadable).
+    /// find (no `ip_vs_<name>` module built for the running kernel, or none loadable),
+    /// and `ESRCH` to a backend of a service that does not exist (typically because
+    /// the kernel refused the service itself just before).
     pub fn refusal_hint(&self, errno: i32) -> Option<String> {
         match self {
             Op::NewService(s) | Op::SetService(s) if errno == libc::ENOENT => Some(format!(
@@ -51,6 +53,9 @@ impl Op {
                  built for it or cannot be loaded); choose another scheduler",
                 s.scheduler
             )),
+            Op::NewDest(k, _) | Op::SetDest(k, _) if errno == libc::ESRCH => {
+                Some(format!("the kernel has no service {k}"))
+            }
             _ => None,
         }
     }
@@ -126,7 +131,7 @@ impl fmt::Display for Op {
 
 #[cfg(test)]
 mod tests {
-    use vipd_ipvs::{Service, ServiceKey};
+    use vipd_ipvs::{Destination, ForwardMethod, Service, ServiceKey};
 
     use super::Op;
 
@@ -141,6 +146,15 @@ mod tests {
         );
         let set = Op::SetService(Service::new(key, "twos"));
         assert_eq!(set.refusal_hint(libc::ENOENT), Some(hint));
+        let dest = Destination::new(
+            "198.18.1.2".parse().unwrap(),
+            8080,
+            ForwardMethod::Masquerade,
+        );
+        assert_eq!(
+            Op::NewDest(key, dest).refusal_hint(libc::ESRCH).as_deref(),
+            Some("the kernel has no service tcp 198.18.0.1:80")
+        );
         // Other refusals speak for themselves.
         assert_eq!(new.refusal_hint(libc::EEXIST), None);
         assert_eq!(Op::DelService(key).refusal_hint(libc::ENOENT), None);
