@@ -42,6 +42,15 @@ const MODULES: &[&str] = &[
     "nf_tables",
 ];
 
+/// Modules that a kernel of the matrix may be built without, with their build option:
+/// shipped and loaded when the option is `m` (nothing to do for `y`). The tests read the
+/// kernel's build options from [`KERNEL_CONFIG`] to know which to expect (Debian's 6.1
+/// has no `ip_vs_twos`, its 6.12 has it).
+const OPTIONAL_MODULES: &[(&str, &str)] = &[("ip_vs_twos", "CONFIG_IP_VS_TWOS")];
+
+/// Where the image holds the kernel's build configuration, for the tests.
+const KERNEL_CONFIG: &str = "vipd/kernel.config";
+
 /// Host programs the tests call, found on PATH: `nft` injects faults (SYN and UDP
 /// drops), `keepalived` is the peer the failover benchmark compares with, `dnsmasq` is
 /// the UDP tests' DNS backend and `dig` their real client.
@@ -133,7 +142,8 @@ fn which(tool: &str) -> Result<PathBuf> {
         .with_context(|| format!("{tool} is not installed (run scripts/setup.sh)"))
 }
 
-/// Module files for `MODULES`, dependencies first, via the host's modprobe reading the
+/// Module files for `MODULES` and the `OPTIONAL_MODULES` the kernel was built with,
+/// dependencies first, via the host's modprobe reading the
 /// extracted kernel's modules.dep (generated here with depmod if the package lacks it).
 fn module_files(kernel: &Kernel) -> Result<Vec<PathBuf>> {
     let dir = kernel.modules_dir();
@@ -147,9 +157,13 @@ fn module_files(kernel: &Kernel) -> Result<Vec<PathBuf>> {
             bail!("depmod for kernel {} failed", kernel.name);
         }
     }
+    let optional = OPTIONAL_MODULES
+        .iter()
+        .filter(|(_, option)| kernel.option(option) == Some("m"))
+        .map(|(m, _)| m);
     let mut seen = BTreeSet::new();
     let mut files = Vec::new();
-    for m in MODULES {
+    for m in MODULES.iter().chain(optional) {
         let out = Command::new("modprobe")
             .args(["-C", "/dev/null", "-d"])
             .arg(&kernel.root)
@@ -266,6 +280,7 @@ pub fn build(inputs: &Inputs<'_>, work: &Path) -> Result<PathBuf> {
         order.push('\n');
     }
     fs::write(stage.join("vipd/modules"), order)?;
+    fs::write(stage.join(KERNEL_CONFIG), &inputs.kernel.config)?;
     fs::write(stage.join("vipd/args"), inputs.test_args.join(" "))?;
     fs::write(
         stage.join("vipd/command"),

@@ -29,6 +29,8 @@ pub struct Kernel {
     pub vmlinuz: PathBuf,
     /// The extracted package: `lib/modules/<release>` and `boot/config-<release>`.
     pub root: PathBuf,
+    /// The kernel's build configuration (`boot/config-<release>`).
+    pub config: String,
 }
 
 pub fn cache_dir() -> PathBuf {
@@ -57,10 +59,7 @@ impl Kernel {
         let config = std::fs::read_to_string(&config_path)
             .with_context(|| format!("reading {}", config_path.display()))?;
         for (option, allowed) in REQUIRED {
-            let value = config
-                .lines()
-                .find_map(|l| l.strip_prefix(option).and_then(|r| r.strip_prefix('=')));
-            match value {
+            match option_in(&config, option) {
                 Some(v) if allowed.contains(&v) => {}
                 other => bail!(
                     "kernel {name} ({release}): {option} is {}, the VM tests need {}",
@@ -74,10 +73,22 @@ impl Kernel {
             release,
             vmlinuz: dir.join("vmlinuz"),
             root,
+            config,
         })
+    }
+
+    /// The value of a build option (`m`, `y`, a string...), None when it is not set.
+    pub fn option(&self, option: &str) -> Option<&str> {
+        option_in(&self.config, option)
     }
 
     pub fn modules_dir(&self) -> PathBuf {
         self.root.join("lib/modules").join(&self.release)
     }
+}
+
+fn option_in<'c>(config: &'c str, option: &str) -> Option<&'c str> {
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix(option).and_then(|r| r.strip_prefix('=')))
 }

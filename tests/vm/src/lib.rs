@@ -2,12 +2,14 @@
 //! development host lacks: they run inside the VM (`cargo xtask vm-test`) and fail
 //! loudly anywhere else, never skip.
 
+pub mod conformance;
 pub mod daemon;
 pub mod dns;
 pub mod failover;
 pub mod keepalived;
 pub mod lab;
 pub mod load;
+pub(crate) mod packet_socket;
 pub mod servers;
 pub mod syn;
 pub mod vipd_cli;
@@ -22,6 +24,19 @@ pub fn require_vm() {
         cmdline.split_whitespace().any(|w| w == "vipd.vm=1"),
         "this test needs IPVS and kprobes and runs only inside the VM: cargo xtask vm-test"
     );
+}
+
+/// The VM kernel's build option `option` (`m`, `y`, ...), None when it is not set: the
+/// runner puts the kernel's configuration into the image as /vipd/kernel.config, so that
+/// a test knows what this kernel was built with and what it was built without.
+pub fn kernel_option(option: &str) -> Option<String> {
+    let config = std::fs::read_to_string("/vipd/kernel.config")
+        .expect("reading /vipd/kernel.config (written by cargo xtask vm-test)");
+    config.lines().find_map(|l| {
+        l.strip_prefix(option)
+            .and_then(|r| r.strip_prefix('='))
+            .map(str::to_owned)
+    })
 }
 
 /// Runs a command line with bash; panics with its output if it fails. Returns stdout.

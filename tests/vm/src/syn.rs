@@ -6,16 +6,18 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
     thread::{self, JoinHandle},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-use crate::{in_netns, lab::Lab};
+use crate::{
+    lab::Lab,
+    packet_socket::{packet_socket, receive},
+};
 
 /// One SYN (without ACK) received by the backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,105 +62,6 @@ impl Lab {
     /// Starts timestamping the SYNs backend `i` receives for `port`.
     pub fn sniff_syns(&self, i: usize, port: u16) -> SynSniffer {
         SynSniffer::start(&self.backends[i].ns, "eth0", port)
-    }
-}
-
-fn check(rc: libc::c_int, what: &str) {
-    assert!(rc >= 0, "{what}: {}", std::io::Error::last_os_error());
-}
-
-/// A packet socket on `dev` of namespace `ns`, with receive timestamps and a 50 ms
-/// receive timeout (so the reader can notice `stop`).
-fn packet_socket(ns: &str, dev: &str) -> OwnedFd {
-    let dev = std::ffi::CString::new(dev).unwrap();
-    in_netns(ns, move || {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket calls on a descriptor this closure owns.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, proto as libc::c_int);
-            check(fd, "socket(AF_PACKET)");
-            let fd = OwnedFd::from_raw_fd(fd);
-            let ifindex = libc::if_nametoindex(dev.as_ptr());
-            assert!(ifindex != 0, "no device {dev:?} in the namespace");
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = proto;
-            sll.sll_ifindex = ifindex as i32;
-            check(
-                libc::bind(
-                    fd.as_raw_fd(),
-                    &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                ),
-                "bind(AF_PACKET)",
-            );
-            let on: libc::c_int = 1;
-            check(
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_TIMESTAMPNS,
-                    &on as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as u32,
-                ),
-                "SO_TIMESTAMPNS",
-            );
-            let tv = libc::timeval {
-                tv_sec: 0,
-                tv_usec: 50_000,
-            };
-            check(
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const libc::timeval as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as u32,
-                ),
-                "SO_RCVTIMEO",
-            );
-            fd
-        }
-    })
-}
-
-/// Receives one frame: its network-layer bytes (truncated to the buffer), its packet
-/// type, and the kernel's timestamp mapped onto `Instant`. None on timeout.
-fn receive(fd: &OwnedFd, buf: &mut [u8]) -> Option<(usize, u8, Instant)> {
-    let mut cmsg = [0u64; 16];
-    // SAFETY: the buffers outlive the call; msghdr points only at them.
-    unsafe {
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = &mut sll as *mut libc::sockaddr_ll as *mut libc::c_void;
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = std::mem::size_of_val(&cmsg);
-        let n = libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC);
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        if n < 0 {
-            return None;
-        }
-        let mut at = now;
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_TIMESTAMPNS {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
-                let stamp = UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-                // How long ago the kernel stamped it, by the wall clock.
-                if let Ok(ago) = wall.duration_since(stamp) {
-                    at = now.checked_sub(ago).unwrap_or(now);
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-        Some(((n as usize).min(buf.len()), sll.sll_pkttype, at))
     }
 }
 

@@ -15,6 +15,8 @@ pub struct VipdRun {
     pub dir: PathBuf,
     pub state: PathBuf,
     pub config: PathBuf,
+    /// The network namespace vipd runs in (`ip netns exec`); None: the VM's own.
+    pub netns: Option<String>,
 }
 
 impl VipdRun {
@@ -27,6 +29,25 @@ impl VipdRun {
             state: dir.join("state.json"),
             config: dir.join("vipd.toml"),
             dir,
+            netns: None,
+        }
+    }
+
+    /// Runs vipd inside network namespace `ns` (its own IPVS table, sysctls and links).
+    pub fn in_netns(mut self, ns: &str) -> Self {
+        self.netns = Some(ns.to_owned());
+        self
+    }
+
+    /// `vipd`, inside [`VipdRun::netns`] if set.
+    fn command(&self) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "vipd"]);
+                c
+            }
+            None => Command::new("vipd"),
         }
     }
 
@@ -38,7 +59,7 @@ impl VipdRun {
     /// Writes `config` and runs `vipd apply` on it with `extra` arguments.
     pub fn apply_with(&self, config: &str, extra: &[&str]) -> Output {
         std::fs::write(&self.config, config).expect("writing the config");
-        Command::new("vipd")
+        self.command()
             .arg("apply")
             .args(extra)
             .arg("--config")
@@ -65,7 +86,8 @@ impl VipdRun {
 
     /// `vipd status` (text).
     pub fn status(&self) -> String {
-        let out = Command::new("vipd")
+        let out = self
+            .command()
             .arg("status")
             .arg("--state-file")
             .arg(&self.state)

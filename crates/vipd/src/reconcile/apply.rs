@@ -74,9 +74,14 @@ pub fn send(client: &mut Client, encoded: &Encoded<'_>) -> Result<Outcome, Recon
             .ops
             .get(entry.index)
             .map_or_else(|| format!("request {}", entry.index), ToString::to_string);
+        let hint = e
+            .errno()
+            .and_then(|errno| encoded.ops.get(entry.index)?.refusal_hint(errno))
+            .map(|h| format!(": {h}"))
+            .unwrap_or_default();
         out.failed.push(entry.index);
         out.failures.push(OpFailure {
-            error: format!("{op}: {e}"),
+            error: format!("{op}: {e}{hint}"),
             op,
             errno: e.errno(),
         });

@@ -40,6 +40,27 @@ impl Op {
     }
 }
 
+impl Op {
+    /// What the kernel's refusal of this op with `errno` means, when the errno alone
+    /// does not say it: IPVS answers `ENOENT` to a service whose scheduler it cannot
+    /// find (no `ip_vs_<name>` module built for the running kernel, or none loadable),
+    /// and `ESRCH` to a backend of a service that does not exist (typically because
+    /// the kernel refused the service itself just before).
+    pub fn refusal_hint(&self, errno: i32) -> Option<String> {
+        match self {
+            Op::NewService(s) | Op::SetService(s) if errno == libc::ENOENT => Some(format!(
+                "the running kernel has no IPVS scheduler \"{0}\" (module ip_vs_{0} is not \
+                 built for it or cannot be loaded); choose another scheduler",
+                s.scheduler
+            )),
+            Op::NewDest(k, _) | Op::SetDest(k, _) if errno == libc::ESRCH => {
+                Some(format!("the kernel has no service {k}"))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// `198.18.1.2:80`, `[fd00:18::2]:80`.
 pub fn endpoint(addr: IpAddr, port: u16) -> String {
     match addr {
@@ -105,5 +126,37 @@ impl fmt::Display for Op {
             Op::SetDest(k, d) => write!(f, "set backend {} of {k}", dest_text(d)),
             Op::DelDest(k, (a, p)) => write!(f, "delete backend {} of {k}", endpoint(*a, *p)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vipd_ipvs::{Destination, ForwardMethod, Service, ServiceKey};
+
+    use super::Op;
+
+    #[test]
+    fn a_missing_scheduler_is_named_with_its_module() {
+        let key = ServiceKey::tcp("198.18.0.1".parse().unwrap(), 80);
+        let new = Op::NewService(Service::new(key, "twos"));
+        let hint = new.refusal_hint(libc::ENOENT).unwrap();
+        assert!(
+            hint.contains("no IPVS scheduler \"twos\"") && hint.contains("ip_vs_twos"),
+            "{hint}"
+        );
+        let set = Op::SetService(Service::new(key, "twos"));
+        assert_eq!(set.refusal_hint(libc::ENOENT), Some(hint));
+        let dest = Destination::new(
+            "198.18.1.2".parse().unwrap(),
+            8080,
+            ForwardMethod::Masquerade,
+        );
+        assert_eq!(
+            Op::NewDest(key, dest).refusal_hint(libc::ESRCH).as_deref(),
+            Some("the kernel has no service tcp 198.18.0.1:80")
+        );
+        // Other refusals speak for themselves.
+        assert_eq!(new.refusal_hint(libc::EEXIST), None);
+        assert_eq!(Op::DelService(key).refusal_hint(libc::ENOENT), None);
     }
 }
