@@ -117,6 +117,25 @@ fn copy_exec(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Copies a test binary without its debug info: the image stays a fraction of the size
+/// (and fits the VM's memory twice while the kernel unpacks it); panics keep their
+/// file:line messages and backtraces their function names.
+fn copy_stripped(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst.parent().unwrap_or(Path::new("/")))?;
+    let status = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(dst)
+        .arg(src)
+        .status()
+        .context("running strip (binutils)")?;
+    if !status.success() {
+        anyhow::bail!("strip --strip-debug {} failed: {status}", src.display());
+    }
+    fs::set_permissions(dst, fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
 /// The shared libraries `bin` needs, as ldd resolves them on the host.
 fn libraries(bin: &Path) -> Result<Vec<PathBuf>> {
     let out = Command::new("ldd")
@@ -263,7 +282,7 @@ pub fn build(inputs: &Inputs<'_>, work: &Path) -> Result<PathBuf> {
     }
     for test in inputs.tests {
         let name = test.file_name().context("test without a name")?;
-        copy_exec(test, &stage.join("vipd/tests").join(name))?;
+        copy_stripped(test, &stage.join("vipd/tests").join(name))?;
         libs.extend(libraries(test)?);
     }
     for lib in &libs {
