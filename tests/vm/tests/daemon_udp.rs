@@ -6,7 +6,8 @@
 //!   quarantined, leaves IPVS, and the fixed-port client's failures end within 1 s of
 //!   its first failed query (its flow moves to a live backend);
 //! * a backend that silently drops queries is quarantined within the service's
-//!   `silence_window` (plus one poll and the query timeout), and the client recovers;
+//!   `silence_window` (plus one poll) of the first query it left unanswered, and the
+//!   client's failures end there;
 //! * after each recovery the UDP probe (a DNS query, its reply checked by ID) passes and
 //!   the backend is re-admitted.
 
@@ -150,22 +151,27 @@ fn udp_failover(family: Family, name: &str) {
         Duration::from_secs(5),
         |v| state(v, dest) == "quarantined",
     );
-    let seen = dropped.elapsed();
-    assert!(
-        seen <= WINDOW + QUERY_TIMEOUT + Duration::from_millis(500),
-        "quarantined {seen:?} after the drop began (window {WINDOW:?}): {v:#?}"
-    );
+    let quarantined = Instant::now();
     std::thread::sleep(Duration::from_millis(1500));
     let r = load.report();
     let failures = r.failures_in(dropped, Instant::now());
-    let last = failures
-        .last()
+    // The silence starts with the first query the backend left unanswered.
+    let first = failures
+        .first()
         .expect("the silent backend failed no query")
         .sent;
+    let last = failures.last().unwrap().sent;
+    let seen = quarantined.saturating_duration_since(first);
+    // The window, one 50 ms poll, and the status round trip in a busy emulated VM.
+    let bound = WINDOW + Duration::from_millis(400);
     assert!(
-        last.duration_since(dropped) <= WINDOW + QUERY_TIMEOUT + Duration::from_millis(500),
-        "failures went on for {:?} after the drop began: {}",
-        last.duration_since(dropped),
+        seen <= bound,
+        "quarantine seen {seen:?} after the first unanswered query (window {WINDOW:?}): {v:#?}"
+    );
+    assert!(
+        last.duration_since(first) <= bound,
+        "failures went on for {:?} after the first: {}",
+        last.duration_since(first),
         r.summary()
     );
     assert_ne!(
@@ -174,9 +180,9 @@ fn udp_failover(family: Family, name: &str) {
         "the fixed-port client still reaches the silent backend"
     );
     eprintln!(
-        "{family:?} silence: quarantine seen {seen:?} after the drop, {} failed queries, last sent {:?} after",
+        "{family:?} silence: quarantine seen {seen:?} after the first unanswered query, {} failed queries, the last sent {:?} after the first",
         failures.len(),
-        last.duration_since(dropped)
+        last.duration_since(first)
     );
     lab.accept_udp(victim);
     vipd.wait_for(
