@@ -268,9 +268,9 @@ last reload 12s ago: rejected: vipd.toml:3:1: unknown key
 watcher: full; lost events 0, unattributed 2, evicted 0, tracked connections 17
 
 web  198.18.0.10:80/tcp  wlc
-  Backend          State         Weight  ActiveConn  InActConn  Quarantines  QuarLeft  Fails  Recent (newest first)
-  198.18.1.2:8080  healthy      100/100          12        340            0         -      0  established 0.4ms (2.5s ago)
-  198.18.1.3:8080  quarantined    0/100           0          3            2      1.5s      3  refused (120ms ago), syn-retransmit #2 (220ms ago), refused (320ms ago), refused (420ms ago), +2 more
+  Backend          State         Weight  ActiveConn  InActConn  UdpSent/Replies  Quarantines  QuarLeft  Fails  Recent (newest first)
+  198.18.1.2:8080  healthy      100/100          12        340                -            0         -      0  established 0.4ms (2.5s ago)
+  198.18.1.3:8080  quarantined    0/100           0          3                -            2      1.5s      3  refused (120ms ago), syn-retransmit #2 (220ms ago), refused (320ms ago), refused (420ms ago), +2 more
 
 db  [fd00:18::1]:5432/tcp  sh  PANIC (every backend out: all kept in rotation)
   (no backends)
