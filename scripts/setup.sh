@@ -13,7 +13,8 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 APT_PACKAGES=(ipvsadm iproute2 busybox-static kmod cpio xz-utils zstd
-              socat curl nftables iptables conntrack binutils ca-certificates)
+              socat curl nftables iptables conntrack binutils ca-certificates
+              ethtool iputils-ping python3)  # last line: the XDP lab (host tier)
 BACKPORTS=/etc/apt/sources.list.d/vipd-backports.sources
 
 apt_updated=0

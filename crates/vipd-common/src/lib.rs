@@ -9,6 +9,7 @@
 pub mod event;
 pub mod keys;
 pub mod offsets;
+pub mod xdp;
 
 pub use event::{ConnEvent, EventKind};
 pub use keys::{Backend, FlowKey, VipKey};
@@ -33,4 +34,10 @@ mod pod {
     unsafe impl aya::Pod for crate::VipKey {}
     unsafe impl aya::Pod for crate::FlowKey {}
     unsafe impl aya::Pod for crate::Backend {}
+    unsafe impl aya::Pod for crate::xdp::XdpService {}
+    unsafe impl aya::Pod for crate::xdp::XdpBackend {}
+    unsafe impl aya::Pod for crate::xdp::XdpTuple {}
+    unsafe impl aya::Pod for crate::xdp::XdpFlow {}
+    unsafe impl aya::Pod for crate::xdp::XdpReply {}
+    unsafe impl aya::Pod for crate::xdp::XdpHealthEvent {}
 }

@@ -13,6 +13,13 @@ mod sock_tracepoint;
 mod tcp_connect;
 mod tcp_receive_reset;
 mod tcp_retransmit_skb;
+mod xdp_csum;
+mod xdp_fib;
+mod xdp_flow;
+mod xdp_icmp_err;
+mod xdp_lb;
+mod xdp_maps;
+mod xdp_parse;
 
 #[cfg(not(test))]
 #[panic_handler]
