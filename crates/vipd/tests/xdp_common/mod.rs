@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::{
     os::fd::AsRawFd,
     process::Command,
@@ -36,17 +38,19 @@ impl Netns {
     }
 
     /// Runs `f` on a thread that has entered the namespace.
-    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let fd = std::fs::File::open(&path).expect("namespace file");
-            // SAFETY: setns on this thread only, with a namespace descriptor we opened.
-            let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let fd = std::fs::File::open(&path).expect("namespace file");
+                // SAFETY: setns on this thread only, with a namespace descriptor we opened.
+                let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
         })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
     }
 
     /// The interface index of `dev` in the namespace.
