@@ -7,7 +7,11 @@ use std::{
 };
 
 use aya::{
-    programs::{xdp::XdpLinkId, Xdp, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+        Xdp, XdpMode,
+    },
     Ebpf, EbpfLoader,
 };
 use vipd_common::xdp::MAGLEV_M;
@@ -76,10 +80,38 @@ impl Default for Sizes {
         Sizes {
             services: 64,
             backends: 4096,
-            flows: 1 << 20,
+            flows: 1 << 18,
             events_bytes: 1 << 20,
         }
     }
+}
+
+/// Mounts bpffs on /sys/fs/bpf unless it is there already (pinning needs it).
+pub fn ensure_bpffs() -> Result<(), XdpError> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let path = c"/sys/fs/bpf";
+    // SAFETY: statfs fills the zeroed struct; the path is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    // SAFETY: plain mount(2) with valid C strings.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            path.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(XdpError::Io {
+            what: "mounting bpffs on /sys/fs/bpf".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
 }
 
 /// The loaded XDP data plane.
@@ -167,6 +199,67 @@ impl XdpProgram {
             })?;
         self.links.push((interface.to_owned(), id));
         Ok(())
+    }
+
+    /// Attaches the balancer to `interface` through a link pinned in `pin_dir`, so the
+    /// program stays attached after this process exits. If a pinned link exists (an
+    /// earlier vipd's), this program replaces the old one on it atomically: no packet
+    /// meets an interface without a balancer.
+    pub fn attach_pinned(&mut self, interface: &str, pin_dir: &Path) -> Result<(), XdpError> {
+        let pin = pin_dir.join(format!("link_{interface}"));
+        let attach_err = |source| XdpError::Attach {
+            interface: interface.to_owned(),
+            source,
+        };
+        if pin.exists() {
+            let replaced = PinnedLink::from_pin(&pin)
+                .ok()
+                .map(FdLink::from)
+                .and_then(|fd| XdpLink::try_from(fd).ok())
+                .map(|link| {
+                    program(&mut self.ebpf, LB_PROGRAM)?
+                        .attach_to_link(link)
+                        .map_err(attach_err)
+                });
+            match replaced {
+                Some(Ok(id)) => {
+                    self.links.push((interface.to_owned(), id));
+                    return Ok(());
+                }
+                // A stale pin (its interface gone, say): start over.
+                _ => {
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
+        let p = program(&mut self.ebpf, LB_PROGRAM)?;
+        let id = p
+            .attach(interface, XdpMode::default())
+            .map_err(attach_err)?;
+        let link = p.take_link(id).map_err(attach_err)?;
+        let fd: FdLink = link
+            .try_into()
+            .map_err(|e: aya::programs::links::LinkError| {
+                XdpError::Limit(format!("XDP link of {interface} is not a bpf_link: {e}"))
+            })?;
+        fd.pin(&pin).map_err(|e| XdpError::Io {
+            what: format!("pinning the XDP link at {}", pin.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(())
+    }
+
+    /// Detaches the balancer from `interface` for good: removes the pinned link.
+    pub fn detach_pinned(interface: &str, pin_dir: &Path) -> Result<(), XdpError> {
+        let pin = pin_dir.join(format!("link_{interface}"));
+        match std::fs::remove_file(&pin) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(XdpError::Io {
+                what: format!("removing {}", pin.display()),
+                source,
+            }),
+        }
     }
 
     /// The interfaces the programs are attached to.

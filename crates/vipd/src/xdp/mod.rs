@@ -9,6 +9,7 @@
 //! [`test_run`] runs the program on crafted [`packet`]s with BPF_PROG_TEST_RUN.
 
 pub mod dataplane;
+pub mod desired;
 pub mod loader;
 pub mod maglev;
 pub mod maps;
