@@ -39,11 +39,7 @@ pub fn specs(config: &Config) -> Vec<XdpServiceSpec> {
 }
 
 /// The config's service for a VIP (address and port) and protocol number.
-pub fn service_of(
-    config: &Config,
-    vip: SocketAddr,
-    protocol: u8,
-) -> Option<&ServiceSpec> {
+pub fn service_of(config: &Config, vip: SocketAddr, protocol: u8) -> Option<&ServiceSpec> {
     config.services.iter().find(|s| match s.key {
         ServiceKey::Addr { protocol: p, addr } => {
             addr == vip
