@@ -8,8 +8,10 @@
 //! [`dataplane`] turns a desired state into the smallest set of map writes,
 //! [`test_run`] runs the program on crafted [`packet`]s with BPF_PROG_TEST_RUN.
 
+pub mod daemon;
 pub mod dataplane;
 pub mod desired;
+pub mod health;
 pub mod loader;
 pub mod maglev;
 pub mod maps;
