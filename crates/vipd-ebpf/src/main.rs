@@ -20,6 +20,7 @@ mod xdp_icmp_err;
 mod xdp_lb;
 mod xdp_maps;
 mod xdp_parse;
+mod xdp_rewrite;
 
 #[cfg(not(test))]
 #[panic_handler]

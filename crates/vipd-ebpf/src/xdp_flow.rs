@@ -8,25 +8,24 @@ use vipd_common::xdp::{
     XdpTuple, FLOW_SYN, MAGLEV_M, NO_BACKEND,
 };
 
-use crate::xdp_maps::{count, report, XDP_BACKENDS, XDP_FLOWS, XDP_MAGLEV, XDP_REPLIES};
+use crate::xdp_maps::{count, XDP_BACKENDS, XDP_FLOWS, XDP_HEALTH, XDP_MAGLEV, XDP_REPLIES};
 
 /// A SYN seen again this long after the last one, with no answer in between, is a
 /// retransmission (Linux's first SYN RTO is 1 s; duplicates come within microseconds).
 pub const SYN_RETRANSMIT_NS: u64 = 200_000_000;
 
-/// The backend the service's Maglev table gives this flow, with its id.
+/// The backend id the service's Maglev table gives this flow, if it names a live one.
 #[inline(always)]
-pub fn maglev(svc: &XdpService, t: &XdpTuple) -> Option<(u32, XdpBackend)> {
+pub fn maglev_id(svc: &XdpService, t: &XdpTuple) -> Option<u32> {
     let index = svc.slot.wrapping_mul(MAGLEV_M) + flow_hash(t) % MAGLEV_M;
     let id = *XDP_MAGLEV.get(index)?;
     if id == NO_BACKEND {
         return None;
     }
-    let b = *XDP_BACKENDS.get(id)?;
-    if b.gen == 0 {
-        return None;
+    match XDP_BACKENDS.get(id) {
+        Some(b) if b.gen != 0 => Some(id),
+        _ => None,
     }
-    Some((id, b))
 }
 
 /// Whether the flow's backend is still the one it was scheduled to (not removed, id not
@@ -54,16 +53,12 @@ pub fn reply_tuple(t: &XdpTuple, f: &XdpFlow) -> XdpTuple {
     }
 }
 
-/// Schedules the flow `t` to backend `id`: records both directions.
-#[inline(always)]
-pub fn schedule(
-    svc: &XdpService,
-    t: &XdpTuple,
-    id: u32,
-    b: &XdpBackend,
-    syn: bool,
-    now: u64,
-) -> XdpFlow {
+/// Schedules the flow `t` to backend `id`: records both directions. `syn_ns`: when the
+/// flow's first SYN passed, 0 if it did not begin with one. Not inlined: the records
+/// need their own stack frame.
+#[inline(never)]
+pub fn schedule(svc: &XdpService, t: &XdpTuple, id: u32, b: &XdpBackend, syn_ns: u64) {
+    let syn = syn_ns != 0;
     let f = XdpFlow {
         backend: b.addr,
         // ICMP echo: the backend's "port" is 0, like the VIP's.
@@ -73,7 +68,7 @@ pub fn schedule(
         backend_id: id,
         gen: b.gen,
         service_id: svc.service_id,
-        syn_ns: if syn { now } else { 0 },
+        syn_ns,
     };
     let r = XdpReply {
         vip: t.dst,
@@ -89,38 +84,77 @@ pub fn schedule(
     let _ = XDP_FLOWS.insert(t, &f, 0);
     let _ = XDP_REPLIES.insert(&reply_tuple(t, &f), &r, 0);
     count(stat::NEW_FLOWS);
-    f
 }
 
-/// Reports a health event about the flow `t` (client to VIP) on backend `f`.
-#[inline(always)]
-pub fn health(kind: XdpHealthKind, t: &XdpTuple, f: &XdpFlow, icmp: (u8, u8)) {
-    let ev = XdpHealthEvent {
-        // SAFETY: a plain helper call.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        service_id: f.service_id,
-        backend_id: f.backend_id,
-        kind: kind as u8,
-        family: t.family,
-        protocol: t.protocol,
-        icmp_type: icmp.0,
-        icmp_code: icmp.1,
-        _pad: [0; 3],
-        cport: t.sport,
-        vport: t.dport,
-        bport: f.bport,
-        _pad1: 0,
-        client: t.src,
-        vip: t.dst,
-        backend: f.backend,
+/// Reports a health event about the flow `t` (client to VIP) on backend `f`. Not
+/// inlined, and written straight into the ring buffer's reserved slot, not built on the
+/// stack: the BPF stack (512 bytes over the whole call chain) has no room for the record.
+#[inline(never)]
+pub fn health(kind: XdpHealthKind, t: &XdpTuple, f: &XdpFlow, icmp: u16) {
+    let Some(mut slot) = XDP_HEALTH.reserve::<XdpHealthEvent>(0) else {
+        count(stat::EVENTS_LOST);
+        return;
     };
-    report(&ev);
+    let e = slot.as_mut_ptr();
+    // SAFETY: `e` points at a reserved, writable record of the right size; every field
+    // is written before it is submitted.
+    unsafe {
+        (*e).ts_ns = bpf_ktime_get_ns();
+        (*e).service_id = f.service_id;
+        (*e).backend_id = f.backend_id;
+        (*e).kind = kind as u8;
+        (*e).family = t.family;
+        (*e).protocol = t.protocol;
+        (*e).icmp_type = (icmp >> 8) as u8;
+        (*e).icmp_code = icmp as u8;
+        (*e)._pad = [0; 3];
+        (*e).cport = t.sport;
+        (*e).vport = t.dport;
+        (*e).bport = f.bport;
+        (*e)._pad1 = 0;
+        (*e).client = t.src;
+        (*e).vip = t.dst;
+        (*e).backend = f.backend;
+    }
+    slot.submit(0);
 }
 
-/// The client's tuple and the flow as far as a reply `r` (backend to client) knows them.
+/// Reports a health event about a flow known from its reply side: `r` is the tuple the
+/// backend sends (backend -> client), `rep` how it translates. Written straight into the
+/// ring buffer, like [`health`].
+#[inline(never)]
+pub fn health_reply(kind: XdpHealthKind, r: &XdpTuple, rep: &XdpReply, icmp: u16) {
+    let Some(mut slot) = XDP_HEALTH.reserve::<XdpHealthEvent>(0) else {
+        count(stat::EVENTS_LOST);
+        return;
+    };
+    let e = slot.as_mut_ptr();
+    // SAFETY: as in `health`.
+    unsafe {
+        (*e).ts_ns = bpf_ktime_get_ns();
+        (*e).service_id = rep.service_id;
+        (*e).backend_id = rep.backend_id;
+        (*e).kind = kind as u8;
+        (*e).family = r.family;
+        (*e).protocol = r.protocol;
+        (*e).icmp_type = (icmp >> 8) as u8;
+        (*e).icmp_code = icmp as u8;
+        (*e)._pad = [0; 3];
+        (*e).cport = r.dport;
+        (*e).vport = rep.vport;
+        (*e).bport = r.sport;
+        (*e)._pad1 = 0;
+        (*e).client = r.dst;
+        (*e).vip = rep.vip;
+        (*e).backend = r.src;
+    }
+    slot.submit(0);
+}
+
+/// The client's tuple of a flow known from its reply side (`r`: backend -> client).
 #[inline(always)]
-pub fn from_reply(r: &XdpTuple, rep: &XdpReply) -> (XdpTuple, XdpFlow) {
-    let t = XdpTuple {
+pub fn client_tuple(r: &XdpTuple, rep: &XdpReply) -> XdpTuple {
+    XdpTuple {
         src: r.dst,
         dst: rep.vip,
         sport: r.dport,
@@ -128,16 +162,5 @@ pub fn from_reply(r: &XdpTuple, rep: &XdpReply) -> (XdpTuple, XdpFlow) {
         family: r.family,
         protocol: r.protocol,
         _pad: [0; 2],
-    };
-    let f = XdpFlow {
-        backend: r.src,
-        bport: r.sport,
-        family: r.family,
-        flags: 0,
-        backend_id: rep.backend_id,
-        gen: 0,
-        service_id: rep.service_id,
-        syn_ns: 0,
-    };
-    (t, f)
+    }
 }

@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vipd_common::{
-    xdp::{stat, XdpBackend, XdpFlow, XdpHealthEvent, XdpReply, XdpService, XdpTuple, MAGLEV_M},
+    xdp::{stat, XdpBackend, XdpFlow, XdpReply, XdpService, XdpTuple, MAGLEV_M},
     VipKey,
 };
 
@@ -45,13 +45,5 @@ pub fn count(index: u32) {
     if let Some(c) = XDP_STATS.get_ptr_mut(index) {
         // SAFETY: a per-CPU slot; XDP runs with preemption disabled on this CPU.
         unsafe { *c += 1 };
-    }
-}
-
-/// Sends a health event, counting it as lost when the ring buffer is full.
-#[inline(always)]
-pub fn report(event: &XdpHealthEvent) {
-    if XDP_HEALTH.output::<XdpHealthEvent>(event, 0).is_err() {
-        count(stat::EVENTS_LOST);
     }
 }

@@ -16,6 +16,7 @@ pub struct Short;
 /// Ethernet header length (no VLAN tags; tagged frames are not ours).
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 
 /// Offsets in an IPv4 header.
 pub mod ip4 {
@@ -25,6 +26,16 @@ pub mod ip4 {
     pub const CHECK: usize = 10;
     pub const SADDR: usize = 12;
     pub const DADDR: usize = 16;
+}
+
+/// Offsets in the IPv6 header (no extension headers).
+pub mod ip6 {
+    pub const PAYLOAD_LEN: usize = 4;
+    /// Next header, then hop limit.
+    pub const NEXTHDR: usize = 6;
+    pub const SADDR: usize = 8;
+    pub const DADDR: usize = 24;
+    pub const HLEN: usize = 40;
 }
 
 /// Offsets in TCP, UDP and ICMP headers.

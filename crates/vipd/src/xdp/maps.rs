@@ -1,5 +1,7 @@
 //! Typed access to the XDP data plane's maps from userspace.
 
+use std::os::fd::AsFd;
+
 use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     Ebpf,
@@ -88,23 +90,32 @@ impl XdpMaps {
             .map_err(err("XDP_MAGLEV"))
     }
 
-    /// Writes the entries of `slot` where `want` differs from `have`; returns how many.
+    /// Writes the entries of `slot` where `want` differs from `have`, in one batch
+    /// (entry by entry where the kernel has no batch update); returns how many.
     pub fn write_table(
         &mut self,
         slot: u32,
         want: &[u32],
         have: &[u32],
     ) -> Result<usize, XdpError> {
-        let mut writes = 0;
-        for (i, (w, h)) in want.iter().zip(have).enumerate() {
-            if w != h {
-                self.maglev
-                    .set(slot * MAGLEV_M + i as u32, *w, 0)
-                    .map_err(err("XDP_MAGLEV"))?;
-                writes += 1;
+        let (keys, values): (Vec<u32>, Vec<u32>) = want
+            .iter()
+            .zip(have)
+            .enumerate()
+            .filter(|(_, (w, h))| w != h)
+            .map(|(i, (w, _))| (slot * MAGLEV_M + i as u32, *w))
+            .unzip();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let fd = aya::maps::IterableMap::map(&self.maglev).fd().as_fd();
+        if let Err(e) = super::batch::update_u32(fd, &keys, &values) {
+            tracing::debug!("batch update of XDP_MAGLEV failed ({e}); writing entry by entry");
+            for (k, v) in keys.iter().zip(&values) {
+                self.maglev.set(*k, *v, 0).map_err(err("XDP_MAGLEV"))?;
             }
         }
-        Ok(writes)
+        Ok(keys.len())
     }
 
     pub fn flow(&self, t: &XdpTuple) -> Option<XdpFlow> {

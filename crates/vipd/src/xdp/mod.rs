@@ -8,6 +8,7 @@
 //! [`dataplane`] turns a desired state into the smallest set of map writes,
 //! [`test_run`] runs the program on crafted [`packet`]s with BPF_PROG_TEST_RUN.
 
+pub mod batch;
 pub mod daemon;
 pub mod dataplane;
 pub mod desired;
