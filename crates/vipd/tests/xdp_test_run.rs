@@ -8,7 +8,7 @@
 
 mod xdp_common;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use vipd::xdp::{
     packet::{self, Ipv4Opts, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN},
@@ -22,6 +22,10 @@ const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 const B1: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 11);
 const B2: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 12);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x18, 0x100, 0, 0, 0, 0, 1);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x18, 1, 0, 0, 0, 0, 2);
+const B1_6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x18, 2, 0, 0, 0, 0, 0x11);
+const B2_6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x18, 2, 0, 0, 0, 0, 0x12);
 const D0_MAC: [u8; 6] = [0x02, 0xd0, 0, 0, 0, 0x01];
 const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 0x02];
 const B1_MAC: [u8; 6] = [0x02, 0xb1, 0, 0, 0, 0x11];
@@ -59,8 +63,16 @@ fn lab(services: &[XdpServiceSpec]) -> Lab {
          ip neigh add {CLIENT} lladdr {} dev d0 nud permanent && \
          ip neigh add {B1} lladdr {} dev d0 nud permanent && \
          ip neigh add {B2} lladdr {} dev d0 nud permanent && \
-         sysctl -qw net.ipv4.conf.all.forwarding=1",
+         sysctl -qw net.ipv4.conf.all.forwarding=1 && \
+         ip -6 addr add fd00:18:1::1/64 dev d0 nodad && ip -6 addr add fd00:18:2::1/64 dev d0 nodad && \
+         ip -6 neigh add {CLIENT6} lladdr {} dev d0 nud permanent && \
+         ip -6 neigh add {B1_6} lladdr {} dev d0 nud permanent && \
+         ip -6 neigh add {B2_6} lladdr {} dev d0 nud permanent && \
+         sysctl -qw net.ipv6.conf.all.forwarding=1",
         mac(D0_MAC),
+        mac(CLIENT_MAC),
+        mac(B1_MAC),
+        mac(B2_MAC),
         mac(CLIENT_MAC),
         mac(B1_MAC),
         mac(B2_MAC)
@@ -503,4 +515,184 @@ fn an_icmp_unreachable_from_a_backend_is_reported_and_translated() {
     assert_eq!(h[0].kind, XdpHealthKind::Unreachable as u8);
     assert_eq!((h[0].icmp_type, h[0].icmp_code), (3, 3));
     assert_eq!(&h[0].backend[..4], &b.octets());
+}
+
+// ---------------------------------------------------------------------------------------
+// IPv6.
+
+fn web6() -> Vec<XdpServiceSpec> {
+    let s = |port, protocol, bport| XdpServiceSpec {
+        vip: SocketAddr::new(VIP6.into(), port),
+        protocol,
+        backends: vec![
+            (SocketAddr::new(B1_6.into(), bport), 1),
+            (SocketAddr::new(B2_6.into(), bport), 1),
+        ],
+    };
+    vec![s(80, PROTO_TCP, 8080), s(53, PROTO_UDP, 5353)]
+}
+
+fn sa6(ip: Ipv6Addr, port: u16) -> SocketAddrV6 {
+    SocketAddrV6::new(ip, port, 0, 0)
+}
+
+/// Forwarded over IPv6: XDP_TX to a backend at `port`, hop limit one less, MACs and the
+/// L4 checksum right. Returns the backend.
+fn assert_forwarded6(r: &test_run::RunResult, client: SocketAddrV6, port: u16) -> Ipv6Addr {
+    assert_eq!(r.action, XDP_TX, "forward verdict");
+    let (src, dst, hop, _, sport, dport) = packet::parse6(&r.packet).unwrap();
+    assert!(dst == B1_6 || dst == B2_6, "rewritten to a backend: {dst}");
+    assert_eq!((src, sport), (*client.ip(), client.port()));
+    assert_eq!(dport, port);
+    assert_eq!(hop, 63);
+    assert_eq!(&r.packet[..6], &if dst == B1_6 { B1_MAC } else { B2_MAC });
+    packet::verify6(&r.packet).unwrap_or_else(|e| panic!("bad {e} after forward"));
+    dst
+}
+
+fn assert_translated6(r: &test_run::RunResult, vip_port: u16, client: SocketAddrV6) {
+    assert_eq!(r.action, XDP_TX, "reply verdict");
+    let (src, dst, _, _, sport, dport) = packet::parse6(&r.packet).unwrap();
+    assert_eq!((src, sport), (VIP6, vip_port), "reply comes from the VIP");
+    assert_eq!((dst, dport), (*client.ip(), client.port()));
+    assert_eq!(&r.packet[..6], &CLIENT_MAC);
+    packet::verify6(&r.packet).unwrap_or_else(|e| panic!("bad {e} after reply"));
+}
+
+#[test]
+fn ipv6_tcp_and_udp_are_forwarded_and_answered_from_the_vip() {
+    let mut lab = lab(&web6());
+    let client = sa6(CLIENT6, 40100);
+    let syn = packet::ipv6_frame(
+        CLIENT6,
+        VIP6,
+        PROTO_TCP,
+        &packet::tcp6(client, sa6(VIP6, 80), TCP_SYN),
+    );
+    let b = assert_forwarded6(&lab.run(&syn), client, 8080);
+    let synack = packet::ipv6_frame(
+        b,
+        CLIENT6,
+        PROTO_TCP,
+        &packet::tcp6(sa6(b, 8080), client, TCP_SYN | TCP_ACK),
+    );
+    assert_translated6(&lab.run(&synack), 80, client);
+    let h = lab.health();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].kind, XdpHealthKind::Established as u8);
+    assert_eq!(h[0].backend, b.octets());
+
+    let client = sa6(CLIENT6, 40101);
+    let dgram = packet::ipv6_frame(
+        CLIENT6,
+        VIP6,
+        PROTO_UDP,
+        &packet::udp6(client, sa6(VIP6, 53), b"q"),
+    );
+    let b = assert_forwarded6(&lab.run(&dgram), client, 5353);
+    let answer = packet::ipv6_frame(
+        b,
+        CLIENT6,
+        PROTO_UDP,
+        &packet::udp6(sa6(b, 5353), client, b"a"),
+    );
+    assert_translated6(&lab.run(&answer), 53, client);
+}
+
+#[test]
+fn ipv6_echo_checksum_follows_the_address_rewrite() {
+    let lab = lab(&web6());
+    let req = packet::ipv6_frame(
+        CLIENT6,
+        VIP6,
+        packet::PROTO_ICMPV6,
+        &packet::icmp6_echo(CLIENT6, VIP6, true, 9, 1),
+    );
+    let r = lab.run(&req);
+    assert_eq!(r.action, XDP_TX);
+    let (_, b, _, _, id, _) = packet::parse6(&r.packet).unwrap();
+    assert!(b == B1_6 || b == B2_6);
+    assert_eq!(id, 9);
+    // Unlike ICMPv4, the ICMPv6 checksum covers the addresses: it must have followed.
+    packet::verify6(&r.packet).unwrap_or_else(|e| panic!("bad {e} after forward"));
+    let rep = packet::ipv6_frame(
+        b,
+        CLIENT6,
+        packet::PROTO_ICMPV6,
+        &packet::icmp6_echo(b, CLIENT6, false, 9, 1),
+    );
+    let back = lab.run(&rep);
+    assert_eq!(back.action, XDP_TX);
+    let (src, dst, _, _, id, _) = packet::parse6(&back.packet).unwrap();
+    assert_eq!((src, dst, id), (VIP6, CLIENT6, 9));
+    packet::verify6(&back.packet).unwrap();
+}
+
+#[test]
+fn ipv6_port_unreachable_from_a_backend_is_reported_and_translated() {
+    let mut lab = lab(&web6());
+    let client = sa6(CLIENT6, 40102);
+    let dgram = packet::ipv6_frame(
+        CLIENT6,
+        VIP6,
+        PROTO_UDP,
+        &packet::udp6(client, sa6(VIP6, 53), b"q"),
+    );
+    let fwd = lab.run(&dgram);
+    let b = assert_forwarded6(&fwd, client, 5353);
+    let mut body = vec![0u8; 4];
+    body.extend_from_slice(&fwd.packet[14..]);
+    let err = packet::ipv6_frame(
+        b,
+        CLIENT6,
+        packet::PROTO_ICMPV6,
+        &packet::icmp6(b, CLIENT6, 1, 4, &body),
+    );
+    let r = lab.run(&err);
+    assert_eq!(r.action, XDP_TX);
+    let (src, dst, ..) = packet::parse6(&r.packet).unwrap();
+    assert_eq!((src, dst), (VIP6, CLIENT6));
+    packet::verify6(&r.packet).unwrap_or_else(|e| panic!("bad {e} in the error"));
+    // The quoted datagram is the client's own again, with a valid UDP checksum.
+    let mut quoted = r.packet[..14].to_vec();
+    quoted.extend_from_slice(&r.packet[14 + 40 + 8..]);
+    let (qs, qd, _, _, _, qport) = packet::parse6(&quoted).unwrap();
+    assert_eq!((qs, qd, qport), (CLIENT6, VIP6, 53));
+    packet::verify6(&quoted).unwrap_or_else(|e| panic!("quoted: bad {e}"));
+    let h = lab.health();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].kind, XdpHealthKind::Unreachable as u8);
+    assert_eq!((h[0].icmp_type, h[0].icmp_code), (1, 4));
+}
+
+#[test]
+fn ipv6_fragments_extension_headers_and_other_traffic_pass_untouched() {
+    let lab = lab(&web6());
+    let client = sa6(CLIENT6, 40103);
+    let udp = packet::udp6(client, sa6(VIP6, 53), b"q");
+    // A fragment header (44) before the UDP header.
+    let mut frag = vec![PROTO_UDP, 0, 0, 1, 0, 0, 0, 7];
+    frag.extend_from_slice(&udp);
+    // Hop-by-hop options (0): an extension header vipd does not parse.
+    let mut hbh = vec![PROTO_UDP, 0, 1, 4, 0, 0, 0, 0];
+    hbh.extend_from_slice(&udp);
+    let other = Ipv6Addr::new(0xfd00, 0x18, 0x100, 0, 0, 0, 0, 2);
+    let frames = [
+        packet::ipv6_frame(CLIENT6, VIP6, 44, &frag),
+        packet::ipv6_frame(CLIENT6, VIP6, 0, &hbh),
+        packet::ipv6_frame(CLIENT6, other, PROTO_UDP, &udp),
+        // Neighbour solicitation.
+        packet::ipv6_frame(
+            CLIENT6,
+            VIP6,
+            packet::PROTO_ICMPV6,
+            &packet::icmp6(CLIENT6, VIP6, 135, 0, &[0; 20]),
+        ),
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        let r = lab.run(f);
+        assert_eq!(r.action, XDP_PASS, "frame {i}");
+        assert_eq!(&r.packet, f, "frame {i} changed");
+    }
+    assert_eq!(lab.stat(stat::FRAGMENTS), 1);
 }

@@ -153,14 +153,6 @@ pub(crate) fn xdp_restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
             );
         }
     }
-    if let Some(f) = t.get("vip") {
-        if f.item_str().is_some_and(|v| v.starts_with('[')) {
-            r.error(
-                f.at,
-                "IPv6 VIPs are not supported by the XDP data plane yet (IPv4 only)",
-            );
-        }
-    }
     let backends = t
         .get("backend")
         .and_then(|f| f.tables_quiet())

@@ -137,7 +137,6 @@ udp_stale_flows = "keep"
         "vipd.toml:11:9: `flags` needs IPVS: they are options of IPVS schedulers; the XDP data plane always hashes the client's address and port (Maglev)",
         "vipd.toml:14:21: `upper_threshold` needs IPVS: the XDP data plane keeps no connection counts per backend",
         "vipd.toml:18:10: `fwmark` needs IPVS: the XDP data plane balances VIP:port services only",
-        "vipd.toml:23:7: IPv6 VIPs are not supported by the XDP data plane yet (IPv4 only)",
         "vipd.toml:25:19: udp_stale_flows = \"keep\" needs IPVS: the XDP data plane moves the flows of a removed backend at their next packet (\"expire\")",
     ];
     assert_eq!(e, want, "{e:#?}");

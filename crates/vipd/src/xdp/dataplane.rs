@@ -10,7 +10,8 @@
 //! others, its existing flows stay, as with IPVS.
 //!
 //! ICMP echo to a VIP address is balanced with the first service (in key order) on that
-//! address: a `VipKey` with protocol ICMP and port 0 points at that service's slot.
+//! address: a `VipKey` with protocol ICMP (ICMPv6 for IPv6) and port 0 points at that
+//! service's slot.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,8 +19,8 @@ use std::{
 };
 
 use vipd_common::{
-    xdp::{XdpBackend, XdpService, IPPROTO_ICMP, MAGLEV_M},
-    VipKey,
+    xdp::{XdpBackend, XdpService, IPPROTO_ICMP, IPPROTO_ICMPV6, MAGLEV_M},
+    VipKey, AF_INET6,
 };
 
 use super::{
@@ -121,7 +122,7 @@ impl Dataplane {
             next_gen: 1,
         };
         for (key, svc) in dp.maps.services()? {
-            if key.protocol == IPPROTO_ICMP {
+            if key.protocol == IPPROTO_ICMP || key.protocol == IPPROTO_ICMPV6 {
                 dp.icmp.insert(key, svc.slot);
             } else {
                 dp.slots.insert(key, svc.slot);
@@ -253,7 +254,11 @@ impl Dataplane {
         for key in want_keys.keys() {
             let icmp = VipKey {
                 port: 0,
-                protocol: IPPROTO_ICMP,
+                protocol: if u16::from(key.family) == AF_INET6 {
+                    IPPROTO_ICMPV6
+                } else {
+                    IPPROTO_ICMP
+                },
                 ..*key
             };
             want_icmp.entry(icmp).or_insert(self.slots[key]);

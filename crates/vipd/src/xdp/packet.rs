@@ -2,7 +2,7 @@
 //! tests and the benchmark's packet generator. Checksums are computed in full here, so
 //! a test can tell whether the kernel program's incremental updates are right.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
@@ -193,5 +193,105 @@ pub fn verify(f: &[u8]) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("L4 checksum (protocol {})", p.proto))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// IPv6.
+
+pub const PROTO_ICMPV6: u8 = 58;
+
+fn pseudo6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, len: usize) -> u32 {
+    let mut s = 0u32;
+    for a in [src.octets(), dst.octets()] {
+        for w in a.chunks(2) {
+            s += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+    }
+    s + u32::from(proto) + len as u32
+}
+
+/// An Ethernet frame with an IPv6 packet (no extension headers unless `l4` starts with
+/// them and `nexthdr` says so) carrying `l4`, hop limit 64.
+pub fn ipv6_frame(src: Ipv6Addr, dst: Ipv6Addr, nexthdr: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(54 + l4.len());
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xfe]);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[nexthdr, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(l4);
+    f
+}
+
+/// A TCP segment over IPv6 with its checksum.
+pub fn tcp6(src: SocketAddrV6, dst: SocketAddrV6, flags: u8) -> Vec<u8> {
+    let v4 = |p: u16| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p);
+    let mut t = tcp(v4(src.port()), v4(dst.port()), flags, b"");
+    t[16..18].copy_from_slice(&[0, 0]);
+    let c = checksum(&t, pseudo6(*src.ip(), *dst.ip(), PROTO_TCP, t.len()));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    t
+}
+
+/// A UDP datagram over IPv6 with its checksum.
+pub fn udp6(src: SocketAddrV6, dst: SocketAddrV6, payload: &[u8]) -> Vec<u8> {
+    let v4 = |p: u16| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p);
+    let mut u = udp(v4(src.port()), v4(dst.port()), payload);
+    u[6..8].copy_from_slice(&[0, 0]);
+    let c = match checksum(&u, pseudo6(*src.ip(), *dst.ip(), PROTO_UDP, u.len())) {
+        0 => 0xffff,
+        c => c,
+    };
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    u
+}
+
+/// An ICMPv6 message of `kind`/`code` with `body` after the 4-byte header, checksummed
+/// for `src` -> `dst`.
+pub fn icmp6(src: Ipv6Addr, dst: Ipv6Addr, kind: u8, code: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, code, 0, 0];
+    m.extend_from_slice(body);
+    let c = checksum(&m, pseudo6(src, dst, PROTO_ICMPV6, m.len()));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// An ICMPv6 echo request (`request`) or reply.
+pub fn icmp6_echo(src: Ipv6Addr, dst: Ipv6Addr, request: bool, id: u16, seq: u16) -> Vec<u8> {
+    let mut body = id.to_be_bytes().to_vec();
+    body.extend_from_slice(&seq.to_be_bytes());
+    body.extend_from_slice(b"ping");
+    icmp6(src, dst, if request { 128 } else { 129 }, 0, &body)
+}
+
+/// Parses an Ethernet/IPv6 frame without extension headers: (src, dst, hop limit,
+/// next header, source port or echo id, destination port).
+pub fn parse6(f: &[u8]) -> Option<(Ipv6Addr, Ipv6Addr, u8, u8, u16, u16)> {
+    if f.len() < 58 || f[12..14] != [0x86, 0xdd] {
+        return None;
+    }
+    let a = |o: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&f[o..o + 16]).unwrap());
+    let be = |o: usize| u16::from_be_bytes([f[o], f[o + 1]]);
+    let (sp, dp) = if f[20] == PROTO_ICMPV6 {
+        (be(58), 0)
+    } else {
+        (be(54), be(56))
+    };
+    Some((a(22), a(38), f[21], f[20], sp, dp))
+}
+
+/// Whether an IPv6 frame's TCP, UDP or ICMPv6 checksum is right.
+pub fn verify6(f: &[u8]) -> Result<(), String> {
+    let (src, dst, _, nexthdr, _, _) = parse6(f).ok_or("not IPv6")?;
+    let len = usize::from(u16::from_be_bytes([f[18], f[19]]));
+    let l4 = &f[54..54 + len];
+    if checksum(l4, pseudo6(src, dst, nexthdr, len)) == 0 {
+        Ok(())
+    } else {
+        Err(format!("L4 checksum (next header {nexthdr})"))
     }
 }
