@@ -64,8 +64,8 @@ fn apply_programs_a_persistent_balancer_and_reapplies_only_differences() {
     let lab = Lab::new();
     let pins = Pins(format!("/sys/fs/bpf/vipd-test-{}", std::process::id()));
     let mut procs = Procs::default();
-    for (ns, addr, name) in lab.backends() {
-        procs.spawn(ns, &udp_echo(name, addr, 5353));
+    for (ns, _, name) in lab.backends() {
+        procs.spawn(ns, &udp_echo(name, 5353));
     }
     let first = apply(&lab, &pins.0, &config(1, 1));
     assert!(first.contains("1 services, 2 backends"), "{first}");

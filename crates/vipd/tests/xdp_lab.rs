@@ -5,25 +5,37 @@
 
 mod xdp_common;
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use vipd::xdp::{
     packet::{PROTO_TCP, PROTO_UDP},
     Dataplane, Sizes, XdpProgram, XdpServiceSpec,
 };
 use vipd_common::xdp::stat;
-use xdp_common::lab::{udp_echo, wait_tcp, Lab, Procs, B1, B2, VIP};
+use xdp_common::lab::{udp_echo, wait_tcp, Lab, Procs, B1, B2, VIP, VIP6};
 
 fn specs(w1: u32, w2: u32) -> Vec<XdpServiceSpec> {
-    let svc = |port, protocol, bport| XdpServiceSpec {
-        vip: SocketAddr::new(VIP.into(), port),
+    let svc = |vip: IpAddr, port, protocol, b1: IpAddr, b2: IpAddr, bport| XdpServiceSpec {
+        vip: SocketAddr::new(vip, port),
         protocol,
         backends: vec![
-            (SocketAddr::new(B1.into(), bport), w1),
-            (SocketAddr::new(B2.into(), bport), w2),
+            (SocketAddr::new(b1, bport), w1),
+            (SocketAddr::new(b2, bport), w2),
         ],
     };
-    vec![svc(80, PROTO_TCP, 8080), svc(53, PROTO_UDP, 5353)]
+    let (b1_6, b2_6) = (
+        "fd00:18:2::11".parse().unwrap(),
+        "fd00:18:2::12".parse().unwrap(),
+    );
+    vec![
+        svc(VIP.into(), 80, PROTO_TCP, B1.into(), B2.into(), 8080),
+        svc(VIP.into(), 53, PROTO_UDP, B1.into(), B2.into(), 5353),
+        svc(VIP6.into(), 80, PROTO_TCP, b1_6, b2_6, 8080),
+        svc(VIP6.into(), 53, PROTO_UDP, b1_6, b2_6, 5353),
+    ]
 }
 
 /// Counts of each answer in `out`, one per line.
@@ -35,7 +47,7 @@ fn tally(out: &str) -> BTreeMap<String, usize> {
     m
 }
 
-/// Checksum errors a namespace's stack counted (IP, TCP, UDP).
+/// Checksum and header errors a namespace's stack counted (IPv4, IPv6, TCP, UDP, ICMP).
 fn csum_errors(ns: &xdp_common::Netns) -> u64 {
     let snmp = ns.run("cat /proc/net/snmp");
     let mut total = 0;
@@ -44,6 +56,15 @@ fn csum_errors(ns: &xdp_common::Netns) -> u64 {
         let [head, vals] = pair else { continue };
         for (k, v) in head.split_whitespace().zip(vals.split_whitespace()) {
             if k == "InCsumErrors" || k == "InHdrErrors" {
+                total += v.parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    // IPv6: one "Name value" per line.
+    for l in ns.run("cat /proc/net/snmp6").lines() {
+        let mut it = l.split_whitespace();
+        if let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if k.ends_with("InCsumErrors") || k == "Ip6InHdrErrors" {
                 total += v.parse::<u64>().unwrap_or(0);
             }
         }
@@ -73,11 +94,11 @@ fn ping_udp_and_http_through_the_vip_spread_per_weights_and_stick() {
         procs.spawn(
             ns,
             &format!(
-                "python3 -m http.server 8080 --bind {addr} --directory {}",
+                "python3 -m http.server 8080 --bind :: --directory {}",
                 www.display()
             ),
         );
-        procs.spawn(ns, &udp_echo(name, addr, 5353));
+        procs.spawn(ns, &udp_echo(name, 5353));
         wait_tcp(&lab.lb, addr, 8080);
     }
     lab.lb.enter(|| prog.attach("eth0")).unwrap();
@@ -129,6 +150,22 @@ fn ping_udp_and_http_through_the_vip_spread_per_weights_and_stick() {
     dp.apply(&specs(3, 1)).unwrap();
     let after = tally(&lab.cl.run(&sticky));
     assert_eq!(after, before, "the flow moved after a weight change");
+
+    // IPv6: ping, curl, UDP flows, through the IPv6 VIP.
+    let out = lab.cl.run(&format!("ping -6 -c 3 -i 0.2 -W 2 {VIP6}"));
+    assert!(out.contains("3 received"), "{out}");
+    let body = lab
+        .cl
+        .run(&format!("curl -sS --max-time 5 -g http://[{VIP6}]/id"));
+    assert!(
+        body == "b1\n" || body == "b2\n",
+        "curl over IPv6 got {body:?}"
+    );
+    let t = tally(&lab.cl.run(&format!(
+        "python3 -c \"\nimport socket\nfor i in range(100):\n s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); s.settimeout(2); s.sendto(b\\\"x\\\",(\\\"{VIP6}\\\",53)); print(s.recv(100).decode().split(\\\":\\\")[0]); s.close()\""
+    )));
+    assert_eq!(t.values().sum::<usize>(), 100, "{t:?}");
+    assert_eq!(t.len(), 2, "IPv6 UDP flows reach both backends: {t:?}");
 
     let s = dp.maps().stats().unwrap();
     assert!(s[stat::FORWARDED as usize] >= 700, "forwarded {s:?}");

@@ -2,12 +2,16 @@
 //! namespace, on one Ethernet segment (a bridge in a fifth namespace, `sw`).
 //!
 //! ```text
-//!   cl 198.18.1.2 ──┐
-//!   lb 198.18.1.1 ──┤ br0 (ns sw)      VIP 198.18.100.1, routed by cl via lb
-//!      198.18.2.1   │
-//!   b1 198.18.2.11 ─┤                  backends route everything via lb
-//!   b2 198.18.2.12 ─┘
+//!   cl 198.18.1.2  fd00:18:1::2  ──┐
+//!   lb 198.18.1.1  fd00:18:1::1  ──┤ br0 (ns sw)   VIPs 198.18.100.1, fd00:18:100::1,
+//!      198.18.2.1  fd00:18:2::1    │               routed by cl via lb
+//!   b1 198.18.2.11 fd00:18:2::11 ──┤               backends route everything via lb
+//!   b2 198.18.2.12 fd00:18:2::12 ──┘
 //! ```
+//!
+//! Redirects are off (sent by lb, accepted by the others): the kernel forwards the first
+//! packets of a flow while neighbours resolve, and a redirect would send the backends'
+//! replies straight to the client, past the translation.
 //!
 //! Clients and backends are on different subnets, so both route through the balancer:
 //! the backends' replies come back through it to be translated. The balancer's veth peer
@@ -15,7 +19,7 @@
 //! checksum offload off (see `vipd-ebpf/src/xdp_lb.rs` on both).
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -26,6 +30,7 @@ pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 pub const B1: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 11);
 pub const B2: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 12);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x18, 0x100, 0, 0, 0, 0, 1);
 
 pub struct Lab {
     pub sw: Netns,
@@ -46,11 +51,32 @@ impl Lab {
         };
         lab.sw
             .run("ip link add br0 type bridge && ip link set br0 up");
-        for (ns, port, addr, gw) in [
-            (&lab.lb, "p-lb", "198.18.1.1/24", ""),
-            (&lab.cl, "p-cl", "198.18.1.2/24", "198.18.1.1"),
-            (&lab.b1, "p-b1", "198.18.2.11/24", "198.18.2.1"),
-            (&lab.b2, "p-b2", "198.18.2.12/24", "198.18.2.1"),
+        for (ns, port, addr, gw, addr6, gw6) in [
+            (&lab.lb, "p-lb", "198.18.1.1/24", "", "fd00:18:1::1/64", ""),
+            (
+                &lab.cl,
+                "p-cl",
+                "198.18.1.2/24",
+                "198.18.1.1",
+                "fd00:18:1::2/64",
+                "fd00:18:1::1",
+            ),
+            (
+                &lab.b1,
+                "p-b1",
+                "198.18.2.11/24",
+                "198.18.2.1",
+                "fd00:18:2::11/64",
+                "fd00:18:2::1",
+            ),
+            (
+                &lab.b2,
+                "p-b2",
+                "198.18.2.12/24",
+                "198.18.2.1",
+                "fd00:18:2::12/64",
+                "fd00:18:2::1",
+            ),
         ] {
             lab.sw.run(&format!(
                 "ip link add {port} type veth peer name eth0 netns {} && \
@@ -58,16 +84,23 @@ impl Lab {
                 ns.name
             ));
             ns.run(&format!(
-                "ip addr add {addr} dev eth0 && ip link set eth0 up"
+                "ip addr add {addr} dev eth0 && ip -6 addr add {addr6} dev eth0 nodad && \
+                 ip link set eth0 up"
             ));
             if !gw.is_empty() {
                 ns.run(&format!(
-                    "ip route add default via {gw} && ethtool -K eth0 tx off >/dev/null"
+                    "ip route add default via {gw} && ip -6 route add default via {gw6} && \
+                     sysctl -qw net.ipv6.conf.all.accept_redirects=0 && \
+                     sysctl -qw net.ipv6.conf.eth0.accept_redirects=0 && \
+                     sysctl -qw net.ipv4.conf.all.accept_redirects=0 && \
+                     ethtool -K eth0 tx off >/dev/null"
                 ));
             }
         }
         lab.lb.run(
             "ip addr add 198.18.2.1/24 dev eth0 && \
+             ip -6 addr add fd00:18:2::1/64 dev eth0 nodad && \
+             sysctl -qw net.ipv6.conf.all.forwarding=1 && \
              sysctl -qw net.ipv4.ip_forward=1 && \
              sysctl -qw net.ipv4.conf.all.send_redirects=0 && \
              sysctl -qw net.ipv4.conf.eth0.send_redirects=0 && \
@@ -80,7 +113,14 @@ impl Lab {
 
     /// Waits until every veth carries traffic (the balancer pings each host).
     fn wait_for_links(&self) {
-        for ip in ["198.18.1.2", "198.18.2.11", "198.18.2.12"] {
+        for ip in [
+            "198.18.1.2",
+            "198.18.2.11",
+            "198.18.2.12",
+            "fd00:18:1::2",
+            "fd00:18:2::11",
+            "fd00:18:2::12",
+        ] {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let ok = Command::new("ip")
@@ -135,11 +175,12 @@ impl Drop for Procs {
     }
 }
 
-/// A UDP server answering each datagram with `name`.
-pub fn udp_echo(name: &str, addr: Ipv4Addr, port: u16) -> String {
+/// A UDP server answering each datagram with `name`, on IPv4 and IPv6 (any address).
+pub fn udp_echo(name: &str, port: u16) -> String {
     format!(
-        "python3 -c 'import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         s.bind((\"{addr}\",{port}))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(b\"{name}:\"+d,a)'"
+        "python3 -c 'import socket\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\n\
+         s.bind((\"::\",{port}))\nwhile True:\n d,a=s.recvfrom(2048)\n s.sendto(b\"{name}:\"+d,a)'"
     )
 }
 
