@@ -17,7 +17,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # ships no service, so nothing starts or listens on this machine.
 APT_PACKAGES=(ipvsadm iproute2 busybox-static kmod cpio xz-utils zstd
               socat curl nftables iptables conntrack binutils ca-certificates
-              dnsmasq-base bind9-dnsutils)
+              dnsmasq-base bind9-dnsutils
+              ethtool iputils-ping python3)  # the XDP lab (host tier)
 BACKPORTS=/etc/apt/sources.list.d/vipd-backports.sources
 
 apt_updated=0

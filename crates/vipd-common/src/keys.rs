@@ -4,7 +4,7 @@
 
 /// A virtual service vipd manages: connections to it produce events. The `VIPS` map
 /// holds these, with a service id (chosen by userspace) as the value.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(C)]
 pub struct VipKey {
     pub addr: [u8; 16],

@@ -9,6 +9,7 @@
 pub mod event;
 pub mod keys;
 pub mod offsets;
+pub mod xdp;
 
 pub use event::{ConnEvent, EventKind};
 pub use keys::{Backend, DestKey, FlowKey, UdpTraffic, VipKey};
@@ -40,4 +41,10 @@ mod pod {
     unsafe impl aya::Pod for crate::UdpTraffic {}
     unsafe impl aya::Pod for crate::SkbOffsets {}
     unsafe impl aya::Pod for crate::IpvsConnOffsets {}
+    unsafe impl aya::Pod for crate::xdp::XdpService {}
+    unsafe impl aya::Pod for crate::xdp::XdpBackend {}
+    unsafe impl aya::Pod for crate::xdp::XdpTuple {}
+    unsafe impl aya::Pod for crate::xdp::XdpFlow {}
+    unsafe impl aya::Pod for crate::xdp::XdpReply {}
+    unsafe impl aya::Pod for crate::xdp::XdpHealthEvent {}
 }

@@ -18,6 +18,14 @@ mod tcp_receive_reset;
 mod tcp_retransmit_skb;
 mod udp_err;
 mod udp_rcv;
+mod xdp_csum;
+mod xdp_fib;
+mod xdp_flow;
+mod xdp_icmp_err;
+mod xdp_lb;
+mod xdp_maps;
+mod xdp_parse;
+mod xdp_rewrite;
 
 #[cfg(not(test))]
 #[panic_handler]

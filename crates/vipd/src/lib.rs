@@ -9,3 +9,4 @@ pub mod health;
 pub mod reach;
 pub mod reconcile;
 pub mod watcher;
+pub mod xdp;

@@ -46,6 +46,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Some(x) = cfg.dataplane.xdp() {
+        return super::apply_xdp::run(&cfg, x, args.dry_run, args.json);
+    }
     let opts = ApplyOptions {
         state_file: args.state_file,
         dry_run: args.dry_run,

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod apply;
+mod apply_xdp;
 mod check;
 mod run;
 mod status;

@@ -5,12 +5,14 @@
 //! `file:line:col`. Nothing is returned half-checked, so nothing is half-applied.
 //!
 //! Layers, one file each: `raw` reads the TOML tree with the location of every key and
-//! value; `validate` (top level, `[daemon]`, services), `policy` (tunnel, persistence,
+//! value; `validate` (top level, `[daemon]`, services), `dataplane` (`dataplane`, `[xdp]`
+//! and what only IPVS has), `policy` (tunnel, persistence,
 //! flags, health) and `backend` turn it into the `model` types (re-exported here); `addr` and `duration`
 //! parse the string forms; `error` holds the diagnostics.
 
 mod addr;
 mod backend;
+mod dataplane;
 mod duration;
 mod error;
 mod model;
@@ -52,5 +54,7 @@ pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Config, Diagnostics> 
     }
 }
 
+#[cfg(test)]
+mod dataplane_tests;
 #[cfg(test)]
 mod tests;

@@ -377,10 +377,48 @@ impl Default for DaemonSettings {
     }
 }
 
+/// Settings of the XDP data plane (`[xdp]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpSettings {
+    /// The balancer's interface, where `vipd_xdp_lb` is attached; a valid Linux
+    /// interface name.
+    pub interface: String,
+    /// Pin the flow table and the other state maps under [`XdpSettings::PIN_DIR`], so a
+    /// restarted vipd keeps every flow on its backend (default true).
+    pub pin_maps: bool,
+}
+
+impl XdpSettings {
+    pub const PIN_DIR: &'static str = "/sys/fs/bpf/vipd";
+}
+
+/// Which data plane balances the services (`dataplane`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Dataplane {
+    /// The kernel's IPVS (the default).
+    #[default]
+    Ipvs,
+    /// vipd's XDP program on one interface.
+    Xdp(XdpSettings),
+}
+
+impl Dataplane {
+    /// `"ipvs"` or `"xdp"`, as in the config file.
+    pub const NAMES: &'static [&'static str] = &["ipvs", "xdp"];
+
+    pub fn xdp(&self) -> Option<&XdpSettings> {
+        match self {
+            Dataplane::Xdp(x) => Some(x),
+            Dataplane::Ipvs => None,
+        }
+    }
+}
+
 /// A validated config: the desired state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     pub daemon: DaemonSettings,
+    pub dataplane: Dataplane,
     /// In file order; names and keys are unique.
     pub services: Vec<ServiceSpec>,
 }

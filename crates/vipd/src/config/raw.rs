@@ -217,6 +217,40 @@ impl<'a> Field<'a> {
         None
     }
 
+    /// The value if it is a string; reports nothing (for second passes over a tree the
+    /// first pass already checked).
+    pub(crate) fn item_str(&self) -> Option<&'a str> {
+        self.item.as_str()
+    }
+
+    /// The tables of an array of tables, reporting nothing (see [`Field::item_str`]).
+    pub(crate) fn tables_quiet(&self) -> Option<Vec<Table<'a>>> {
+        match self.item {
+            Item::ArrayOfTables(aot) => Some(
+                aot.iter()
+                    .map(|t| Table {
+                        inner: t,
+                        at: start(t.span()).or(self.at),
+                        context: "in [[service.backend]]",
+                    })
+                    .collect(),
+            ),
+            Item::Value(Value::Array(array)) => Some(
+                array
+                    .iter()
+                    .filter_map(|v| {
+                        v.as_inline_table().map(|t| Table {
+                            inner: t,
+                            at: start(v.span()).or(self.at),
+                            context: "in [[service.backend]]",
+                        })
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
     /// A table (`[x]`, `x = { ... }` or dotted keys).
     pub(crate) fn table(&self, context: &'static str, r: &mut Reporter<'_>) -> Option<Table<'a>> {
         match self.item.as_table_like() {

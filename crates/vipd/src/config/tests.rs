@@ -94,6 +94,7 @@ tunnel = { type = "gre", checksum = "csum" }
             drain_timeout: Duration::from_secs(60),
             metrics_address: Some(sa("[::1]:9100")),
         },
+        dataplane: Dataplane::Ipvs,
         services: vec![
             ServiceSpec {
                 name: "web".into(),
@@ -423,7 +424,7 @@ backend = [{ address = "198.18.1.2:80", wieght = 2 }]
 ejection = "1s"
 "#),
         [
-            "vipd.toml:1:1: unknown key `services` at the top level (expected one of daemon, service; did you mean `service`?)",
+            "vipd.toml:1:1: unknown key `services` at the top level (expected one of daemon, dataplane, xdp, service; did you mean `service`?)",
             "vipd.toml:3:1: unknown key `metrics_listen` in [daemon] (expected one of vip_interface, drain_timeout, metrics_address)",
             "vipd.toml:7:1: unknown key `schedular` in [[service]] (expected one of name, vip, fwmark, family, protocol, scheduler, forwarding, tunnel, persistence, flags, drain_timeout, udp_stale_flows, backend, health; did you mean `scheduler`?)",
             "vipd.toml:8:41: unknown key `wieght` in [[service.backend]] (expected one of address, weight, upper_threshold, lower_threshold; did you mean `weight`?)",
@@ -749,7 +750,7 @@ name = "web"
 vip = "198.18.0.10:80"
 scheduler = "maglev"
 "#),
-        "vipd.toml:4:13: unknown scheduler \"maglev\" (expected one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos)"
+        "vipd.toml:4:13: scheduler \"maglev\" is the XDP data plane's (dataplane = \"xdp\"); IPVS's Maglev hashing is \"mh\""
     );
 }
 

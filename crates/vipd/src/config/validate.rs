@@ -18,7 +18,7 @@ use super::{
     suggest,
 };
 
-const TOP_KEYS: &[&str] = &["daemon", "service"];
+const TOP_KEYS: &[&str] = &["daemon", "dataplane", "xdp", "service"];
 const DAEMON_KEYS: &[&str] = &["vip_interface", "drain_timeout", "metrics_address"];
 const SERVICE_KEYS: &[&str] = &[
     "name",
@@ -46,15 +46,27 @@ pub(crate) fn config(root: Table<'_>, r: &mut Reporter<'_>) -> Config {
         .and_then(|f| f.table("in [daemon]", r))
         .map(|t| daemon(t, r))
         .unwrap_or_default();
+    let dataplane = super::dataplane::dataplane(root, r);
+    let xdp = dataplane.xdp().is_some();
     let mut seen = Seen::default();
-    let services = root
+    let tables = root
         .get("service")
         .and_then(|f| f.tables("[[service]]", "in [[service]]", r))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if xdp {
+        for t in &tables {
+            super::dataplane::xdp_restrictions(*t, r);
+        }
+    }
+    let services = tables
         .into_iter()
-        .filter_map(|t| service(t, &daemon, &mut seen, r))
+        .filter_map(|t| service(t, &daemon, xdp, &mut seen, r))
         .collect();
-    Config { daemon, services }
+    Config {
+        daemon,
+        dataplane,
+        services,
+    }
 }
 
 fn daemon(t: Table<'_>, r: &mut Reporter<'_>) -> DaemonSettings {
@@ -120,7 +132,7 @@ fn metrics_address(s: Sp<&str>, r: &mut Reporter<'_>) -> Option<Option<SocketAdd
 }
 
 /// What Linux refuses in an interface name (`dev_valid_name`), if anything.
-fn interface_name_problem(name: &str) -> Option<&'static str> {
+pub(crate) fn interface_name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("empty")
     } else if name.len() > 15 {
@@ -194,6 +206,7 @@ struct Identity {
 fn service(
     t: Table<'_>,
     daemon: &DaemonSettings,
+    xdp: bool,
     seen: &mut Seen,
     r: &mut Reporter<'_>,
 ) -> Option<ServiceSpec> {
@@ -205,10 +218,13 @@ fn service(
     }
 
     let scheduler = match t.get("scheduler") {
+        None if xdp => Some(Scheduler::MaglevHashing),
         None => Some(Scheduler::DEFAULT),
-        Some(f) => f
-            .keyword("scheduler", Scheduler::NAMES, Scheduler::from_name, r)
-            .map(|s| s.value),
+        // With xdp, IPVS names are reported by `xdp_restrictions`.
+        Some(f) => super::dataplane::maglev(f, xdp, r).unwrap_or_else(|| {
+            f.keyword("scheduler", Scheduler::NAMES, Scheduler::from_name, r)
+                .map(|s| s.value)
+        }),
     };
     let method = match t.get("forwarding") {
         None => Some("masq"),
@@ -238,10 +254,17 @@ fn service(
         },
         None => None,
     };
-    let persistence = t.get("persistence").map(|f| persistence(f, id.family, r));
-    let flags = t.get("flags").map_or(Some(Default::default()), |f| {
-        flags(f, scheduler, id.traffic, r)
-    });
+    // With xdp these are reported by `xdp_restrictions`, once.
+    let persistence = t
+        .get("persistence")
+        .filter(|_| !xdp)
+        .map(|f| persistence(f, id.family, r));
+    let flags = t
+        .get("flags")
+        .filter(|_| !xdp)
+        .map_or(Some(Default::default()), |f| {
+            flags(f, scheduler, id.traffic, r)
+        });
     let drain_timeout = t
         .get("drain_timeout")
         .map_or(Some(daemon.drain_timeout), |f| {

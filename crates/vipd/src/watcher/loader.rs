@@ -21,7 +21,8 @@ use super::{
 };
 
 /// The compiled kernel programs (built by build.rs from `vipd-ebpf`).
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vipd-ebpf"));
+pub(crate) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vipd-ebpf"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatcherError {

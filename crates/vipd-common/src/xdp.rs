@@ -1,0 +1,256 @@
+//! Types of the XDP data plane (`dataplane = "xdp"`): the maps the `vipd_xdp_lb` program
+//! reads and writes, the health record it sends to userspace, and the flow hash both
+//! sides agree on.
+//!
+//! Maps (names as in the object; sizes in the object are small placeholders, the XDP
+//! loader sets the real ones, so loading the object for the watcher alone costs little):
+//!
+//! | map | key | value |
+//! | --- | --- | --- |
+//! | `XDP_SERVICES` (hash) | [`crate::VipKey`] | [`XdpService`] |
+//! | `XDP_MAGLEV` (array) | `slot * MAGLEV_M + flow_hash % MAGLEV_M` | backend id (`u32`), [`NO_BACKEND`] if none |
+//! | `XDP_BACKENDS` (array) | backend id | [`XdpBackend`] |
+//! | `XDP_FLOWS` (LRU hash) | [`XdpTuple`] as the client sent it | [`XdpFlow`] |
+//! | `XDP_REPLIES` (LRU hash) | [`XdpTuple`] as the backend sends it | [`XdpReply`] |
+//! | `XDP_HEALTH` (ring buffer) | | [`XdpHealthEvent`] |
+//! | `XDP_STATS` (per-CPU array) | [`stat`] index | `u64` |
+//!
+//! ICMP echo is keyed like a port protocol: the echo identifier is the client's "port" and
+//! the VIP's port is 0 (a VIP answers ping through the `VipKey` with protocol ICMP, port 0).
+
+/// Size of each service's Maglev lookup table: a prime, so every skip visits every entry,
+/// and large (>= 100 x backends) so shares come out close to the weights.
+pub const MAGLEV_M: u32 = 65537;
+
+/// A Maglev entry for a service that has no backend with weight: the packet is dropped.
+pub const NO_BACKEND: u32 = u32::MAX;
+
+/// IP protocol number of ICMP and ICMPv6, as in `linux/in.h` / `linux/in6.h`.
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// One virtual service of the XDP data plane: `XDP_SERVICES`' value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct XdpService {
+    /// Which Maglev table in `XDP_MAGLEV` (0-based).
+    pub slot: u32,
+    /// Userspace's id of the service; carried in health events.
+    pub service_id: u32,
+}
+
+/// A backend: `XDP_BACKENDS`' value, indexed by backend id. `gen` 0 marks a free id;
+/// userspace gives every newly allocated id a new `gen`, so a flow still pointing at a
+/// removed backend (whose id may have been reused) sees the mismatch and is rescheduled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct XdpBackend {
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+    pub gen: u32,
+    /// The service (Maglev slot) it belongs to; lets a restarted vipd adopt the ids.
+    pub slot: u32,
+    pub _pad1: u32,
+}
+
+/// A connection's addresses as one side sends them. Forward packets (client to VIP) are
+/// keyed `src = client, dst = VIP`; replies `src = backend, dst = client`. IPv4 uses the
+/// first four bytes of each address, the rest zero. For ICMP echo, the client's port is
+/// the echo identifier and the other port 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct XdpTuple {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u8,
+    pub protocol: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Flag of [`XdpFlow::flags`] and [`XdpReply::flags`]: the flow began with a TCP SYN.
+pub const FLOW_SYN: u8 = 1;
+/// The backend has answered (any packet back from it).
+pub const FLOW_REPLIED: u8 = 2;
+/// A SYN retransmission was already reported for this connection attempt.
+pub const FLOW_RETRANSMIT_REPORTED: u8 = 4;
+
+/// Where a flow goes: `XDP_FLOWS`' value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct XdpFlow {
+    pub backend: [u8; 16],
+    /// Host byte order.
+    pub bport: u16,
+    pub family: u8,
+    /// `FLOW_*` bits.
+    pub flags: u8,
+    pub backend_id: u32,
+    /// The backend's `gen` when the flow was scheduled.
+    pub gen: u32,
+    pub service_id: u32,
+    /// When the connection attempt's first SYN passed (`bpf_ktime_get_ns`), else 0.
+    pub syn_ns: u64,
+}
+
+/// How to translate a reply back: `XDP_REPLIES`' value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct XdpReply {
+    pub vip: [u8; 16],
+    /// Host byte order.
+    pub vport: u16,
+    /// `FLOW_*` bits (only `FLOW_REPLIED` is used here).
+    pub flags: u8,
+    pub _pad: u8,
+    pub backend_id: u32,
+    pub service_id: u32,
+    pub _pad1: u32,
+}
+
+/// What an [`XdpHealthEvent`] reports. Carried as a `u8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum XdpHealthKind {
+    /// The backend answered a SYN with an RST: a refusal.
+    Refused = 1,
+    /// The backend sent an ICMP destination unreachable about a flow (UDP port
+    /// unreachable, host/net unreachable relayed by its stack, ...).
+    Unreachable = 2,
+    /// The client sent the SYN again with no answer from the backend in between.
+    SynRetransmit = 3,
+    /// The backend's first answer to a SYN (SYN-ACK): the connection is being set up.
+    Established = 4,
+}
+
+impl XdpHealthKind {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Refused,
+            2 => Self::Unreachable,
+            3 => Self::SynRetransmit,
+            4 => Self::Established,
+            _ => return None,
+        })
+    }
+}
+
+/// One failure (or success) the XDP program saw, for the health state machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct XdpHealthEvent {
+    pub ts_ns: u64,
+    pub service_id: u32,
+    pub backend_id: u32,
+    /// An [`XdpHealthKind`].
+    pub kind: u8,
+    pub family: u8,
+    pub protocol: u8,
+    /// For [`XdpHealthKind::Unreachable`]: the ICMP type and code.
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub _pad: [u8; 3],
+    /// Host byte order.
+    pub cport: u16,
+    pub vport: u16,
+    pub bport: u16,
+    pub _pad1: u16,
+    pub client: [u8; 16],
+    pub vip: [u8; 16],
+    pub backend: [u8; 16],
+}
+
+impl XdpHealthEvent {
+    /// Size of the record in the ring buffer; userspace rejects any other length.
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+}
+
+/// Indexes of `XDP_STATS`, a per-CPU array of counters.
+pub mod stat {
+    /// Packets the program saw.
+    pub const RX: u32 = 0;
+    /// Client packets to a VIP, rewritten to a backend and sent on.
+    pub const FORWARDED: u32 = 1;
+    /// Backend replies rewritten back to the VIP and sent on.
+    pub const REPLIED: u32 = 2;
+    /// Packets neither to a VIP nor from a known flow's backend: passed untouched.
+    pub const NOT_OURS: u32 = 3;
+    /// New flows scheduled through Maglev.
+    pub const NEW_FLOWS: u32 = 4;
+    /// IP fragments to or from a balanced address: passed to the kernel.
+    pub const FRAGMENTS: u32 = 5;
+    /// Packets whose IPv4 header checksum was wrong: dropped.
+    pub const BAD_CHECKSUM: u32 = 6;
+    /// Packets too short for the headers they announce: passed to the kernel.
+    pub const TRUNCATED: u32 = 7;
+    /// Rewritten packets the FIB could not forward from XDP (no neighbour entry yet, ...):
+    /// passed to the kernel, which forwards them and resolves the neighbour.
+    pub const FIB_PASS: u32 = 8;
+    /// Packets to a service with no backend: dropped.
+    pub const NO_BACKEND: u32 = 9;
+    /// Health events that did not fit into `XDP_HEALTH`.
+    pub const EVENTS_LOST: u32 = 10;
+    /// Packets whose TTL (hop limit) would expire here: passed, the kernel answers.
+    pub const TTL_EXPIRED: u32 = 11;
+    /// Number of counters.
+    pub const COUNT: u32 = 12;
+    /// Names, in index order (for status and metrics).
+    pub const NAMES: [&str; COUNT as usize] = [
+        "rx",
+        "forwarded",
+        "replied",
+        "not_ours",
+        "new_flows",
+        "fragments",
+        "bad_checksum",
+        "truncated",
+        "fib_pass",
+        "no_backend",
+        "events_lost",
+        "ttl_expired",
+    ];
+}
+
+/// murmur3's 32-bit finaliser: spreads every input bit over the whole word.
+#[inline(always)]
+const fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
+}
+
+#[inline(always)]
+const fn word(b: &[u8; 16], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// The hash that picks a flow's Maglev entry: over the client's and the VIP's address and
+/// port and the protocol. The kernel program and userspace (tests, the benchmark's
+/// flows-moved count) compute the same value.
+#[inline(always)]
+pub const fn flow_hash(t: &XdpTuple) -> u32 {
+    let mut h: u32 = 0x9e37_79b9;
+    let mut i = 0;
+    while i < 16 {
+        h = fmix32(h ^ word(&t.src, i));
+        h = fmix32(h ^ word(&t.dst, i));
+        i += 4;
+    }
+    h = fmix32(h ^ ((t.sport as u32) << 16 | t.dport as u32));
+    fmix32(h ^ ((t.family as u32) << 8 | t.protocol as u32))
+}
+
+const _: () = assert!(core::mem::size_of::<XdpService>() == 8);
+const _: () = assert!(core::mem::size_of::<XdpBackend>() == 32);
+const _: () = assert!(core::mem::size_of::<XdpTuple>() == 40);
+const _: () = assert!(core::mem::size_of::<XdpFlow>() == 40);
+const _: () = assert!(core::mem::size_of::<XdpReply>() == 32);
+const _: () = assert!(XdpHealthEvent::SIZE == 80);

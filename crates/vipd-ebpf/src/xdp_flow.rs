@@ -1,0 +1,166 @@
+//! Flows of the XDP data plane: choosing a backend through the service's Maglev table,
+//! remembering the choice in `XDP_FLOWS` (and how to translate the replies in
+//! `XDP_REPLIES`), and the health events a flow's packets reveal.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use vipd_common::xdp::{
+    flow_hash, stat, XdpBackend, XdpFlow, XdpHealthEvent, XdpHealthKind, XdpReply, XdpService,
+    XdpTuple, FLOW_SYN, MAGLEV_M, NO_BACKEND,
+};
+
+use crate::xdp_maps::{count, XDP_BACKENDS, XDP_FLOWS, XDP_HEALTH, XDP_MAGLEV, XDP_REPLIES};
+
+/// A SYN seen again this long after the last one, with no answer in between, is a
+/// retransmission (Linux's first SYN RTO is 1 s; duplicates come within microseconds).
+pub const SYN_RETRANSMIT_NS: u64 = 200_000_000;
+
+/// The backend id the service's Maglev table gives this flow, if it names a live one.
+#[inline(always)]
+pub fn maglev_id(svc: &XdpService, t: &XdpTuple) -> Option<u32> {
+    let index = svc.slot.wrapping_mul(MAGLEV_M) + flow_hash(t) % MAGLEV_M;
+    let id = *XDP_MAGLEV.get(index)?;
+    if id == NO_BACKEND {
+        return None;
+    }
+    match XDP_BACKENDS.get(id) {
+        Some(b) if b.gen != 0 => Some(id),
+        _ => None,
+    }
+}
+
+/// Whether the flow's backend is still the one it was scheduled to (not removed, id not
+/// reused).
+#[inline(always)]
+pub fn still_valid(f: &XdpFlow) -> bool {
+    match XDP_BACKENDS.get(f.backend_id) {
+        Some(b) => b.gen == f.gen && b.gen != 0,
+        None => false,
+    }
+}
+
+/// The tuple the backend's replies carry: the client's tuple with the VIP replaced by
+/// the backend, mirrored. ICMP echo keeps the identifier as the client's "port".
+#[inline(always)]
+pub fn reply_tuple(t: &XdpTuple, f: &XdpFlow) -> XdpTuple {
+    XdpTuple {
+        src: f.backend,
+        dst: t.src,
+        sport: f.bport,
+        dport: t.sport,
+        family: t.family,
+        protocol: t.protocol,
+        _pad: [0; 2],
+    }
+}
+
+/// Schedules the flow `t` to backend `id`: records both directions. `syn_ns`: when the
+/// flow's first SYN passed, 0 if it did not begin with one. Not inlined: the records
+/// need their own stack frame.
+#[inline(never)]
+pub fn schedule(svc: &XdpService, t: &XdpTuple, id: u32, b: &XdpBackend, syn_ns: u64) {
+    let syn = syn_ns != 0;
+    let f = XdpFlow {
+        backend: b.addr,
+        // ICMP echo: the backend's "port" is 0, like the VIP's.
+        bport: if t.dport == 0 { 0 } else { b.port },
+        family: b.family,
+        flags: if syn { FLOW_SYN } else { 0 },
+        backend_id: id,
+        gen: b.gen,
+        service_id: svc.service_id,
+        syn_ns,
+    };
+    let r = XdpReply {
+        vip: t.dst,
+        vport: t.dport,
+        flags: 0,
+        _pad: 0,
+        backend_id: id,
+        service_id: svc.service_id,
+        _pad1: 0,
+    };
+    // A failed insert (out of memory) only costs this flow its stickiness; the next
+    // packet is scheduled the same way by Maglev.
+    let _ = XDP_FLOWS.insert(t, &f, 0);
+    let _ = XDP_REPLIES.insert(&reply_tuple(t, &f), &r, 0);
+    count(stat::NEW_FLOWS);
+}
+
+/// Reports a health event about the flow `t` (client to VIP) on backend `f`. Not
+/// inlined, and written straight into the ring buffer's reserved slot, not built on the
+/// stack: the BPF stack (512 bytes over the whole call chain) has no room for the record.
+#[inline(never)]
+pub fn health(kind: XdpHealthKind, t: &XdpTuple, f: &XdpFlow, icmp: u16) {
+    let Some(mut slot) = XDP_HEALTH.reserve::<XdpHealthEvent>(0) else {
+        count(stat::EVENTS_LOST);
+        return;
+    };
+    let e = slot.as_mut_ptr();
+    // SAFETY: `e` points at a reserved, writable record of the right size; every field
+    // is written before it is submitted.
+    unsafe {
+        (*e).ts_ns = bpf_ktime_get_ns();
+        (*e).service_id = f.service_id;
+        (*e).backend_id = f.backend_id;
+        (*e).kind = kind as u8;
+        (*e).family = t.family;
+        (*e).protocol = t.protocol;
+        (*e).icmp_type = (icmp >> 8) as u8;
+        (*e).icmp_code = icmp as u8;
+        (*e)._pad = [0; 3];
+        (*e).cport = t.sport;
+        (*e).vport = t.dport;
+        (*e).bport = f.bport;
+        (*e)._pad1 = 0;
+        (*e).client = t.src;
+        (*e).vip = t.dst;
+        (*e).backend = f.backend;
+    }
+    slot.submit(0);
+}
+
+/// Reports a health event about a flow known from its reply side: `r` is the tuple the
+/// backend sends (backend -> client), `rep` how it translates. Written straight into the
+/// ring buffer, like [`health`].
+#[inline(never)]
+pub fn health_reply(kind: XdpHealthKind, r: &XdpTuple, rep: &XdpReply, icmp: u16) {
+    let Some(mut slot) = XDP_HEALTH.reserve::<XdpHealthEvent>(0) else {
+        count(stat::EVENTS_LOST);
+        return;
+    };
+    let e = slot.as_mut_ptr();
+    // SAFETY: as in `health`.
+    unsafe {
+        (*e).ts_ns = bpf_ktime_get_ns();
+        (*e).service_id = rep.service_id;
+        (*e).backend_id = rep.backend_id;
+        (*e).kind = kind as u8;
+        (*e).family = r.family;
+        (*e).protocol = r.protocol;
+        (*e).icmp_type = (icmp >> 8) as u8;
+        (*e).icmp_code = icmp as u8;
+        (*e)._pad = [0; 3];
+        (*e).cport = r.dport;
+        (*e).vport = rep.vport;
+        (*e).bport = r.sport;
+        (*e)._pad1 = 0;
+        (*e).client = r.dst;
+        (*e).vip = rep.vip;
+        (*e).backend = r.src;
+    }
+    slot.submit(0);
+}
+
+/// The client's tuple of a flow known from its reply side (`r`: backend -> client).
+#[inline(always)]
+pub fn client_tuple(r: &XdpTuple, rep: &XdpReply) -> XdpTuple {
+    XdpTuple {
+        src: r.dst,
+        dst: rep.vip,
+        sport: r.dport,
+        dport: rep.vport,
+        family: r.family,
+        protocol: r.protocol,
+        _pad: [0; 2],
+    }
+}

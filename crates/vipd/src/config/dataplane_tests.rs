@@ -1,0 +1,143 @@
+//! `dataplane` and `[xdp]`: the model, and each message with where it points.
+
+use super::*;
+
+fn text(t: &str) -> &str {
+    t.strip_prefix('\n').unwrap_or(t)
+}
+
+fn errors(t: &str) -> Vec<String> {
+    match parse("vipd.toml", text(t)) {
+        Ok(cfg) => panic!("expected errors, got {cfg:#?}"),
+        Err(d) => d.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn ok(t: &str) -> Config {
+    parse("vipd.toml", text(t)).unwrap_or_else(|d| panic!("unexpected errors:\n{d}"))
+}
+
+#[test]
+fn xdp_config_becomes_the_xdp_dataplane_with_maglev() {
+    let cfg = ok(r#"
+dataplane = "xdp"
+[xdp]
+interface = "eth1"
+
+[[service]]
+name = "web"
+vip = "198.18.100.1:80"
+scheduler = "maglev"
+backend = [{ address = "198.18.2.11:8080", weight = 3 }]
+
+[[service]]
+name = "dns"
+vip = "198.18.100.1:53"
+protocol = "udp"
+backend = [{ address = "198.18.2.11:5353" }]
+"#);
+    assert_eq!(
+        cfg.dataplane,
+        Dataplane::Xdp(XdpSettings {
+            interface: "eth1".into(),
+            pin_maps: true,
+        })
+    );
+    assert!(cfg
+        .services
+        .iter()
+        .all(|s| s.scheduler == Scheduler::MaglevHashing));
+    assert_eq!(cfg.services[0].backends[0].weight, 3);
+}
+
+#[test]
+fn ipvs_is_the_default_and_xdp_settings_are_optional_there() {
+    let cfg = ok(r#"
+[[service]]
+name = "web"
+vip = "198.18.100.1:80"
+"#);
+    assert_eq!(cfg.dataplane, Dataplane::Ipvs);
+    assert_eq!(cfg.services[0].scheduler, Scheduler::DEFAULT);
+    let cfg = ok("dataplane = \"ipvs\"\n");
+    assert_eq!(cfg.dataplane, Dataplane::Ipvs);
+}
+
+#[test]
+fn xdp_needs_an_interface() {
+    assert_eq!(
+        errors("dataplane = \"xdp\"\n"),
+        ["vipd.toml:1:13: dataplane = \"xdp\" needs an [xdp] table with `interface` (the balancer's interface)"]
+    );
+    assert_eq!(
+        errors("dataplane = \"xdp\"\n[xdp]\npin_maps = false\n"),
+        ["vipd.toml:2:1: [xdp] needs `interface`: the balancer's interface"]
+    );
+    assert_eq!(
+        errors("dataplane = \"xdp\"\n[xdp]\ninterface = \"a/b\"\n"),
+        ["vipd.toml:3:13: invalid interface \"a/b\": contains '/'"]
+    );
+}
+
+#[test]
+fn unknown_dataplanes_and_stray_xdp_tables_are_errors() {
+    assert_eq!(
+        errors("dataplane = \"xpd\"\n"),
+        ["vipd.toml:1:13: unknown dataplane \"xpd\" (expected one of ipvs, xdp)"]
+    );
+    assert_eq!(
+        errors("[xdp]\ninterface = \"eth0\"\n"),
+        ["vipd.toml:1:1: [xdp] is only used with dataplane = \"xdp\" (this config uses IPVS)"]
+    );
+}
+
+#[test]
+fn maglev_is_not_an_ipvs_scheduler() {
+    assert_eq!(
+        errors("[[service]]\nname = \"w\"\nvip = \"198.18.100.1:80\"\nscheduler = \"maglev\"\n"),
+        ["vipd.toml:4:13: scheduler \"maglev\" is the XDP data plane's (dataplane = \"xdp\"); IPVS's Maglev hashing is \"mh\""]
+    );
+}
+
+#[test]
+fn options_only_ipvs_has_are_rejected_with_xdp_each_where_written() {
+    let e = errors(
+        r#"
+dataplane = "xdp"
+[xdp]
+interface = "eth0"
+
+[[service]]
+name = "a"
+vip = "198.18.100.1:80"
+scheduler = "wrr"
+forwarding = "route"
+persistence = { timeout = "60s" }
+flags = ["sh-port"]
+  [[service.backend]]
+  address = "198.18.2.11:80"
+  upper_threshold = 10
+
+[[service]]
+name = "b"
+fwmark = 5
+family = "ipv4"
+
+[[service]]
+name = "c"
+vip = "[fd00:18::1]:53"
+protocol = "udp"
+udp_stale_flows = "keep"
+"#,
+    );
+    let want = [
+        "vipd.toml:8:13: scheduler \"wrr\" is an IPVS scheduler; the XDP data plane's is \"maglev\" (weighted consistent hashing, the default)",
+        "vipd.toml:9:14: the XDP data plane forwards by rewriting addresses only: `forwarding` must be \"masq\" (or left out)",
+        "vipd.toml:10:15: `persistence` needs IPVS: with the XDP data plane a flow stays on its backend through the flow table, and there are no client-persistence templates",
+        "vipd.toml:11:9: `flags` needs IPVS: they are options of IPVS schedulers; the XDP data plane always hashes the client's address and port (Maglev)",
+        "vipd.toml:14:21: `upper_threshold` needs IPVS: the XDP data plane keeps no connection counts per backend",
+        "vipd.toml:18:10: `fwmark` needs IPVS: the XDP data plane balances VIP:port services only",
+        "vipd.toml:25:19: udp_stale_flows = \"keep\" needs IPVS: the XDP data plane moves the flows of a removed backend at their next packet (\"expire\")",
+    ];
+    assert_eq!(e, want, "{e:#?}");
+}
