@@ -182,7 +182,8 @@ pub mod stat {
     pub const NOT_OURS: u32 = 3;
     /// New flows scheduled through Maglev.
     pub const NEW_FLOWS: u32 = 4;
-    /// IP fragments to or from a balanced address: passed to the kernel.
+    /// IPv4 fragments and IPv6 packets with a fragment header: passed to the kernel
+    /// (only the first fragment carries ports, so they cannot be balanced as a flow).
     pub const FRAGMENTS: u32 = 5;
     /// Packets whose IPv4 header checksum was wrong: dropped.
     pub const BAD_CHECKSUM: u32 = 6;

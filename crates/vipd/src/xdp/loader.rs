@@ -118,7 +118,8 @@ pub fn ensure_bpffs() -> Result<(), XdpError> {
 pub struct XdpProgram {
     ebpf: Ebpf,
     sizes: Sizes,
-    links: Vec<(String, XdpLinkId)>,
+    /// (program, interface, link) of every attachment this object made.
+    links: Vec<(&'static str, String, XdpLinkId)>,
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, XdpError> {
@@ -197,7 +198,21 @@ impl XdpProgram {
                 interface: interface.to_owned(),
                 source,
             })?;
-        self.links.push((interface.to_owned(), id));
+        self.links.push((name, interface.to_owned(), id));
+        Ok(())
+    }
+
+    /// Detaches every attachment this object made (not pinned links, which outlive it
+    /// by design; see [`XdpProgram::detach_pinned`]).
+    pub fn detach_all(&mut self) -> Result<(), XdpError> {
+        for (name, _, id) in std::mem::take(&mut self.links) {
+            program(&mut self.ebpf, name)?
+                .detach(id)
+                .map_err(|source| XdpError::Program {
+                    program: name,
+                    source,
+                })?;
+        }
         Ok(())
     }
 
@@ -223,7 +238,7 @@ impl XdpProgram {
                 });
             match replaced {
                 Some(Ok(id)) => {
-                    self.links.push((interface.to_owned(), id));
+                    self.links.push((LB_PROGRAM, interface.to_owned(), id));
                     return Ok(());
                 }
                 // A stale pin (its interface gone, say): start over.
@@ -264,7 +279,7 @@ impl XdpProgram {
 
     /// The interfaces the programs are attached to.
     pub fn interfaces(&self) -> impl Iterator<Item = &str> {
-        self.links.iter().map(|(i, _)| i.as_str())
+        self.links.iter().map(|(_, i, _)| i.as_str())
     }
 
     /// The balancer program's descriptor (for BPF_PROG_TEST_RUN).
