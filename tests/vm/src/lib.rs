@@ -73,6 +73,18 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     .expect("netns thread panicked")
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel programs' timestamps
+/// (`bpf_ktime_get_ns`).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Gives the calling thread a real-time priority (SCHED_FIFO `priority`), so that a busy
 /// emulated VM does not delay what it times (the weight watcher's polls, the load's
 /// schedule). Best effort: returns false where that is not permitted. Threads it spawns

@@ -10,20 +10,10 @@ use vipd::watcher::{Correlator, Hooks, Outcome, Probes, Report};
 use vipd_common::IPPROTO_TCP;
 use vipd_vmtests::{
     lab::{Family, Lab},
-    require_vm,
+    monotonic_ns, require_vm,
 };
 
 const RPORT: u16 = 8080;
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 struct Watch {
     probes: Probes,

@@ -18,7 +18,7 @@ use vipd_common::IPPROTO_UDP;
 use vipd_vmtests::{
     in_netns,
     lab::{Family, Lab},
-    require_vm, sh,
+    monotonic_ns, require_vm, sh,
 };
 
 const RPORT: u16 = 5353;
@@ -244,16 +244,6 @@ fn a_silent_backend_keeps_owing_a_reply(family: Family) {
         traffic(&probes, vip, backend).map(|t| (t.1, t.2)),
         Some((2, 0))
     );
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[test]
