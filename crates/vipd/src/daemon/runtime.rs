@@ -597,7 +597,13 @@ impl Daemon {
         self.metrics.reconcile_ops("ipvs", written.len() as u64);
         for w in &written {
             if w.from == 0 && w.to > 0 {
-                if let Some((_, vip)) = self.services.by_key.get(&w.service).and_then(|s| s.vip) {
+                let udp_vip = self
+                    .services
+                    .by_key
+                    .get(&w.service)
+                    .and_then(|s| s.vip)
+                    .filter(|(p, _)| *p == libc::IPPROTO_UDP as u8);
+                if let Some((_, vip)) = udp_vip {
                     self.udp_rejoined.push((vip, SocketAddr::from(w.dest)));
                 }
             }

@@ -14,15 +14,13 @@ use vipd_ipvs::{Client, ServiceKey};
 use super::services::Services;
 use crate::reconcile::desired::DestId;
 
-/// One weight written (0 for a destination that was deleted).
+/// One weight written (0 for a destination that is deleted or was absent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
     pub service: ServiceKey,
     pub dest: DestId,
     pub from: u32,
     pub to: u32,
-    /// The destination was deleted (`to` is 0) or added back.
-    pub membership: bool,
 }
 
 pub struct WeightWriter {
@@ -99,7 +97,6 @@ impl WeightWriter {
                         dest,
                         from: if from.is_none() { to.unwrap_or(0) } else { old },
                         to: to.unwrap_or(0),
-                        membership: was_there != to.is_some(),
                     });
                 }
                 Err(e) => {
