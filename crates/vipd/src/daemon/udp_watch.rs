@@ -69,8 +69,11 @@ impl UdpWatch {
                 silent_since_ns,
             });
         }
-        self.replied
-            .retain(|k, _| counters.iter().any(|(c, _)| c == k));
+        if self.replied.len() > counters.len() {
+            let present: std::collections::HashSet<&DestKey> =
+                counters.iter().map(|(k, _)| k).collect();
+            self.replied.retain(|k, _| present.contains(k));
+        }
         out
     }
 }
