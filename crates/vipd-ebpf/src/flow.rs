@@ -26,11 +26,17 @@ pub fn normalise(family: &mut u8, saddr: &mut [u8; 16], daddr: &mut [u8; 16]) {
 /// Whether the event's destination is a VIP that vipd manages.
 #[inline(always)]
 pub fn watched(ev: &ConnEvent) -> bool {
+    watched_vip(ev.daddr, ev.dport, ev.family, ev.protocol)
+}
+
+/// Whether `addr:port` (`protocol`) is a VIP that vipd manages.
+#[inline(always)]
+pub fn watched_vip(addr: [u8; 16], port: u16, family: u8, protocol: u8) -> bool {
     let key = VipKey {
-        addr: ev.daddr,
-        port: ev.dport,
-        family: ev.family,
-        protocol: ev.protocol,
+        addr,
+        port,
+        family,
+        protocol,
     };
     VIPS.get_ptr(&key).is_some()
 }

@@ -12,13 +12,9 @@
 //! come from the ip_vs module's BTF (`IPVS_CONN` global).
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::kprobe, programs::ProbeContext};
-use vipd_common::{DestKey, IpvsConnOffsets, UdpTraffic, VipKey, AF_INET, IPPROTO_UDP};
+use vipd_common::{DestKey, IpvsConnOffsets, UdpTraffic, AF_INET, IPPROTO_UDP};
 
-use crate::{
-    emit::global,
-    kernel_read::read,
-    maps::{UDP_TRAFFIC, VIPS},
-};
+use crate::{emit::global, flow, kernel_read::read, maps::UDP_TRAFFIC};
 
 #[unsafe(no_mangle)]
 static IPVS_CONN: IpvsConnOffsets = IpvsConnOffsets {
@@ -73,13 +69,7 @@ fn try_ip_vs_xmit(ctx: &ProbeContext) -> Result<(), i32> {
         }
         key
     };
-    let vip_key = VipKey {
-        addr: key.vip,
-        port: key.vport,
-        family: key.family,
-        protocol: IPPROTO_UDP as u8,
-    };
-    if VIPS.get_ptr(&vip_key).is_none() {
+    if !flow::watched_vip(key.vip, key.vport, key.family, IPPROTO_UDP as u8) {
         return Ok(());
     }
     // SAFETY: a helper without preconditions.

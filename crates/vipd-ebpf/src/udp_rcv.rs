@@ -11,11 +11,12 @@
 //! header. Both are protocol handlers called through a pointer, so never inlined.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::kprobe, programs::ProbeContext};
-use vipd_common::{DestKey, FlowKey, UdpTraffic, VipKey, AF_INET, AF_INET6, IPPROTO_UDP};
+use vipd_common::{DestKey, FlowKey, UdpTraffic, AF_INET, AF_INET6, IPPROTO_UDP};
 
 use crate::{
+    flow,
     kernel_read::read,
-    maps::{CONNS, UDP_TRAFFIC, VIPS},
+    maps::{CONNS, UDP_TRAFFIC},
     skb,
 };
 
@@ -50,13 +51,7 @@ fn try_udp_rcv(ctx: &ProbeContext) -> Result<(), i32> {
         let (sport, dport) = skb::udp_ports(udph)?;
         (family as u8, src, dst, sport, dport)
     };
-    let vip_key = VipKey {
-        addr: vip,
-        port: vport,
-        family,
-        protocol: IPPROTO_UDP as u8,
-    };
-    if VIPS.get_ptr(&vip_key).is_none() {
+    if !flow::watched_vip(vip, vport, family, IPPROTO_UDP as u8) {
         return Ok(());
     }
     let flow = FlowKey {

@@ -53,8 +53,8 @@ impl UdpTally {
         for (key, t) in now {
             let before = self.last.insert(*key, *t).unwrap_or_default();
             let (sent, replies) = (
-                t.sent - before.sent.min(t.sent),
-                t.replied - before.replied.min(t.replied),
+                t.sent.saturating_sub(before.sent),
+                t.replied.saturating_sub(before.replied),
             );
             if sent == 0 && replies == 0 {
                 continue;
