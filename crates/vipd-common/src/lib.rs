@@ -14,8 +14,7 @@ pub mod xdp;
 pub use event::{ConnEvent, EventKind};
 pub use keys::{Backend, DestKey, FlowKey, UdpTraffic, VipKey};
 pub use offsets::{
-    IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockCommonOffsets, SockTracepointOffsets,
-    NO_FIELD,
+    IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockOffsets, SockTracepointOffsets, NO_FIELD,
 };
 
 /// Address families, as in `linux/socket.h`.
@@ -33,7 +32,7 @@ mod pod {
     unsafe impl aya::Pod for crate::ConnEvent {}
     unsafe impl aya::Pod for crate::SockTracepointOffsets {}
     unsafe impl aya::Pod for crate::IpvsConnParamOffsets {}
-    unsafe impl aya::Pod for crate::SockCommonOffsets {}
+    unsafe impl aya::Pod for crate::SockOffsets {}
     unsafe impl aya::Pod for crate::VipKey {}
     unsafe impl aya::Pod for crate::FlowKey {}
     unsafe impl aya::Pod for crate::Backend {}

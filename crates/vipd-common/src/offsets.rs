@@ -69,11 +69,13 @@ pub struct IpvsConnParamOffsets {
     pub af: u16,
 }
 
-/// Byte offsets of the members of `struct sock_common` (at the start of every
-/// `struct sock`), from BTF. Used by the `tcp_connect` hook.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Byte offsets into a TCP socket (`struct sock`), from BTF: the `struct sock_common`
+/// members it starts with, `inet_sock.inet_sport` and `sock.sk_protocol`. Read by every
+/// hook that is handed a socket: the `tcp_connect` kprobe and fentry, and the tp_btf
+/// variants of the socket tracepoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
-pub struct SockCommonOffsets {
+pub struct SockOffsets {
     pub valid: u16,
     /// `__be32 skc_daddr`
     pub daddr: u16,
@@ -81,14 +83,36 @@ pub struct SockCommonOffsets {
     pub rcv_saddr: u16,
     /// `__be16 skc_dport`
     pub dport: u16,
-    /// `__u16 skc_num` (local port, host order)
-    pub num: u16,
     /// `unsigned short skc_family`
     pub family: u16,
     /// `struct in6_addr skc_v6_daddr`
     pub v6_daddr: u16,
     /// `struct in6_addr skc_v6_rcv_saddr`
     pub v6_rcv_saddr: u16,
+    /// `volatile unsigned char skc_state`
+    pub state: u16,
+    /// `__be16 inet_sport` of `struct inet_sock` (the bound source port; unlike
+    /// `skc_num` it survives the port's release when the socket closes).
+    pub sport: u16,
+    /// `u16 sk_protocol` of `struct sock`; [`NO_FIELD`] on kernels where it is a
+    /// bitfield, which rules out the tp_btf variant of `inet_sock_set_state`.
+    pub protocol: u16,
+}
+
+impl SockOffsets {
+    /// Not configured: the programs do nothing.
+    pub const UNSET: Self = Self {
+        valid: 0,
+        daddr: 0,
+        rcv_saddr: 0,
+        dport: 0,
+        family: 0,
+        v6_daddr: 0,
+        v6_rcv_saddr: 0,
+        state: 0,
+        sport: 0,
+        protocol: NO_FIELD,
+    };
 }
 
 /// Byte offsets of the members of `struct sk_buff` the UDP hooks read, from BTF.

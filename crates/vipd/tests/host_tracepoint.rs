@@ -1,6 +1,10 @@
-//! Host tier: vipd's socket tracepoint programs, loaded on the running kernel, report a
-//! loopback TCP connection's lifecycle with its exact addresses, and only for watched
-//! destinations. Needs root (CAP_BPF); it fails, never skips, without it.
+//! Host tier: vipd's socket hooks, loaded on the running kernel, report a loopback TCP
+//! connection's lifecycle with its exact addresses, and only for watched destinations.
+//! Every scenario runs twice: with the classic tracepoints (record offsets from
+//! tracefs), and with the tp_btf tracepoints (offsets from BTF), each asserting that it
+//! got the form it asked for. The host kernel has neither kprobes nor ftrace for BPF
+//! (fentry), so tcp_connect and IPVS are VM-tier tests. Needs root (CAP_BPF); it fails,
+//! never skips, without it.
 
 use std::{
     io::Write,
@@ -8,10 +12,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vipd::watcher::{Event, Hooks, Probes, TcpState};
+use vipd::watcher::{Event, Flavour, HookKind, Hooks, Probes, TcpState};
 use vipd_common::IPPROTO_TCP;
 
 type Transition = (SocketAddr, TcpState, TcpState);
+
+/// The three socket tracepoints in `flavour`; asserts the form attached (`Auto` must
+/// pick tp_btf, which this kernel has).
+fn load(flavour: Flavour) -> Probes {
+    let probes = Probes::load(Hooks::TRACEPOINTS.with_flavour(flavour))
+        .unwrap_or_else(|e| panic!("loading the {flavour:?} socket hooks (run as root): {e}"));
+    let expected = match flavour {
+        Flavour::Classic => vec![HookKind::TracePoint; 3],
+        Flavour::Btf | Flavour::Auto => vec![HookKind::BtfTracePoint; 3],
+    };
+    let kinds: Vec<HookKind> = probes.attachments().iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, expected, "{}", probes.describe());
+    probes
+}
 
 /// Collects the state changes of the client socket connecting to `server`, identified
 /// by the kernel socket address (`skaddr`) of the event that carries `client` as its
@@ -57,9 +75,8 @@ fn transitions(
     mine(&toward_server, client_sock)
 }
 
-fn lifecycle(bind: &str) {
-    let mut probes =
-        Probes::load(Hooks::TRACEPOINTS).expect("loading the tracepoint programs (run as root)");
+fn lifecycle(flavour: Flavour, bind: &str) {
+    let mut probes = load(flavour);
     let listener = TcpListener::bind(bind).unwrap();
     let server = listener.local_addr().unwrap();
     probes.watch(server, IPPROTO_TCP as u8, 1).unwrap();
@@ -91,19 +108,51 @@ fn lifecycle(bind: &str) {
 
 #[test]
 fn tracepoint_reports_ipv4_loopback_connection() {
-    lifecycle("127.0.0.1:0");
+    lifecycle(Flavour::Classic, "127.0.0.1:0");
 }
 
 #[test]
 fn tracepoint_reports_ipv6_loopback_connection() {
-    lifecycle("[::1]:0");
+    lifecycle(Flavour::Classic, "[::1]:0");
+}
+
+#[test]
+fn tp_btf_reports_ipv4_loopback_connection() {
+    lifecycle(Flavour::Btf, "127.0.0.1:0");
+}
+
+#[test]
+fn tp_btf_reports_ipv6_loopback_connection() {
+    lifecycle(Flavour::Btf, "[::1]:0");
+}
+
+/// `auto` (what the daemon uses) picks tp_btf where the kernel has it.
+#[test]
+fn auto_picks_tp_btf_on_this_kernel() {
+    lifecycle(Flavour::Auto, "127.0.0.1:0");
+}
+
+/// A hook with no form this kernel can attach is an error naming why each failed:
+/// tcp_connect has neither fentry (no ftrace for BPF here) nor a kprobe.
+#[test]
+fn hook_without_any_form_names_every_reason() {
+    let err = match Probes::load(Hooks::SOCKETS) {
+        Ok(p) => panic!(
+            "tcp_connect attached on a host without kprobes: {}",
+            p.describe()
+        ),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.starts_with("tcp_connect: cannot attach as kprobe:")
+            && err.contains("fentry unavailable"),
+        "{err}"
+    );
 }
 
 /// Only connections to watched addresses produce events: the kernel filters.
-#[test]
-fn unwatched_connections_produce_no_events() {
-    let mut probes =
-        Probes::load(Hooks::TRACEPOINTS).expect("loading the tracepoint programs (run as root)");
+fn unwatched_connections_produce_no_events(flavour: Flavour) {
+    let mut probes = load(flavour);
     let watched = TcpListener::bind("127.0.0.1:0").unwrap();
     let other = TcpListener::bind("127.0.0.1:0").unwrap();
     probes
@@ -133,11 +182,19 @@ fn unwatched_connections_produce_no_events() {
     assert!(saw_marker, "no event for the watched connection");
 }
 
-/// A refused connection (nothing listens) shows as an RST received in SYN_SENT.
 #[test]
-fn refused_connection_reports_receive_reset() {
-    let mut probes =
-        Probes::load(Hooks::TRACEPOINTS).expect("loading the tracepoint programs (run as root)");
+fn tracepoint_filters_unwatched_connections() {
+    unwatched_connections_produce_no_events(Flavour::Classic);
+}
+
+#[test]
+fn tp_btf_filters_unwatched_connections() {
+    unwatched_connections_produce_no_events(Flavour::Btf);
+}
+
+/// A refused connection (nothing listens) shows as an RST received in SYN_SENT.
+fn refused_connection_reports_receive_reset(flavour: Flavour) {
+    let mut probes = load(flavour);
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -166,4 +223,62 @@ fn refused_connection_reports_receive_reset() {
         closed_from_syn_sent,
         "no SYN_SENT -> CLOSE for the refused connection"
     );
+}
+
+#[test]
+fn tracepoint_reports_refusal() {
+    refused_connection_reports_receive_reset(Flavour::Classic);
+}
+
+#[test]
+fn tp_btf_reports_refusal() {
+    refused_connection_reports_receive_reset(Flavour::Btf);
+}
+
+/// A SYN the server drops shows as a retransmission in SYN_SENT. The listener's accept
+/// queue is made full (backlog 0, one connection never accepted), so the kernel drops
+/// the next SYN and the client resends it after its initial RTO (1 s).
+fn dropped_syn_reports_retransmit(flavour: Flavour) {
+    let mut probes = load(flavour);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: a valid listening socket; listen() again only changes its backlog.
+    assert_eq!(
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) },
+        0
+    );
+    let server = listener.local_addr().unwrap();
+    let _fills_the_queue = TcpStream::connect(server).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    probes.watch(server, IPPROTO_TCP as u8, 1).unwrap();
+    let waiting =
+        std::thread::spawn(move || TcpStream::connect_timeout(&server, Duration::from_secs(3)));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut retransmit = None;
+    while Instant::now() < deadline && retransmit.is_none() {
+        match probes.next_event() {
+            Some(Ok(Event::Retransmit {
+                dst, state, src, ..
+            })) if dst == server => {
+                retransmit = Some((src, state));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("undecodable event: {e}"),
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    let (src, state) = retransmit.expect("no retransmit event for the dropped SYN");
+    assert_eq!(state, TcpState::SynSent);
+    assert_ne!(src.port(), 0, "the retransmitted SYN has its source port");
+    drop(listener);
+    let _ = waiting.join();
+}
+
+#[test]
+fn tracepoint_reports_syn_retransmit() {
+    dropped_syn_reports_retransmit(Flavour::Classic);
+}
+
+#[test]
+fn tp_btf_reports_syn_retransmit() {
+    dropped_syn_reports_retransmit(Flavour::Btf);
 }

@@ -6,6 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use vipd::{
     daemon::{self, control::DEFAULT_RUNTIME_DIR, Options},
     reconcile::DEFAULT_STATE_FILE,
+    watcher::Flavour,
 };
 
 #[derive(clap::Args)]
@@ -19,6 +20,10 @@ pub struct Args {
     /// Where the control socket (`vipd.sock`) and the health record (`health.json`) live.
     #[arg(long, default_value = DEFAULT_RUNTIME_DIR, env = "VIPD_RUNTIME_DIR")]
     runtime_dir: PathBuf,
+    /// How to attach the socket hooks: `auto` (tp_btf and fentry where the kernel has
+    /// them, else tracepoints and kprobes, hook by hook), `btf` or `classic`.
+    #[arg(long, default_value = "auto", env = "VIPD_PROBES")]
+    probes: Flavour,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -30,6 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config: args.config,
         state_file: args.state_file,
         runtime_dir: args.runtime_dir,
+        probes: args.probes,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -133,6 +133,9 @@ pub fn render(view: &DaemonView, now: SystemTime) -> String {
         w.evicted,
         w.tracked_connections,
     ));
+    if !w.hooks.is_empty() {
+        out.push_str(&format!("hooks: {}\n", w.hooks));
+    }
     if view.services.is_empty() {
         out.push_str("\nno services configured\n");
         return out;
@@ -195,6 +198,7 @@ mod tests {
             }),
             watcher: WatcherView {
                 mode: "full".into(),
+                hooks: "tp_btf: inet_sock_set_state; kprobe: ip_vs_conn_new".into(),
                 lost_events: 0,
                 unattributed: 2,
                 evicted: 0,
@@ -266,6 +270,7 @@ mod tests {
 vipd 0.1.0 (pid 4242), up 1h02m; config /etc/vipd/vipd.toml, loaded 5m03s ago
 last reload 12s ago: rejected: vipd.toml:3:1: unknown key
 watcher: full; lost events 0, unattributed 2, evicted 0, tracked connections 17
+hooks: tp_btf: inet_sock_set_state; kprobe: ip_vs_conn_new
 
 web  198.18.0.10:80/tcp  wlc
   Backend          State         Weight  ActiveConn  InActConn  UdpSent/Replies  Quarantines  QuarLeft  Fails  Recent (newest first)
@@ -282,6 +287,7 @@ db  [fd00:18::1]:5432/tcp  sh  PANIC (every backend out: all kept in rotation)
     fn reload_ok_and_no_services() {
         let mut v = view();
         v.services.clear();
+        v.watcher.hooks.clear();
         v.last_reload = Some(ReloadView {
             unix_ms: 999_999_000,
             ok: true,

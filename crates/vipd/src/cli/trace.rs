@@ -16,7 +16,7 @@ use std::{
 use anyhow::{bail, Context};
 use vipd::{
     config::{self, Protocol, ServiceKey},
-    watcher::{Correlator, Event, Hooks, Outcome, Probes, Report},
+    watcher::{Correlator, Event, Flavour, Hooks, Outcome, Probes, Report},
 };
 
 #[derive(clap::Args)]
@@ -30,6 +30,9 @@ pub struct Args {
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
+    /// How to attach the socket hooks: `auto`, `btf` or `classic` (see `vipd run`).
+    #[arg(long, default_value = "auto", env = "VIPD_PROBES")]
+    probes: Flavour,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -258,15 +261,18 @@ impl Printer {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&args.config).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let mut probes = match Probes::load(Hooks::ALL) {
+    let mut probes = match Probes::load(Hooks::ALL.with_flavour(args.probes)) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(
-                "{e}; tracing with tracepoints only: events will not name their real backends"
+                "{e}; tracing without IPVS hooks: events will not name their real backends"
             );
-            Probes::load(Hooks::TRACEPOINTS).context("loading the tracepoint programs")?
+            Probes::load(Hooks::SOCKETS.with_flavour(args.probes))
+                .or_else(|_| Probes::load(Hooks::TRACEPOINTS.with_flavour(args.probes)))
+                .context("loading the socket hooks")?
         }
     };
+    tracing::info!("hooks: {}", probes.describe());
     let mut names = HashMap::new();
     for (id, svc) in cfg.services.iter().enumerate() {
         if args.service.as_ref().is_some_and(|n| *n != svc.name) {

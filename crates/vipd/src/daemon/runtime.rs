@@ -53,7 +53,7 @@ use crate::{
     config::Config,
     health::{Signal, Transition},
     reconcile::{self, desired::DestId, ApplyOptions},
-    watcher::{dest_key, Correlator, Event, Hooks, Outcome, Probes, Report},
+    watcher::{dest_key, Correlator, Event, Flavour, Hooks, Outcome, Probes, Report},
 };
 
 /// How `vipd run` was started.
@@ -62,6 +62,8 @@ pub struct Options {
     pub config: PathBuf,
     pub state_file: PathBuf,
     pub runtime_dir: PathBuf,
+    /// tp_btf/fentry or classic tracepoints/kprobes for the socket hooks.
+    pub probes: Flavour,
 }
 
 /// Most events handled per loop turn before other work gets a chance.
@@ -97,6 +99,8 @@ struct Daemon {
     metrics: Arc<Metrics>,
     view_tx: watch::Sender<Arc<DaemonView>>,
     watcher_mode: String,
+    /// How the kernel hooks are attached (`tp_btf: ...; kprobe: ...`).
+    watcher_hooks: String,
     /// (IP protocol, VIP)s the kernel programs report on.
     watched: BTreeSet<(u8, SocketAddr)>,
     /// Replies and silences of UDP backends, from the kernel's counters.
@@ -201,15 +205,19 @@ impl Daemon {
             seed,
         );
 
-        let loaded = match Probes::load(Hooks::ALL) {
+        let loaded = match Probes::load(Hooks::ALL.with_flavour(opts.probes)) {
             Ok(p) => Ok((p, "full".to_owned())),
-            Err(udp_err) => Probes::load(Hooks::TCP).map(|p| {
+            Err(udp_err) => Probes::load(Hooks::TCP.with_flavour(opts.probes)).map(|p| {
                 let mode = format!(
                     "partial: UDP detection unavailable ({udp_err}); TCP detection and active checks run"
                 );
                 warn!("{mode}");
                 (p, mode)
             }),
+        };
+        let watcher_hooks = match &loaded {
+            Ok((p, _)) => p.describe(),
+            Err(_) => String::new(),
         };
         let (mut ring, watcher_mode) = match loaded {
             Ok((p, mode)) => (
@@ -243,6 +251,7 @@ impl Daemon {
             metrics,
             view_tx,
             watcher_mode,
+            watcher_hooks,
             watched: BTreeSet::new(),
             udp_watch: UdpWatch::default(),
             udp_rejoined: Vec::new(),
@@ -265,6 +274,7 @@ impl Daemon {
             backends = d.config.backend_count(),
             netlink_writes = writes,
             watcher = %d.watcher_mode,
+            hooks = %d.watcher_hooks,
             "vipd running"
         );
         d.checks.sync(&d.services);
@@ -860,6 +870,7 @@ impl Daemon {
                 loaded: self.loaded,
                 last_reload: self.last_reload.clone(),
                 watcher_mode: self.watcher_mode.clone(),
+                watcher_hooks: self.watcher_hooks.clone(),
                 counters: self.correlator.counters(),
                 lost_events: self.lost_events,
                 tracked: self.correlator.open() as u64,

@@ -40,6 +40,9 @@ pub struct ReloadView {
 pub struct WatcherView {
     /// `full`, or `degraded: <why>` (e.g. tracepoints only, backends not named).
     pub mode: String,
+    /// The kernel hooks and how each is attached: `tp_btf: inet_sock_set_state, ...;
+    /// fentry: tcp_connect; kprobe: ip_vs_conn_new, ...` (empty when none are).
+    pub hooks: String,
     pub lost_events: u64,
     pub unattributed: u64,
     pub evicted: u64,

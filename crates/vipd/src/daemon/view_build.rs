@@ -19,6 +19,7 @@ pub struct Meta {
     pub loaded: SystemTime,
     pub last_reload: Option<ReloadView>,
     pub watcher_mode: String,
+    pub watcher_hooks: String,
     pub counters: Counters,
     pub lost_events: u64,
     pub tracked: u64,
@@ -100,6 +101,7 @@ pub fn build(services: &Services, now: Instant, meta: Meta) -> DaemonView {
         last_reload: meta.last_reload,
         watcher: WatcherView {
             mode: meta.watcher_mode,
+            hooks: meta.watcher_hooks,
             lost_events: meta.lost_events,
             unattributed: meta.counters.unattributed,
             evicted: meta.counters.evicted,

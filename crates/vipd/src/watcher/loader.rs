@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{KProbe, TracePoint},
     Ebpf, EbpfLoader,
 };
 use vipd_common::{
-    DestKey, FlowKey, IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockCommonOffsets,
+    DestKey, FlowKey, IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockOffsets,
     SockTracepointOffsets, UdpTraffic, VipKey, AF_INET, AF_INET6,
 };
 
 use super::{
+    attach::{self, Attachment, Flavour},
     btf::{Btf, BtfError},
     event::{DecodeError, Event},
     offsets::{self, SockTracepoint},
@@ -44,6 +44,12 @@ pub enum WatcherError {
     },
     #[error("the eBPF object has no {0}")]
     Missing(&'static str),
+    #[error("{hook}: cannot attach as {kind}: {why}")]
+    Unsupported {
+        hook: &'static str,
+        kind: &'static str,
+        why: String,
+    },
     #[error("kernel symbol {symbol} is not available ({why}); is the {module} module loaded?")]
     NoSymbol {
         symbol: &'static str,
@@ -69,6 +75,8 @@ pub struct Hooks {
     /// errors), `udp_rcv`/`udpv6_rcv` (replies) and IPVS's transmit functions (datagrams
     /// sent). Needs kprobes, the ip_vs module and `ipvs_conn` (the join).
     pub udp: bool,
+    /// tp_btf/fentry or classic tracepoints/kprobes for the socket hooks.
+    pub flavour: Flavour,
 }
 
 impl Hooks {
@@ -80,6 +88,7 @@ impl Hooks {
         connect: true,
         ipvs_conn: true,
         udp: true,
+        flavour: Flavour::Auto,
     };
     /// Everything but the UDP hooks: the fallback when those cannot be attached.
     pub const TCP: Self = Self {
@@ -94,7 +103,19 @@ impl Hooks {
         connect: false,
         ipvs_conn: false,
         udp: false,
+        flavour: Flavour::Auto,
     };
+    /// The socket hooks without IPVS: the tracepoints and `tcp_connect` (events carry
+    /// source ports but no backend), for a kernel without IPVS.
+    pub const SOCKETS: Self = Self {
+        connect: true,
+        ..Self::TRACEPOINTS
+    };
+
+    /// The same hooks in `flavour`.
+    pub const fn with_flavour(self, flavour: Flavour) -> Self {
+        Self { flavour, ..self }
+    }
 }
 
 /// Loaded and attached programs, with the event stream they feed.
@@ -105,6 +126,7 @@ pub struct Probes {
     vips: HashMap<MapData, VipKey, u32>,
     conns: HashMap<MapData, FlowKey, vipd_common::Backend>,
     udp_traffic: HashMap<MapData, DestKey, UdpTraffic>,
+    attached: Vec<Attachment>,
 }
 
 /// IPVS's transmit functions, one per forwarding method and family; the UDP hook counts
@@ -118,85 +140,12 @@ const IPVS_XMIT: &[(&str, bool)] = &[
     ("ip_vs_dr_xmit_v6", false),
 ];
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, WatcherError>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let p = ebpf.program_mut(name).ok_or(WatcherError::Missing(name))?;
-    p.try_into().map_err(|source| WatcherError::Program {
-        program: name,
-        source,
-    })
-}
-
 fn sock_tp(which: SockTracepoint, on: bool) -> Result<SockTracepointOffsets, WatcherError> {
     if !on {
         return Ok(SockTracepointOffsets::UNSET);
     }
     let (cat, name) = which.category_and_name();
     Ok(offsets::sock_tracepoint(&Format::read(cat, name)?, which)?)
-}
-
-fn attach_tracepoint(ebpf: &mut Ebpf, which: SockTracepoint) -> Result<(), WatcherError> {
-    let (cat, name) = which.category_and_name();
-    let p: &mut TracePoint = program(ebpf, name)?;
-    p.load().map_err(|source| WatcherError::Program {
-        program: name,
-        source,
-    })?;
-    p.attach(cat, name)
-        .map_err(|source| WatcherError::Program {
-            program: name,
-            source,
-        })?;
-    Ok(())
-}
-
-fn attach_kprobe(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    module: &'static str,
-) -> Result<(), WatcherError> {
-    let p: &mut KProbe = program(ebpf, name)?;
-    p.load().map_err(|source| WatcherError::Program {
-        program: name,
-        source,
-    })?;
-    p.attach(name, 0).map_err(|e| WatcherError::NoSymbol {
-        symbol: name,
-        module,
-        why: e.to_string(),
-    })?;
-    Ok(())
-}
-
-/// Loads kprobe `program` and attaches it to each of `symbols` (`required`: failing is
-/// an error; else the symbol is skipped with a debug log).
-fn attach_kprobes(
-    ebpf: &mut Ebpf,
-    program_name: &'static str,
-    module: &'static str,
-    symbols: &[(&'static str, bool)],
-) -> Result<(), WatcherError> {
-    let p: &mut KProbe = program(ebpf, program_name)?;
-    p.load().map_err(|source| WatcherError::Program {
-        program: program_name,
-        source,
-    })?;
-    for &(symbol, required) in symbols {
-        match p.attach(symbol, 0) {
-            Ok(_) => {}
-            Err(e) if required => {
-                return Err(WatcherError::NoSymbol {
-                    symbol,
-                    module,
-                    why: e.to_string(),
-                })
-            }
-            Err(e) => tracing::debug!("kprobe {symbol} not attached: {e}"),
-        }
-    }
-    Ok(())
 }
 
 /// The VIP and backend of a `UDP_TRAFFIC` key; `None` for an unknown family.
@@ -250,12 +199,27 @@ pub fn vip_key(vip: SocketAddr, protocol: u8) -> VipKey {
 
 impl Probes {
     /// Discovers offsets on this kernel, loads the programs and attaches `hooks`. Any
-    /// hook that cannot be set up is an error naming what is missing.
+    /// hook that cannot be set up is an error naming what is missing; with
+    /// [`Flavour::Auto`] a socket hook whose tp_btf/fentry form fails falls back to its
+    /// classic form first (see [`Probes::attachments`]).
     pub fn load(hooks: Hooks) -> Result<Self, WatcherError> {
-        let state = sock_tp(SockTracepoint::SetState, hooks.state_changes)?;
-        let retransmit = sock_tp(SockTracepoint::Retransmit, hooks.retransmits)?;
-        let reset = sock_tp(SockTracepoint::ReceiveReset, hooks.resets)?;
-        let needs_btf = hooks.ipvs_conn || hooks.connect || hooks.udp;
+        let sockets = hooks.state_changes || hooks.retransmits || hooks.resets;
+        let btf_wanted = hooks.flavour != Flavour::Classic && (sockets || hooks.connect);
+        let classic_wanted = hooks.flavour != Flavour::Btf;
+        // Classic tracepoint record offsets; with Auto, a failure only matters if a
+        // tp_btf attach fails too.
+        let tp = |which, on: bool| {
+            if !(on && classic_wanted) {
+                return Ok(SockTracepointOffsets::UNSET);
+            }
+            match sock_tp(which, true) {
+                Err(e) if hooks.flavour == Flavour::Classic => Err(e),
+                r => Ok(r.unwrap_or(SockTracepointOffsets::UNSET)),
+            }
+        };
+        let state = tp(SockTracepoint::SetState, hooks.state_changes)?;
+        let retransmit = tp(SockTracepoint::Retransmit, hooks.retransmits)?;
+        let reset = tp(SockTracepoint::ReceiveReset, hooks.resets)?;
         if hooks.ipvs_conn && !std::path::Path::new("/sys/module/ip_vs").exists() {
             return Err(WatcherError::NoSymbol {
                 symbol: "ip_vs_conn_new",
@@ -263,6 +227,7 @@ impl Probes {
                 why: "/sys/module/ip_vs does not exist".into(),
             });
         }
+        let needs_btf = hooks.ipvs_conn || hooks.connect || hooks.udp || btf_wanted;
         let btf = if needs_btf {
             Some(Btf::from_sys_fs(
                 (hooks.ipvs_conn || hooks.udp).then_some("ip_vs"),
@@ -274,9 +239,15 @@ impl Probes {
             (Some(btf), true) => offsets::ip_vs_conn_param(btf)?,
             _ => IpvsConnParamOffsets::default(),
         };
-        let sock_common = match (&btf, hooks.connect) {
-            (Some(btf), true) => offsets::sock_common(btf)?,
-            _ => SockCommonOffsets::default(),
+        // Socket offsets: required by the tcp_connect hook in either form, optional
+        // (a reason to fall back) for the tp_btf tracepoints.
+        let sock = match &btf {
+            Some(btf) if hooks.connect || btf_wanted => match offsets::sock(btf) {
+                Ok(off) => Ok(off),
+                Err(e) if hooks.connect || hooks.flavour == Flavour::Btf => return Err(e.into()),
+                Err(e) => Err(e.to_string()),
+            },
+            _ => Err("not needed".to_owned()),
         };
 
         let (skb, ipvs_conn) = match (&btf, hooks.udp) {
@@ -289,43 +260,75 @@ impl Probes {
             .override_global("RETRANSMIT_TP", &retransmit, true)
             .override_global("RESET_TP", &reset, true)
             .override_global("IPVS_PARAM", &ipvs, true)
-            .override_global("SOCK_COMMON", &sock_common, true)
+            .override_global("SOCK", sock.as_ref().unwrap_or(&SockOffsets::UNSET), true)
             .override_global("SKB", &skb, true)
             .override_global("IPVS_CONN", &ipvs_conn, true)
             .load(OBJECT)?;
 
-        for (on, which) in [
-            (hooks.state_changes, SockTracepoint::SetState),
-            (hooks.retransmits, SockTracepoint::Retransmit),
-            (hooks.resets, SockTracepoint::ReceiveReset),
+        let kernel_btf = if btf_wanted {
+            aya::Btf::from_sys_fs().map_err(|e| format!("reading /sys/kernel/btf/vmlinux: {e}"))
+        } else {
+            Err("not needed".to_owned())
+        };
+        let support = attach::BtfSupport {
+            kernel: kernel_btf.as_ref().map_err(Clone::clone),
+            sock: sock.as_ref().map(|_| ()).map_err(Clone::clone),
+        };
+        let mut attached = Vec::new();
+        for (on, which, off) in [
+            (hooks.state_changes, SockTracepoint::SetState, &state),
+            (hooks.retransmits, SockTracepoint::Retransmit, &retransmit),
+            (hooks.resets, SockTracepoint::ReceiveReset, &reset),
         ] {
             if on {
-                attach_tracepoint(&mut ebpf, which)?;
+                let classic = if off.valid == 1 {
+                    Ok(())
+                } else {
+                    let (cat, name) = which.category_and_name();
+                    Err(match sock_tp(which, true) {
+                        Err(e) => e.to_string(),
+                        Ok(_) => format!("{cat}/{name}: record offsets not read"),
+                    })
+                };
+                attached.push(attach::socket_tracepoint(
+                    &mut ebpf,
+                    which,
+                    hooks.flavour,
+                    &support,
+                    classic,
+                )?);
             }
         }
         if hooks.connect {
-            attach_kprobe(&mut ebpf, "tcp_connect", "kernel")?;
+            attached.push(attach::tcp_connect(&mut ebpf, hooks.flavour, &support)?);
         }
         if hooks.ipvs_conn {
-            attach_kprobe(&mut ebpf, "ip_vs_conn_new", "ip_vs")?;
+            attached.push(attach::kprobe(&mut ebpf, "ip_vs_conn_new", "ip_vs")?);
         }
         if hooks.udp {
-            attach_kprobes(&mut ebpf, "udp_err", "kernel", &[("udp_err", true)])?;
-            attach_kprobes(&mut ebpf, "udpv6_err", "ipv6", &[("udpv6_err", false)])?;
-            attach_kprobes(
-                &mut ebpf,
-                "udp_rcv",
-                "kernel",
-                &[("udp_rcv", true), ("udpv6_rcv", false)],
-            )?;
-            attach_kprobes(&mut ebpf, "ip_vs_xmit", "ip_vs", IPVS_XMIT)?;
-            // IPv6 only: ICMPv6 errors IPVS drops (see vipd-ebpf's ip_vs_icmp_v6.rs).
-            attach_kprobes(
-                &mut ebpf,
-                "ip_vs_out_icmp_v6",
-                "ip_vs",
-                &[("ip_vs_out_icmp_v6", false)],
-            )?;
+            for (program, module, symbols) in [
+                ("udp_err", "kernel", &[("udp_err", true)][..]),
+                ("udpv6_err", "ipv6", &[("udpv6_err", false)]),
+                (
+                    "udp_rcv",
+                    "kernel",
+                    &[("udp_rcv", true), ("udpv6_rcv", false)],
+                ),
+                ("ip_vs_xmit", "ip_vs", IPVS_XMIT),
+                // IPv6 only: ICMPv6 errors IPVS drops (see vipd-ebpf's ip_vs_icmp_v6.rs).
+                (
+                    "ip_vs_out_icmp_v6",
+                    "ip_vs",
+                    &[("ip_vs_out_icmp_v6", false)],
+                ),
+            ] {
+                attached.extend(attach::kprobes(&mut ebpf, program, module, symbols)?);
+            }
+        }
+        for a in &attached {
+            if let Some(why) = &a.fallback {
+                tracing::info!("{}: attached as {} ({why})", a.hook, a.kind);
+            }
         }
 
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(WatcherError::Missing(name));
@@ -343,7 +346,18 @@ impl Probes {
             vips,
             conns,
             udp_traffic,
+            attached,
         })
+    }
+
+    /// Every hook attached, and how.
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attached
+    }
+
+    /// A one-line account of the attached hooks, grouped by kind.
+    pub fn describe(&self) -> String {
+        attach::summary(&self.attached)
     }
 
     /// Starts producing events for connections to `vip` (`protocol`: IPPROTO_TCP, ...).

@@ -1,8 +1,7 @@
 //! Discovers, on the running kernel, the offsets each kernel program needs.
 
 use vipd_common::{
-    IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockCommonOffsets, SockTracepointOffsets,
-    NO_FIELD,
+    IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockOffsets, SockTracepointOffsets, NO_FIELD,
 };
 
 use super::{
@@ -91,18 +90,26 @@ pub fn ip_vs_conn_param(btf: &Btf) -> Result<IpvsConnParamOffsets, BtfError> {
     })
 }
 
-/// Offsets of the `struct sock_common` members the `tcp_connect` hook reads.
-pub fn sock_common(btf: &Btf) -> Result<SockCommonOffsets, BtfError> {
+/// Offsets into `struct sock` for the hooks handed a socket. `sk_protocol` is optional:
+/// where it is missing or a bitfield (kernels before 5.6) it is [`NO_FIELD`], and only
+/// the tp_btf variant of `inet_sock_set_state` is unavailable.
+pub fn sock(btf: &Btf) -> Result<SockOffsets, BtfError> {
     const S: &str = "sock_common";
-    Ok(SockCommonOffsets {
+    Ok(SockOffsets {
         valid: 1,
         daddr: member(btf, S, "skc_daddr", 4)?,
         rcv_saddr: member(btf, S, "skc_rcv_saddr", 4)?,
         dport: member(btf, S, "skc_dport", 2)?,
-        num: member(btf, S, "skc_num", 2)?,
         family: member(btf, S, "skc_family", 2)?,
         v6_daddr: member(btf, S, "skc_v6_daddr", 16)?,
         v6_rcv_saddr: member(btf, S, "skc_v6_rcv_saddr", 16)?,
+        state: member(btf, S, "skc_state", 1)?,
+        sport: member(btf, "inet_sock", "inet_sport", 2)?,
+        protocol: match member(btf, "sock", "sk_protocol", 2) {
+            Ok(off) => off,
+            Err(BtfError::Bitfield { .. } | BtfError::NoMember { .. }) => NO_FIELD,
+            Err(e) => return Err(e),
+        },
     })
 }
 
@@ -157,10 +164,16 @@ mod tests {
     }
 
     #[test]
-    fn host_kernel_sock_common_offsets() {
-        let off = sock_common(&Btf::from_sys_fs(None).unwrap()).unwrap();
+    fn host_kernel_sock_offsets() {
+        let off = sock(&Btf::from_sys_fs(None).unwrap()).unwrap();
         // The address pair leads struct sock_common on every kernel vipd supports.
         assert_eq!((off.daddr, off.rcv_saddr, off.dport), (0, 4, 12));
+        // struct inet_sock starts with struct sock, which starts with sock_common.
+        assert!(off.sport > off.v6_rcv_saddr && off.protocol > off.v6_rcv_saddr);
+        assert_ne!(
+            off.protocol, NO_FIELD,
+            "sk_protocol is a plain u16 since 5.6"
+        );
     }
 
     #[test]
