@@ -1,12 +1,14 @@
 //! The connection watcher against real IPVS: for each scenario, every outcome names the
-//! exact real backend. IPv4 and IPv6, on every kernel of the matrix.
+//! exact real backend. IPv4 and IPv6, on every kernel of the matrix, and with each form
+//! of the socket hooks: tp_btf + fentry (what `auto` picks on these kernels) and the
+//! classic tracepoints + kprobe.
 
 use std::{
     net::{SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
-use vipd::watcher::{Correlator, Hooks, Outcome, Probes, Report};
+use vipd::watcher::{Correlator, Flavour, HookKind, Hooks, Outcome, Probes, Report};
 use vipd_common::IPPROTO_TCP;
 use vipd_vmtests::{
     lab::{Family, Lab},
@@ -22,8 +24,39 @@ struct Watch {
 }
 
 impl Watch {
-    fn new(vips: &[SocketAddr]) -> Self {
-        let mut probes = Probes::load(Hooks::ALL).expect("loading probes");
+    /// Every hook, the socket hooks in `flavour` (asserted).
+    fn new(vips: &[SocketAddr], flavour: Flavour) -> Self {
+        let mut probes = Probes::load(Hooks::ALL.with_flavour(flavour)).expect("loading probes");
+        let socket_hooks = |hook: &str| {
+            [
+                "inet_sock_set_state",
+                "tcp_retransmit_skb",
+                "tcp_receive_reset",
+                "tcp_connect",
+            ]
+            .contains(&hook)
+        };
+        let kinds: Vec<_> = probes
+            .attachments()
+            .iter()
+            .filter(|a| socket_hooks(a.hook))
+            .map(|a| a.kind)
+            .collect();
+        let expected = match flavour {
+            Flavour::Classic => [
+                HookKind::TracePoint,
+                HookKind::TracePoint,
+                HookKind::TracePoint,
+                HookKind::KProbe,
+            ],
+            Flavour::Btf | Flavour::Auto => [
+                HookKind::BtfTracePoint,
+                HookKind::BtfTracePoint,
+                HookKind::BtfTracePoint,
+                HookKind::FEntry,
+            ],
+        };
+        assert_eq!(kinds, expected, "{}", probes.describe());
         for (i, vip) in vips.iter().enumerate() {
             probes.watch(*vip, IPPROTO_TCP as u8, i as u32).unwrap();
         }
@@ -48,12 +81,12 @@ impl Watch {
     }
 }
 
-fn direct_connection_produces_nothing(family: Family) {
+fn direct_connection_produces_nothing(family: Family, flavour: Flavour) {
     require_vm();
     let lab = Lab::new(family, 1);
     let backend = lab.serve_greeting(0, RPORT);
     let vip = lab.ipvsadm_service(80, 0, RPORT);
-    let mut w = Watch::new(&[vip]);
+    let mut w = Watch::new(&[vip], flavour);
     drop(TcpStream::connect_timeout(&backend, Duration::from_secs(5)).expect("direct connect"));
     // Then one through the VIP, so the absence above is not just a dead watcher.
     drop(TcpStream::connect_timeout(&vip, Duration::from_secs(5)).expect("connect via VIP"));
@@ -66,12 +99,12 @@ fn direct_connection_produces_nothing(family: Family) {
     assert_eq!(w.correlator.counters().unattributed, 0);
 }
 
-fn accepted(family: Family) {
+fn accepted(family: Family, flavour: Flavour) {
     require_vm();
     let lab = Lab::new(family, 1);
     let backend = lab.serve_greeting(0, RPORT);
     let vip = lab.ipvsadm_service(80, 0, RPORT);
-    let mut w = Watch::new(&[vip]);
+    let mut w = Watch::new(&[vip], flavour);
     let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).unwrap();
     let client = s.local_addr().unwrap();
     std::io::Read::read_to_string(&mut s, &mut String::new()).unwrap();
@@ -104,12 +137,12 @@ fn accepted(family: Family) {
     }
 }
 
-fn refused(family: Family) {
+fn refused(family: Family, flavour: Flavour) {
     require_vm();
     let lab = Lab::new(family, 1); // nothing listens on the backend: it answers with RST
     let vip = lab.ipvsadm_service(80, 0, RPORT);
     let backend = SocketAddr::new(lab.backends[0].addr, RPORT);
-    let mut w = Watch::new(&[vip]);
+    let mut w = Watch::new(&[vip], flavour);
     let t0 = monotonic_ns();
     let err = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
@@ -129,13 +162,13 @@ fn refused(family: Family) {
     assert_eq!(w.until(Duration::from_millis(300), |_| false).len(), 1);
 }
 
-fn blackholed(family: Family) {
+fn blackholed(family: Family, flavour: Flavour) {
     require_vm();
     let lab = Lab::new(family, 1);
     let backend = lab.serve_greeting(0, RPORT);
     lab.blackhole(0);
     let vip = lab.ipvsadm_service(80, 0, RPORT);
-    let mut w = Watch::new(&[vip]);
+    let mut w = Watch::new(&[vip], flavour);
     let client_timeout = Duration::from_secs(4);
     let client = std::thread::spawn(move || TcpStream::connect_timeout(&vip, client_timeout));
     let started = Instant::now();
@@ -161,35 +194,39 @@ fn blackholed(family: Family) {
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
 }
 
-#[test]
-fn direct_connection_produces_no_events_v4() {
-    direct_connection_produces_nothing(Family::V4);
+/// One test per scenario, family and hook form.
+macro_rules! scenario {
+    ($scenario:ident: $($name:ident = $family:ident, $flavour:ident;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $scenario(Family::$family, Flavour::$flavour);
+            }
+        )*
+    };
 }
-#[test]
-fn direct_connection_produces_no_events_v6() {
-    direct_connection_produces_nothing(Family::V6);
-}
-#[test]
-fn accepted_is_established_then_closed_v4() {
-    accepted(Family::V4);
-}
-#[test]
-fn accepted_is_established_then_closed_v6() {
-    accepted(Family::V6);
-}
-#[test]
-fn refused_within_100ms_names_backend_v4() {
-    refused(Family::V4);
-}
-#[test]
-fn refused_within_100ms_names_backend_v6() {
-    refused(Family::V6);
-}
-#[test]
-fn blackholed_syn_retransmit_before_client_timeout_v4() {
-    blackholed(Family::V4);
-}
-#[test]
-fn blackholed_syn_retransmit_before_client_timeout_v6() {
-    blackholed(Family::V6);
-}
+
+scenario!(direct_connection_produces_nothing:
+    direct_connection_produces_no_events_v4 = V4, Auto;
+    direct_connection_produces_no_events_v6 = V6, Auto;
+    direct_connection_produces_no_events_v4_classic = V4, Classic;
+    direct_connection_produces_no_events_v6_classic = V6, Classic;
+);
+scenario!(accepted:
+    accepted_is_established_then_closed_v4 = V4, Auto;
+    accepted_is_established_then_closed_v6 = V6, Auto;
+    accepted_is_established_then_closed_v4_classic = V4, Classic;
+    accepted_is_established_then_closed_v6_classic = V6, Classic;
+);
+scenario!(refused:
+    refused_within_100ms_names_backend_v4 = V4, Auto;
+    refused_within_100ms_names_backend_v6 = V6, Auto;
+    refused_within_100ms_names_backend_v4_classic = V4, Classic;
+    refused_within_100ms_names_backend_v6_classic = V6, Classic;
+);
+scenario!(blackholed:
+    blackholed_syn_retransmit_before_client_timeout_v4 = V4, Auto;
+    blackholed_syn_retransmit_before_client_timeout_v6 = V6, Auto;
+    blackholed_syn_retransmit_before_client_timeout_v4_classic = V4, Classic;
+    blackholed_syn_retransmit_before_client_timeout_v6_classic = V6, Classic;
+);
