@@ -1,12 +1,43 @@
 //! Writing an event to the ring buffer, counting it as lost when there is no room.
+//!
+//! Waking the reader costs more than the rest of a hook (measured: about 2 us of a
+//! 2.5 us run), so only events that can fail a backend wake it at once; the others wait
+//! for the reader's periodic drain (`RING_DRAIN` in vipd's watcher) or for enough data
+//! to pile up.
 
-use vipd_common::ConnEvent;
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+use vipd_common::{ConnEvent, EventKind};
 
 use crate::maps::{EVENTS, LOST};
 
+/// TCP states (include/net/tcp_states.h).
+const TCP_SYN_SENT: u8 = 2;
+const TCP_CLOSE: u8 = 7;
+
+/// Pending bytes at which every event wakes the reader: a burst guard, an eighth of
+/// the 4 MiB ring.
+const WAKE_AT_BYTES: u64 = 512 << 10;
+
+/// Whether userspace must see `event` now: it can fail a backend.
+#[inline(always)]
+fn urgent(event: &ConnEvent) -> bool {
+    let kind = event.kind;
+    kind == EventKind::ReceiveReset as u8
+        || kind == EventKind::Retransmit as u8
+        || kind == EventKind::IcmpError as u8
+        || (kind == EventKind::StateChange as u8
+            && event.old_state == TCP_SYN_SENT
+            && event.new_state == TCP_CLOSE)
+}
+
 #[inline(always)]
 pub fn emit(event: &ConnEvent) {
-    if EVENTS.output::<ConnEvent>(event, 0).is_err() {
+    let flags = if urgent(event) || EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= WAKE_AT_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<ConnEvent>(event, flags.into()).is_err() {
         if let Some(lost) = LOST.get_ptr_mut(0) {
             // SAFETY: a per-CPU slot, touched only by programs on this CPU.
             unsafe { *lost += 1 };

@@ -16,7 +16,7 @@ use std::{
 use anyhow::{bail, Context};
 use vipd::{
     config::{self, Protocol, ServiceKey},
-    watcher::{Correlator, Event, Flavour, Hooks, Outcome, Probes, Report},
+    watcher::{Correlator, Event, Flavour, Hooks, Outcome, Probes, Report, RING_DRAIN},
 };
 
 #[derive(clap::Args)]
@@ -320,7 +320,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             revents: 0,
         };
         // SAFETY: one valid pollfd. EINTR (a signal) just ends this wait.
-        unsafe { libc::poll(&mut pfd, 1, 250) };
+        unsafe { libc::poll(&mut pfd, 1, RING_DRAIN.as_millis() as i32) };
         while let Some(item) = probes.next_event() {
             match item {
                 Ok(e) => {

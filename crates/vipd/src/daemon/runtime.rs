@@ -294,7 +294,10 @@ impl Daemon {
         let mut housekeeping = Instant::now() + HOUSEKEEPING;
         let mut udp_tick = tokio::time::interval(udp_watch::POLL);
         udp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut drain_tick = tokio::time::interval(crate::watcher::RING_DRAIN);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            let watching = ring.is_some() && !self.watched.is_empty();
             let udp_active = ring.is_some()
                 && self
                     .watched
@@ -311,21 +314,7 @@ impl Daemon {
                 _ = int.recv() => { info!("SIGINT: stopping; the kernel's IPVS state stays in place"); break; }
                 ready = ring_ready(&mut ring) => match ready {
                     Ok(mut guard) => {
-                        let mut n = 0;
-                        while n < EVENT_BATCH {
-                            match guard.get_inner_mut().0.next_event() {
-                                Some(Ok(ev)) => self.on_event(&ev, &mut dirty),
-                                Some(Err(e)) => {
-                                    self.decode_errors += 1;
-                                    if self.decode_errors.is_power_of_two() {
-                                        warn!("undecodable kernel event ({} so far): {e}", self.decode_errors);
-                                    }
-                                }
-                                None => break,
-                            }
-                            n += 1;
-                        }
-                        if n < EVENT_BATCH {
+                        if self.drain(&mut guard.get_inner_mut().0, &mut dirty) < EVENT_BATCH {
                             guard.clear_ready();
                         }
                     }
@@ -336,6 +325,11 @@ impl Daemon {
                     }
                 },
                 Some(r) = check_rx.recv() => self.on_check(r, &mut dirty),
+                _ = drain_tick.tick(), if watching => {
+                    if let Some(r) = ring.as_mut() {
+                        self.drain(&mut r.get_mut().0, &mut dirty);
+                    }
+                }
                 _ = udp_tick.tick(), if udp_active => self.poll_udp(ring.as_mut(), &mut dirty),
                 _ = hup.recv() => { info!("SIGHUP: reloading {}", self.opts.config.display()); self.reload(ring.as_mut()); }
                 _ = sleep_until(wake) => {}
@@ -373,6 +367,29 @@ impl Daemon {
         }
         self.persist();
         Ok(())
+    }
+
+    /// Feeds up to [`EVENT_BATCH`] queued kernel events to the correlator; returns how
+    /// many it took.
+    fn drain(&mut self, probes: &mut Probes, dirty: &mut BTreeSet<ServiceKey>) -> usize {
+        let mut n = 0;
+        while n < EVENT_BATCH {
+            match probes.next_event() {
+                Some(Ok(ev)) => self.on_event(&ev, dirty),
+                Some(Err(e)) => {
+                    self.decode_errors += 1;
+                    if self.decode_errors.is_power_of_two() {
+                        warn!(
+                            "undecodable kernel event ({} so far): {e}",
+                            self.decode_errors
+                        );
+                    }
+                }
+                None => break,
+            }
+            n += 1;
+        }
+        n
     }
 
     fn on_event(&mut self, ev: &Event, dirty: &mut BTreeSet<ServiceKey>) {

@@ -118,9 +118,17 @@ impl Hooks {
     }
 }
 
+/// One program's run statistics.
+#[derive(Debug, Clone)]
+pub struct ProgramStats {
+    pub program: String,
+    pub runs: u64,
+    pub run_time: std::time::Duration,
+}
+
 /// Loaded and attached programs, with the event stream they feed.
 pub struct Probes {
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     events: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
     vips: HashMap<MapData, VipKey, u32>,
@@ -340,7 +348,7 @@ impl Probes {
         let udp_traffic =
             HashMap::try_from(take("UDP_TRAFFIC")?).map_err(map_err("UDP_TRAFFIC"))?;
         Ok(Self {
-            _ebpf: ebpf,
+            ebpf,
             events,
             lost,
             vips,
@@ -348,6 +356,22 @@ impl Probes {
             udp_traffic,
             attached,
         })
+    }
+
+    /// Each loaded program's runs and total run time, as the kernel counts them while
+    /// BPF statistics are enabled (`aya::sys::enable_stats`; zero otherwise).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(ProgramStats {
+                    program: name.to_owned(),
+                    runs: info.run_count(),
+                    run_time: info.run_time(),
+                })
+            })
+            .collect()
     }
 
     /// Every hook attached, and how.

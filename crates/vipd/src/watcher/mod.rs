@@ -12,4 +12,11 @@ pub mod tracefs;
 pub use attach::{Attachment, Flavour, HookKind};
 pub use correlator::{Correlator, Counters, Outcome, Report};
 pub use event::{DecodeError, Event, IcmpCode, TcpState};
-pub use loader::{dest_addrs, dest_key, Hooks, Probes, WatcherError};
+pub use loader::{dest_addrs, dest_key, Hooks, Probes, ProgramStats, WatcherError};
+
+/// How often a reader must drain the event ring buffer itself. The kernel programs wake
+/// a reader at once only for events that can fail a backend (an RST or a SYN retransmit
+/// in SYN_SENT, an ICMP error, a close in SYN_SENT) or when much is pending; the rest
+/// (connects, IPVS choices, established, closes) wait for the next drain, which spares a
+/// wakeup per event.
+pub const RING_DRAIN: std::time::Duration = std::time::Duration::from_millis(20);
