@@ -62,11 +62,12 @@ pub struct ConnEvent {
     /// Address family of the real backend, 0 when the kernel could not attribute the
     /// event (IPVS may forward IPv4 to IPv6 and back).
     pub backend_family: u8,
-    pub _pad0: [u8; 2],
     pub sport: u16,
     pub dport: u16,
     pub backend_port: u16,
-    pub _pad1: u16,
+    /// The firewall mark of the IPVS service, for a connection scheduled by a fwmark
+    /// service (then `daddr` is the real destination, not a VIP); 0 otherwise.
+    pub fwmark: u32,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     pub backend_addr: [u8; 16],

@@ -14,6 +14,20 @@ pub struct VipKey {
     pub protocol: u8,
 }
 
+impl VipKey {
+    /// The key of fwmark service `mark` of `family`: the mark in the first four
+    /// address bytes, port and protocol 0 (no VIP:port service has protocol 0).
+    pub const fn fwmark(family: u8, mark: u32) -> Self {
+        let m = mark.to_ne_bytes();
+        Self {
+            addr: [m[0], m[1], m[2], m[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            port: 0,
+            family,
+            protocol: 0,
+        }
+    }
+}
+
 /// One connection, as the client sees it: the `CONNS` map's key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
@@ -36,7 +50,11 @@ pub struct Backend {
     /// Host byte order.
     pub port: u16,
     pub family: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// The firewall mark of the service, when IPVS scheduled the connection for a
+    /// fwmark service (0: a VIP:port service). Such a connection's destination is not
+    /// a VIP, so the hooks follow it through this entry.
+    pub fwmark: u32,
     /// When IPVS chose it (`bpf_ktime_get_ns`).
     pub ts_ns: u64,
 }

@@ -67,6 +67,9 @@ pub struct IpvsConnParamOffsets {
     pub protocol: u16,
     /// `u16 af`
     pub af: u16,
+    /// `__u32 vfwmark` of `struct ip_vs_dest` (the service's firewall mark);
+    /// [`NO_FIELD`] when this kernel lacks it: fwmark services then go unwatched.
+    pub dest_vfwmark: u16,
 }
 
 /// Byte offsets into a TCP socket (`struct sock`), from BTF: the `struct sock_common`

@@ -3,7 +3,7 @@
 
 use vipd_common::{ConnEvent, FlowKey, VipKey, AF_INET, AF_INET6};
 
-use crate::maps::{CONNS, VIPS};
+use crate::maps::{CONNS, FWMARK_SERVICES, VIPS};
 
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) becomes plain IPv4, and the unused
 /// twelve bytes of an IPv4 address are zeroed, so IPv4 connections from dual-stack
@@ -23,10 +23,22 @@ pub fn normalise(family: &mut u8, saddr: &mut [u8; 16], daddr: &mut [u8; 16]) {
     }
 }
 
-/// Whether the event's destination is a VIP that vipd manages.
+/// Whether the event's destination is a VIP that vipd manages, or the connection was
+/// scheduled by a fwmark service vipd manages (its `CONNS` entry carries the mark;
+/// looked up only while such services exist).
 #[inline(always)]
 pub fn watched(ev: &ConnEvent) -> bool {
-    watched_vip(ev.daddr, ev.dport, ev.family, ev.protocol)
+    if watched_vip(ev.daddr, ev.dport, ev.family, ev.protocol) {
+        return true;
+    }
+    match FWMARK_SERVICES.get(0) {
+        Some(&n) if n > 0 => match CONNS.get_ptr(&flow_key(ev)) {
+            // SAFETY: a value pointer the map lookup just returned.
+            Some(b) => unsafe { (*b).fwmark != 0 },
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 /// Whether `addr:port` (`protocol`) is a VIP that vipd manages.
@@ -63,6 +75,7 @@ pub fn attribute(ev: &mut ConnEvent) {
         ev.backend_addr = b.addr;
         ev.backend_port = b.port;
         ev.backend_family = b.family;
+        ev.fwmark = b.fwmark;
     }
 }
 

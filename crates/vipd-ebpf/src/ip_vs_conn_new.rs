@@ -8,6 +8,12 @@
 //! The client and virtual addresses come from `*p`, at member offsets read from BTF
 //! (`IPVS_PARAM` global); the real server is `daddr:dport`. The choice is recorded in
 //! `CONNS` so that every later event of the connection names its backend.
+//!
+//! A fwmark service matches packets by their mark, so `p`'s virtual address is the
+//! packet's real destination and no VIP. Such a connection is watched when its
+//! service's mark (`dest->vfwmark`; the `fwmark` argument is the 7th, on the stack) is
+//! in `VIPS`; its `CONNS` entry carries the mark, and the other hooks follow it by that
+//! entry (see `flow::watched`).
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
@@ -16,13 +22,14 @@ use aya_ebpf::{
 };
 use vipd_common::{
     Backend, ConnEvent, EventKind, FlowKey, IpvsConnParamOffsets, VipKey, AF_INET, IPPROTO_UDP,
+    NO_FIELD,
 };
 
 use crate::{
     emit::{emit, global},
     flow,
     kernel_read::read,
-    maps::{CONNS, NAT_FLOWS},
+    maps::{CONNS, NAT_FLOWS, VIPS},
 };
 
 /// `IP_VS_CONN_F_TEMPLATE` (include/uapi/linux/ip_vs.h): a persistence template, not a
@@ -38,6 +45,7 @@ static IPVS_PARAM: IpvsConnParamOffsets = IpvsConnParamOffsets {
     vport: 0,
     protocol: 0,
     af: 0,
+    dest_vfwmark: 0,
 };
 
 #[kprobe]
@@ -60,6 +68,7 @@ fn try_ip_vs_conn_new(ctx: &ProbeContext) -> Result<(), i32> {
     let dest_af: u64 = ctx.arg(1).ok_or(1)?;
     let daddr: *const [u8; 16] = ctx.arg(2).ok_or(1)?;
     let dport: u64 = ctx.arg(3).ok_or(1)?;
+    let dest: *const u8 = ctx.arg(5).ok_or(1)?;
     // SAFETY: every read goes through bpf_probe_read_kernel.
     unsafe {
         let caddr: *const u8 = read(param, off.caddr)?;
@@ -84,14 +93,22 @@ fn try_ip_vs_conn_new(ctx: &ProbeContext) -> Result<(), i32> {
         if u16::from(ev.backend_family) == AF_INET {
             ev.backend_addr[4..].fill(0);
         }
-        if !flow::watched(&ev) {
-            return Ok(());
+        if !flow::watched_vip(ev.daddr, ev.dport, ev.family, ev.protocol) {
+            if off.dest_vfwmark == NO_FIELD || dest.is_null() {
+                return Ok(());
+            }
+            let mark: u32 = read(dest, off.dest_vfwmark)?;
+            if mark == 0 || VIPS.get_ptr(&VipKey::fwmark(ev.family, mark)).is_none() {
+                return Ok(());
+            }
+            ev.fwmark = mark;
         }
         let backend = Backend {
             addr: ev.backend_addr,
             port: ev.backend_port,
             family: ev.backend_family,
-            _pad: [0; 5],
+            _pad: 0,
+            fwmark: ev.fwmark,
             ts_ns: ev.ts_ns,
         };
         let _ = CONNS.insert(&flow::flow_key(&ev), &backend, 0);

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vipd_common::{Backend, DestKey, FlowKey, UdpTraffic, VipKey};
 
@@ -18,6 +18,11 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Userspace keeps it in step with its config; the value is a service id.
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(4096, 0);
+
+/// How many fwmark services `VIPS` holds (entry 0). While there are none the hooks skip
+/// the `CONNS` lookup that follows fwmark-scheduled connections.
+#[map(name = "FWMARK_SERVICES")]
+pub static FWMARK_SERVICES: Array<u32> = Array::with_max_entries(1, 0);
 
 /// The real backend IPVS chose for each connection, written by `ip_vs_conn_new` and read
 /// by every later event of that connection. An entry is NOT dropped when the client

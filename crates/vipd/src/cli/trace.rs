@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use vipd::{
-    config::{self, Protocol, ServiceKey},
+    config::{self, Family, Protocol, ServiceKey},
     watcher::{Correlator, Event, Flavour, Hooks, Outcome, Probes, Report, RING_DRAIN},
 };
 
@@ -72,7 +72,7 @@ impl UdpTally {
                     (mono - since as i128).max(0) as f64 / 1e6
                 ),
             };
-            let service = printer.service(UDP, &vip);
+            let service = printer.service(UDP, &vip, None);
             if printer.json {
                 let v = serde_json::json!({
                     "ts_ns": mono, "service": service, "vip": vip.to_string(),
@@ -110,6 +110,8 @@ struct Printer {
     json: bool,
     /// Service names by (IP protocol, VIP).
     names: HashMap<(u8, SocketAddr), String>,
+    /// Fwmark service names by (is IPv6, mark).
+    marks: HashMap<(bool, u32), String>,
     realtime_offset: i128,
 }
 
@@ -126,10 +128,14 @@ impl Printer {
         )
     }
 
-    fn service(&self, protocol: u8, vip: &SocketAddr) -> &str {
-        self.names
-            .get(&(protocol, *vip))
-            .map_or("?", String::as_str)
+    /// The service of a connection to `vip`, or of the fwmark service that scheduled
+    /// it.
+    fn service(&self, protocol: u8, vip: &SocketAddr, fwmark: Option<u32>) -> &str {
+        match fwmark {
+            Some(mark) => self.marks.get(&(vip.is_ipv6(), mark)),
+            None => self.names.get(&(protocol, *vip)),
+        }
+        .map_or("?", String::as_str)
     }
 
     fn event(&self, e: &Event) {
@@ -180,6 +186,7 @@ impl Printer {
                 client,
                 vip,
                 backend,
+                ..
             } => {
                 protocol = *p;
                 let what = if *p == UDP {
@@ -206,7 +213,7 @@ impl Printer {
                 )
             }
         };
-        let service = self.service(protocol, &dst);
+        let service = self.service(protocol, &dst, e.fwmark());
         if self.json {
             let v = serde_json::json!({
                 "ts_ns": ts, "service": service, "client": src.to_string(), "vip": dst.to_string(),
@@ -239,7 +246,7 @@ impl Printer {
             Outcome::Unreachable(icmp) => format!("UNREACHABLE ({})", icmp.describe()),
             Outcome::Silent(d) => format!("SILENT for {:.0} ms", d.as_secs_f64() * 1e3),
         };
-        let service = self.service(r.protocol, &r.vip);
+        let service = self.service(r.protocol, &r.vip, r.fwmark);
         let backend = r
             .backend
             .map_or_else(|| "UNATTRIBUTED".to_string(), |b| b.to_string());
@@ -274,6 +281,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     tracing::info!("hooks: {}", probes.describe());
     let mut names = HashMap::new();
+    let mut marks = HashMap::new();
     for (id, svc) in cfg.services.iter().enumerate() {
         if args.service.as_ref().is_some_and(|n| *n != svc.name) {
             continue;
@@ -287,16 +295,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 probes.watch(addr, p, id as u32)?;
                 names.insert((p, addr), svc.name.clone());
             }
-            ServiceKey::Fwmark { .. } => {
-                tracing::info!(service = %svc.name, "not traced: fwmark services have no VIP to watch")
+            ServiceKey::Fwmark { family, mark } => {
+                let af = match family {
+                    Family::Ipv4 => libc::AF_INET,
+                    Family::Ipv6 => libc::AF_INET6,
+                };
+                match probes.watch_fwmark(af as u8, mark, id as u32) {
+                    Ok(()) => {
+                        marks.insert((family == Family::Ipv6, mark), svc.name.clone());
+                    }
+                    Err(e) => tracing::warn!(service = %svc.name, "not traced: {e}"),
+                }
             }
         }
     }
-    if names.is_empty() {
-        bail!(
-            "no service with a VIP to trace in {}",
-            args.config.display()
-        );
+    if names.is_empty() && marks.is_empty() {
+        bail!("no service to trace in {}", args.config.display());
     }
 
     // SAFETY: installing a handler that only stores to an atomic.
@@ -307,6 +321,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let printer = Printer {
         json: args.json,
         names,
+        marks,
         realtime_offset: clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_MONOTONIC),
     };
     let mut correlator = Correlator::new(65536);

@@ -34,7 +34,7 @@ use tokio::{
     time::{sleep_until, Instant},
 };
 use tracing::{debug, error, info, warn};
-use vipd_ipvs::{Client, ServiceKey};
+use vipd_ipvs::{AddressFamily, Client, ServiceKey};
 
 use super::{
     checks::{CheckKind, CheckResult, Checks},
@@ -103,6 +103,8 @@ struct Daemon {
     watcher_hooks: String,
     /// (IP protocol, VIP)s the kernel programs report on.
     watched: BTreeSet<(u8, SocketAddr)>,
+    /// Fwmark services the kernel programs follow: (AF_INET/AF_INET6, mark).
+    watched_marks: BTreeSet<(u8, u32)>,
     /// Replies and silences of UDP backends, from the kernel's counters.
     udp_watch: UdpWatch,
     /// UDP backends (VIP, backend) just put back into rotation: a wait for a reply
@@ -253,6 +255,7 @@ impl Daemon {
             watcher_mode,
             watcher_hooks,
             watched: BTreeSet::new(),
+            watched_marks: BTreeSet::new(),
             udp_watch: UdpWatch::default(),
             udp_rejoined: Vec::new(),
             started,
@@ -297,7 +300,8 @@ impl Daemon {
         let mut drain_tick = tokio::time::interval(crate::watcher::RING_DRAIN);
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let watching = ring.is_some() && !self.watched.is_empty();
+            let watching =
+                ring.is_some() && !(self.watched.is_empty() && self.watched_marks.is_empty());
             let udp_active = ring.is_some()
                 && self
                     .watched
@@ -446,6 +450,7 @@ impl Daemon {
                     client: None,
                     vip: f.vip,
                     backend: Some(f.backend),
+                    fwmark: None,
                     outcome: Outcome::Silent(Duration::from_nanos(now_ns.saturating_sub(since))),
                     syn_ns: since,
                     protocol: udp,
@@ -460,12 +465,18 @@ impl Daemon {
             return; // counted by the correlator, exported as vipd_events_unattributed_total
         };
         let dest: DestId = (backend.ip(), backend.port());
-        let Some(key) = self
-            .services
-            .by_vip
-            .get(&(report.protocol, report.vip))
-            .copied()
-        else {
+        let key = match report.fwmark {
+            Some(mark) => Some(ServiceKey::Fwmark {
+                family: AddressFamily::of(&report.vip.ip()),
+                mark,
+            }),
+            None => self
+                .services
+                .by_vip
+                .get(&(report.protocol, report.vip))
+                .copied(),
+        };
+        let Some(key) = key else {
             return;
         };
         let Some(s) = self.services.by_key.get_mut(&key) else {
@@ -771,7 +782,8 @@ impl Daemon {
         self.health_dirty = true;
     }
 
-    /// Makes the kernel programs report on exactly the configured VIPs (TCP and UDP).
+    /// Makes the kernel programs report on exactly the configured VIPs (TCP and UDP)
+    /// and fwmark services (their TCP connections).
     fn sync_watch(&mut self, ring: Option<&mut AsyncFd<Ring>>) {
         let Some(ring) = ring else { return };
         let probes = &mut ring.get_mut().0;
@@ -787,6 +799,26 @@ impl Daemon {
             }
         }
         self.watched = wanted;
+        let marks: BTreeSet<(u8, u32)> = self
+            .services
+            .by_key
+            .keys()
+            .filter_map(|k| match *k {
+                ServiceKey::Fwmark { family, mark } => Some((family.number() as u8, mark)),
+                ServiceKey::Addr { .. } => None,
+            })
+            .collect();
+        for &(family, mark) in self.watched_marks.difference(&marks) {
+            if let Err(e) = probes.unwatch_fwmark(family, mark) {
+                warn!("cannot stop watching fwmark {mark}: {e}");
+            }
+        }
+        for (i, &(family, mark)) in marks.iter().enumerate() {
+            if let Err(e) = probes.watch_fwmark(family, mark, i as u32) {
+                warn!("cannot watch fwmark {mark}: {e}; passive detection is off for it");
+            }
+        }
+        self.watched_marks = marks;
     }
 
     fn housekeeping(&mut self, ring: Option<&mut AsyncFd<Ring>>, now: Instant) {

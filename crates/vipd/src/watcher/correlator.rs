@@ -51,6 +51,9 @@ pub struct Report {
     pub syn_ns: u64,
     /// IPPROTO_TCP or IPPROTO_UDP.
     pub protocol: u8,
+    /// The fwmark service that scheduled the connection (then `vip` is its real
+    /// destination); `None` for a VIP:port service.
+    pub fwmark: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -74,13 +77,39 @@ struct Conn {
     /// The backend the previous SYN went to, when IPVS sent a retransmitted SYN to
     /// another one (see [`Correlator`]): the one that failed to answer.
     unanswered: Option<SocketAddr>,
+    fwmark: Option<u32>,
+}
+
+impl Conn {
+    fn syn_sent(vip: SocketAddr, syn_ns: u64) -> Self {
+        Self {
+            vip,
+            client: None,
+            backend: None,
+            syn_ns,
+            state: TcpState::SynSent,
+            retransmits: 0,
+            reset: false,
+            by_peer: false,
+            unanswered: None,
+            fwmark: None,
+        }
+    }
+}
+
+/// What `ip_vs_conn_new` said about a connection no socket has claimed yet.
+#[derive(Debug, Clone, Copy)]
+struct Scheduled {
+    backend: SocketAddr,
+    ts_ns: u64,
+    fwmark: Option<u32>,
 }
 
 pub struct Correlator {
     conns: HashMap<u64, Conn>,
     order: VecDeque<u64>,
     /// Backends named by `ip_vs_conn_new`, by (client, VIP), until a socket claims them.
-    ipvs: HashMap<(SocketAddr, SocketAddr), SocketAddr>,
+    ipvs: HashMap<(SocketAddr, SocketAddr), Scheduled>,
     /// Open connections by (client, VIP), once their source port is known.
     by_client: HashMap<(SocketAddr, SocketAddr), u64>,
     capacity: usize,
@@ -166,6 +195,7 @@ impl Correlator {
             outcome,
             syn_ns: c.syn_ns,
             protocol: IPPROTO_TCP,
+            fwmark: c.fwmark,
         };
         self.counters.reports += 1;
         if r.backend.is_none() {
@@ -184,8 +214,28 @@ impl Correlator {
             self.by_client.insert((src, c.vip), sock);
         }
         if c.backend.is_none() {
-            c.backend = backend.or_else(|| c.client.and_then(|cl| self.ipvs.remove(&(cl, c.vip))));
+            let scheduled = c.client.and_then(|cl| self.ipvs.remove(&(cl, c.vip)));
+            c.backend = backend.or(scheduled.map(|s| s.backend));
+            if let Some(s) = scheduled {
+                c.fwmark = c.fwmark.or(s.fwmark);
+            }
         }
+    }
+
+    /// A socket first seen past its SYN_SENT entry, by an event that names its source
+    /// port: a connection of a fwmark service (its destination is no VIP, so the kernel
+    /// follows it only from `ip_vs_conn_new` on) or one whose first events were
+    /// filtered. Adopted as in SYN_SENT since IPVS scheduled it, if IPVS did.
+    fn adopt(&mut self, sock: u64, src: SocketAddr, dst: SocketAddr) {
+        if self.conns.contains_key(&sock) || src.port() == 0 {
+            return;
+        }
+        let Some(s) = self.ipvs.get(&(src, dst)).copied() else {
+            return;
+        };
+        let mut conn = Conn::syn_sent(dst, s.ts_ns);
+        conn.fwmark = s.fwmark;
+        self.insert(sock, conn);
     }
 
     /// Feeds one event; returns the outcome it completes, if any.
@@ -211,15 +261,18 @@ impl Correlator {
                     outcome: Outcome::Unreachable(icmp),
                     syn_ns: ts_ns,
                     protocol: IPPROTO_UDP,
+                    fwmark: None,
                 })
             }
             // UDP flows have no socket events to join; the kernel joins their ICMP
             // errors and replies itself.
             Event::IpvsConn { protocol, .. } if protocol != IPPROTO_TCP => None,
             Event::IpvsConn {
+                ts_ns,
                 client,
                 vip,
                 backend,
+                fwmark,
                 ..
             } => {
                 let open = self
@@ -237,9 +290,15 @@ impl Correlator {
                             c.unanswered = Some(old);
                         }
                         c.backend = Some(backend);
+                        c.fwmark = fwmark;
                     }
                     None => {
-                        self.ipvs.insert((client, vip), backend);
+                        let s = Scheduled {
+                            backend,
+                            ts_ns,
+                            fwmark,
+                        };
+                        self.ipvs.insert((client, vip), s);
                     }
                 }
                 None
@@ -252,20 +311,12 @@ impl Correlator {
                 old,
                 new,
                 backend,
+                ..
             } => {
                 if new == SynSent {
-                    let conn = Conn {
-                        vip: dst,
-                        client: None,
-                        backend: None,
-                        syn_ns: ts_ns,
-                        state: SynSent,
-                        retransmits: 0,
-                        reset: false,
-                        by_peer: false,
-                        unanswered: None,
-                    };
-                    self.insert(sock, conn);
+                    self.insert(sock, Conn::syn_sent(dst, ts_ns));
+                } else if old == SynSent {
+                    self.adopt(sock, src, dst);
                 }
                 self.learn(sock, src, backend);
                 let c = self.conns.get_mut(&sock)?;
@@ -304,10 +355,14 @@ impl Correlator {
                 ts_ns,
                 sock,
                 src,
+                dst,
                 state,
                 backend,
                 ..
             } => {
+                if state == SynSent {
+                    self.adopt(sock, src, dst);
+                }
                 self.learn(sock, src, backend);
                 let c = self.conns.get_mut(&sock)?;
                 if state != SynSent {
@@ -324,9 +379,11 @@ impl Correlator {
                 ts_ns,
                 sock,
                 src,
+                dst,
                 backend,
                 ..
             } => {
+                self.adopt(sock, src, dst);
                 self.learn(sock, src, backend);
                 let c = self.conns.get_mut(&sock)?;
                 c.reset = true;
@@ -355,6 +412,7 @@ mod tests {
             old,
             new,
             backend: backend.map(a),
+            fwmark: None,
         }
     }
 
@@ -423,6 +481,7 @@ mod tests {
                     src: a(CLIENT),
                     dst: a("198.18.0.10:80"),
                     backend: Some(a(BACKEND)),
+                    fwmark: None,
                 },
                 state(2_100, CLIENT, SynSent, Close, Some(BACKEND)),
             ],
@@ -442,6 +501,7 @@ mod tests {
             dst: a("198.18.0.10:80"),
             state: SynSent,
             backend: Some(a(BACKEND)),
+            fwmark: None,
         };
         let got = outcomes(
             &mut c,
@@ -477,6 +537,7 @@ mod tests {
             client: a(CLIENT),
             vip: a("198.18.0.10:80"),
             backend: a(backend),
+            fwmark: None,
         };
         let events = [
             state(1_000, UNBOUND, Close, SynSent, None),
@@ -495,6 +556,7 @@ mod tests {
                 dst: a("198.18.0.10:80"),
                 state: SynSent,
                 backend: Some(a(OTHER)),
+                fwmark: None,
             },
             state(1_000_500_000, CLIENT, SynSent, Established, Some(OTHER)),
         ];
@@ -524,6 +586,7 @@ mod tests {
             dst: a("198.18.0.10:80"),
             state: SynSent,
             backend: Some(a(BACKEND)),
+            fwmark: None,
         };
         let got: Vec<_> = events[..3]
             .iter()
@@ -547,6 +610,7 @@ mod tests {
                     client: a(CLIENT),
                     vip: a("198.18.0.10:80"),
                     backend: a(BACKEND),
+                    fwmark: None,
                 },
                 state(1_000, UNBOUND, Close, SynSent, None),
                 state(2_000, CLIENT, SynSent, Established, None),
@@ -585,9 +649,102 @@ mod tests {
                 old: Close,
                 new: SynSent,
                 backend: None,
+                fwmark: None,
             });
         }
         assert_eq!(c.open(), 100);
         assert_eq!(c.counters().evicted, 900);
+    }
+
+    /// A fwmark service's connection: the kernel follows it only from IPVS's choice on
+    /// (its destination is no VIP), so the socket's SYN_SENT entry is never seen. The
+    /// correlator adopts the socket from the scheduling, and reports carry the mark.
+    fn fwmark_flow(then: Event) -> Vec<Report> {
+        let mut c = Correlator::new(16);
+        let scheduled = Event::IpvsConn {
+            ts_ns: 1_000,
+            protocol: IPPROTO_TCP,
+            client: a(CLIENT),
+            vip: a("203.0.113.7:80"),
+            backend: a(BACKEND),
+            fwmark: Some(7),
+        };
+        assert_eq!(c.feed(&scheduled), None);
+        let reports: Vec<Report> = c.feed(&then).into_iter().collect();
+        for r in &reports {
+            assert_eq!(
+                (r.client, r.vip, r.backend, r.fwmark, r.syn_ns),
+                (
+                    Some(a(CLIENT)),
+                    a("203.0.113.7:80"),
+                    Some(a(BACKEND)),
+                    Some(7),
+                    1_000
+                )
+            );
+        }
+        reports
+    }
+
+    #[test]
+    fn fwmark_connection_is_adopted_when_established() {
+        let r = fwmark_flow(Event::StateChange {
+            ts_ns: 501_000,
+            sock: SOCK,
+            src: a(CLIENT),
+            dst: a("203.0.113.7:80"),
+            old: TcpState::SynSent,
+            new: TcpState::Established,
+            backend: Some(a(BACKEND)),
+            fwmark: None,
+        });
+        assert_eq!(
+            r.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+            [Outcome::Established {
+                latency: Duration::from_micros(500)
+            }]
+        );
+    }
+
+    #[test]
+    fn fwmark_connection_refused_and_blackholed() {
+        let r = fwmark_flow(Event::ReceiveReset {
+            ts_ns: 2_000,
+            sock: SOCK,
+            src: a(CLIENT),
+            dst: a("203.0.113.7:80"),
+            backend: Some(a(BACKEND)),
+            fwmark: None,
+        });
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].outcome, Outcome::Refused);
+        let r = fwmark_flow(Event::Retransmit {
+            ts_ns: 1_001_000,
+            sock: SOCK,
+            src: a(CLIENT),
+            dst: a("203.0.113.7:80"),
+            state: TcpState::SynSent,
+            backend: Some(a(BACKEND)),
+            fwmark: None,
+        });
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].outcome, Outcome::SynRetransmit(1));
+    }
+
+    /// Without IPVS's word the correlator adopts nothing: a socket past SYN_SENT that
+    /// nobody scheduled stays unknown.
+    #[test]
+    fn nothing_is_adopted_without_a_scheduling() {
+        let mut c = Correlator::new(16);
+        let e = Event::ReceiveReset {
+            ts_ns: 2_000,
+            sock: SOCK,
+            src: a(CLIENT),
+            dst: a("203.0.113.7:80"),
+            backend: Some(a(BACKEND)),
+            fwmark: None,
+        };
+        assert_eq!(c.feed(&e), None);
+        assert_eq!(c.open(), 0);
     }
 }

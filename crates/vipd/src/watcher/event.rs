@@ -90,6 +90,8 @@ pub enum Event {
         old: TcpState,
         new: TcpState,
         backend: Option<SocketAddr>,
+        /// The fwmark service that scheduled the connection, if one did.
+        fwmark: Option<u32>,
     },
     /// `tcp_connect`: the first SYN is about to leave, with its source port.
     Connect {
@@ -106,6 +108,8 @@ pub enum Event {
         dst: SocketAddr,
         state: TcpState,
         backend: Option<SocketAddr>,
+        /// The fwmark service that scheduled the connection, if one did.
+        fwmark: Option<u32>,
     },
     /// The socket received an RST.
     ReceiveReset {
@@ -114,15 +118,19 @@ pub enum Event {
         src: SocketAddr,
         dst: SocketAddr,
         backend: Option<SocketAddr>,
+        /// The fwmark service that scheduled the connection, if one did.
+        fwmark: Option<u32>,
     },
     /// IPVS created a connection from `client` to the virtual service `vip` and chose
-    /// `backend`.
+    /// `backend`. For a fwmark service `vip` is the connection's real destination and
+    /// `fwmark` the service's mark.
     IpvsConn {
         ts_ns: u64,
         protocol: u8,
         client: SocketAddr,
         vip: SocketAddr,
         backend: SocketAddr,
+        fwmark: Option<u32>,
     },
     /// An ICMP destination-unreachable error for a UDP datagram `client` sent to `vip`.
     IcmpError {
@@ -176,6 +184,17 @@ fn addr(family: u8, bytes: &[u8; 16], port: u16) -> Result<SocketAddr, DecodeErr
 }
 
 impl Event {
+    /// The fwmark service that scheduled the event's connection, if one did.
+    pub fn fwmark(&self) -> Option<u32> {
+        match *self {
+            Event::StateChange { fwmark, .. }
+            | Event::Retransmit { fwmark, .. }
+            | Event::ReceiveReset { fwmark, .. }
+            | Event::IpvsConn { fwmark, .. } => fwmark,
+            Event::Connect { .. } | Event::IcmpError { .. } => None,
+        }
+    }
+
     /// Decodes one ring-buffer record.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         if bytes.len() != ConnEvent::SIZE {
@@ -188,6 +207,7 @@ impl Event {
             f => Some(addr(f, &e.backend_addr, e.backend_port)?),
         };
         let (ts_ns, sock) = (e.ts_ns, e.sock);
+        let fwmark = (e.fwmark != 0).then_some(e.fwmark);
         let src = || addr(e.family, &e.saddr, e.sport);
         let dst = || addr(e.family, &e.daddr, e.dport);
         match EventKind::from_u8(e.kind) {
@@ -199,6 +219,7 @@ impl Event {
                 old: TcpState::from_u8(e.old_state)?,
                 new: TcpState::from_u8(e.new_state)?,
                 backend,
+                fwmark,
             }),
             Some(EventKind::Connect) => Ok(Event::Connect {
                 ts_ns,
@@ -213,6 +234,7 @@ impl Event {
                 dst: dst()?,
                 state: TcpState::from_u8(e.old_state)?,
                 backend,
+                fwmark,
             }),
             Some(EventKind::ReceiveReset) => Ok(Event::ReceiveReset {
                 ts_ns,
@@ -220,6 +242,7 @@ impl Event {
                 src: src()?,
                 dst: dst()?,
                 backend,
+                fwmark,
             }),
             Some(EventKind::IpvsConn) => Ok(Event::IpvsConn {
                 ts_ns: e.ts_ns,
@@ -227,6 +250,7 @@ impl Event {
                 client: addr(e.family, &e.saddr, e.sport)?,
                 vip: addr(e.family, &e.daddr, e.dport)?,
                 backend: backend.ok_or(DecodeError::Family(0))?,
+                fwmark,
             }),
             Some(EventKind::IcmpError) => Ok(Event::IcmpError {
                 ts_ns,
@@ -273,6 +297,7 @@ mod tests {
             client,
             vip,
             backend,
+            fwmark,
             ..
         } = Event::decode(&raw(&e)).unwrap()
         else {
@@ -281,6 +306,12 @@ mod tests {
         assert_eq!(client, "10.0.0.1:40000".parse().unwrap());
         assert_eq!(vip, "10.0.0.2:80".parse().unwrap());
         assert_eq!(backend, "[fd00::2]:8080".parse().unwrap());
+        assert_eq!(fwmark, None);
+        e.fwmark = 7;
+        let Event::IpvsConn { fwmark, .. } = Event::decode(&raw(&e)).unwrap() else {
+            panic!("wrong kind")
+        };
+        assert_eq!(fwmark, Some(7));
     }
 
     #[test]

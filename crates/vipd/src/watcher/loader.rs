@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     Ebpf, EbpfLoader,
 };
 use vipd_common::{
     DestKey, FlowKey, IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockOffsets,
-    SockTracepointOffsets, UdpTraffic, VipKey, AF_INET, AF_INET6,
+    SockTracepointOffsets, UdpTraffic, VipKey, AF_INET, AF_INET6, NO_FIELD,
 };
 
 use super::{
@@ -134,6 +134,9 @@ pub struct Probes {
     vips: HashMap<MapData, VipKey, u32>,
     conns: HashMap<MapData, FlowKey, vipd_common::Backend>,
     udp_traffic: HashMap<MapData, DestKey, UdpTraffic>,
+    fwmark_services: Array<MapData, u32>,
+    /// Whether this kernel's IPVS names a connection's fwmark (`ip_vs_dest.vfwmark`).
+    fwmark_supported: bool,
     attached: Vec<Attachment>,
 }
 
@@ -347,6 +350,8 @@ impl Probes {
         let conns = HashMap::try_from(take("CONNS")?).map_err(map_err("CONNS"))?;
         let udp_traffic =
             HashMap::try_from(take("UDP_TRAFFIC")?).map_err(map_err("UDP_TRAFFIC"))?;
+        let fwmark_services =
+            Array::try_from(take("FWMARK_SERVICES")?).map_err(map_err("FWMARK_SERVICES"))?;
         Ok(Self {
             ebpf,
             events,
@@ -354,6 +359,8 @@ impl Probes {
             vips,
             conns,
             udp_traffic,
+            fwmark_services,
+            fwmark_supported: hooks.ipvs_conn && ipvs.dest_vfwmark != NO_FIELD,
             attached,
         })
     }
@@ -397,6 +404,61 @@ impl Probes {
                 map: "VIPS",
                 source,
             })
+    }
+
+    /// Starts producing events for connections that fwmark service `mark` of `family`
+    /// (AF_INET, AF_INET6) schedules. An error if this kernel's IPVS does not say which
+    /// service scheduled a connection.
+    pub fn watch_fwmark(
+        &mut self,
+        family: u8,
+        mark: u32,
+        service_id: u32,
+    ) -> Result<(), WatcherError> {
+        if !self.fwmark_supported {
+            return Err(WatcherError::Unsupported {
+                hook: "ip_vs_conn_new",
+                kind: "fwmark watch",
+                why:
+                    "IPVS's struct ip_vs_dest has no vfwmark member here (or the IPVS hook is off)"
+                        .into(),
+            });
+        }
+        let key = VipKey::fwmark(family, mark);
+        let new = self.vips.get(&key, 0).is_err();
+        self.vips
+            .insert(key, service_id, 0)
+            .map_err(|source| WatcherError::Map {
+                map: "VIPS",
+                source,
+            })?;
+        if new {
+            self.count_fwmark_services(1)?;
+        }
+        Ok(())
+    }
+
+    /// Stops following connections of fwmark service `mark`. Not watching it is not an
+    /// error.
+    pub fn unwatch_fwmark(&mut self, family: u8, mark: u32) -> Result<(), WatcherError> {
+        match self.vips.remove(&VipKey::fwmark(family, mark)) {
+            Ok(()) => self.count_fwmark_services(-1),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(WatcherError::Map {
+                map: "VIPS",
+                source,
+            }),
+        }
+    }
+
+    fn count_fwmark_services(&mut self, delta: i64) -> Result<(), WatcherError> {
+        let err = |source| WatcherError::Map {
+            map: "FWMARK_SERVICES",
+            source,
+        };
+        let n = self.fwmark_services.get(&0, 0).map_err(err)?;
+        let n = (i64::from(n) + delta).max(0) as u32;
+        self.fwmark_services.set(0, n, 0).map_err(err)
     }
 
     /// Stops producing events for `vip`. Not watching it is not an error.

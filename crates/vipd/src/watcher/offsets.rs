@@ -87,6 +87,11 @@ pub fn ip_vs_conn_param(btf: &Btf) -> Result<IpvsConnParamOffsets, BtfError> {
         vport: member(btf, S, "vport", 2)?,
         protocol: member(btf, S, "protocol", 2)?,
         af: member(btf, S, "af", 2)?,
+        dest_vfwmark: match member(btf, "ip_vs_dest", "vfwmark", 4) {
+            Ok(off) => off,
+            Err(BtfError::NoStruct(_) | BtfError::NoMember { .. }) => NO_FIELD,
+            Err(e) => return Err(e),
+        },
     })
 }
 
