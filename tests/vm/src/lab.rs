@@ -131,6 +131,8 @@ impl Lab {
     }
 }
 
+/// The nftables table [`Lab::ipvsadm_fwmark_service`] adds on the host (ip or ip6).
+const MARK_TABLE: &str = "vipdlab_mark";
 /// The nftables table [`Lab::drop_syns`] adds in a backend's namespace.
 const DROP_TABLE: &str = "vipdlab_drop";
 /// The nftables table [`Lab::drop_udp`] adds in a backend's namespace.
@@ -238,6 +240,41 @@ impl Lab {
         }
     }
 
+    /// Creates an ipvsadm fwmark service `mark` (rr, masquerade) with backend `i` at
+    /// `rport`, and an nftables rule on the host's output path that marks TCP traffic
+    /// to `VIP:vport` with `mark`. Returns `VIP:vport`: no IPVS service has that address,
+    /// the mark alone sends connections to it through IPVS.
+    pub fn ipvsadm_fwmark_service(
+        &self,
+        mark: u32,
+        vport: u16,
+        i: usize,
+        rport: u16,
+    ) -> std::net::SocketAddr {
+        let (table_family, six) = match self.family {
+            Family::V4 => ("ip", ""),
+            Family::V6 => ("ip6", " -6"),
+        };
+        sh(&format!(
+            "nft -f - <<'EOF'\n\
+             table {table_family} {MARK_TABLE} {{\n\
+               chain output {{\n\
+                 type route hook output priority mangle; policy accept;\n\
+                 {table_family} daddr {vip} tcp dport {vport} meta mark set {mark}\n\
+               }}\n\
+             }}\n\
+             EOF",
+            vip = self.vip
+        ));
+        let _ = sh(&format!("ipvsadm -D -f {mark}{six} 2>/dev/null; true"));
+        sh(&format!("ipvsadm -A -f {mark}{six} -s rr"));
+        sh(&format!(
+            "ipvsadm -a -f {mark}{six} -r {} -m",
+            self.family.ipvs(self.backends[i].addr, rport)
+        ));
+        std::net::SocketAddr::new(self.vip, vport)
+    }
+
     /// Creates an ipvsadm service `vip:vport` (rr, masquerade) with backend `i` at `rport`.
     pub fn ipvsadm_service(&self, vport: u16, i: usize, rport: u16) -> std::net::SocketAddr {
         let svc = self.family.ipvs(self.vip, vport);
@@ -269,5 +306,11 @@ impl Drop for Lab {
         let _ = std::process::Command::new("ip")
             .args(["link", "del", VIP_DEV])
             .status();
+        for family in ["ip", "ip6"] {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", family, MARK_TABLE])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 }
