@@ -240,20 +240,13 @@ impl Lab {
         }
     }
 
-    /// Creates an ipvsadm fwmark service `mark` (rr, masquerade) with backend `i` at
-    /// `rport`, and an nftables rule on the host's output path that marks TCP traffic
-    /// to `VIP:vport` with `mark`. Returns `VIP:vport`: no IPVS service has that address,
-    /// the mark alone sends connections to it through IPVS.
-    pub fn ipvsadm_fwmark_service(
-        &self,
-        mark: u32,
-        vport: u16,
-        i: usize,
-        rport: u16,
-    ) -> std::net::SocketAddr {
-        let (table_family, six) = match self.family {
-            Family::V4 => ("ip", ""),
-            Family::V6 => ("ip6", " -6"),
+    /// An nftables rule on the host's output path that marks TCP traffic to
+    /// `VIP:vport` with `mark`, for a fwmark service. Returns `VIP:vport`: no IPVS
+    /// service has that address, the mark alone sends connections to it through IPVS.
+    pub fn mark_tcp(&self, mark: u32, vport: u16) -> std::net::SocketAddr {
+        let table_family = match self.family {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
         };
         sh(&format!(
             "nft -f - <<'EOF'\n\
@@ -266,13 +259,30 @@ impl Lab {
              EOF",
             vip = self.vip
         ));
+        std::net::SocketAddr::new(self.vip, vport)
+    }
+
+    /// Creates an ipvsadm fwmark service `mark` (rr, masquerade) with backend `i` at
+    /// `rport`, fed by [`Lab::mark_tcp`]`(mark, vport)`; returns `VIP:vport`.
+    pub fn ipvsadm_fwmark_service(
+        &self,
+        mark: u32,
+        vport: u16,
+        i: usize,
+        rport: u16,
+    ) -> std::net::SocketAddr {
+        let six = match self.family {
+            Family::V4 => "",
+            Family::V6 => " -6",
+        };
+        let dst = self.mark_tcp(mark, vport);
         let _ = sh(&format!("ipvsadm -D -f {mark}{six} 2>/dev/null; true"));
         sh(&format!("ipvsadm -A -f {mark}{six} -s rr"));
         sh(&format!(
             "ipvsadm -a -f {mark}{six} -r {} -m",
             self.family.ipvs(self.backends[i].addr, rport)
         ));
-        std::net::SocketAddr::new(self.vip, vport)
+        dst
     }
 
     /// Creates an ipvsadm service `vip:vport` (rr, masquerade) with backend `i` at `rport`.
