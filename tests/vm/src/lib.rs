@@ -13,6 +13,7 @@ pub(crate) mod packet_socket;
 pub mod servers;
 pub mod syn;
 pub mod vipd_cli;
+pub mod watch;
 pub mod weights;
 
 use std::{fs::File, os::fd::AsRawFd, process::Command};

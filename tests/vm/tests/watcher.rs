@@ -8,77 +8,53 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vipd::watcher::{Correlator, Flavour, HookKind, Hooks, Outcome, Probes, Report};
+use vipd::watcher::{Flavour, HookKind, Hooks, Outcome, Probes, Report};
 use vipd_common::IPPROTO_TCP;
 use vipd_vmtests::{
     lab::{Family, Lab},
     monotonic_ns, require_vm,
+    watch::Watch,
 };
 
 const RPORT: u16 = 8080;
 
-struct Watch {
-    probes: Probes,
-    correlator: Correlator,
-    reports: Vec<Report>,
-}
-
-impl Watch {
-    /// Every hook, the socket hooks in `flavour` (asserted).
-    fn new(vips: &[SocketAddr], flavour: Flavour) -> Self {
-        let mut probes = Probes::load(Hooks::ALL.with_flavour(flavour)).expect("loading probes");
-        let socket_hooks = |hook: &str| {
-            [
-                "inet_sock_set_state",
-                "tcp_retransmit_skb",
-                "tcp_receive_reset",
-                "tcp_connect",
-            ]
-            .contains(&hook)
-        };
-        let kinds: Vec<_> = probes
-            .attachments()
-            .iter()
-            .filter(|a| socket_hooks(a.hook))
-            .map(|a| a.kind)
-            .collect();
-        let expected = match flavour {
-            Flavour::Classic => [
-                HookKind::TracePoint,
-                HookKind::TracePoint,
-                HookKind::TracePoint,
-                HookKind::KProbe,
-            ],
-            Flavour::Btf | Flavour::Auto => [
-                HookKind::BtfTracePoint,
-                HookKind::BtfTracePoint,
-                HookKind::BtfTracePoint,
-                HookKind::FEntry,
-            ],
-        };
-        assert_eq!(kinds, expected, "{}", probes.describe());
-        for (i, vip) in vips.iter().enumerate() {
-            probes.watch(*vip, IPPROTO_TCP as u8, i as u32).unwrap();
-        }
-        Self {
-            probes,
-            correlator: Correlator::new(4096),
-            reports: Vec::new(),
-        }
+/// Every hook, the socket hooks in `flavour` (asserted), watching `vips`.
+fn watch(vips: &[SocketAddr], flavour: Flavour) -> Watch {
+    let mut probes = Probes::load(Hooks::ALL.with_flavour(flavour)).expect("loading probes");
+    let socket_hooks = |hook: &str| {
+        [
+            "inet_sock_set_state",
+            "tcp_retransmit_skb",
+            "tcp_receive_reset",
+            "tcp_connect",
+        ]
+        .contains(&hook)
+    };
+    let kinds: Vec<_> = probes
+        .attachments()
+        .iter()
+        .filter(|a| socket_hooks(a.hook))
+        .map(|a| a.kind)
+        .collect();
+    let expected = match flavour {
+        Flavour::Classic => [
+            HookKind::TracePoint,
+            HookKind::TracePoint,
+            HookKind::TracePoint,
+            HookKind::KProbe,
+        ],
+        Flavour::Btf | Flavour::Auto => [
+            HookKind::BtfTracePoint,
+            HookKind::BtfTracePoint,
+            HookKind::BtfTracePoint,
+            HookKind::FEntry,
+        ],
+    };
+    assert_eq!(kinds, expected, "{}", probes.describe());
+    for (i, vip) in vips.iter().enumerate() {
+        probes.watch(*vip, IPPROTO_TCP as u8, i as u32).unwrap();
     }
-
-    /// Drains events into reports until `done` or `timeout`.
-    fn until(&mut self, timeout: Duration, done: impl Fn(&[Report]) -> bool) -> &[Report] {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline && !done(&self.reports) {
-            match self.probes.next_event() {
-                Some(Ok(e)) => self.reports.extend(self.correlator.feed(&e)),
-                Some(Err(e)) => panic!("undecodable event: {e}"),
-                None => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-        &self.reports
-    }
+    Watch::new(probes)
 }
 
 fn direct_connection_produces_nothing(family: Family, flavour: Flavour) {
@@ -86,11 +62,11 @@ fn direct_connection_produces_nothing(family: Family, flavour: Flavour) {
     let lab = Lab::new(family, 1);
     let backend = lab.serve_greeting(0, RPORT);
     let vip = lab.ipvsadm_service(80, 0, RPORT);
-    let mut w = Watch::new(&[vip], flavour);
+    let mut w = watch(&[vip], flavour);
     drop(TcpStream::connect_timeout(&backend, Duration::from_secs(5)).expect("direct connect"));
     // Then one through the VIP, so the absence above is not just a dead watcher.
     drop(TcpStream::connect_timeout(&vip, Duration::from_secs(5)).expect("connect via VIP"));
-    let reports = w.until(Duration::from_secs(5), |r| !r.is_empty()).to_vec();
+    let reports = w.until(Duration::from_secs(5), |r| !r.is_empty());
     assert!(!reports.is_empty(), "no report for the VIP connection");
     assert!(
         reports.iter().all(|r| r.vip == vip),
@@ -104,30 +80,8 @@ fn accepted(family: Family, flavour: Flavour) {
     let lab = Lab::new(family, 1);
     let backend = lab.serve_greeting(0, RPORT);
     let vip = lab.ipvsadm_service(80, 0, RPORT);
-    let mut w = Watch::new(&[vip], flavour);
-    let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).unwrap();
-    let client = s.local_addr().unwrap();
-    std::io::Read::read_to_string(&mut s, &mut String::new()).unwrap();
-    drop(s);
-    let closed = |r: &[Report]| {
-        r.iter()
-            .any(|r| matches!(r.outcome, Outcome::Closed { .. }))
-    };
-    let reports = w.until(Duration::from_secs(5), closed).to_vec();
-    let outcomes: Vec<_> = reports.iter().map(|r| r.outcome).collect();
-    assert!(
-        matches!(
-            outcomes[..],
-            [
-                Outcome::Established { .. },
-                Outcome::Closed {
-                    by_peer: true,
-                    reset: false
-                }
-            ]
-        ),
-        "{reports:?}"
-    );
+    let mut w = watch(&[vip], flavour);
+    let (client, reports) = w.accepted(vip);
     for r in &reports {
         assert_eq!(
             (r.client, r.vip, r.backend),
@@ -142,11 +96,11 @@ fn refused(family: Family, flavour: Flavour) {
     let lab = Lab::new(family, 1); // nothing listens on the backend: it answers with RST
     let vip = lab.ipvsadm_service(80, 0, RPORT);
     let backend = SocketAddr::new(lab.backends[0].addr, RPORT);
-    let mut w = Watch::new(&[vip], flavour);
+    let mut w = watch(&[vip], flavour);
     let t0 = monotonic_ns();
     let err = TcpStream::connect_timeout(&vip, Duration::from_secs(5)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
-    let reports = w.until(Duration::from_secs(5), |r| !r.is_empty()).to_vec();
+    let reports = w.until(Duration::from_secs(5), |r| !r.is_empty());
     assert_eq!(reports.len(), 1, "{reports:?}");
     let r = &reports[0];
     assert_eq!(
@@ -168,7 +122,7 @@ fn blackholed(family: Family, flavour: Flavour) {
     let backend = lab.serve_greeting(0, RPORT);
     lab.blackhole(0);
     let vip = lab.ipvsadm_service(80, 0, RPORT);
-    let mut w = Watch::new(&[vip], flavour);
+    let mut w = watch(&[vip], flavour);
     let client_timeout = Duration::from_secs(4);
     let client = std::thread::spawn(move || TcpStream::connect_timeout(&vip, client_timeout));
     let started = Instant::now();
@@ -176,7 +130,7 @@ fn blackholed(family: Family, flavour: Flavour) {
         r.iter()
             .any(|r| matches!(r.outcome, Outcome::SynRetransmit(_)))
     };
-    let reports = w.until(client_timeout, retransmit).to_vec();
+    let reports = w.until(client_timeout, retransmit);
     let seen_after = started.elapsed();
     let first = reports
         .iter()

@@ -8,50 +8,27 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vipd::watcher::{Correlator, Hooks, Outcome, Probes, Report};
+use vipd::watcher::{Hooks, Outcome, Probes};
 use vipd_vmtests::{
     lab::{Family, Lab},
     monotonic_ns, require_vm,
+    watch::Watch,
 };
 
 const MARK: u32 = 7;
 const RPORT: u16 = 8080;
 
-/// Probes watching fwmark service [`MARK`] of `family`, and the reports they produce.
-struct Watch {
-    probes: Probes,
-    correlator: Correlator,
-    reports: Vec<Report>,
-}
-
-impl Watch {
-    fn new(family: Family) -> Self {
-        let mut probes = Probes::load(Hooks::ALL).expect("loading probes");
-        let af = match family {
-            Family::V4 => libc::AF_INET,
-            Family::V6 => libc::AF_INET6,
-        };
-        probes
-            .watch_fwmark(af as u8, MARK, 0)
-            .expect("watching the fwmark service");
-        Self {
-            probes,
-            correlator: Correlator::new(4096),
-            reports: Vec::new(),
-        }
-    }
-
-    fn until(&mut self, timeout: Duration, done: impl Fn(&[Report]) -> bool) -> Vec<Report> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline && !done(&self.reports) {
-            match self.probes.next_event() {
-                Some(Ok(e)) => self.reports.extend(self.correlator.feed(&e)),
-                Some(Err(e)) => panic!("undecodable event: {e}"),
-                None => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-        self.reports.clone()
-    }
+/// Probes watching fwmark service [`MARK`] of `family`.
+fn watch(family: Family) -> Watch {
+    let mut probes = Probes::load(Hooks::ALL).expect("loading probes");
+    let af = match family {
+        Family::V4 => libc::AF_INET,
+        Family::V6 => libc::AF_INET6,
+    };
+    probes
+        .watch_fwmark(af as u8, MARK, 0)
+        .expect("watching the fwmark service");
+    Watch::new(probes)
 }
 
 fn accepted(family: Family) {
@@ -59,30 +36,8 @@ fn accepted(family: Family) {
     let lab = Lab::new(family, 1);
     let backend = lab.serve_greeting(0, RPORT);
     let dst = lab.ipvsadm_fwmark_service(MARK, 80, 0, RPORT);
-    let mut w = Watch::new(family);
-    let mut s = TcpStream::connect_timeout(&dst, Duration::from_secs(5)).expect("connect");
-    let client = s.local_addr().unwrap();
-    std::io::Read::read_to_string(&mut s, &mut String::new()).unwrap();
-    drop(s);
-    let closed = |r: &[Report]| {
-        r.iter()
-            .any(|r| matches!(r.outcome, Outcome::Closed { .. }))
-    };
-    let reports = w.until(Duration::from_secs(5), closed);
-    let outcomes: Vec<_> = reports.iter().map(|r| r.outcome).collect();
-    assert!(
-        matches!(
-            outcomes[..],
-            [
-                Outcome::Established { .. },
-                Outcome::Closed {
-                    by_peer: true,
-                    reset: false
-                }
-            ]
-        ),
-        "{reports:?}"
-    );
+    let mut w = watch(family);
+    let (client, reports) = w.accepted(dst);
     for r in &reports {
         assert_eq!(
             (r.client, r.vip, r.backend, r.fwmark),
@@ -98,7 +53,7 @@ fn refused(family: Family) {
     let lab = Lab::new(family, 1); // nothing listens on the backend: it answers with RST
     let dst = lab.ipvsadm_fwmark_service(MARK, 80, 0, RPORT);
     let backend = SocketAddr::new(lab.backends[0].addr, RPORT);
-    let mut w = Watch::new(family);
+    let mut w = watch(family);
     let t0 = monotonic_ns();
     let err = TcpStream::connect_timeout(&dst, Duration::from_secs(5)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
@@ -122,7 +77,7 @@ fn blackholed(family: Family) {
     let backend = lab.serve_greeting(0, RPORT);
     lab.blackhole(0);
     let dst = lab.ipvsadm_fwmark_service(MARK, 80, 0, RPORT);
-    let mut w = Watch::new(family);
+    let mut w = watch(family);
     let client_timeout = Duration::from_secs(4);
     let client = std::thread::spawn(move || TcpStream::connect_timeout(&dst, client_timeout));
     let reports = w.until(client_timeout, |r| {

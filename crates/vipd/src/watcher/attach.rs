@@ -136,16 +136,9 @@ pub fn socket_tracepoint(
                 p.attach().map_err(|e| format!("attaching: {e}"))?;
                 Ok(())
             });
-        match tried {
-            Ok(()) => return Ok(attachment(name, HookKind::BtfTracePoint, None)),
-            Err(why) if flavour == Flavour::Btf => {
-                return Err(WatcherError::Unsupported {
-                    hook: name,
-                    kind: "tp_btf",
-                    why,
-                })
-            }
-            Err(why) => fallback = Some(format!("tp_btf unavailable: {why}")),
+        match settle(tried, flavour, name, HookKind::BtfTracePoint)? {
+            Ok(done) => return Ok(done),
+            Err(why) => fallback = Some(why),
         }
     }
     classic.map_err(|why| WatcherError::Unsupported {
@@ -178,16 +171,9 @@ pub fn tcp_connect(
             p.attach().map_err(|e| format!("attaching: {e}"))?;
             Ok(())
         });
-        match tried {
-            Ok(()) => return Ok(attachment(NAME, HookKind::FEntry, None)),
-            Err(why) if flavour == Flavour::Btf => {
-                return Err(WatcherError::Unsupported {
-                    hook: NAME,
-                    kind: "fentry",
-                    why,
-                })
-            }
-            Err(why) => fallback = Some(format!("fentry unavailable: {why}")),
+        match settle(tried, flavour, NAME, HookKind::FEntry)? {
+            Ok(done) => return Ok(done),
+            Err(why) => fallback = Some(why),
         }
     }
     kprobe(ebpf, NAME, "kernel").map_err(|e| match (&fallback, e) {
@@ -199,6 +185,29 @@ pub fn tcp_connect(
         (_, e) => e,
     })?;
     Ok(attachment(NAME, HookKind::KProbe, fallback))
+}
+
+/// The outcome of trying `hook` in its BTF form `kind`: attached; or, with
+/// [`Flavour::Btf`], an error; else `Err(reason)` to fall back with.
+fn settle(
+    tried: Result<(), String>,
+    flavour: Flavour,
+    hook: &'static str,
+    kind: HookKind,
+) -> Result<Result<Attachment, String>, WatcherError> {
+    match tried {
+        Ok(()) => Ok(Ok(attachment(hook, kind, None))),
+        Err(why) if flavour == Flavour::Btf => Err(WatcherError::Unsupported {
+            hook,
+            kind: if kind == HookKind::FEntry {
+                "fentry"
+            } else {
+                "tp_btf"
+            },
+            why,
+        }),
+        Err(why) => Ok(Err(format!("{kind} unavailable: {why}"))),
+    }
 }
 
 fn btf_program_name(which: SockTracepoint) -> &'static str {
