@@ -190,8 +190,9 @@ impl Load {
         }
     }
 
-    /// Waits up to `timeout` for a finished attempt that started at or after `t` and
-    /// matches `pred`; returns it.
+    /// Waits up to `timeout` for an attempt whose outcome came at or after `t` and that
+    /// matches `pred`; returns the one that ended first. By end, not start: a connect
+    /// that began just before a fault at `t` can still be the first one the fault fails.
     pub fn wait_for(
         &self,
         t: Instant,
@@ -205,8 +206,8 @@ impl Load {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|a| a.started >= t && pred(a))
-                .min_by_key(|a| a.seq)
+                .filter(|a| a.ended >= t && pred(a))
+                .min_by_key(|a| a.ended)
                 .cloned();
             if found.is_some() || Instant::now() >= deadline {
                 return found;
@@ -270,11 +271,12 @@ impl LoadReport {
             .collect()
     }
 
-    /// Failed attempts that started in `[from, to)`.
+    /// Failed attempts whose failure came in `[from, to)` (by end, so that a connect
+    /// begun just before a fault at `from` and failed by it is counted).
     pub fn failures_in(&self, from: Instant, to: Instant) -> Vec<&Attempt> {
-        self.started_in(from, to)
-            .into_iter()
-            .filter(|a| !a.outcome.is_ok())
+        self.attempts
+            .iter()
+            .filter(|a| a.ended >= from && a.ended < to && !a.outcome.is_ok())
             .collect()
     }
 
@@ -322,6 +324,20 @@ impl LoadReport {
             }
         }
         out
+    }
+
+    /// The attempts whose outcome came at or after `t`.
+    pub fn since(&self, t: Instant) -> LoadReport {
+        LoadReport {
+            rate: self.rate,
+            started: self.started,
+            attempts: self
+                .attempts
+                .iter()
+                .filter(|a| a.ended >= t)
+                .cloned()
+                .collect(),
+        }
     }
 
     /// Outcome counts: `ok`, `refused`, `timed out`, `reset`, `error`.

@@ -80,6 +80,22 @@ fn setup(name: &str, family: Family, health: &str) -> Setup {
     }
 }
 
+/// `dest`'s IPVS weights from `t` on, as (ms after `t`, weight), for failure messages.
+fn weights_since(w: &WeightWatcher, dest: SocketAddr, t: Instant) -> Vec<(i128, Option<u32>)> {
+    w.snapshot()
+        .history(dest)
+        .into_iter()
+        .map(|(at, weight)| {
+            let ms = if at >= t {
+                (at - t).as_millis() as i128
+            } else {
+                -((t - at).as_millis() as i128)
+            };
+            (ms, weight)
+        })
+        .collect()
+}
+
 fn ns(i: usize) -> String {
     format!("vb{}", i + 1)
 }
@@ -104,8 +120,11 @@ fn refused_backend_is_quarantined_within_50ms(family: Family, name: &str) {
             })
             .unwrap_or_else(|| {
                 panic!(
-                    "cycle {cycle}: no refused connect after killing {}",
-                    ns(victim)
+                    "cycle {cycle}: no refused connect after killing {}; since the kill: {}; weights of {dest}: {:?}\n{}",
+                    ns(victim),
+                    s.load.report().since(killed).summary(),
+                    weights_since(&s.watcher, dest, killed),
+                    s.vipd.log(1)
                 )
             });
         let zero = s
@@ -114,7 +133,9 @@ fn refused_backend_is_quarantined_within_50ms(family: Family, name: &str) {
             .unwrap_or_else(|| {
                 panic!("cycle {cycle}: {dest} never quarantined\n{}", s.vipd.log(1))
             });
-        let latency = zero.saturating_duration_since(first.started);
+        // The refused SYN left after both the kill and the attempt's start: measure from
+        // the later of the two (an upper bound on the fault-to-quarantine time).
+        let latency = zero.saturating_duration_since(first.started.max(killed));
         // Failures: connects that started after the kill and before the quarantine was
         // visible, plus any later (there must be none).
         std::thread::sleep(Duration::from_millis(300));
