@@ -1,25 +1,113 @@
-//! Host tier: `vipd run` with `dataplane = "xdp"` in the namespace lab. A backend whose
-//! server dies answers SYNs with RSTs; the XDP program reports the refusal, the health
-//! machine quarantines the backend (the same one the IPVS data plane uses), and new
-//! connections go to the other backend within a connection or two. Needs root.
+//! Host tier: `vipd run` with `dataplane = "xdp"` in the namespace lab: the same daemon
+//! as with IPVS, driving the XDP balancer. A backend whose server dies answers SYNs with
+//! RSTs; the XDP program reports the refusal, the health machine quarantines the
+//! backend, and new connections go to the other backend within a connection or two;
+//! `vipd status`, the metrics and the health record (across a kill -9) show it. Active
+//! checks and reloads work as with IPVS; a pinned restart keeps a busy connection.
+//! Needs root.
 
 mod xdp_common;
 
 use std::{
     io::Read,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use vipd::xdp::{Sizes, XdpProgram};
+use vipd::{
+    daemon::{
+        control,
+        view::{BackendView, DaemonView},
+    },
+    xdp::{Sizes, XdpProgram},
+};
 use xdp_common::lab::{wait_tcp, Lab, Procs, VIP};
 
-struct Daemon(Child);
+/// `vipd run` in the balancer's namespace, with its own runtime directory (control
+/// socket, health record) and log; killed on drop.
+struct Daemon {
+    child: Child,
+    runtime: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(lab: &Lab, cfg: &Path, runtime: &Path, log: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", lab.lb.name))
+            .arg(env!("CARGO_BIN_EXE_vipd"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("VIPD_RUNTIME_DIR", runtime)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            runtime: runtime.to_owned(),
+            log: log.to_owned(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's view over its control socket, once it answers.
+    fn status(&self) -> DaemonView {
+        let socket = control::socket_path(&self.runtime);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match control::query_status(&socket, Duration::from_secs(2)) {
+                Ok(v) => return v,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "no status from vipd: {e}\n{}",
+                    self.log()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits up to `timeout` for a view that `pred` accepts.
+    fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&DaemonView) -> bool,
+    ) -> DaemonView {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.status();
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not seen within {timeout:?}; last status {v:#?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        kill(&mut self.child);
     }
+}
+
+fn backend<'a>(v: &'a DaemonView, addr: &str) -> &'a BackendView {
+    v.services[0]
+        .backends
+        .iter()
+        .find(|b| b.addr == addr)
+        .unwrap_or_else(|| panic!("no backend {addr} in {v:#?}"))
 }
 
 fn curl(lab: &Lab) -> Option<String> {
@@ -41,12 +129,13 @@ fn curl(lab: &Lab) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-#[test]
-fn a_refusing_backend_is_quarantined_and_traffic_moves() {
-    let lab = Lab::new();
-    let dir = std::env::temp_dir().join(format!("vipd-xdp-run-{}", std::process::id()));
+/// HTTP servers on the backends (`/id` answers the backend's name), one `Procs` each.
+fn http_servers(lab: &Lab, dir: &Path, which: &[usize]) -> Vec<Procs> {
     let mut servers = Vec::new();
-    for (ns, addr, name) in lab.backends() {
+    for (i, (ns, addr, name)) in lab.backends().into_iter().enumerate() {
+        if !which.contains(&i) {
+            continue;
+        }
         let www = dir.join(name);
         std::fs::create_dir_all(&www).unwrap();
         std::fs::write(www.join("id"), format!("{name}\n")).unwrap();
@@ -61,6 +150,34 @@ fn a_refusing_backend_is_quarantined_and_traffic_moves() {
         servers.push(p);
         wait_tcp(&lab.lb, addr, 8080);
     }
+    servers
+}
+
+/// The peer of the balancer's veth must run an XDP program to take XDP_TX frames.
+fn pass_on_peer(lab: &Lab) -> XdpProgram {
+    let mut peer = XdpProgram::load(
+        Sizes {
+            services: 1,
+            backends: 2,
+            flows: 16,
+            events_bytes: 4096,
+        },
+        None,
+    )
+    .unwrap();
+    lab.sw.enter(|| peer.attach_pass("p-lb")).unwrap();
+    peer
+}
+
+const METRICS: &str = "127.0.0.1:9464";
+
+/// A refusing backend is quarantined, and `vipd status`, the metrics and the health
+/// record say so: what the IPVS data plane's daemon offers, with XDP.
+#[test]
+fn a_refusing_backend_is_quarantined_and_traffic_moves() {
+    let lab = Lab::new();
+    let dir = std::env::temp_dir().join(format!("vipd-xdp-run-{}", std::process::id()));
+    let mut servers = http_servers(&lab, &dir, &[0, 1]);
     let cfg = dir.join("vipd.toml");
     std::fs::write(
         &cfg,
@@ -69,6 +186,9 @@ fn a_refusing_backend_is_quarantined_and_traffic_moves() {
 [xdp]
 interface = "eth0"
 pin_maps = false
+
+[daemon]
+metrics_address = "{METRICS}"
 
 [[service]]
 name = "web"
@@ -83,34 +203,26 @@ vip = "{VIP}:80"
         ),
     )
     .unwrap();
-    let mut peer = XdpProgram::load(
-        Sizes {
-            services: 1,
-            backends: 2,
-            flows: 16,
-            events_bytes: 4096,
-        },
-        None,
-    )
-    .unwrap();
-    lab.sw.enter(|| peer.attach_pass("p-lb")).unwrap();
-    let log = dir.join("vipd.log");
-    let daemon = Daemon(
-        Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", lab.lb.name))
-            .arg(env!("CARGO_BIN_EXE_vipd"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _peer = pass_on_peer(&lab);
+    let runtime = dir.join("run");
+    let daemon = Daemon::start(&lab, &cfg, &runtime, &dir.join("vipd.log"), &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while curl(&lab).is_none() {
-        assert!(Instant::now() < deadline, "the VIP never answered");
+        assert!(
+            Instant::now() < deadline,
+            "the VIP never answered\n{}",
+            daemon.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let v = daemon.status();
+    assert_eq!(v.dataplane, "xdp");
+    assert!(
+        v.watcher.hooks.contains("vipd_xdp_lb on eth0"),
+        "{:?}",
+        v.watcher
+    );
+    assert_eq!(v.services[0].scheduler, "maglev");
     // b1's server dies: its stack answers SYNs with RSTs.
     drop(servers.remove(0));
     let mut answers = Vec::new();
@@ -118,26 +230,164 @@ vip = "{VIP}:80"
         answers.push(curl(&lab));
     }
     let failed = answers.iter().filter(|a| a.is_none()).count();
-    let mut text = String::new();
-    std::fs::File::open(&log)
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
     assert!(
         failed <= 2,
-        "{failed} of 20 connections failed: {answers:?}\n{text}"
+        "{failed} of 20 connections failed: {answers:?}\n{}",
+        daemon.log()
     );
     assert!(
         answers[answers.len() - 10..]
             .iter()
             .all(|a| a.as_deref() == Some("b2")),
-        "{answers:?}\n{text}"
+        "{answers:?}\n{}",
+        daemon.log()
+    );
+    // The view is republished at once on a health change, else every second.
+    let v = daemon.wait_status(
+        "b1 quarantined, b2's SYN-ACKs counted",
+        Duration::from_secs(5),
+        |v| {
+            backend(v, "198.18.2.11:8080").state == "quarantined"
+                && backend(v, "198.18.2.12:8080").outcomes.established >= 10
+        },
+    );
+    let b1 = backend(&v, "198.18.2.11:8080");
+    assert_eq!(b1.weight, 0, "{b1:?}");
+    assert!(b1.outcomes.refused >= 1, "{b1:?}");
+    assert!(b1.recent.iter().any(|r| r.outcome == "refused"), "{b1:?}");
+    let b2 = backend(&v, "198.18.2.12:8080");
+    assert_eq!((b2.state.as_str(), b2.weight), ("healthy", 1), "{b2:?}");
+    let metrics = lab.lb.run(&format!("curl -s http://{METRICS}/metrics"));
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        value("vipd_fault_to_quarantine_seconds_count{cause=\"refused\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("vipd_backend_weight{service=\"web\",backend=\"198.18.2.11:8080\"}"),
+        0.0,
+        "{metrics}"
     );
     assert!(
-        text.contains("Quarantined"),
-        "no quarantine in vipd's log:\n{text}"
+        value("vipd_reconcile_operations_total{kind=\"xdp\"}") > 0.0,
+        "{metrics}"
     );
-    assert!(text.contains("cause: Refused"), "{text}");
+
+    // Killed and started again: the health record keeps b1 out, so no client meets it.
+    drop(daemon);
+    let daemon = Daemon::start(&lab, &cfg, &runtime, &dir.join("again.log"), &[]);
+    let v = daemon.status();
+    let b1 = backend(&v, "198.18.2.11:8080");
+    assert_eq!((b1.state.as_str(), b1.weight), ("quarantined", 0), "{b1:?}");
+    assert!(
+        b1.quarantine_left_ms.is_some_and(|ms| ms > 30_000),
+        "{b1:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl(&lab).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the VIP never answered after the restart\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let answers: Vec<Option<String>> = (0..10).map(|_| curl(&lab)).collect();
+    assert!(
+        answers.iter().all(|a| a.as_deref() == Some("b2")),
+        "{answers:?}\n{}",
+        daemon.log()
+    );
+    assert!(daemon.log().contains("restored"), "{}", daemon.log());
+    drop(daemon);
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Active checks run with XDP too: a backend with no server is quarantined by its
+/// failed checks with no client traffic at all, and config reloads are applied (a
+/// weight) or rejected whole (a change of interface needs a restart).
+#[test]
+fn active_checks_and_reloads_with_xdp() {
+    let lab = Lab::new();
+    let dir = std::env::temp_dir().join(format!("vipd-xdp-checks-{}", std::process::id()));
+    let servers = http_servers(&lab, &dir, &[1]);
+    let cfg = dir.join("vipd.toml");
+    let config = |interface: &str, b2_weight: u32| {
+        format!(
+            r#"dataplane = "xdp"
+[xdp]
+interface = "{interface}"
+pin_maps = false
+
+[[service]]
+name = "web"
+vip = "{VIP}:80"
+  [[service.backend]]
+  address = "198.18.2.11:8080"
+  [[service.backend]]
+  address = "198.18.2.12:8080"
+  weight = {b2_weight}
+  [service.health]
+  base_ejection = "60s"
+  check = {{ interval = "300ms", timeout = "200ms", fall = 2, rise = 1 }}
+"#
+        )
+    };
+    std::fs::write(&cfg, config("eth0", 1)).unwrap();
+    let _peer = pass_on_peer(&lab);
+    let daemon = Daemon::start(&lab, &cfg, &dir.join("run"), &dir.join("vipd.log"), &[]);
+    let v = daemon.wait_status(
+        "b1 quarantined by its checks",
+        Duration::from_secs(10),
+        |v| backend(v, "198.18.2.11:8080").state == "quarantined",
+    );
+    let b1 = backend(&v, "198.18.2.11:8080");
+    assert!(
+        b1.recent
+            .iter()
+            .any(|r| r.outcome.starts_with("check failed")),
+        "{b1:?}"
+    );
+    assert_eq!(b1.outcomes.refused, 0, "no client traffic was sent: {b1:?}");
+    let b2 = backend(&v, "198.18.2.12:8080");
+    assert_eq!(b2.state, "healthy", "{b2:?}");
+    // Clients reach b2 only.
+    let answers: Vec<Option<String>> = (0..5).map(|_| curl(&lab)).collect();
+    assert!(
+        answers.iter().all(|a| a.as_deref() == Some("b2")),
+        "{answers:?}\n{}",
+        daemon.log()
+    );
+
+    // A weight change is reloaded from the file.
+    std::fs::write(&cfg, config("eth0", 3)).unwrap();
+    let v = daemon.wait_status("the reload", Duration::from_secs(5), |v| {
+        backend(v, "198.18.2.12:8080").config_weight == 3
+    });
+    let r = v.last_reload.clone().unwrap();
+    assert!(r.ok, "{r:?}");
+    assert_eq!(backend(&v, "198.18.2.12:8080").weight, 3);
+    assert_eq!(
+        backend(&v, "198.18.2.11:8080").state,
+        "quarantined",
+        "a reload keeps health state"
+    );
+    // Another interface needs a restart: rejected whole, the running config stays.
+    std::fs::write(&cfg, config("eth9", 5)).unwrap();
+    let v = daemon.wait_status("the rejection", Duration::from_secs(5), |v| {
+        v.last_reload.as_ref().is_some_and(|r| !r.ok)
+    });
+    let r = v.last_reload.clone().unwrap();
+    assert!(r.message.contains("needs a restart"), "{r:?}");
+    assert_eq!(backend(&v, "198.18.2.12:8080").config_weight, 3);
+    assert_eq!(curl(&lab).as_deref(), Some("b2"));
     drop(daemon);
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
@@ -180,31 +430,10 @@ backend = [{{ address = "198.18.2.11:7000" }}, {{ address = "198.18.2.12:7000" }
         ),
     )
     .unwrap();
-    let mut peer = XdpProgram::load(
-        Sizes {
-            services: 1,
-            backends: 2,
-            flows: 16,
-            events_bytes: 4096,
-        },
-        None,
-    )
-    .unwrap();
-    lab.sw.enter(|| peer.attach_pass("p-lb")).unwrap();
-    let start = |log: &std::path::Path| {
-        Daemon(
-            Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{}", lab.lb.name))
-                .arg(env!("CARGO_BIN_EXE_vipd"))
-                .args(["run", "--config"])
-                .arg(&cfg)
-                .env("VIPD_XDP_PIN_DIR", &pins)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log).unwrap())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let _peer = pass_on_peer(&lab);
+    let runtime = dir.join("run");
+    let start =
+        |log: &Path| Daemon::start(&lab, &cfg, &runtime, log, &[("VIPD_XDP_PIN_DIR", &pins)]);
     let first = start(&dir.join("first.log"));
     // A client that keeps one connection busy for 4 s, one line every 50 ms, each of
     // which must come back.
@@ -229,8 +458,7 @@ backend = [{{ address = "198.18.2.11:7000" }}, {{ address = "198.18.2.12:7000" }
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let mut first = first;
-    kill(&mut first.0);
+    drop(first);
     // With vipd gone, the balancer stays attached through its pinned link.
     let link = lab.lb.run("ip link show eth0");
     assert!(
@@ -257,7 +485,6 @@ backend = [{{ address = "198.18.2.11:7000" }}, {{ address = "198.18.2.12:7000" }
         "the restart wrote to the maps:\n{text}"
     );
     drop(second);
-    drop(first);
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,10 +27,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if vipd::config::load(&args.config).is_ok_and(|c| c.dataplane.xdp().is_some()) {
-        vipd::xdp::daemon::run(&args.config)?;
-        return Ok(ExitCode::SUCCESS);
-    }
     daemon::run(Options {
         config: args.config,
         state_file: args.state_file,

@@ -60,14 +60,16 @@ fn recent(list: &[RecentOutcome]) -> String {
     }
 }
 
-fn row(b: &BackendView) -> [String; N] {
+/// `xdp`: the data plane keeps no connection counts, shown as `-`.
+fn row(b: &BackendView, xdp: bool) -> [String; N] {
     let o = &b.outcomes;
+    let conns = |n: u32| if xdp { "-".to_owned() } else { n.to_string() };
     [
         b.addr.clone(),
         b.state.clone(),
         format!("{}/{}", b.weight, b.config_weight),
-        b.active_conns.to_string(),
-        b.inactive_conns.to_string(),
+        conns(b.active_conns),
+        conns(b.inactive_conns),
         if o.udp_sent == 0 && o.udp_replies == 0 {
             "-".to_owned()
         } else {
@@ -112,10 +114,19 @@ pub fn render(view: &DaemonView, now: SystemTime) -> String {
         view.config,
         ago(view.config_loaded_unix_ms),
     );
+    let xdp = view.dataplane == "xdp";
+    if !view.dataplane.is_empty() {
+        out.push_str(&format!("data plane: {}\n", view.dataplane));
+    }
     if let Some(r) = &view.last_reload {
         out.push_str(&format!("last reload {} ago: ", ago(r.unix_ms)));
         if r.ok {
-            out.push_str(&format!("ok, {} netlink writes", r.netlink_writes));
+            let unit = if xdp {
+                "XDP map writes"
+            } else {
+                "netlink writes"
+            };
+            out.push_str(&format!("ok, {} {unit}", r.netlink_writes));
         } else {
             out.push_str("rejected");
         }
@@ -146,7 +157,7 @@ pub fn render(view: &DaemonView, now: SystemTime) -> String {
     let rows: Vec<Vec<[String; N]>> = view
         .services
         .iter()
-        .map(|s| s.backends.iter().map(row).collect())
+        .map(|s| s.backends.iter().map(|b| row(b, xdp)).collect())
         .collect();
     let mut widths = [0usize; N];
     for cells in rows.iter().flatten().chain([&header]) {
@@ -190,6 +201,7 @@ mod tests {
             config: "/etc/vipd/vipd.toml".into(),
             started_unix_ms: now - 3_723_000,
             config_loaded_unix_ms: now - 303_000,
+            dataplane: String::new(),
             last_reload: Some(ReloadView {
                 unix_ms: now - 12_000,
                 ok: false,
@@ -304,6 +316,35 @@ db  [fd00:18::1]:5432/tcp  sh  PANIC (every backend out: all kept in rotation)
                 "",
                 "no services configured",
             ]
+        );
+    }
+
+    #[test]
+    fn xdp_shows_its_data_plane_and_no_connection_counts() {
+        let mut v = view();
+        v.dataplane = "xdp".into();
+        v.watcher.hooks = "xdp: vipd_xdp_lb on eth1 (pinned link)".into();
+        v.services.truncate(1);
+        v.last_reload = Some(ReloadView {
+            unix_ms: 999_999_000,
+            ok: true,
+            message: String::new(),
+            netlink_writes: 65,
+        });
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_000);
+        let text = render(&v, now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "data plane: xdp");
+        assert_eq!(lines[2], "last reload 1.0s ago: ok, 65 XDP map writes");
+        assert_eq!(lines[4], "hooks: xdp: vipd_xdp_lb on eth1 (pinned link)");
+        let row = lines
+            .iter()
+            .find(|l| l.contains("198.18.1.2:8080"))
+            .unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            &cells[..5],
+            ["198.18.1.2:8080", "healthy", "100/100", "-", "-"]
         );
     }
 

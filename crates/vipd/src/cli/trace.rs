@@ -232,9 +232,10 @@ impl Printer {
 
     fn report(&self, r: &Report) {
         let outcome = match r.outcome {
-            Outcome::Established { latency } => {
-                format!("established in {:.3} ms", latency.as_secs_f64() * 1e3)
-            }
+            Outcome::Established {
+                latency: Some(latency),
+            } => format!("established in {:.3} ms", latency.as_secs_f64() * 1e3),
+            Outcome::Established { latency: None } => "established".into(),
             Outcome::Refused => "REFUSED".into(),
             Outcome::SynRetransmit(n) => format!("SYN retransmit #{n}"),
             Outcome::ClientAbort => "client gave up in SYN_SENT".into(),

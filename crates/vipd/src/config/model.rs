@@ -412,6 +412,14 @@ impl Dataplane {
             Dataplane::Ipvs => None,
         }
     }
+
+    /// `"ipvs"` or `"xdp"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Dataplane::Ipvs => "ipvs",
+            Dataplane::Xdp(_) => "xdp",
+        }
+    }
 }
 
 /// A validated config: the desired state.

@@ -16,6 +16,7 @@ fn sample_view(pid: u32) -> DaemonView {
         config: "/etc/vipd/vipd.toml".into(),
         started_unix_ms: 1_000,
         config_loaded_unix_ms: 2_000,
+        dataplane: "ipvs".into(),
         last_reload: None,
         watcher: WatcherView {
             mode: "full".into(),

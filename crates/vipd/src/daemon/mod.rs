@@ -2,7 +2,8 @@
 //!
 //! * [`runtime`]: the event loop joining watcher, health machines, checks and reconciler.
 //! * [`services`]: the per-service runtime table rebuilt on every (re)load.
-//! * [`weights`]: the fast path writing single weights.
+//! * [`weights`]: the fast path writing single IPVS weights.
+//! * [`xdp_plane`]: the XDP balancer as the data plane (`dataplane = "xdp"`).
 //! * [`checks`]: active checks and probation probes (TCP connects, UDP datagrams).
 //! * [`udp_watch`]: UDP replies and silent backends from the kernel's counters.
 //! * [`config_file`]: loading the config and noticing changes.
@@ -23,5 +24,6 @@ pub mod udp_watch;
 pub mod view;
 pub mod view_build;
 pub mod weights;
+pub mod xdp_plane;
 
 pub use runtime::{run, Options};

@@ -1,7 +1,9 @@
 //! `vipd run`: the daemon. One single-threaded tokio loop joins the connection watcher
 //! (kernel events → correlator → outcomes), the health machines, the active checks, the
 //! fast weight path and the reconciler; the control socket and the metrics endpoint are
-//! tasks beside it. Order of events in one loop turn: take what is ready (events,
+//! tasks beside it. With `dataplane = "xdp"` the same loop drives vipd's XDP balancer
+//! instead of IPVS ([`super::xdp_plane`]): its program's health records take the
+//! watcher's place, and weights go into its Maglev tables. Order of events in one loop turn: take what is ready (events,
 //! check results, signals, a deadline), feed the health machines, write the weights that
 //! changed, then persist and publish.
 //!
@@ -15,12 +17,13 @@
 //!   kept; a good one is reconciled (only differences are written) with every
 //!   unchanged backend's health carried over.
 //! * SIGTERM/SIGINT: stop. The kernel's IPVS table, VIPs and weights stay as they are,
-//!   so connections keep flowing while vipd is down or being upgraded.
+//!   so connections keep flowing while vipd is down or being upgraded (with XDP and
+//!   `pin_maps`: the program, its link and flow table).
 
 use std::{
     collections::{BTreeSet, HashMap},
     net::SocketAddr,
-    os::fd::{AsFd, AsRawFd, RawFd},
+    os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
     path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -39,7 +42,7 @@ use vipd_ipvs::{AddressFamily, Client, ServiceKey};
 use super::{
     checks::{CheckKind, CheckResult, Checks},
     clock,
-    config_file::ConfigFile,
+    config_file::{ConfigFile, Rejected},
     control,
     metrics::Metrics,
     persist::{self, HealthRecord},
@@ -47,7 +50,8 @@ use super::{
     udp_watch::{self, UdpWatch},
     view::{DaemonView, ReloadView},
     view_build,
-    weights::WeightWriter,
+    weights::{WeightWriter, Written},
+    xdp_plane::XdpPlane,
 };
 use crate::{
     config::Config,
@@ -79,13 +83,36 @@ const CORRELATOR_CAPACITY: usize = 65_536;
 /// Destinations whose connection counts are dumped per housekeeping pass.
 const COUNTS_PER_PASS: usize = 64;
 
-/// The ring buffer as a pollable descriptor.
-struct Ring(Probes);
+/// The event source as a pollable descriptor: the connection watcher's ring buffer, or
+/// (a duplicate of) the XDP program's health ring buffer, which the plane reads.
+enum Ring {
+    Watcher(Box<Probes>),
+    Xdp(OwnedFd),
+}
 
 impl AsRawFd for Ring {
     fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
+        match self {
+            Ring::Watcher(p) => p.as_fd().as_raw_fd(),
+            Ring::Xdp(fd) => fd.as_raw_fd(),
+        }
     }
+}
+
+impl Ring {
+    fn probes(&mut self) -> Option<&mut Probes> {
+        match self {
+            Ring::Watcher(p) => Some(p),
+            Ring::Xdp(_) => None,
+        }
+    }
+}
+
+/// What the daemon programs.
+enum Plane {
+    /// IPVS over generic netlink: single weights on the fast path, full reconciles.
+    Ipvs(WeightWriter),
+    Xdp(Box<XdpPlane>),
 }
 
 struct Daemon {
@@ -93,7 +120,7 @@ struct Daemon {
     config: Config,
     file: ConfigFile,
     services: Services,
-    writer: WeightWriter,
+    plane: Plane,
     correlator: Correlator,
     checks: Checks,
     metrics: Arc<Metrics>,
@@ -162,6 +189,50 @@ async fn ring_ready(
 }
 
 impl Daemon {
+    /// Loads the connection watcher: all hooks, else TCP only, else none (degraded:
+    /// active checks only). Returns its ring, mode and hook summary.
+    fn start_watcher(probes: Flavour) -> anyhow::Result<(Option<AsyncFd<Ring>>, String, String)> {
+        let loaded = match Probes::load(Hooks::ALL.with_flavour(probes)) {
+            Ok(p) => Ok((p, "full".to_owned())),
+            Err(udp_err) => Probes::load(Hooks::TCP.with_flavour(probes)).map(|p| {
+                let mode = format!(
+                    "partial: UDP detection unavailable ({udp_err}); TCP detection and active checks run"
+                );
+                warn!("{mode}");
+                (p, mode)
+            }),
+        };
+        let watcher_hooks = match &loaded {
+            Ok((p, _)) => p.describe(),
+            Err(_) => String::new(),
+        };
+        let (ring, watcher_mode) = match loaded {
+            Ok((p, mode)) => (
+                // SAFETY: the descriptor is the ring buffer map's, owned by the `Probes`
+                // inside the `AsyncFd`; it stays open and the same until that is dropped.
+                Some(
+                    unsafe {
+                        AsyncFd::register_with_interest(
+                            Ring::Watcher(Box::new(p)),
+                            Interest::READABLE,
+                        )
+                    }
+                    .map_err(|e| e.into_parts().1)
+                    .context("polling the event ring buffer")?,
+                ),
+                mode,
+            ),
+            Err(e) => {
+                let mode = format!(
+                    "degraded: connection watcher unavailable ({e}); passive detection is off, active checks still run"
+                );
+                warn!("{mode}");
+                (None, mode)
+            }
+        };
+        Ok((ring, watcher_mode, watcher_hooks))
+    }
+
     async fn start(
         opts: Options,
     ) -> anyhow::Result<(Daemon, Option<AsyncFd<Ring>>, mpsc::Receiver<CheckResult>)> {
@@ -207,47 +278,35 @@ impl Daemon {
             seed,
         );
 
-        let loaded = match Probes::load(Hooks::ALL.with_flavour(opts.probes)) {
-            Ok(p) => Ok((p, "full".to_owned())),
-            Err(udp_err) => Probes::load(Hooks::TCP.with_flavour(opts.probes)).map(|p| {
-                let mode = format!(
-                    "partial: UDP detection unavailable ({udp_err}); TCP detection and active checks run"
-                );
-                warn!("{mode}");
-                (p, mode)
-            }),
-        };
-        let watcher_hooks = match &loaded {
-            Ok((p, _)) => p.describe(),
-            Err(_) => String::new(),
-        };
-        let (mut ring, watcher_mode) = match loaded {
-            Ok((p, mode)) => (
-                // SAFETY: the descriptor is the ring buffer map's, owned by the `Probes`
-                // inside the `AsyncFd`; it stays open and the same until that is dropped.
-                Some(
-                    unsafe { AsyncFd::register_with_interest(Ring(p), Interest::READABLE) }
+        let (plane, ring, watcher_mode, watcher_hooks) = match config.dataplane.xdp() {
+            Some(x) => {
+                let xdp = XdpPlane::start(x)?;
+                let fd = xdp.ring_fd().context("the XDP health ring buffer")?;
+                // SAFETY: the descriptor is owned by the `Ring` inside the `AsyncFd`; it
+                // stays open and the same until that is dropped.
+                let ring =
+                    unsafe { AsyncFd::register_with_interest(Ring::Xdp(fd), Interest::READABLE) }
                         .map_err(|e| e.into_parts().1)
-                        .context("polling the event ring buffer")?,
-                ),
-                mode,
-            ),
-            Err(e) => {
-                let mode = format!(
-                    "degraded: connection watcher unavailable ({e}); passive detection is off, active checks still run"
-                );
-                warn!("{mode}");
-                (None, mode)
+                        .context("polling the XDP health ring buffer")?;
+                let mode = "xdp: the balancer program reports refusals, unreachables, unanswered SYNs and SYN-ACKs".to_owned();
+                let hooks = xdp.describe();
+                (Plane::Xdp(Box::new(xdp)), Some(ring), mode, hooks)
+            }
+            None => {
+                let (ring, mode, hooks) = Self::start_watcher(opts.probes)?;
+                let client =
+                    Client::connect().context("connecting to IPVS over generic netlink")?;
+                (Plane::Ipvs(WeightWriter::new(client)), ring, mode, hooks)
             }
         };
-        let client = Client::connect().context("connecting to IPVS over generic netlink")?;
+        let mut ring = ring;
         let (checks, check_rx) = Checks::new(1024);
         let mut d = Daemon {
             opts,
             config,
             file,
             services,
-            writer: WeightWriter::new(client),
+            plane,
             correlator: Correlator::new(CORRELATOR_CAPACITY),
             checks,
             metrics,
@@ -275,7 +334,8 @@ impl Daemon {
         info!(
             services = d.config.services.len(),
             backends = d.config.backend_count(),
-            netlink_writes = writes,
+            dataplane = d.config.dataplane.name(),
+            writes,
             watcher = %d.watcher_mode,
             hooks = %d.watcher_hooks,
             "vipd running"
@@ -300,8 +360,9 @@ impl Daemon {
         let mut drain_tick = tokio::time::interval(crate::watcher::RING_DRAIN);
         drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let watching =
-                ring.is_some() && !(self.watched.is_empty() && self.watched_marks.is_empty());
+            let xdp = matches!(self.plane, Plane::Xdp(_));
+            let watching = ring.is_some()
+                && (xdp || !(self.watched.is_empty() && self.watched_marks.is_empty()));
             let udp_active = ring.is_some()
                 && self
                     .watched
@@ -314,11 +375,11 @@ impl Daemon {
                 .map_or(housekeeping, |d| d.min(housekeeping));
             tokio::select! {
                 biased;
-                _ = term.recv() => { info!("SIGTERM: stopping; the kernel's IPVS state stays in place"); break; }
-                _ = int.recv() => { info!("SIGINT: stopping; the kernel's IPVS state stays in place"); break; }
+                _ = term.recv() => { info!("SIGTERM: stopping; {}", self.on_stop()); break; }
+                _ = int.recv() => { info!("SIGINT: stopping; {}", self.on_stop()); break; }
                 ready = ring_ready(&mut ring) => match ready {
                     Ok(mut guard) => {
-                        if self.drain(&mut guard.get_inner_mut().0, &mut dirty) < EVENT_BATCH {
+                        if self.drain(guard.get_inner_mut(), &mut dirty) < EVENT_BATCH {
                             guard.clear_ready();
                         }
                     }
@@ -331,7 +392,7 @@ impl Daemon {
                 Some(r) = check_rx.recv() => self.on_check(r, &mut dirty),
                 _ = drain_tick.tick(), if watching => {
                     if let Some(r) = ring.as_mut() {
-                        self.drain(&mut r.get_mut().0, &mut dirty);
+                        self.drain(r.get_mut(), &mut dirty);
                     }
                 }
                 _ = udp_tick.tick(), if udp_active => self.poll_udp(ring.as_mut(), &mut dirty),
@@ -373,9 +434,20 @@ impl Daemon {
         Ok(())
     }
 
-    /// Feeds up to [`EVENT_BATCH`] queued kernel events to the correlator; returns how
-    /// many it took.
-    fn drain(&mut self, probes: &mut Probes, dirty: &mut BTreeSet<ServiceKey>) -> usize {
+    /// What stays in the kernel when vipd stops.
+    fn on_stop(&self) -> &'static str {
+        match &self.plane {
+            Plane::Ipvs(_) => "the kernel's IPVS state stays in place",
+            Plane::Xdp(x) => x.on_stop(),
+        }
+    }
+
+    /// Takes up to [`EVENT_BATCH`] queued kernel events (the watcher's, to the
+    /// correlator; the XDP program's, as reports); returns how many it took.
+    fn drain(&mut self, ring: &mut Ring, dirty: &mut BTreeSet<ServiceKey>) -> usize {
+        let Ring::Watcher(probes) = ring else {
+            return self.drain_xdp(dirty);
+        };
         let mut n = 0;
         while n < EVENT_BATCH {
             match probes.next_event() {
@@ -396,6 +468,30 @@ impl Daemon {
         n
     }
 
+    fn drain_xdp(&mut self, dirty: &mut BTreeSet<ServiceKey>) -> usize {
+        let mut n = 0;
+        while n < EVENT_BATCH {
+            let Plane::Xdp(x) = &mut self.plane else {
+                break;
+            };
+            match x.next_report() {
+                Some(Ok(r)) => self.on_report(&r, dirty),
+                Some(Err(e)) => {
+                    self.decode_errors += 1;
+                    if self.decode_errors.is_power_of_two() {
+                        warn!(
+                            "unusable XDP health record ({} so far): {e}",
+                            self.decode_errors
+                        );
+                    }
+                }
+                None => break,
+            }
+            n += 1;
+        }
+        n
+    }
+
     fn on_event(&mut self, ev: &Event, dirty: &mut BTreeSet<ServiceKey>) {
         if let Some(report) = self.correlator.feed(ev) {
             self.on_report(&report, dirty);
@@ -404,8 +500,9 @@ impl Daemon {
 
     /// Reads the UDP backends' counters: replies are successes, a long wait silence.
     fn poll_udp(&mut self, ring: Option<&mut AsyncFd<Ring>>, dirty: &mut BTreeSet<ServiceKey>) {
-        let Some(ring) = ring else { return };
-        let probes = &mut ring.get_mut().0;
+        let Some(probes) = ring.and_then(|r| r.get_mut().probes()) else {
+            return;
+        };
         for (vip, backend) in self.udp_rejoined.drain(..) {
             if let Err(e) = probes.clear_pending(&dest_key(vip, backend)) {
                 debug!("clearing the reply wait of {backend}: {e}");
@@ -631,8 +728,25 @@ impl Daemon {
 
     /// The fast path: writes changed weights, then measures fault-to-quarantine.
     fn write_weights(&mut self, dirty: &BTreeSet<ServiceKey>, now: Instant) {
-        let written = self.writer.sync(&self.services, dirty, now);
-        self.metrics.reconcile_ops("ipvs", written.len() as u64);
+        let written: Vec<Written> = match &mut self.plane {
+            Plane::Ipvs(writer) => {
+                let w = writer.sync(&self.services, dirty, now);
+                self.metrics.reconcile_ops("ipvs", w.len() as u64);
+                w
+            }
+            Plane::Xdp(x) => match x.sync(&self.services, Some(dirty), now) {
+                Ok((writes, w)) => {
+                    self.metrics.reconcile_ops("xdp", writes as u64);
+                    w
+                }
+                Err(e) => {
+                    // The next full sync (housekeeping) writes it again.
+                    warn!("writing weights to the XDP maps failed: {e:#}");
+                    self.next_resync = now;
+                    Vec::new()
+                }
+            },
+        };
         for w in &written {
             if w.from == 0 && w.to > 0 {
                 let udp_vip = self
@@ -662,8 +776,21 @@ impl Daemon {
         self.faults.retain(|(k, _), _| !dirty.contains(k));
     }
 
-    /// Reconciles the whole table (config + health weights); returns netlink writes.
+    /// Reconciles the whole table (config + health weights); returns the writes
+    /// (netlink messages, or XDP map entries).
     fn reconcile(&mut self, now: Instant) -> anyhow::Result<u64> {
+        let writer = match &mut self.plane {
+            Plane::Ipvs(w) => w,
+            Plane::Xdp(x) => {
+                let (writes, _) = x.sync(&self.services, None, now)?;
+                self.metrics.reconcile_ops("xdp", writes as u64);
+                self.next_resync = now + RESYNC;
+                if writes > 0 {
+                    info!(xdp_map_writes = writes, "reconciled");
+                }
+                return Ok(writes as u64);
+            }
+        };
         let opts = ApplyOptions {
             state_file: self.opts.state_file.clone(),
             dry_run: false,
@@ -673,7 +800,7 @@ impl Daemon {
         for f in &summary.failures {
             warn!("kernel refused a write: {f:?}");
         }
-        self.writer.reset(self.services.kernel_weights(now));
+        writer.reset(self.services.kernel_weights(now));
         self.metrics
             .reconcile_ops("ipvs", summary.ipvs_writes as u64);
         self.metrics
@@ -695,7 +822,19 @@ impl Daemon {
     fn reload(&mut self, ring: Option<&mut AsyncFd<Ring>>) {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let (config, text) = match self.file.load() {
+        let loaded = self.file.load().and_then(|(c, text)| {
+            if c.dataplane == self.config.dataplane {
+                Ok((c, text))
+            } else {
+                Err(Rejected {
+                    lines: vec![format!(
+                        "{}: changing `dataplane` or the [xdp] table needs a restart of vipd",
+                        self.opts.config.display()
+                    )],
+                })
+            }
+        });
+        let (config, text) = match loaded {
             Ok(c) => c,
             Err(rejected) => {
                 for l in &rejected.lines {
@@ -755,7 +894,14 @@ impl Daemon {
                 self.config = old_config;
                 let new = std::mem::take(&mut self.services);
                 self.services = Services::build(&self.config, new, None, now, wall, self.seed).0;
-                self.writer.reset(self.services.kernel_weights(now));
+                match &mut self.plane {
+                    Plane::Ipvs(w) => w.reset(self.services.kernel_weights(now)),
+                    Plane::Xdp(x) => {
+                        if let Err(e) = x.sync(&self.services, None, now) {
+                            warn!("restoring the XDP maps to the running config failed: {e:#}");
+                        }
+                    }
+                }
             }
         }
         self.sync_watch(ring);
@@ -785,8 +931,9 @@ impl Daemon {
     /// Makes the kernel programs report on exactly the configured VIPs (TCP and UDP)
     /// and fwmark services (their TCP connections).
     fn sync_watch(&mut self, ring: Option<&mut AsyncFd<Ring>>) {
-        let Some(ring) = ring else { return };
-        let probes = &mut ring.get_mut().0;
+        let Some(probes) = ring.and_then(|r| r.get_mut().probes()) else {
+            return;
+        };
         let wanted: BTreeSet<(u8, SocketAddr)> = self.services.by_vip.keys().copied().collect();
         for (protocol, vip) in self.watched.difference(&wanted) {
             if let Err(e) = probes.unwatch(*vip, *protocol) {
@@ -822,8 +969,7 @@ impl Daemon {
     }
 
     fn housekeeping(&mut self, ring: Option<&mut AsyncFd<Ring>>, now: Instant) {
-        if let Some(ring) = ring.as_deref() {
-            let probes = &ring.get_ref().0;
+        if let Some(Ring::Watcher(probes)) = ring.as_deref().map(AsyncFd::get_ref) {
             match probes.lost_events() {
                 Ok(n) => {
                     if n > self.lost_events {
@@ -866,7 +1012,10 @@ impl Daemon {
             let key = keys[self.counts_cursor % keys.len()];
             self.counts_cursor = self.counts_cursor.wrapping_add(1);
             visited += 1;
-            let Ok(dests) = self.writer.client().destinations(&key) else {
+            let Plane::Ipvs(writer) = &mut self.plane else {
+                return; // the XDP data plane keeps no connection counts
+            };
+            let Ok(dests) = writer.client().destinations(&key) else {
                 continue;
             };
             if let Some(s) = self.services.by_key.get_mut(&key) {
@@ -915,6 +1064,7 @@ impl Daemon {
             now,
             view_build::Meta {
                 config: self.opts.config.display().to_string(),
+                dataplane: self.config.dataplane.name(),
                 started: self.started,
                 loaded: self.loaded,
                 last_reload: self.last_reload.clone(),

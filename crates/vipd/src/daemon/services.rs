@@ -178,7 +178,11 @@ impl Services {
             let rt = ServiceRt {
                 name: spec.name.clone(),
                 key,
-                scheduler: spec.scheduler.as_str().to_owned(),
+                scheduler: if config.dataplane.xdp().is_some() {
+                    "maglev".to_owned()
+                } else {
+                    spec.scheduler.as_str().to_owned()
+                },
                 vip,
                 policy,
                 check: hp

@@ -18,6 +18,8 @@ pub struct DaemonView {
     pub started_unix_ms: u64,
     /// When the config in force was loaded (start-up or the last good reload).
     pub config_loaded_unix_ms: u64,
+    /// `ipvs` or `xdp`.
+    pub dataplane: String,
     pub last_reload: Option<ReloadView>,
     pub watcher: WatcherView,
     pub services: Vec<ServiceView>,
@@ -31,6 +33,7 @@ pub struct ReloadView {
     pub ok: bool,
     /// What changed, or why the new config was rejected.
     pub message: String,
+    /// Writes to the kernel: netlink messages with IPVS, map entries with XDP.
     pub netlink_writes: u64,
 }
 
@@ -71,8 +74,9 @@ pub struct BackendView {
     pub state: String,
     /// The weight in the config.
     pub config_weight: u32,
-    /// The weight in force, as written to IPVS.
+    /// The weight in force, as written to the data plane.
     pub weight: u32,
+    /// IPVS's connection counts (0 with XDP, which keeps none per backend).
     pub active_conns: u32,
     pub inactive_conns: u32,
     /// How many times this backend has been quarantined.
@@ -223,6 +227,7 @@ mod tests {
             config: "/etc/vipd/vipd.toml".into(),
             started_unix_ms: 1,
             config_loaded_unix_ms: 2,
+            dataplane: "ipvs".into(),
             last_reload: Some(ReloadView {
                 unix_ms: 3,
                 ok: false,

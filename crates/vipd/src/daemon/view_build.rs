@@ -15,6 +15,7 @@ use crate::watcher::{Counters, Outcome};
 /// What the view needs besides the services.
 pub struct Meta {
     pub config: String,
+    pub dataplane: &'static str,
     pub started: SystemTime,
     pub loaded: SystemTime,
     pub last_reload: Option<ReloadView>,
@@ -42,9 +43,10 @@ pub fn count(c: &mut OutcomeCounts, o: &Outcome) {
 /// `closed by peer (rst)`.
 pub fn describe(o: &Outcome) -> String {
     match o {
-        Outcome::Established { latency } => {
-            format!("established {:.1}ms", latency.as_secs_f64() * 1e3)
-        }
+        Outcome::Established {
+            latency: Some(latency),
+        } => format!("established {:.1}ms", latency.as_secs_f64() * 1e3),
+        Outcome::Established { latency: None } => "established".to_owned(),
         Outcome::Refused => "refused".to_owned(),
         Outcome::SynRetransmit(n) => format!("syn-retransmit #{n}"),
         Outcome::ClientAbort => "client-abort".to_owned(),
@@ -98,6 +100,7 @@ pub fn build(services: &Services, now: Instant, meta: Meta) -> DaemonView {
         config: meta.config,
         started_unix_ms: unix_ms(meta.started),
         config_loaded_unix_ms: unix_ms(meta.loaded),
+        dataplane: meta.dataplane.to_owned(),
         last_reload: meta.last_reload,
         watcher: WatcherView {
             mode: meta.watcher_mode,
@@ -122,7 +125,7 @@ mod tests {
         let mut c = OutcomeCounts::default();
         for o in [
             Outcome::Established {
-                latency: Duration::from_micros(420),
+                latency: Some(Duration::from_micros(420)),
             },
             Outcome::Refused,
             Outcome::SynRetransmit(2),
@@ -147,7 +150,7 @@ mod tests {
         );
         assert_eq!(
             describe(&Outcome::Established {
-                latency: Duration::from_micros(420)
+                latency: Some(Duration::from_micros(420))
             }),
             "established 0.4ms"
         );

@@ -20,8 +20,9 @@ const IPPROTO_UDP: u8 = 17;
 /// What happened to a connection attempt or connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The handshake completed after `latency` (first SYN to ESTABLISHED).
-    Established { latency: Duration },
+    /// The handshake completed after `latency` (first SYN to ESTABLISHED); `None` where
+    /// the first SYN's time is unknown (the XDP data plane reports the SYN-ACK only).
+    Established { latency: Option<Duration> },
     /// The backend answered the SYN with an RST.
     Refused,
     /// The SYN was resent for the `n`th time while the client still waits.
@@ -327,7 +328,13 @@ impl Correlator {
                 match (old, new) {
                     (SynSent, Established) => {
                         let latency = Duration::from_nanos(ts_ns.saturating_sub(c.syn_ns));
-                        Some(self.report(ts_ns, sock, Outcome::Established { latency }))
+                        Some(self.report(
+                            ts_ns,
+                            sock,
+                            Outcome::Established {
+                                latency: Some(latency),
+                            },
+                        ))
                     }
                     (_, Close) => {
                         let (reset, by_peer) = (c.reset, c.by_peer);
@@ -456,7 +463,7 @@ mod tests {
             got,
             [
                 Outcome::Established {
-                    latency: Duration::from_nanos(1_499_000)
+                    latency: Some(Duration::from_nanos(1_499_000))
                 },
                 Outcome::Closed {
                     by_peer: true,
@@ -572,7 +579,7 @@ mod tests {
                 (
                     Some(a(OTHER)),
                     Outcome::Established {
-                        latency: Duration::from_nanos(1_000_499_000)
+                        latency: Some(Duration::from_nanos(1_000_499_000))
                     }
                 ),
             ]
@@ -619,7 +626,7 @@ mod tests {
         assert_eq!(
             got,
             [Outcome::Established {
-                latency: Duration::from_nanos(1_000)
+                latency: Some(Duration::from_nanos(1_000))
             }]
         );
     }
@@ -701,7 +708,7 @@ mod tests {
         assert_eq!(
             r.iter().map(|r| r.outcome).collect::<Vec<_>>(),
             [Outcome::Established {
-                latency: Duration::from_micros(500)
+                latency: Some(Duration::from_micros(500))
             }]
         );
     }

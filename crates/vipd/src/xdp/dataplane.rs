@@ -79,6 +79,10 @@ pub struct Dataplane {
     slots: BTreeMap<VipKey, u32>,
     /// What each slot's table holds.
     tables: BTreeMap<u32, Vec<u32>>,
+    /// The backends and weights each service's table was last built from: an unchanged
+    /// service's table is not rebuilt (65,537 entries each), so an apply costs what
+    /// changed, not the number of services.
+    built: BTreeMap<VipKey, Vec<(SocketAddr, u32)>>,
     /// (slot, backend) to id.
     ids: BTreeMap<(u32, SocketAddr), u32>,
     /// ICMP keys and the slot they point at.
@@ -117,6 +121,7 @@ impl Dataplane {
             maps,
             slots: BTreeMap::new(),
             tables: BTreeMap::new(),
+            built: BTreeMap::new(),
             ids: BTreeMap::new(),
             icmp: BTreeMap::new(),
             next_gen: 1,
@@ -220,6 +225,9 @@ impl Dataplane {
         // Tables.
         for (key, spec) in &want_keys {
             let slot = self.slots[key];
+            if self.tables.contains_key(&slot) && self.built.get(key) == Some(&spec.backends) {
+                continue;
+            }
             let members: Vec<Member> = spec
                 .backends
                 .iter()
@@ -237,6 +245,7 @@ impl Dataplane {
             };
             ch.maglev_entries += self.maps.write_table(slot, &table, &have)?;
             self.tables.insert(slot, table);
+            self.built.insert(*key, spec.backends.clone());
         }
         // Services (new ones only now that their table is complete), and ICMP.
         for key in &new_services {
@@ -294,6 +303,7 @@ impl Dataplane {
             ch.services_removed += 1;
             let slot = self.slots.remove(&key).unwrap_or_default();
             self.tables.remove(&slot);
+            self.built.remove(&key);
         }
         let keep: BTreeSet<(u32, SocketAddr)> = want_keys
             .iter()

@@ -1,8 +1,6 @@
 //! From the config to what the XDP data plane should hold: every VIP:port service with
 //! its backends and weights (the config's, or effective ones from the health machine).
 
-use std::net::SocketAddr;
-
 use vipd_common::{IPPROTO_TCP, IPPROTO_UDP};
 
 use super::XdpServiceSpec;
@@ -38,20 +36,6 @@ pub fn specs(config: &Config) -> Vec<XdpServiceSpec> {
     specs_with(config, |_, b| u32::from(b.weight))
 }
 
-/// The config's service for a VIP (address and port) and protocol number.
-pub fn service_of(config: &Config, vip: SocketAddr, protocol: u8) -> Option<&ServiceSpec> {
-    config.services.iter().find(|s| match s.key {
-        ServiceKey::Addr { protocol: p, addr } => {
-            addr == vip
-                && match p {
-                    Protocol::Tcp => protocol == IPPROTO_TCP as u8,
-                    Protocol::Udp => protocol == IPPROTO_UDP as u8,
-                }
-        }
-        ServiceKey::Fwmark { .. } => false,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,10 +62,5 @@ mod tests {
         );
         assert_eq!(s[1].protocol, IPPROTO_UDP as u8);
         assert!(s[1].backends.is_empty());
-        assert_eq!(
-            service_of(&cfg, "198.18.100.1:53".parse().unwrap(), IPPROTO_UDP as u8)
-                .map(|s| &s.name[..]),
-            Some("d")
-        );
     }
 }

@@ -9,10 +9,8 @@
 //! [`test_run`] runs the program on crafted [`packet`]s with BPF_PROG_TEST_RUN.
 
 pub mod batch;
-pub mod daemon;
 pub mod dataplane;
 pub mod desired;
-pub mod health;
 pub mod loader;
 pub mod maglev;
 pub mod maps;
