@@ -22,7 +22,7 @@ use vipd::{
     },
     xdp::{Sizes, XdpProgram},
 };
-use xdp_common::lab::{wait_tcp, Lab, Procs, VIP};
+use xdp_common::lab::{udp_echo, wait_tcp, Lab, Procs, VIP};
 
 /// `vipd run` in the balancer's namespace, with its own runtime directory (control
 /// socket, health record) and log; killed on drop.
@@ -388,6 +388,119 @@ vip = "{VIP}:80"
     assert!(r.message.contains("needs a restart"), "{r:?}");
     assert_eq!(backend(&v, "198.18.2.12:8080").config_weight, 3);
     assert_eq!(curl(&lab).as_deref(), Some("b2"));
+    drop(daemon);
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `n` datagrams to the VIP's port 53 from the client's fixed port 45454, one at a
+/// time; returns who answered each (`b1`, `b2`) or `-` (no answer within 300 ms).
+fn udp_from_fixed_port(lab: &Lab, n: usize) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.cl.name, "python3", "-c"])
+        .arg(format!(
+            "import socket\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(0.3)\n\
+             s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind((\"0.0.0.0\",45454))\n\
+             for i in range({n}):\n \
+               s.sendto(b\"x\",(\"{VIP}\",53))\n \
+               try: print(s.recv(100).decode().split(\":\")[0])\n \
+               except OSError: print(\"-\")\n"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// UDP: the backend a fixed-port client is on stops listening (its stack answers with
+/// ICMP port unreachable); vipd quarantines it and takes it out of the service's table,
+/// so the client's flow moves to the other backend at its next datagram instead of
+/// staying on a dead one (IPVS's `udp_stale_flows = "expire"`).
+#[test]
+fn a_udp_flow_moves_off_a_quarantined_backend() {
+    let lab = Lab::new();
+    let dir = std::env::temp_dir().join(format!("vipd-xdp-udp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut servers: Vec<Procs> = lab
+        .backends()
+        .into_iter()
+        .map(|(ns, _, name)| {
+            let mut p = Procs::default();
+            p.spawn(ns, &udp_echo(name, 5353));
+            p
+        })
+        .collect();
+    let cfg = dir.join("vipd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"dataplane = "xdp"
+[xdp]
+interface = "eth0"
+pin_maps = false
+
+[[service]]
+name = "dns"
+vip = "{VIP}:53"
+protocol = "udp"
+backend = [{{ address = "198.18.2.11:5353" }}, {{ address = "198.18.2.12:5353" }}]
+  [service.health]
+  base_ejection = "60s"
+"#
+        ),
+    )
+    .unwrap();
+    let _peer = pass_on_peer(&lab);
+    let daemon = Daemon::start(&lab, &cfg, &dir.join("run"), &dir.join("vipd.log"), &[]);
+    daemon.status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let a = udp_from_fixed_port(&lab, 3);
+        if a.iter().all(|x| x != "-") {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the UDP VIP never answered: {a:?}\n{}",
+            daemon.log()
+        );
+    };
+    assert!(
+        first.iter().all(|x| *x == first[0]),
+        "the flow sticks: {first:?}"
+    );
+    let (victim, other, victim_addr) = if first[0] == "b1" {
+        (0, "b2", "198.18.2.11:5353")
+    } else {
+        (1, "b1", "198.18.2.12:5353")
+    };
+    drop(servers.remove(victim));
+    let after = udp_from_fixed_port(&lab, 12);
+    let lost = after.iter().filter(|x| *x == "-").count();
+    assert!(
+        lost <= 2 && after[after.len() - 8..].iter().all(|x| x == other),
+        "the fixed-port flow did not move to {other}: {after:?}\n{}",
+        daemon.log()
+    );
+    let v = daemon.wait_status("the quarantine", Duration::from_secs(3), |v| {
+        backend(v, victim_addr).state == "quarantined"
+    });
+    let b = backend(&v, victim_addr);
+    assert!(b.outcomes.unreachable >= 1, "{b:?}");
+    assert!(
+        b.recent
+            .iter()
+            .any(|r| r.outcome == "unreachable (port unreachable)"),
+        "{b:?}"
+    );
     drop(daemon);
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
