@@ -77,17 +77,7 @@ fn apply_programs_a_persistent_balancer_and_reapplies_only_differences() {
     );
     // The balancer's veth peer needs a receiver for XDP_TX frames (see xdp_lb.rs); the
     // test keeps `vipd_xdp_pass` attached there.
-    let mut peer = vipd::xdp::XdpProgram::load(
-        vipd::xdp::Sizes {
-            services: 1,
-            backends: 2,
-            flows: 16,
-            events_bytes: 4096,
-        },
-        None,
-    )
-    .unwrap();
-    lab.sw.enter(|| peer.attach_pass("p-lb")).unwrap();
+    let _peer = lab.pass_on_peer();
     let served = lab.cl.run(&ask);
     assert!(
         served == "b1\n" || served == "b2\n",

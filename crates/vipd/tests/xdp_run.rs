@@ -15,12 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vipd::{
-    daemon::{
-        control,
-        view::{BackendView, DaemonView},
-    },
-    xdp::{Sizes, XdpProgram},
+use vipd::daemon::{
+    control,
+    view::{BackendView, DaemonView},
 };
 use xdp_common::lab::{udp_echo, wait_tcp, Lab, Procs, VIP};
 
@@ -102,6 +99,23 @@ impl Drop for Daemon {
     }
 }
 
+/// A test's scratch directory, removed when the test ends (also on failure).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vipd-xdp-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn backend<'a>(v: &'a DaemonView, addr: &str) -> &'a BackendView {
     v.services[0]
         .backends
@@ -153,22 +167,6 @@ fn http_servers(lab: &Lab, dir: &Path, which: &[usize]) -> Vec<Procs> {
     servers
 }
 
-/// The peer of the balancer's veth must run an XDP program to take XDP_TX frames.
-fn pass_on_peer(lab: &Lab) -> XdpProgram {
-    let mut peer = XdpProgram::load(
-        Sizes {
-            services: 1,
-            backends: 2,
-            flows: 16,
-            events_bytes: 4096,
-        },
-        None,
-    )
-    .unwrap();
-    lab.sw.enter(|| peer.attach_pass("p-lb")).unwrap();
-    peer
-}
-
 const METRICS: &str = "127.0.0.1:9464";
 
 /// A refusing backend is quarantined, and `vipd status`, the metrics and the health
@@ -176,8 +174,9 @@ const METRICS: &str = "127.0.0.1:9464";
 #[test]
 fn a_refusing_backend_is_quarantined_and_traffic_moves() {
     let lab = Lab::new();
-    let dir = std::env::temp_dir().join(format!("vipd-xdp-run-{}", std::process::id()));
-    let mut servers = http_servers(&lab, &dir, &[0, 1]);
+    let scratch = Scratch::new("run");
+    let dir = &scratch.0;
+    let mut servers = http_servers(&lab, dir, &[0, 1]);
     let cfg = dir.join("vipd.toml");
     std::fs::write(
         &cfg,
@@ -203,7 +202,7 @@ vip = "{VIP}:80"
         ),
     )
     .unwrap();
-    let _peer = pass_on_peer(&lab);
+    let _peer = lab.pass_on_peer();
     let runtime = dir.join("run");
     let daemon = Daemon::start(&lab, &cfg, &runtime, &dir.join("vipd.log"), &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -307,7 +306,6 @@ vip = "{VIP}:80"
     assert!(daemon.log().contains("restored"), "{}", daemon.log());
     drop(daemon);
     drop(servers);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Active checks run with XDP too: a backend with no server is quarantined by its
@@ -316,8 +314,9 @@ vip = "{VIP}:80"
 #[test]
 fn active_checks_and_reloads_with_xdp() {
     let lab = Lab::new();
-    let dir = std::env::temp_dir().join(format!("vipd-xdp-checks-{}", std::process::id()));
-    let servers = http_servers(&lab, &dir, &[1]);
+    let scratch = Scratch::new("checks");
+    let dir = &scratch.0;
+    let servers = http_servers(&lab, dir, &[1]);
     let cfg = dir.join("vipd.toml");
     let config = |interface: &str, b2_weight: u32| {
         format!(
@@ -341,7 +340,7 @@ vip = "{VIP}:80"
         )
     };
     std::fs::write(&cfg, config("eth0", 1)).unwrap();
-    let _peer = pass_on_peer(&lab);
+    let _peer = lab.pass_on_peer();
     let daemon = Daemon::start(&lab, &cfg, &dir.join("run"), &dir.join("vipd.log"), &[]);
     let v = daemon.wait_status(
         "b1 quarantined by its checks",
@@ -390,7 +389,6 @@ vip = "{VIP}:80"
     assert_eq!(curl(&lab).as_deref(), Some("b2"));
     drop(daemon);
     drop(servers);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Sends `n` datagrams to the VIP's port 53 from the client's fixed port 45454, one at a
@@ -427,8 +425,8 @@ fn udp_from_fixed_port(lab: &Lab, n: usize) -> Vec<String> {
 #[test]
 fn a_udp_flow_moves_off_a_quarantined_backend() {
     let lab = Lab::new();
-    let dir = std::env::temp_dir().join(format!("vipd-xdp-udp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new("udp");
+    let dir = &scratch.0;
     let mut servers: Vec<Procs> = lab
         .backends()
         .into_iter()
@@ -458,7 +456,7 @@ backend = [{{ address = "198.18.2.11:5353" }}, {{ address = "198.18.2.12:5353" }
         ),
     )
     .unwrap();
-    let _peer = pass_on_peer(&lab);
+    let _peer = lab.pass_on_peer();
     let daemon = Daemon::start(&lab, &cfg, &dir.join("run"), &dir.join("vipd.log"), &[]);
     daemon.status();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -503,7 +501,6 @@ backend = [{{ address = "198.18.2.11:5353" }}, {{ address = "198.18.2.12:5353" }
     );
     drop(daemon);
     drop(servers);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `vipd run` with pinned maps killed (SIGKILL) and started again while a TCP
@@ -512,8 +509,8 @@ backend = [{{ address = "198.18.2.11:5353" }}, {{ address = "198.18.2.12:5353" }
 #[test]
 fn a_restart_with_pinned_maps_keeps_connections() {
     let lab = Lab::new();
-    let dir = std::env::temp_dir().join(format!("vipd-xdp-restart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new("restart");
+    let dir = &scratch.0;
     let pins = format!("/sys/fs/bpf/vipd-restart-{}", std::process::id());
     struct Pins(String);
     impl Drop for Pins {
@@ -543,7 +540,7 @@ backend = [{{ address = "198.18.2.11:7000" }}, {{ address = "198.18.2.12:7000" }
         ),
     )
     .unwrap();
-    let _peer = pass_on_peer(&lab);
+    let _peer = lab.pass_on_peer();
     let runtime = dir.join("run");
     let start =
         |log: &Path| Daemon::start(&lab, &cfg, &runtime, log, &[("VIPD_XDP_PIN_DIR", &pins)]);
@@ -599,7 +596,6 @@ backend = [{{ address = "198.18.2.11:7000" }}, {{ address = "198.18.2.12:7000" }
     );
     drop(second);
     drop(servers);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// SIGKILL: no chance to clean up, like a crash.

@@ -140,6 +140,26 @@ impl Lab {
     pub fn backends(&self) -> [(&Netns, Ipv4Addr, &'static str); 2] {
         [(&self.b1, B1, "b1"), (&self.b2, B2, "b2")]
     }
+
+    /// Loads a small object and attaches `vipd_xdp_pass` to the balancer's veth peer
+    /// (`p-lb`), which must run an XDP program to take the frames the balancer sends
+    /// with XDP_TX (see `xdp_lb.rs`). Keep the result alive for the test.
+    pub fn pass_on_peer(&self) -> vipd::xdp::XdpProgram {
+        let mut peer = vipd::xdp::XdpProgram::load(
+            vipd::xdp::Sizes {
+                services: 1,
+                backends: 2,
+                flows: 16,
+                events_bytes: 4096,
+            },
+            None,
+        )
+        .expect("loading vipd_xdp_pass");
+        self.sw
+            .enter(|| peer.attach_pass("p-lb"))
+            .expect("attaching vipd_xdp_pass to p-lb");
+        peer
+    }
 }
 
 /// Processes started in the lab's namespaces; killed on drop.
