@@ -3,9 +3,9 @@
 //! fast weight path and the reconciler; the control socket and the metrics endpoint are
 //! tasks beside it. With `dataplane = "xdp"` the same loop drives vipd's XDP balancer
 //! instead of IPVS ([`super::xdp_plane`]): its program's health records take the
-//! watcher's place, and weights go into its Maglev tables. Order of events in one loop turn: take what is ready (events,
-//! check results, signals, a deadline), feed the health machines, write the weights that
-//! changed, then persist and publish.
+//! watcher's place, and weights go into its Maglev tables. Order of events in one loop
+//! turn: take what is ready (events, check results, signals, a deadline), feed the health
+//! machines, write the weights that changed, then persist and publish.
 //!
 //! Lifecycle:
 //! * start: validate the config (errors: exit, nothing touched); bind the control socket
@@ -969,8 +969,15 @@ impl Daemon {
     }
 
     fn housekeeping(&mut self, ring: Option<&mut AsyncFd<Ring>>, now: Instant) {
-        if let Some(Ring::Watcher(probes)) = ring.as_deref().map(AsyncFd::get_ref) {
-            match probes.lost_events() {
+        let lost = match (ring.as_deref().map(AsyncFd::get_ref), &self.plane) {
+            (Some(Ring::Watcher(probes)), _) => {
+                Some(probes.lost_events().map_err(anyhow::Error::from))
+            }
+            (_, Plane::Xdp(x)) => Some(x.lost_events()),
+            _ => None,
+        };
+        if let Some(lost) = lost {
+            match lost {
                 Ok(n) => {
                     if n > self.lost_events {
                         warn!(

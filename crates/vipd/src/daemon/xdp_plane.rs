@@ -56,6 +56,8 @@ pub struct XdpPlane {
     specs: BTreeMap<ServiceKey, XdpServiceSpec>,
     /// What the maps hold per backend: `Some(weight)`, or `None` (not a member).
     applied: BTreeMap<(ServiceKey, DestId), Option<u32>>,
+    /// The kernel's lost-record counter when this vipd started.
+    lost_at_start: u64,
 }
 
 /// The address in an event's 16-byte field.
@@ -93,6 +95,12 @@ pub fn report_of(ev: &XdpHealthEvent) -> Option<Report> {
     })
 }
 
+/// The program's count of records it could not queue.
+fn lost_counter(dp: &Dataplane) -> anyhow::Result<u64> {
+    let stats = dp.maps().stats()?;
+    Ok(stats[vipd_common::xdp::stat::EVENTS_LOST as usize])
+}
+
 /// A queued record that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -118,7 +126,9 @@ impl XdpPlane {
             None => prog.attach(&x.interface)?,
         }
         let dp = Dataplane::adopt(prog.take_maps()?)?;
+        let lost_at_start = lost_counter(&dp).unwrap_or(0);
         Ok(XdpPlane {
+            lost_at_start,
             _prog: prog,
             dp,
             settings: x.clone(),
@@ -153,6 +163,12 @@ impl XdpPlane {
     /// A descriptor of the health ring buffer, to wait on.
     pub fn ring_fd(&self) -> std::io::Result<OwnedFd> {
         self.dp.maps().as_fd().try_clone_to_owned()
+    }
+
+    /// Health records the program could not queue (ring buffer full) since this vipd
+    /// started (pinned maps keep the kernel's counter across restarts).
+    pub fn lost_events(&self) -> anyhow::Result<u64> {
+        Ok(lost_counter(&self.dp)?.saturating_sub(self.lost_at_start))
     }
 
     /// The next queued record as a report (non-blocking).
