@@ -878,7 +878,10 @@ impl Daemon {
                 self.last_reload = Some(ReloadView {
                     unix_ms: clock::unix_ms(wall),
                     ok: true,
-                    message: format!("applied with {writes} netlink writes"),
+                    message: match self.plane {
+                        Plane::Ipvs(_) => format!("applied with {writes} netlink writes"),
+                        Plane::Xdp(_) => format!("applied with {writes} XDP map writes"),
+                    },
                     netlink_writes: writes,
                 });
             }
