@@ -12,7 +12,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::SocketAddr,
     os::fd::{AsFd, OwnedFd},
     path::PathBuf,
 };
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::debug;
 use vipd_common::{
     xdp::{XdpHealthEvent, XdpHealthKind},
-    AF_INET, AF_INET6,
+    AF_INET6,
 };
 use vipd_ipvs::ServiceKey;
 
@@ -30,7 +30,7 @@ use super::{services::Services, weights::Written};
 use crate::{
     config::XdpSettings,
     reconcile::desired::DestId,
-    watcher::{IcmpCode, Outcome, Report},
+    watcher::{event, DecodeError, IcmpCode, Outcome, Report},
     xdp::{
         loader::{ensure_bpffs, Sizes},
         maps::BadRecord,
@@ -60,18 +60,9 @@ pub struct XdpPlane {
     lost_at_start: u64,
 }
 
-/// The address in an event's 16-byte field.
-fn ip(family: u8, a: &[u8; 16]) -> IpAddr {
-    if u16::from(family) == AF_INET {
-        Ipv4Addr::new(a[0], a[1], a[2], a[3]).into()
-    } else {
-        Ipv6Addr::from(*a).into()
-    }
-}
-
-/// A health record as a report; `None` for an unknown kind.
-pub fn report_of(ev: &XdpHealthEvent) -> Option<Report> {
-    let outcome = match XdpHealthKind::from_u8(ev.kind)? {
+/// A health record as a report.
+pub fn report_of(ev: &XdpHealthEvent) -> Result<Report, RecordError> {
+    let outcome = match XdpHealthKind::from_u8(ev.kind).ok_or(RecordError::Kind(ev.kind))? {
         XdpHealthKind::Refused => Outcome::Refused,
         XdpHealthKind::SynRetransmit => Outcome::SynRetransmit(1),
         XdpHealthKind::Established => Outcome::Established { latency: None },
@@ -81,11 +72,12 @@ pub fn report_of(ev: &XdpHealthEvent) -> Option<Report> {
             code: ev.icmp_code,
         }),
     };
-    Some(Report {
+    let addr = |a: &[u8; 16], port| event::addr(ev.family, a, port);
+    Ok(Report {
         ts_ns: ev.ts_ns,
-        client: Some(SocketAddr::new(ip(ev.family, &ev.client), ev.cport)),
-        vip: SocketAddr::new(ip(ev.family, &ev.vip), ev.vport),
-        backend: Some(SocketAddr::new(ip(ev.family, &ev.backend), ev.bport)),
+        client: Some(addr(&ev.client, ev.cport)?),
+        vip: addr(&ev.vip, ev.vport)?,
+        backend: Some(addr(&ev.backend, ev.bport)?),
         outcome,
         // The program knows when it saw the repeated SYN, not the first one: a
         // blackhole's fault time is the repeat.
@@ -108,6 +100,8 @@ pub enum RecordError {
     Size(usize),
     #[error("health record of unknown kind {0}")]
     Kind(u8),
+    #[error("health record: {0}")]
+    Decode(#[from] DecodeError),
 }
 
 impl XdpPlane {
@@ -174,7 +168,7 @@ impl XdpPlane {
     /// The next queued record as a report (non-blocking).
     pub fn next_report(&mut self) -> Option<Result<Report, RecordError>> {
         Some(match self.dp.maps_mut().next_health()? {
-            Ok(ev) => report_of(&ev).ok_or(RecordError::Kind(ev.kind)),
+            Ok(ev) => report_of(&ev),
             Err(BadRecord(n)) => Err(RecordError::Size(n)),
         })
     }
@@ -248,6 +242,8 @@ impl XdpPlane {
 
 #[cfg(test)]
 mod tests {
+    use vipd_common::AF_INET;
+
     use super::*;
 
     #[test]
@@ -290,6 +286,10 @@ mod tests {
         assert_eq!(r.vip, "198.18.100.1:53".parse().unwrap());
         assert_eq!(r.outcome, Outcome::Refused);
         v4.kind = 99;
-        assert!(report_of(&v4).is_none());
+        assert!(matches!(report_of(&v4), Err(RecordError::Kind(99))));
+        v4.kind = XdpHealthKind::Refused as u8;
+        v4.family = 7;
+        let e = report_of(&v4).unwrap_err();
+        assert_eq!(e.to_string(), "health record: unknown address family 7");
     }
 }

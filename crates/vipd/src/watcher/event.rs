@@ -174,7 +174,9 @@ impl IcmpCode {
     }
 }
 
-fn addr(family: u8, bytes: &[u8; 16], port: u16) -> Result<SocketAddr, DecodeError> {
+/// The address in a kernel record's 16-byte field (IPv4 in the first 4 bytes), with
+/// `port`; an unknown family is an error naming it.
+pub(crate) fn addr(family: u8, bytes: &[u8; 16], port: u16) -> Result<SocketAddr, DecodeError> {
     let ip = match u16::from(family) {
         AF_INET => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
         AF_INET6 => IpAddr::V6(Ipv6Addr::from(*bytes)),
