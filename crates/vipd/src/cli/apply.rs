@@ -60,6 +60,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", text(&summary, args.verbose || args.dry_run));
     }
+    for n in &summary.notes {
+        eprintln!("vipd: note: {n}");
+    }
     for f in &summary.failures {
         eprintln!("vipd: kernel refused {}", f.error);
     }

@@ -188,6 +188,9 @@ pub fn render(view: &StatusView, now: SystemTime) -> String {
         view.services.iter().filter(|s| s.owner == "vipd").count(),
         view.services.iter().filter(|s| s.owner != "vipd").count(),
     );
+    if !view.sysctls.is_empty() {
+        out.push_str(&format!("sysctls: {}\n", view.sysctls.join(" ")));
+    }
     for (left, cols) in &rows {
         let mut line = format!("{left:<left_w$}");
         for (w, c) in widths.iter().zip(cols) {
@@ -223,6 +226,7 @@ mod tests {
     #[test]
     fn table_reads_like_ipvsadm() {
         let view = StatusView {
+            sysctls: vec!["net.ipv4.vs.conntrack=1".into()],
             services: vec![
                 ServiceView {
                     protocol: "TCP".into(),
@@ -275,6 +279,8 @@ mod tests {
             lines[0].join(" "),
             "IP Virtual Server: 2 services (1 vipd's, 1 foreign)"
         );
+        assert_eq!(lines[1].join(" "), "sysctls: net.ipv4.vs.conntrack=1");
+        let lines = &lines[1..];
         assert_eq!(
             lines[2][..4],
             ["->", "RemoteAddress:Port", "Forward", "Weight"]
@@ -292,7 +298,7 @@ mod tests {
             "UDP [fd00:18::1]:53 rr ops [foreign] 0 0 0 0 0 0 0 0 0 0"
         );
         // Columns line up: every number column ends at the same offset.
-        let ends: Vec<usize> = text.lines().skip(2).map(str::len).collect();
+        let ends: Vec<usize> = text.lines().skip(3).map(str::len).collect();
         assert!(ends.windows(2).all(|w| w[0] == w[1]), "{text}");
     }
 

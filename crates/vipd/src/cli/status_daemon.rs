@@ -147,6 +147,9 @@ pub fn render(view: &DaemonView, now: SystemTime) -> String {
     if !w.hooks.is_empty() {
         out.push_str(&format!("hooks: {}\n", w.hooks));
     }
+    if !view.sysctls.is_empty() {
+        out.push_str(&format!("sysctls: {}\n", view.sysctls.join(" ")));
+    }
     if view.services.is_empty() {
         out.push_str("\nno services configured\n");
         return out;
@@ -208,6 +211,10 @@ mod tests {
                 message: "vipd.toml:3:1: unknown key".into(),
                 netlink_writes: 0,
             }),
+            sysctls: vec![
+                "net.ipv4.vs.conntrack=1".into(),
+                "net.ipv4.vs.expire_nodest_conn=1".into(),
+            ],
             watcher: WatcherView {
                 mode: "full".into(),
                 hooks: "tp_btf: inet_sock_set_state; kprobe: ip_vs_conn_new".into(),
@@ -283,6 +290,7 @@ vipd 0.1.0 (pid 4242), up 1h02m; config /etc/vipd/vipd.toml, loaded 5m03s ago
 last reload 12s ago: rejected: vipd.toml:3:1: unknown key
 watcher: full; lost events 0, unattributed 2, evicted 0, tracked connections 17
 hooks: tp_btf: inet_sock_set_state; kprobe: ip_vs_conn_new
+sysctls: net.ipv4.vs.conntrack=1 net.ipv4.vs.expire_nodest_conn=1
 
 web  198.18.0.10:80/tcp  wlc
   Backend          State         Weight  ActiveConn  InActConn  UdpSent/Replies  Quarantines  QuarLeft  Fails  Recent (newest first)
@@ -300,6 +308,7 @@ db  [fd00:18::1]:5432/tcp  sh  PANIC (every backend out: all kept in rotation)
         let mut v = view();
         v.services.clear();
         v.watcher.hooks.clear();
+        v.sysctls.clear();
         v.last_reload = Some(ReloadView {
             unix_ms: 999_999_000,
             ok: true,

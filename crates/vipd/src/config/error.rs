@@ -125,6 +125,11 @@ impl<'t> Reporter<'t> {
         Location { line, column }
     }
 
+    /// The file, as messages name it.
+    pub(crate) fn file(&self) -> &str {
+        &self.file
+    }
+
     /// `file:line:col` of a byte offset, for messages that point at a second place.
     pub(crate) fn place(&self, offset: Option<usize>) -> String {
         match offset {

@@ -429,6 +429,37 @@ pub struct Config {
     pub dataplane: Dataplane,
     /// In file order; names and keys are unique.
     pub services: Vec<ServiceSpec>,
+    /// Where it was written, for problems found later against the host.
+    pub origin: Origin,
+}
+
+/// Where a config came from and where each VIP is first written in it, so that a
+/// problem found against the host (a VIP that is already a local address, say) is
+/// reported at file:line:col like any other. Not part of what a config says: two
+/// configs that differ only in their origin are equal.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub file: String,
+    pub vips: std::collections::BTreeMap<IpAddr, super::Location>,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Origin {}
+
+impl Origin {
+    /// `file:line:col: VIP <vip> <problem>` (without a location if the VIP is unknown).
+    pub fn diagnostic(&self, vip: IpAddr, problem: &str) -> super::Diagnostic {
+        super::Diagnostic {
+            file: self.file.clone(),
+            location: self.vips.get(&vip).copied(),
+            message: format!("VIP {vip} {problem}"),
+        }
+    }
 }
 
 impl Config {

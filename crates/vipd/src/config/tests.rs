@@ -197,6 +197,7 @@ tunnel = { type = "gre", checksum = "csum" }
                 health: None,
             },
         ],
+        origin: Origin::default(),
     };
     assert_eq!(cfg, expected);
     assert_eq!(cfg.backend_count(), 5);

@@ -3,15 +3,18 @@
 //! is wrong is reported and left out, and checks that depend on it are skipped so one
 //! mistake gives one message.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+};
 
 use super::{
     addr::{not_unicast, parse_endpoint},
     backend::{backends, Backends},
     error::Reporter,
     model::{
-        Config, DaemonSettings, Family, Forwarding, Protocol, Scheduler, ServiceKey, ServiceSpec,
-        Tunnel, TunnelChecksum, TunnelEncap, UdpStaleFlows,
+        Config, DaemonSettings, Family, Forwarding, Origin, Protocol, Scheduler, ServiceKey,
+        ServiceSpec, Tunnel, TunnelChecksum, TunnelEncap, UdpStaleFlows,
     },
     policy::{flags, health, persistence, tunnel},
     raw::{Field, Sp, Table},
@@ -58,14 +61,63 @@ pub(crate) fn config(root: Table<'_>, r: &mut Reporter<'_>) -> Config {
             super::dataplane::xdp_restrictions(*t, r);
         }
     }
-    let services = tables
+    let services: Vec<ServiceSpec> = tables
         .into_iter()
         .filter_map(|t| service(t, &daemon, xdp, &mut seen, r))
         .collect();
+    let vips = vip_offsets(&seen);
+    vips_are_not_backends(&services, &vips, r);
+    let origin = Origin {
+        file: r.file().to_owned(),
+        vips: vips
+            .into_iter()
+            .map(|(ip, at)| (ip, r.location(at)))
+            .collect(),
+    };
     Config {
         daemon,
         dataplane,
         services,
+        origin,
+    }
+}
+
+/// The byte offset where each VIP address is first written.
+fn vip_offsets(seen: &Seen) -> BTreeMap<IpAddr, usize> {
+    let mut first: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for (key, (_, at)) in &seen.keys {
+        if let (ServiceKey::Addr { addr, .. }, Some(at)) = (key, at) {
+            let e = first.entry(addr.ip()).or_insert(*at);
+            *e = (*e).min(*at);
+        }
+    }
+    first
+}
+
+/// A VIP is routed to vipd's interface on this host, so it cannot also be a backend's
+/// address: that backend would become unreachable.
+fn vips_are_not_backends(
+    services: &[ServiceSpec],
+    vips: &BTreeMap<IpAddr, usize>,
+    r: &mut Reporter<'_>,
+) {
+    for (vip, at) in vips {
+        let hit = services.iter().find_map(|s| {
+            s.backends
+                .iter()
+                .find(|b| b.addr.ip() == *vip)
+                .map(|b| (s.name.as_str(), b.addr))
+        });
+        if let Some((name, backend)) = hit {
+            r.error(
+                Some(*at),
+                format!(
+                    "VIP {vip} is also the address of backend {backend} of service {name:?}: \
+                     a VIP is routed to vipd's interface on this host, so that backend would \
+                     be unreachable"
+                ),
+            );
+        }
     }
 }
 

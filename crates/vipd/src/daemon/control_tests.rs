@@ -18,6 +18,7 @@ fn sample_view(pid: u32) -> DaemonView {
         config_loaded_unix_ms: 2_000,
         dataplane: "ipvs".into(),
         last_reload: None,
+        sysctls: Vec::new(),
         watcher: WatcherView {
             mode: "full".into(),
             lost_events: 3,

@@ -53,6 +53,9 @@ impl Histogram {
 }
 
 type ServiceBackend = (String, String);
+
+/// The values of `vipd_watcher_mode`'s `mode` label.
+const WATCHER_MODES: &[&str] = &["full", "partial", "degraded", "xdp"];
 type Labelled3 = (String, String, String);
 
 #[derive(Debug, Default)]
@@ -62,6 +65,8 @@ struct Inner {
     fault_to_quarantine: BTreeMap<String, Histogram>,
     lost_events: u64,
     unattributed: u64,
+    /// `full`, `partial`, `degraded` or `xdp`; empty before the first report.
+    watcher_mode: String,
     reconcile_ops: BTreeMap<String, u64>,
     reloads_ok: u64,
     reloads_rejected: u64,
@@ -135,6 +140,12 @@ impl Metrics {
     /// The kernel's count of events lost to a full ring buffer: `vipd_events_lost_total`.
     pub fn set_lost_events(&self, n: u64) {
         self.lock().lost_events = n;
+    }
+
+    /// How passive detection runs: `vipd_watcher_mode{mode}` (1 for the current mode)
+    /// and `vipd_watcher_degraded` (1 unless every hook is attached).
+    pub fn set_watcher_mode(&self, mode: &str) {
+        mode.clone_into(&mut self.lock().watcher_mode);
     }
 
     /// Events that could not be attributed to a backend: `vipd_events_unattributed_total`.
@@ -283,6 +294,39 @@ impl Metrics {
             "vipd_events_lost_total",
             &[],
             &inner.lost_events.to_string(),
+        );
+
+        family(
+            &mut out,
+            "vipd_watcher_mode",
+            "gauge",
+            "How passive detection runs: 1 for the current mode (full: every hook attached; \
+             partial: TCP only; degraded: none, active checks only; xdp: the XDP program).",
+        );
+        for mode in WATCHER_MODES {
+            let on = u8::from(inner.watcher_mode == *mode);
+            sample(
+                &mut out,
+                "vipd_watcher_mode",
+                &[("mode", mode)],
+                &on.to_string(),
+            );
+        }
+        family(
+            &mut out,
+            "vipd_watcher_degraded",
+            "gauge",
+            "1 while some kernel hook of the connection watcher is not attached.",
+        );
+        let degraded = u8::from(matches!(
+            inner.watcher_mode.as_str(),
+            "partial" | "degraded"
+        ));
+        sample(
+            &mut out,
+            "vipd_watcher_degraded",
+            &[],
+            &degraded.to_string(),
         );
 
         family(

@@ -11,6 +11,7 @@ fn example() -> Metrics {
     m.fault_to_quarantine("refused", 0.0015);
     m.fault_to_quarantine("refused", 3.0);
     m.set_lost_events(5);
+    m.set_watcher_mode("partial");
     m.set_unattributed(1);
     m.reconcile_ops("ipvs", 2);
     m.reconcile_ops("ipvs", 1);
@@ -51,6 +52,15 @@ vipd_fault_to_quarantine_seconds_count{cause="refused"} 2
 # HELP vipd_events_lost_total Kernel events lost to a full ring buffer.
 # TYPE vipd_events_lost_total counter
 vipd_events_lost_total 5
+# HELP vipd_watcher_mode How passive detection runs: 1 for the current mode (full: every hook attached; partial: TCP only; degraded: none, active checks only; xdp: the XDP program).
+# TYPE vipd_watcher_mode gauge
+vipd_watcher_mode{mode="full"} 0
+vipd_watcher_mode{mode="partial"} 1
+vipd_watcher_mode{mode="degraded"} 0
+vipd_watcher_mode{mode="xdp"} 0
+# HELP vipd_watcher_degraded 1 while some kernel hook of the connection watcher is not attached.
+# TYPE vipd_watcher_degraded gauge
+vipd_watcher_degraded 1
 # HELP vipd_events_unattributed_total Kernel events that could not be attributed to a backend.
 # TYPE vipd_events_unattributed_total counter
 vipd_events_unattributed_total 1

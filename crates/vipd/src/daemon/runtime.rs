@@ -82,6 +82,24 @@ const DRAIN_RESYNC: Duration = Duration::from_secs(2);
 const CORRELATOR_CAPACITY: usize = 65_536;
 /// Destinations whose connection counts are dumped per housekeeping pass.
 const COUNTS_PER_PASS: usize = 64;
+/// A watcher that could not attach every hook tries again after this, doubling up to
+/// [`WATCHER_RETRY_MAX`].
+const WATCHER_RETRY_FIRST: Duration = Duration::from_secs(1);
+const WATCHER_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The first word of a watcher mode (`full`, `partial: ...`, `degraded: ...`, `xdp: ...`).
+fn mode_kind(mode: &str) -> &str {
+    mode.split(':').next().unwrap_or(mode)
+}
+
+/// How much of passive detection a mode gives: more is better.
+fn mode_rank(mode: &str) -> u8 {
+    match mode_kind(mode) {
+        "full" | "xdp" => 2,
+        "partial" => 1,
+        _ => 0,
+    }
+}
 
 /// The event source as a pollable descriptor: the connection watcher's ring buffer, or
 /// (a duplicate of) the XDP program's health ring buffer, which the plane reads.
@@ -149,6 +167,12 @@ struct Daemon {
     counts_cursor: usize,
     decode_errors: u64,
     lost_events: u64,
+    /// Events lost by watchers replaced since start (their counters went with them).
+    lost_before: u64,
+    /// While some watcher hook is not attached: when to try again, and the backoff.
+    watcher_retry: Option<(Instant, Duration)>,
+    /// The last reconcile's reachability notes, logged when they change.
+    reach_notes: Vec<String>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -190,7 +214,8 @@ async fn ring_ready(
 
 impl Daemon {
     /// Loads the connection watcher: all hooks, else TCP only, else none (degraded:
-    /// active checks only). Returns its ring, mode and hook summary.
+    /// active checks only). Returns its ring, mode and hook summary; the caller logs a
+    /// mode that is not `full`.
     fn start_watcher(probes: Flavour) -> anyhow::Result<(Option<AsyncFd<Ring>>, String, String)> {
         let loaded = match Probes::load(Hooks::ALL.with_flavour(probes)) {
             Ok(p) => Ok((p, "full".to_owned())),
@@ -198,7 +223,6 @@ impl Daemon {
                 let mode = format!(
                     "partial: UDP detection unavailable ({udp_err}); TCP detection and active checks run"
                 );
-                warn!("{mode}");
                 (p, mode)
             }),
         };
@@ -226,7 +250,6 @@ impl Daemon {
                 let mode = format!(
                     "degraded: connection watcher unavailable ({e}); passive detection is off, active checks still run"
                 );
-                warn!("{mode}");
                 (None, mode)
             }
         };
@@ -293,9 +316,15 @@ impl Daemon {
                 (Plane::Xdp(Box::new(xdp)), Some(ring), mode, hooks)
             }
             None => {
-                let (ring, mode, hooks) = Self::start_watcher(opts.probes)?;
+                // First: resolving IPVS's generic-netlink family makes the kernel load
+                // ip_vs if nothing has yet (a daemon started at boot), and the watcher's
+                // IPVS hooks need the module.
                 let client =
                     Client::connect().context("connecting to IPVS over generic netlink")?;
+                let (ring, mode, hooks) = Self::start_watcher(opts.probes)?;
+                if mode != "full" {
+                    warn!("watcher: {mode}; vipd retries the missing hooks");
+                }
                 (Plane::Ipvs(WeightWriter::new(client)), ring, mode, hooks)
             }
         };
@@ -328,7 +357,14 @@ impl Daemon {
             counts_cursor: 0,
             decode_errors: 0,
             lost_events: 0,
+            lost_before: 0,
+            watcher_retry: None,
+            reach_notes: Vec::new(),
         };
+        d.metrics.set_watcher_mode(mode_kind(&d.watcher_mode));
+        if matches!(d.plane, Plane::Ipvs(_)) && mode_kind(&d.watcher_mode) != "full" {
+            d.watcher_retry = Some((now + WATCHER_RETRY_FIRST, WATCHER_RETRY_FIRST));
+        }
         d.sync_watch(ring.as_mut());
         let writes = d.reconcile(now).context("applying the config")?;
         info!(
@@ -386,6 +422,7 @@ impl Daemon {
                     Err(e) => {
                         error!("event ring buffer: {e}; passive detection stops");
                         self.watcher_mode = format!("degraded: event ring buffer failed ({e})");
+                        self.metrics.set_watcher_mode(mode_kind(&self.watcher_mode));
                         ring = None;
                     }
                 },
@@ -424,6 +461,13 @@ impl Daemon {
             if now >= housekeeping {
                 housekeeping = now + HOUSEKEEPING;
                 self.housekeeping(ring.as_mut(), now);
+                if let Some(better) = self.retry_watcher(now) {
+                    ring = Some(better);
+                    self.watched.clear();
+                    self.watched_marks.clear();
+                    self.sync_watch(ring.as_mut());
+                    self.publish();
+                }
             }
             if self.health_dirty {
                 self.persist();
@@ -800,6 +844,12 @@ impl Daemon {
         for f in &summary.failures {
             warn!("kernel refused a write: {f:?}");
         }
+        if summary.notes != self.reach_notes {
+            for n in &summary.notes {
+                warn!("reachability: {n}");
+            }
+            self.reach_notes.clone_from(&summary.notes);
+        }
         writer.reset(self.services.kernel_weights(now));
         self.metrics
             .reconcile_ops("ipvs", summary.ipvs_writes as u64);
@@ -933,6 +983,39 @@ impl Daemon {
 
     /// Makes the kernel programs report on exactly the configured VIPs (TCP and UDP)
     /// and fwmark services (their TCP connections).
+    /// While some watcher hook is not attached (say the ip_vs module was not loaded when
+    /// vipd started), loads the watcher again when the backoff allows; returns its ring
+    /// when it attaches more than the running one, which it then replaces.
+    fn retry_watcher(&mut self, now: Instant) -> Option<AsyncFd<Ring>> {
+        let (at, backoff) = self.watcher_retry?;
+        if now < at {
+            return None;
+        }
+        let better = match Self::start_watcher(self.opts.probes) {
+            Ok((Some(ring), mode, hooks)) if mode_rank(&mode) > mode_rank(&self.watcher_mode) => {
+                info!(watcher = %mode, hooks = %hooks, "connection watcher attached on retry");
+                self.watcher_mode = mode;
+                self.watcher_hooks = hooks;
+                self.lost_before += self.lost_events;
+                self.lost_events = 0;
+                self.metrics.set_watcher_mode(mode_kind(&self.watcher_mode));
+                Some(ring)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                debug!("retrying the connection watcher: {e:#}");
+                None
+            }
+        };
+        self.watcher_retry = if mode_rank(&self.watcher_mode) >= 2 {
+            None
+        } else {
+            let next = (backoff * 2).min(WATCHER_RETRY_MAX);
+            Some((now + next, next))
+        };
+        better
+    }
+
     fn sync_watch(&mut self, ring: Option<&mut AsyncFd<Ring>>) {
         let Some(probes) = ring.and_then(|r| r.get_mut().probes()) else {
             return;
@@ -989,7 +1072,7 @@ impl Daemon {
                         );
                     }
                     self.lost_events = n;
-                    self.metrics.set_lost_events(n);
+                    self.metrics.set_lost_events(self.lost_before + n);
                 }
                 Err(e) => debug!("reading the lost-event counter: {e}"),
             }
@@ -1081,8 +1164,12 @@ impl Daemon {
                 watcher_mode: self.watcher_mode.clone(),
                 watcher_hooks: self.watcher_hooks.clone(),
                 counters: self.correlator.counters(),
-                lost_events: self.lost_events,
+                lost_events: self.lost_before + self.lost_events,
                 tracked: self.correlator.open() as u64,
+                sysctls: match self.plane {
+                    Plane::Ipvs(_) => crate::reach::sysctl::current(),
+                    Plane::Xdp(_) => Vec::new(),
+                },
             },
         );
         self.view_tx.send_replace(Arc::new(view));

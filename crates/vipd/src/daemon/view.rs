@@ -22,6 +22,8 @@ pub struct DaemonView {
     pub dataplane: String,
     pub last_reload: Option<ReloadView>,
     pub watcher: WatcherView,
+    /// With IPVS: the IPVS sysctls vipd sets, as `name=value` (see `vipd::reach::sysctl`).
+    pub sysctls: Vec<String>,
     pub services: Vec<ServiceView>,
 }
 
@@ -234,6 +236,7 @@ mod tests {
                 message: "line 3: bad".into(),
                 netlink_writes: 0,
             }),
+            sysctls: vec!["net.ipv4.vs.conntrack=1".into()],
             watcher: WatcherView {
                 mode: "full".into(),
                 ..WatcherView::default()

@@ -24,6 +24,7 @@ pub struct Meta {
     pub counters: Counters,
     pub lost_events: u64,
     pub tracked: u64,
+    pub sysctls: Vec<String>,
 }
 
 /// Counts one outcome.
@@ -102,6 +103,7 @@ pub fn build(services: &Services, now: Instant, meta: Meta) -> DaemonView {
         config_loaded_unix_ms: unix_ms(meta.loaded),
         dataplane: meta.dataplane.to_owned(),
         last_reload: meta.last_reload,
+        sysctls: meta.sysctls,
         watcher: WatcherView {
             mode: meta.watcher_mode,
             hooks: meta.watcher_hooks,

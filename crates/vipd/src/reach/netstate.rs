@@ -1,5 +1,5 @@
-//! The interfaces and addresses of the network namespace, read over rtnetlink, and the
-//! writes that change them.
+//! The interfaces, addresses and routes of the network namespace, read over rtnetlink,
+//! and the interface and address writes that change them (routes: [`super::route`]).
 
 use std::net::IpAddr;
 
@@ -10,7 +10,11 @@ use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
 };
 
-use super::{rtnl::Rtnl, ReachError};
+use super::{
+    route::{self, Route},
+    rtnl::Rtnl,
+    ReachError,
+};
 
 /// An interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,18 +32,55 @@ pub struct Addr {
     pub index: u32,
     pub addr: IpAddr,
     pub prefix_len: u8,
+    /// `IFA_SCOPE`: 0 global, 253 link, 254 host.
+    pub scope: u8,
 }
 
-/// Every interface and address of the namespace.
+/// The IPv4 address scope of VIP addresses vipd added before it used routes.
+pub const SCOPE_HOST: u8 = 254;
+
+impl Addr {
+    /// Whether `ip` lies in this address's subnet (not counting host-length prefixes).
+    pub fn subnet_contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) if self.prefix_len < 32 => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) if self.prefix_len < 128 => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this is what vipd once added for a VIP: a host-length address (IPv4 with
+    /// host scope).
+    pub fn is_host_vip(&self) -> bool {
+        match self.addr {
+            IpAddr::V4(_) => self.prefix_len == 32 && self.scope == SCOPE_HOST,
+            IpAddr::V6(_) => self.prefix_len == 128,
+        }
+    }
+}
+
+/// Every interface and address of the namespace, and the routes of its main table that
+/// matter to vipd (see [`super::route::Route`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetState {
     pub links: Vec<Link>,
     pub addrs: Vec<Addr>,
+    pub routes: Vec<Route>,
 }
 
 impl NetState {
     pub(crate) fn read(rtnl: &mut Rtnl) -> Result<NetState, ReachError> {
-        let links = rtnl
+        let links: Vec<Link> = rtnl
             .dump(
                 RouteNetlinkMessage::GetLink(LinkMessage::default()),
                 "list the interfaces",
@@ -61,7 +102,17 @@ impl NetState {
                 _ => None,
             })
             .collect();
-        Ok(NetState { links, addrs })
+        let dummies: Vec<u32> = links
+            .iter()
+            .filter(|l| l.kind.as_deref() == Some("dummy"))
+            .map(|l| l.index)
+            .collect();
+        let routes = route::read(rtnl, &dummies)?;
+        Ok(NetState {
+            links,
+            addrs,
+            routes,
+        })
     }
 
     pub fn link(&self, name: &str) -> Option<&Link> {
@@ -109,6 +160,7 @@ fn addr(m: &AddressMessage) -> Option<Addr> {
         index: m.header.index,
         addr: local.or(address)?,
         prefix_len: m.header.prefix_len,
+        scope: m.header.scope.into(),
     })
 }
 
@@ -153,9 +205,9 @@ pub(crate) fn delete_link(rtnl: &mut Rtnl, link: &Link) -> Result<(), ReachError
     )
 }
 
-/// The host-route message for a VIP: /32 or /128. IPv4 VIPs get host scope, so the kernel
-/// never picks them as the source of traffic to other destinations; IPv6 VIPs skip
-/// duplicate address detection, so they are usable at once.
+/// The address message of a VIP as vipd once added them (before VIPs were routes): /32
+/// with host scope, or /128 without duplicate address detection. Only used to remove
+/// them.
 fn vip_message(index: u32, vip: IpAddr) -> AddressMessage {
     let mut m = AddressMessage::default();
     m.header.index = index;
@@ -180,20 +232,13 @@ fn vip_message(index: u32, vip: IpAddr) -> AddressMessage {
     m
 }
 
-pub(crate) fn add_vip(rtnl: &mut Rtnl, link: &Link, vip: IpAddr) -> Result<(), ReachError> {
-    rtnl.write(
-        RouteNetlinkMessage::NewAddress(vip_message(link.index, vip)),
-        NLM_F_CREATE | NLM_F_EXCL,
-        &format!("add VIP {vip} to {}", link.name),
-    )
-}
-
-pub(crate) fn del_vip(rtnl: &mut Rtnl, link: &Link, a: &Addr) -> Result<(), ReachError> {
+/// Removes a VIP address vipd added in its earlier layout.
+pub(crate) fn del_vip_address(rtnl: &mut Rtnl, link: &Link, a: &Addr) -> Result<(), ReachError> {
     let mut m = vip_message(link.index, a.addr);
     m.header.prefix_len = a.prefix_len;
     rtnl.write(
         RouteNetlinkMessage::DelAddress(m),
         0,
-        &format!("remove VIP {} from {}", a.addr, link.name),
+        &format!("remove VIP address {} from {}", a.addr, link.name),
     )
 }

@@ -1,4 +1,4 @@
-//! A blocking `NETLINK_ROUTE` socket: dumps, and writes answered by an ack. Every write is
+//! A blocking `NETLINK_ROUTE` socket: dumps, requests, and writes answered by an ack. Every write is
 //! counted (`vipd apply` reports the count).
 
 use std::io;
@@ -110,6 +110,16 @@ impl Rtnl {
         what: &str,
     ) -> Result<Vec<RouteNetlinkMessage>, ReachError> {
         let seq = self.send(msg, NLM_F_DUMP)?;
+        self.receive(seq, what)
+    }
+
+    /// A request answered by messages and an ack (e.g. a route lookup); not a write.
+    pub(crate) fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>, ReachError> {
+        let seq = self.send(msg, NLM_F_ACK)?;
         self.receive(seq, what)
     }
 

@@ -1,6 +1,7 @@
 //! The IPVS sysctls vipd sets, each with the reason. vipd writes one only when its value
 //! differs, and never resets it: these are per network namespace and other IPVS users may
-//! rely on them too.
+//! rely on them too. (They cover IPv6 as well: IPVS keeps all its sysctls under
+//! `net.ipv4.vs`.)
 
 use std::{fs, path::PathBuf};
 
@@ -26,6 +27,21 @@ pub const EXPIRE_NODEST_CONN: Sysctl = Sysctl {
              scheduled to a live backend (UDP rule, drain timeouts)",
 };
 
+/// Needed behind a stateful firewall, which every ordinary host has (an input chain
+/// with `policy drop` and `ct state established,related accept`): a local client's
+/// connection is tracked as client -> VIP before IPVS rewrites it, and with this at 0
+/// IPVS keeps netfilter out of the rewritten flow, so the backend's reply is not
+/// "established" and is dropped. With it, IPVS updates the connection's tracking entry
+/// with the backend's address and replies pass. Cost: every IPVS connection also holds a
+/// conntrack entry (counted against `nf_conntrack_max`, a few hundred bytes each) and
+/// each new connection one tracking update. kube-proxy's IPVS mode sets it as well.
+pub const CONNTRACK: Sysctl = Sysctl {
+    name: "net.ipv4.vs.conntrack",
+    value: "1",
+    reason: "tell netfilter's connection tracking about IPVS connections, so a stateful \
+             firewall passes the backends' replies",
+};
+
 /// Needed by persistent services: a persistence template keeps sending a client to its
 /// backend even at weight 0, so draining (and the health machine's quarantine) would not
 /// move persistent clients. With it, a template whose destination is quiescent (weight 0)
@@ -36,6 +52,20 @@ pub const EXPIRE_QUIESCENT_TEMPLATE: Sysctl = Sysctl {
     reason: "expire persistence templates of weight-0 backends, so draining moves \
              persistent clients",
 };
+
+/// Every sysctl vipd may set, for `vipd status`.
+pub const ALL: &[Sysctl] = &[CONNTRACK, EXPIRE_NODEST_CONN, EXPIRE_QUIESCENT_TEMPLATE];
+
+/// `name=value` of each of [`ALL`] as the kernel has it now (`name=?` while the ip_vs
+/// module, which makes them, is not loaded).
+pub fn current() -> Vec<String> {
+    ALL.iter()
+        .map(|s| match s.read() {
+            Ok(v) => format!("{}={v}", s.name),
+            Err(_) => format!("{}=?", s.name),
+        })
+        .collect()
+}
 
 impl Sysctl {
     fn path(&self) -> PathBuf {

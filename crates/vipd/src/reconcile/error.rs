@@ -32,6 +32,9 @@ pub enum ReconcileError {
     State(#[from] StateError),
     #[error(transparent)]
     Reach(#[from] ReachError),
+    /// VIPs that conflict with the host, each as `file:line:col: VIP ... problem`.
+    #[error("{}; nothing was changed", .0.join("\n"))]
+    Vips(Vec<String>),
 }
 
 fn conflict_message(services: &[String]) -> String {

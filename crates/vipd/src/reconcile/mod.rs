@@ -8,6 +8,7 @@
 //! * [`apply`]: encoding and sending the plan as one pipelined batch.
 //! * [`run`]: one whole reconcile, in the order that keeps everything safe.
 //! * [`status`]: the view `vipd status` prints.
+//! * [`host_check`]: `vipd check`'s read-only look at the host's interfaces and routes.
 //!
 //! vipd never flushes, and never changes or removes a service it did not create: on start
 //! it reads what the kernel holds and touches only what its record lists.
@@ -16,6 +17,7 @@ pub mod apply;
 pub mod desired;
 pub mod diff;
 mod error;
+pub mod host_check;
 pub mod op;
 pub mod run;
 pub mod snapshot;
@@ -25,6 +27,7 @@ pub mod summary;
 
 pub use desired::{DesiredState, RemovalPolicy, RemovalRule, WeightOverrides};
 pub use error::ReconcileError;
+pub use host_check::{host_check, HostCheck};
 pub use op::Op;
 pub use run::{apply, ApplyOptions};
 pub use state::{Ownership, DEFAULT_STATE_FILE};

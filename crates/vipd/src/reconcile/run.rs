@@ -3,13 +3,17 @@
 //! 1. desired state from the (already validated) config, weight overrides on top;
 //! 2. lock and read the ownership record; dump the kernel's IPVS table;
 //! 3. refuse if a declared service exists but is not vipd's (nothing touched);
-//! 4. plan the IPVS writes and encode all of them, plan reachability (both read-only);
+//! 4. plan the IPVS writes and encode all of them; plan reachability: each VIP's source
+//!    address from the kernel's routes to its backends, and the route writes (all
+//!    read-only; a VIP that conflicts with the host stops the apply here);
 //! 5. write the record with everything about to be created (intent);
-//! 6. sysctls, interface and new VIPs; the IPVS batch; then unused VIPs and interfaces;
+//! 6. sysctls, interface and new VIP routes; the IPVS batch; then unused VIP routes and
+//!    the interface if it is left empty;
 //! 7. write the record as it now is.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
     path::PathBuf,
     time::{Instant, SystemTime},
 };
@@ -28,7 +32,7 @@ use super::{
 };
 use crate::{
     config::Config,
-    reach::{self, sysctl, LinkAction, Reach, ReachPlan, Sysctl},
+    reach::{self, sysctl, LinkAction, Reach, ReachError, ReachPlan, Sysctl},
 };
 
 /// How to run [`apply`].
@@ -72,7 +76,20 @@ pub fn apply(config: &Config, opts: &ApplyOptions) -> Result<ApplySummary, Recon
 
     let mut reach = Reach::open()?;
     let net = reach.read()?;
-    let wanted: BTreeSet<_> = plan.owned.keys().filter_map(vip_address).collect();
+    let located = |e: ReachError| match e {
+        ReachError::Conflicts(all) => ReconcileError::Vips(
+            config
+                .origin
+                .located(&all)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        ),
+        e => ReconcileError::Reach(e),
+    };
+    let sources = reach
+        .sources(&net, &vip_backends(&plan, &desired, &kernel))
+        .map_err(located)?;
     let deleted: BTreeSet<&ServiceKey> = plan
         .ops
         .iter()
@@ -90,10 +107,11 @@ pub fn apply(config: &Config, opts: &ApplyOptions) -> Result<ApplySummary, Recon
     let reach_plan = reach::plan(
         &net,
         &config.daemon.vip_interface,
-        &wanted,
+        &sources.by_vip,
         &in_use,
         &owned.reach,
-    )?;
+    )
+    .map_err(located)?;
     let sysctls = needed_sysctls(&plan, &desired, &kernel);
 
     let mut summary = ApplySummary {
@@ -102,6 +120,12 @@ pub fn apply(config: &Config, opts: &ApplyOptions) -> Result<ApplySummary, Recon
         backends: config.backend_count(),
         ops: plan.ops.iter().map(ToString::to_string).collect(),
         reach: reach_text(&reach_plan),
+        notes: sources
+            .notes
+            .iter()
+            .chain(&reach_plan.notes)
+            .cloned()
+            .collect(),
         sysctls: sysctls
             .iter()
             .map(|s| format!("{}={}: {}", s.name, s.value, s.reason))
@@ -200,7 +224,33 @@ fn final_record(
     o
 }
 
-/// `expire_nodest_conn` whenever vipd owns a service (its deletions rely on it);
+/// Each VIP vipd owns after this apply, with the backends of its services of the same
+/// family (config order; the kernel's for services that are leaving).
+fn vip_backends(
+    plan: &Plan,
+    desired: &DesiredState,
+    kernel: &Snapshot,
+) -> BTreeMap<IpAddr, Vec<IpAddr>> {
+    let mut out: BTreeMap<IpAddr, Vec<IpAddr>> = BTreeMap::new();
+    for k in plan.owned.keys() {
+        let Some(vip) = vip_address(k) else { continue };
+        let backends = out.entry(vip).or_default();
+        let ids: Vec<IpAddr> = match (desired.services.get(k), kernel.services.get(k)) {
+            (Some(d), _) => d.dests.keys().map(|(ip, _)| *ip).collect(),
+            (None, Some(s)) => s.dests.keys().map(|(ip, _)| *ip).collect(),
+            (None, None) => Vec::new(),
+        };
+        for ip in ids {
+            if ip.is_ipv4() == vip.is_ipv4() && !backends.contains(&ip) {
+                backends.push(ip);
+            }
+        }
+    }
+    out
+}
+
+/// `expire_nodest_conn` and `conntrack` whenever vipd owns a service (its deletions rely
+/// on the first, replies behind a stateful firewall on the second);
 /// `expire_quiescent_template` when one of them is persistent.
 fn needed_sysctls(plan: &Plan, desired: &DesiredState, kernel: &Snapshot) -> Vec<Sysctl> {
     let mut out = Vec::new();
@@ -208,6 +258,7 @@ fn needed_sysctls(plan: &Plan, desired: &DesiredState, kernel: &Snapshot) -> Vec
         return out;
     }
     out.push(sysctl::EXPIRE_NODEST_CONN);
+    out.push(sysctl::CONNTRACK);
     let persistent = plan.owned.keys().any(|k| {
         let flags = desired
             .services
@@ -247,16 +298,32 @@ fn reach_text(p: &ReachPlan) -> Vec<String> {
         LinkAction::Create => out.push(format!("create dummy interface {} (up)", p.interface)),
         LinkAction::SetUp(l) => out.push(format!("set interface {} up", l.name)),
     }
-    for a in &p.add {
-        out.push(format!("add VIP {a} to {}", p.interface));
+    let src = |s: &Option<IpAddr>| s.map_or_else(String::new, |s| format!(" src {s}"));
+    for (vip, s) in &p.add {
+        out.push(format!("add route {vip} dev {}{}", p.interface, src(s)));
     }
-    for (l, a) in &p.remove {
+    for (vip, s) in &p.replace {
+        out.push(format!("replace route {vip} dev {}{}", p.interface, src(s)));
+    }
+    for (l, a) in &p.convert {
         out.push(format!(
-            "remove VIP {}/{} from {}",
+            "remove address {}/{} from {} (now a route)",
             a.addr, a.prefix_len, l.name
         ));
     }
-    for l in &p.delete {
+    for (l, r) in &p.remove {
+        out.push(format!(
+            "delete route {}/{} dev {}",
+            r.dst, r.prefix_len, l.name
+        ));
+    }
+    for (l, a) in &p.remove_addresses {
+        out.push(format!(
+            "remove address {}/{} from {}",
+            a.addr, a.prefix_len, l.name
+        ));
+    }
+    if let Some(l) = &p.delete {
         out.push(format!("delete interface {}", l.name));
     }
     out

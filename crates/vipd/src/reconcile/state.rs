@@ -3,7 +3,9 @@
 //! A JSON file (default [`DEFAULT_STATE_FILE`]) holding the IPVS services vipd created
 //! (with the config name and removal policy they had), the backends it is draining (with
 //! the wall-clock time the drain began, so a drain survives a restart), and the VIP
-//! addresses and interfaces it added. It is replaced atomically (temporary file, fsync,
+//! routes and interface it added (and VIP addresses from the earlier layout, until they
+//! are converted). The record says what vipd may remove; the kernel must agree (see
+//! [`crate::reach`]): a record naming anything vipd could not have made is ignored. It is replaced atomically (temporary file, fsync,
 //! rename, fsync of the directory) and written *before* any kernel change that creates
 //! something (intent), then again after deletions. A kernel object that is not in the record
 //! is never changed or removed by vipd. Concurrent writers are kept apart by an exclusive
@@ -29,8 +31,8 @@ use crate::reach::ReachRecord;
 pub const DEFAULT_STATE_FILE: &str = "/var/lib/vipd/state.json";
 
 const VERSION: u32 = 1;
-const COMMENT: &str = "vipd's ownership record: the IPVS services, VIP addresses and \
-interfaces vipd created. vipd changes or removes nothing that is not listed here. Do not \
+const COMMENT: &str = "vipd's ownership record: the IPVS services, VIP routes and \
+interface vipd created. vipd changes or removes nothing that is not listed here. Do not \
 edit while vipd runs.";
 
 /// A service vipd created.
@@ -190,7 +192,17 @@ struct FileV1 {
     #[serde(default)]
     interfaces: Vec<String>,
     #[serde(default)]
+    routes: Vec<RouteRecord>,
+    /// VIP addresses of the earlier layout; new records leave it out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     addresses: Vec<AddressRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteRecord {
+    interface: String,
+    vip: IpAddr,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -320,6 +332,15 @@ pub fn to_json(o: &Ownership) -> String {
             })
             .collect(),
         interfaces: o.reach.created_interfaces.iter().cloned().collect(),
+        routes: o
+            .reach
+            .routes
+            .iter()
+            .map(|(interface, vip)| RouteRecord {
+                interface: interface.clone(),
+                vip: *vip,
+            })
+            .collect(),
         addresses: o
             .reach
             .addresses
@@ -377,6 +398,11 @@ pub fn from_json(path: &Path, text: &str) -> Result<Ownership, StateError> {
         }
     }
     o.reach.created_interfaces = file.interfaces.into_iter().collect::<BTreeSet<_>>();
+    o.reach.routes = file
+        .routes
+        .into_iter()
+        .map(|r| (r.interface, r.vip))
+        .collect();
     o.reach.addresses = file
         .addresses
         .into_iter()

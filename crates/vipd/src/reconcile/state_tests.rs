@@ -39,6 +39,8 @@ fn sample() -> Ownership {
     o.reach
         .addresses
         .insert(("vipd0".into(), ip("fd00:18::10")));
+    o.reach.routes.insert(("vipd0".into(), ip("198.18.0.11")));
+    o.reach.routes.insert(("vipd0".into(), ip("fd00:18::11")));
     o
 }
 
@@ -54,7 +56,27 @@ fn json_round_trip_is_exact() {
     let text = to_json(&o);
     assert!(text.contains(r#""tcp": "198.18.0.10:80""#), "{text}");
     assert!(text.contains(r#""since_unix_ms": 1700000000123"#), "{text}");
+    assert!(text.contains(r#""vip": "fd00:18::11""#), "{text}");
     assert_eq!(from_json(Path::new("x"), &text).unwrap(), o);
+}
+
+#[test]
+fn a_record_of_the_address_layout_reads_and_new_records_have_no_address_list() {
+    let old = r#"{"version": 1, "interfaces": ["vipd0"],
+        "addresses": [{"interface": "vipd0", "address": "198.18.0.10"}]}"#;
+    let o = from_json(Path::new("x"), old).unwrap();
+    assert!(o
+        .reach
+        .addresses
+        .contains(&("vipd0".into(), ip("198.18.0.10"))));
+    assert!(o.reach.routes.is_empty());
+    let mut converted = o.clone();
+    converted.reach.addresses.clear();
+    converted
+        .reach
+        .routes
+        .insert(("vipd0".into(), ip("198.18.0.10")));
+    assert!(!to_json(&converted).contains("addresses"));
 }
 
 #[test]

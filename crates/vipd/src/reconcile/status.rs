@@ -86,6 +86,9 @@ pub struct ServiceView {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusView {
     pub services: Vec<ServiceView>,
+    /// The IPVS sysctls vipd sets, as `name=value`.
+    #[serde(default)]
+    pub sysctls: Vec<String>,
 }
 
 /// Reads the kernel (every service, every backend) and the ownership record (unlocked,
@@ -94,7 +97,9 @@ pub fn read(state_file: &Path) -> Result<StatusView, ReconcileError> {
     let owned = state::read(state_file)?;
     let mut client = Client::connect().map_err(ReconcileError::Connect)?;
     let kernel = Snapshot::read(&mut client, |_| true)?;
-    Ok(view(&kernel, &owned))
+    let mut v = view(&kernel, &owned);
+    v.sysctls = crate::reach::sysctl::current();
+    Ok(v)
 }
 
 /// The view of a snapshot (pure).
@@ -125,7 +130,10 @@ pub fn view(kernel: &Snapshot, owned: &Ownership) -> StatusView {
             }
         })
         .collect();
-    StatusView { services }
+    StatusView {
+        services,
+        sysctls: Vec::new(),
+    }
 }
 
 fn backend(key: &ServiceKey, d: &Destination, owned: &Ownership) -> BackendView {

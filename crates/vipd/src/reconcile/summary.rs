@@ -24,7 +24,7 @@ pub struct ApplySummary {
     pub backends: usize,
     /// IPVS generic-netlink writes sent.
     pub ipvs_writes: usize,
-    /// Rtnetlink writes sent (interface and VIP addresses).
+    /// Rtnetlink writes sent (interface and VIP routes).
     pub rtnetlink_writes: usize,
     /// `ipvs_writes + rtnetlink_writes`.
     pub netlink_writes: usize,
@@ -34,6 +34,10 @@ pub struct ApplySummary {
     pub ops: Vec<String>,
     /// The rtnetlink writes, in order.
     pub reach: Vec<String>,
+    /// What the operator should know about VIP reachability (several uplinks, backends
+    /// without a route, record entries vipd ignored).
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Sysctls vipd needs, with the reason, as `name=value: reason`.
     pub sysctls: Vec<String>,
     /// Backends still draining afterwards.
