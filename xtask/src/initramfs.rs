@@ -1,7 +1,7 @@
 //! Builds the VM's initramfs: a static busybox, host tools with the shared libraries
-//! they need, the kernel modules the tests use (dependencies resolved on the host), the
-//! test binaries and an init script that runs them and reports the result on the
-//! console.
+//! they need, the kernel modules the tests use laid out as on a host (with depmod's
+//! indexes and kmod's modprobe, so that modules load on demand), the test binaries and an
+//! init script that runs them and reports the result on the console.
 
 use std::{
     collections::BTreeSet,
@@ -15,8 +15,25 @@ use anyhow::{bail, Context, Result};
 
 use crate::kernel::Kernel;
 
-/// Modules loaded at boot, in this order (with their dependencies before them).
-const MODULES: &[&str] = &[
+/// Modules the init script loads at boot (insmod, dependencies first), as a host's
+/// modules-load.d would: devices and the nftables core the lab sets up before any test.
+const BOOT_MODULES: &[&str] = &[
+    "veth",
+    "dummy",
+    "tun",
+    "ipip",
+    "ip6_tunnel",
+    "ip_gre",
+    "fou",
+    "fou6",
+    "nf_tables",
+];
+
+/// Modules shipped for the kernel to load on demand (through `/sbin/modprobe`), never at
+/// boot, as on a real host: IPVS (its generic netlink family's request autoloads
+/// `ip_vs`; a service autoloads its scheduler `ip_vs_<name>`), conntrack and NAT, and the
+/// nftables expressions a firewall uses (`ct state` needs `nft_ct`).
+const ON_DEMAND_MODULES: &[&str] = &[
     "ip_vs",
     "ip_vs_rr",
     "ip_vs_wrr",
@@ -31,22 +48,34 @@ const MODULES: &[&str] = &[
     "ip_vs_fo",
     "ip_vs_ovf",
     "ip_vs_mh",
-    "veth",
-    "dummy",
-    "tun",
-    "ipip",
-    "ip6_tunnel",
-    "ip_gre",
-    "fou",
-    "fou6",
-    "nf_tables",
+    "nf_conntrack",
+    "nf_conntrack_netlink",
+    "nf_nat",
+    "nft_ct",
+    "nft_nat",
+    "nft_chain_nat",
+    "nft_masq",
+    "nft_redir",
+    "nft_reject_inet",
+    "nft_fib_inet",
+    "nft_limit",
+    "nft_log",
 ];
 
-/// Modules that a kernel of the matrix may be built without, with their build option:
-/// shipped and loaded when the option is `m` (nothing to do for `y`). The tests read the
+/// On-demand modules that a kernel of the matrix may be built without, with their build
+/// option: shipped when the option is `m` (nothing to do for `y`). The tests read the
 /// kernel's build options from [`KERNEL_CONFIG`] to know which to expect (Debian's 6.1
 /// has no `ip_vs_twos`, its 6.12 has it).
 const OPTIONAL_MODULES: &[(&str, &str)] = &[("ip_vs_twos", "CONFIG_IP_VS_TWOS")];
+
+/// Index files of the kernel's module directory that `depmod` and `modprobe` read, copied
+/// when the package has them (`modules.builtin` lets modprobe tell a built-in module
+/// from a missing one).
+const MODULE_INDEXES: &[&str] = &[
+    "modules.order",
+    "modules.builtin",
+    "modules.builtin.modinfo",
+];
 
 /// Where the image holds the kernel's build configuration, for the tests.
 const KERNEL_CONFIG: &str = "vipd/kernel.config";
@@ -71,6 +100,7 @@ const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root RUST_BACKTRACE=1
 mount -t proc proc /proc
+echo /sbin/modprobe > /proc/sys/kernel/modprobe
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
@@ -161,28 +191,34 @@ fn which(tool: &str) -> Result<PathBuf> {
         .with_context(|| format!("{tool} is not installed (run scripts/setup.sh)"))
 }
 
-/// Module files for `MODULES` and the `OPTIONAL_MODULES` the kernel was built with,
-/// dependencies first, via the host's modprobe reading the
-/// extracted kernel's modules.dep (generated here with depmod if the package lacks it).
-fn module_files(kernel: &Kernel) -> Result<Vec<PathBuf>> {
-    let dir = kernel.modules_dir();
-    if !dir.join("modules.dep").exists() {
-        let st = Command::new("depmod")
-            .arg("-b")
-            .arg(&kernel.root)
-            .arg(&kernel.release)
-            .status()?;
-        if !st.success() {
-            bail!("depmod for kernel {} failed", kernel.name);
-        }
+/// Runs depmod for the extracted kernel if its package came without modules.dep, so
+/// that the host's modprobe can resolve dependencies there.
+fn ensure_modules_dep(kernel: &Kernel) -> Result<()> {
+    if kernel.modules_dir().join("modules.dep").exists() {
+        return Ok(());
     }
-    let optional = OPTIONAL_MODULES
-        .iter()
-        .filter(|(_, option)| kernel.option(option) == Some("m"))
-        .map(|(m, _)| m);
+    let st = Command::new("depmod")
+        .arg("-b")
+        .arg(&kernel.root)
+        .arg(&kernel.release)
+        .status()
+        .context("running depmod (kmod)")?;
+    if !st.success() {
+        bail!("depmod for kernel {} failed", kernel.name);
+    }
+    Ok(())
+}
+
+/// The module files of `names` and of everything they depend on (soft dependencies
+/// included), dependencies first, as the host's modprobe resolves them in the extracted
+/// kernel. Built-in modules have no file.
+fn module_files<'n>(
+    kernel: &Kernel,
+    names: impl IntoIterator<Item = &'n str>,
+) -> Result<Vec<PathBuf>> {
     let mut seen = BTreeSet::new();
     let mut files = Vec::new();
-    for m in MODULES.iter().chain(optional) {
+    for m in names {
         let out = Command::new("modprobe")
             .args(["-C", "/dev/null", "-d"])
             .arg(&kernel.root)
@@ -210,18 +246,24 @@ fn module_files(kernel: &Kernel) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Copies a module into the image, decompressing `.ko.xz` / `.ko.zst` (busybox insmod
-/// reads plain ELF only). Returns its path inside the image.
-fn add_module(src: &Path, stage: &Path) -> Result<String> {
-    let name = src.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let (base, tool) = if let Some(b) = name.strip_suffix(".xz") {
+/// Copies a module of the extracted kernel to the same place under the image's
+/// `/lib/modules/<release>/`, decompressing `.ko.xz` / `.ko.zst` (busybox insmod reads
+/// plain ELF only; the names in modules.order end in `.ko`). Returns its path inside the
+/// image.
+fn add_module(kernel: &Kernel, src: &Path, stage: &Path) -> Result<String> {
+    let rel = src
+        .strip_prefix(kernel.modules_dir())
+        .with_context(|| format!("{} is not in the kernel's module directory", src.display()))?
+        .to_str()
+        .context("module path is not UTF-8")?;
+    let (rel, tool) = if let Some(b) = rel.strip_suffix(".xz") {
         (b, Some("xz"))
-    } else if let Some(b) = name.strip_suffix(".zst") {
+    } else if let Some(b) = rel.strip_suffix(".zst") {
         (b, Some("zstd"))
     } else {
-        (name, None)
+        (rel, None)
     };
-    let inside = format!("/vipd/modules.d/{base}");
+    let inside = format!("/lib/modules/{}/{rel}", kernel.release);
     let dst = stage.join(inside.trim_start_matches('/'));
     fs::create_dir_all(dst.parent().unwrap_or(stage))?;
     match tool {
@@ -237,6 +279,59 @@ fn add_module(src: &Path, stage: &Path) -> Result<String> {
         }
     }
     Ok(inside)
+}
+
+/// Puts the kernel's modules into the image the way a host has them: every boot and
+/// on-demand module (with its dependencies) under `/lib/modules/<release>/`, the
+/// kernel's index files, and the indexes `depmod` builds from them, so that `modprobe`
+/// (and the kernel's `request_module`) work inside the VM. Returns the boot modules' paths
+/// inside the image, dependencies first, for the init script's insmod.
+fn add_modules(kernel: &Kernel, stage: &Path) -> Result<Vec<String>> {
+    ensure_modules_dep(kernel)?;
+    let optional = OPTIONAL_MODULES
+        .iter()
+        .filter(|(_, option)| kernel.option(option) == Some("m"))
+        .map(|(m, _)| *m);
+    let on_demand = module_files(kernel, ON_DEMAND_MODULES.iter().copied().chain(optional))?;
+    let boot = module_files(kernel, BOOT_MODULES.iter().copied())?;
+    let mut boot_paths = Vec::new();
+    for m in &boot {
+        boot_paths.push(add_module(kernel, m, stage)?);
+    }
+    for m in on_demand.iter().filter(|m| !boot.contains(m)) {
+        add_module(kernel, m, stage)?;
+    }
+    let dir = stage.join("lib/modules").join(&kernel.release);
+    for index in MODULE_INDEXES {
+        let src = kernel.modules_dir().join(index);
+        if src.exists() {
+            fs::copy(&src, dir.join(index))
+                .with_context(|| format!("copying {}", src.display()))?;
+        }
+    }
+    let st = Command::new("depmod")
+        .arg("-b")
+        .arg(stage)
+        .arg(&kernel.release)
+        .status()
+        .context("running depmod (kmod) on the image")?;
+    if !st.success() {
+        bail!(
+            "depmod on the image's modules of kernel {} failed",
+            kernel.name
+        );
+    }
+    Ok(boot_paths)
+}
+
+/// The host's kmod as the image's `/sbin/modprobe` (kmod acts on the name it is called
+/// by), with the libraries it needs; returns them. The init script makes it the kernel's
+/// module loader (`/proc/sys/kernel/modprobe`).
+fn add_modprobe(stage: &Path) -> Result<BTreeSet<PathBuf>> {
+    let kmod = fs::canonicalize(which("modprobe")?).context("resolving modprobe")?;
+    copy_exec(&kmod, &stage.join("sbin/kmod"))?;
+    std::os::unix::fs::symlink("kmod", stage.join("sbin/modprobe"))?;
+    Ok(libraries(&kmod)?.into_iter().collect())
 }
 
 /// Builds the image in `work` and returns the cpio archive's path.
@@ -269,7 +364,7 @@ pub fn build(inputs: &Inputs<'_>, work: &Path) -> Result<PathBuf> {
     // name their server.
     fs::write(stage.join("etc/resolv.conf"), "nameserver 127.0.0.1\n")?;
 
-    let mut libs = BTreeSet::new();
+    let mut libs = add_modprobe(&stage)?;
     for tool in TOOLS {
         let src = which(tool)?;
         copy_exec(&src, &stage.join("usr/sbin").join(tool))?;
@@ -294,8 +389,8 @@ pub fn build(inputs: &Inputs<'_>, work: &Path) -> Result<PathBuf> {
     }
 
     let mut order = String::new();
-    for m in module_files(inputs.kernel)? {
-        order.push_str(&add_module(&m, &stage)?);
+    for m in add_modules(inputs.kernel, &stage)? {
+        order.push_str(&m);
         order.push('\n');
     }
     fs::write(stage.join("vipd/modules"), order)?;
