@@ -1,9 +1,13 @@
-//! The lab demo (`scripts/demo.sh`, the README's main job), run inside the VM:
-//! three backends in network namespaces, `vipd run` with examples/lab.toml, a steady
-//! client load of 50 new connections/s through the VIP. Backend vb1's server dies (its
-//! namespace then refuses connections with RST), is restarted; then vb2 drops every SYN
-//! (a blackhole), and recovers. A live view prints once a second; the demo ends with a
-//! summary: connections attempted and failed, and fault-to-quarantine time per backend.
+//! The lab demo (`scripts/demo.sh`, the README's main job), run inside the VM: a client
+//! host with a stateful firewall, three backends in network namespaces behind a router,
+//! `ip_vs` not loaded (as at a host's boot), `vipd run` with examples/lab.toml (and a
+//! second service, `whoami`, whose backend tells the client the address it sees), a
+//! steady client load of 50 new connections/s through the VIP. First the demo shows what
+//! a backend sees of the client: the client host's own address, not the VIP. Then
+//! backend vb1's server dies (its namespace then refuses connections with RST), is
+//! restarted; then vb2 drops every SYN (a blackhole), and recovers. A live view prints
+//! once a second; the demo ends with a summary: connections attempted and failed, and
+//! fault-to-quarantine time per backend.
 
 use std::{
     net::SocketAddr,
@@ -17,13 +21,27 @@ use vipd_ipvs::ServiceKey;
 use vipd_vmtests::{
     daemon::Vipd,
     failover::{Failover, Fault, FaultReport, Timing},
-    lab::{Family, Lab},
-    require_vm, sh,
+    lab::{unload_ipvs, Family, Lab},
+    require_vm,
+    servers::whoami_tcp,
+    sh,
 };
 
 const CONFIG: &str = include_str!("../../../examples/lab.toml");
 const VIP: &str = "198.18.0.10:80";
 const RPORT: u16 = 8080;
+/// The demo's second service: vb1 answers each connection with the address it sees.
+const WHOAMI: &str = "198.18.0.10:81";
+const WHOAMI_PORT: u16 = 9000;
+const WHOAMI_CONFIG: &str = r#"
+[[service]]
+name = "whoami"
+vip = "198.18.0.10:81"
+scheduler = "rr"
+
+  [[service.backend]]
+  address = "198.18.1.2:9000"
+"#;
 const RATE: f64 = 50.0;
 
 fn live_line(t: Duration, v: &DaemonView, attempts: usize, failed: usize) -> String {
@@ -31,7 +49,7 @@ fn live_line(t: Duration, v: &DaemonView, attempts: usize, failed: usize) -> Str
         "[{:5.1}s] clients: {attempts:5} connections, {failed:3} failed |",
         t.as_secs_f64()
     );
-    for s in &v.services {
+    for s in v.services.iter().filter(|s| s.name == "web") {
         if s.panic {
             line.push_str(" PANIC |");
         }
@@ -70,17 +88,40 @@ fn describe(r: &FaultReport) -> String {
 
 fn main() {
     require_vm();
-    sh("ipvsadm -C; ip link del vipd0 2>/dev/null; true");
+    sh("ip link del vipd0 2>/dev/null; true");
     println!("== vipd lab demo on {}", sh("uname -r").trim());
     let lab = Lab::new(Family::V4, 3);
     for i in 0..3 {
         lab.serve_greeting(i, RPORT);
     }
+    lab.serve_peer(0, WHOAMI_PORT);
     let mut vipd = Vipd::new("demo");
-    vipd.write_config(CONFIG);
+    vipd.write_config(&format!("{CONFIG}{WHOAMI_CONFIG}"));
     println!("== config (examples/lab.toml):\n{CONFIG}");
+    println!("== and a second service, whose backend answers with the client address it sees:{WHOAMI_CONFIG}");
+    unload_ipvs();
+    println!(
+        "== the client host: {} on its uplink to the router, a stateful firewall, ip_vs not \
+         loaded (as at boot: vipd loads what it needs)",
+        lab.client_addr()
+    );
     vipd.start();
     println!("== vipd run is up; IPVS now holds:\n{}", sh("ipvsadm -Ln"));
+    let whoami: SocketAddr = WHOAMI.parse().unwrap();
+    match whoami_tcp(whoami, Duration::from_secs(5)) {
+        Ok(v) => println!(
+            "== the backend's view: {} sees the client as {} ({}, not the VIP {})",
+            v.backend,
+            v.seen,
+            if v.seen.ip() == lab.client_addr() {
+                "the client host's address"
+            } else {
+                "NOT the client host's address"
+            },
+            whoami.ip()
+        ),
+        Err(e) => println!("== the backend's view: connecting to {whoami} failed: {e}"),
+    }
     let vip: SocketAddr = VIP.parse().unwrap();
     let f = Failover::start(
         &lab,

@@ -1,6 +1,7 @@
-//! Running `vipd run` inside the VM: start it on a config in a scratch directory, ask it
-//! for its status over the control socket, read its metrics and log, and stop it the
-//! polite way (SIGTERM) or the hard way (`kill -9`).
+//! Running `vipd run` inside the VM: start it on a config in a scratch directory (the
+//! first time with `ip_vs` unloaded, as at a host's boot), ask it for its status over the
+//! control socket, read its metrics and log, and stop it the polite way (SIGTERM) or the
+//! hard way (`kill -9`).
 
 use std::{
     fs::File,
@@ -94,9 +95,15 @@ impl Vipd {
         std::fs::read_to_string(self.dir.join(format!("vipd.{n}.log"))).unwrap_or_default()
     }
 
-    /// Starts `vipd run` and waits until its control socket answers.
+    /// Starts `vipd run` and waits until its control socket answers. The first start of
+    /// a `Vipd` finds the kernel as a host at boot has it: no IPVS service, `ip_vs` not
+    /// loaded ([`crate::lab::unload_ipvs`]); vipd loads what it needs. Later starts (a
+    /// restart within a test) keep the kernel's state.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "vipd already running");
+        if self.starts == 0 {
+            crate::lab::unload_ipvs();
+        }
         self.starts += 1;
         let log = File::create(self.dir.join(format!("vipd.{}.log", self.starts))).unwrap();
         let child = Command::new("vipd")

@@ -12,7 +12,8 @@
 //!   trigger: the first SYN the backend answered with RST (anyone's: a client's or a
 //!   health checker's).
 //! - [`Fault::DropSyns`]: the backend drops every SYN. Client trigger: the first client
-//!   SYN (from the VIP) it dropped. Backend trigger: the first SYN it dropped (anyone's).
+//!   SYN it dropped (one the load sent: [`Load::sent`]; health checks come from the same
+//!   client host, from other ports). Backend trigger: the first SYN it dropped (anyone's).
 //!
 //! A health checker that probes faster than clients arrive can quarantine a backend
 //! before any client fails: the client trigger is then None. The backend trigger is
@@ -265,7 +266,6 @@ impl<'a> Failover<'a> {
     /// waits for full re-admission, settles; reports.
     pub fn fault(&self, fault: Fault, i: usize, timing: &Timing) -> FaultReport {
         let dest = self.dest(i);
-        let vip = self.load.vip().ip();
         let injecting = Instant::now();
         match fault {
             Fault::Refuse => {
@@ -308,15 +308,15 @@ impl<'a> Failover<'a> {
             Fault::Refuse => (
                 report.first_refused_after(injecting).map(|a| a.ended),
                 sniffer
-                    .first_answered_after(injecting, None, Answer::Rst)
+                    .first_answered_after(injecting, |_| true, Answer::Rst)
                     .map(|s| s.at),
             ),
             Fault::DropSyns => (
                 sniffer
-                    .first_answered_after(injecting, Some(vip), Answer::None)
+                    .first_answered_after(injecting, |s| self.load.sent(s), Answer::None)
                     .map(|s| s.at),
                 sniffer
-                    .first_answered_after(injecting, None, Answer::None)
+                    .first_answered_after(injecting, |_| true, Answer::None)
                     .map(|s| s.at),
             ),
         };

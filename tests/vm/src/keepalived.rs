@@ -2,7 +2,11 @@
 //! with: one `virtual_server` with TCP_CHECK on every real server and
 //! `inhibit_on_failure` (a failed real server gets weight 0, as vipd's quarantine does),
 //! run in the foreground with only the health-checker subsystem (`--check`, no VRRP).
-//! keepalived creates the IPVS service itself and removes it when it stops.
+//! keepalived creates the IPVS service itself and removes it when it stops. Its
+//! configuration cannot route the VIP: [`Keepalived::start`] does that as the lab does
+//! for ipvsadm-made services ([`crate::lab::route_vip`]), and [`Keepalived::wait_ready`]
+//! turns on IPVS's conntrack once the service exists ([`crate::lab::ipvs_conntrack`]), so
+//! that the client host's firewall lets replies in.
 //!
 //! Times in keepalived 2.x's configuration are decimal seconds with up to six decimal
 //! places (`read_timer` in lib/parser.c: microseconds, `TIMER_HZ_DIGITS` = 6);
@@ -22,7 +26,7 @@ use vipd_ipvs::{Client, ServiceKey};
 /// What to write into keepalived.conf.
 #[derive(Clone, Debug)]
 pub struct KeepalivedConfig {
-    /// The virtual server (the VIP must already be a local address: the lab's dummy).
+    /// The virtual server (routed by [`Keepalived::start`]; not a local address).
     pub vip: SocketAddr,
     /// Real servers, NAT (masquerade), weight 1 each.
     pub backends: Vec<SocketAddr>,
@@ -105,12 +109,14 @@ pub struct Keepalived {
 }
 
 impl Keepalived {
-    /// Writes the configuration into `/tmp/keepalived-<name>/` and starts keepalived
-    /// in the foreground, logging to `keepalived.log` there.
+    /// Routes the VIP ([`crate::lab::route_vip`]), writes the configuration into
+    /// `/tmp/keepalived-<name>/` and starts keepalived in the foreground, logging to
+    /// `keepalived.log` there.
     pub fn start(name: &str, config: &KeepalivedConfig) -> Keepalived {
         // keepalived must find no service on its VIP: an earlier test (vipd leaves its
         // services in place when it stops, by design) may have left one in this VM.
         crate::sh("ipvsadm -C");
+        crate::lab::route_vip(config.vip.ip());
         let dir = PathBuf::from(format!("/tmp/keepalived-{name}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("creating keepalived's directory");
@@ -143,8 +149,9 @@ impl Keepalived {
         }
     }
 
-    /// Waits until keepalived has made its service with every real server at weight 1.
-    /// Panics with its log if that takes longer than `timeout` or it exits.
+    /// Waits until keepalived has made its service with every real server at weight 1,
+    /// then turns on IPVS's conntrack ([`crate::lab::ipvs_conntrack`]). Panics with its
+    /// log if that takes longer than `timeout` or it exits.
     pub fn wait_ready(&mut self, timeout: Duration) {
         let key = self.config.service();
         let want = self.config.backends.len();
@@ -153,6 +160,7 @@ impl Keepalived {
         loop {
             let dests = client.destinations(&key).unwrap_or_default();
             if dests.len() == want && dests.iter().all(|d| d.weight == 1) {
+                crate::lab::ipvs_conntrack();
                 return;
             }
             if let Some(Some(st)) = self.child.as_mut().map(|c| c.try_wait().ok().flatten()) {
@@ -215,7 +223,8 @@ impl Keepalived {
             .collect()
     }
 
-    /// Stops keepalived (SIGTERM: it removes its IPVS service) and returns its log.
+    /// Stops keepalived (SIGTERM: it removes its IPVS service), removes the VIP's route
+    /// and returns its log.
     pub fn stop(mut self) -> String {
         self.terminate();
         self.log()
@@ -225,6 +234,8 @@ impl Keepalived {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        // The VIP goes with keepalived: whatever manages it next routes it its own way.
+        crate::lab::unroute_vip(self.config.vip.ip());
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);

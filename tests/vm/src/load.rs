@@ -3,7 +3,10 @@
 //! its own thread, so a hanging connect never delays the schedule). Each attempt
 //! connects, reads the backend's greeting (`hello from <ns>`, from
 //! [`Lab::serve_greeting`](crate::lab::Lab::serve_greeting)) to learn which backend
-//! served it, and closes. Every attempt's times and outcome are recorded.
+//! served it, and closes. Every attempt's times and outcome are recorded, and its
+//! source port: each client socket is bound to an ephemeral port before it connects, so
+//! that a SYN a backend receives can be told to be a client's ([`Load::sent`]) and not a
+//! health checker's, though both leave the client host from the same address.
 //!
 //! Also: [`hold_connection`], a long-lived connection to an echo service
 //! ([`Lab::serve_echo`](crate::lab::Lab::serve_echo)) that can prove it still works.
@@ -13,6 +16,7 @@ use std::{
     fmt,
     io::{self, BufRead, BufReader, ErrorKind, Read, Write},
     net::{SocketAddr, TcpStream},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -20,6 +24,8 @@ use std::{
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
+
+use crate::syn::Syn;
 
 /// How one attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +78,18 @@ pub struct Attempt {
     pub started: Instant,
     /// When the outcome was known (connect error, or the greeting read, or the timeout).
     pub ended: Instant,
+    /// The client socket's port (None if no socket could be made).
+    pub port: Option<u16>,
     pub outcome: Outcome,
+}
+
+/// The life of one client socket: its port, from when its attempt started until its
+/// outcome (None while in flight).
+#[derive(Clone, Copy, Debug)]
+struct Socket {
+    port: u16,
+    started: Instant,
+    ended: Option<Instant>,
 }
 
 /// A running load. Stop it with [`Load::stop`]; [`Load::report`] reads it meanwhile.
@@ -81,6 +98,8 @@ pub struct Load {
     rate: f64,
     started: Instant,
     attempts: Arc<Mutex<Vec<Attempt>>>,
+    /// Every client socket, by attempt number, from its bind on.
+    sockets: Arc<Mutex<BTreeMap<u64, Socket>>>,
     stop: Arc<AtomicBool>,
     scheduler: Option<JoinHandle<Vec<JoinHandle<()>>>>,
 }
@@ -96,9 +115,161 @@ fn classify(e: &io::Error) -> Outcome {
     }
 }
 
-/// Connects, reads the greeting, closes.
-fn attempt(vip: SocketAddr, timeout: Duration) -> Outcome {
-    let mut s = match TcpStream::connect_timeout(&vip, timeout) {
+/// `addr` as a C socket address.
+fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all zeroes is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// -1 means the call failed: the error is errno's.
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Connects a TCP socket to `dst` within `timeout`, as `TcpStream::connect_timeout`
+/// does, but binds it to an ephemeral port first and tells `bound` that port before the
+/// SYN goes out. (A port bound this way is not handed to another socket's connect while
+/// this one lives, so the port names this connection on the client host.)
+pub fn connect_from_known_port(
+    dst: SocketAddr,
+    timeout: Duration,
+    bound: impl FnOnce(u16),
+) -> io::Result<TcpStream> {
+    let domain = if dst.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the descriptor is owned right away.
+    let fd = check(unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    })?;
+    // SAFETY: a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let any: SocketAddr = match dst {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let (addr, len) = sockaddr(&any);
+    // SAFETY: a valid descriptor and socket address of that length.
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &addr as *const _ as *const libc::sockaddr,
+            len,
+        )
+    })?;
+    // SAFETY: as above; the socket is bound, so it has a local address.
+    let mut local: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut local_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    check(unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            &mut local as *mut _ as *mut libc::sockaddr,
+            &mut local_len,
+        )
+    })?;
+    // sin_port and sin6_port are at the same offset, in network byte order.
+    // SAFETY: getsockname filled a sockaddr_in or sockaddr_in6.
+    let port =
+        u16::from_be(unsafe { (*(&local as *const _ as *const libc::sockaddr_in)).sin_port });
+    bound(port);
+    let (addr, len) = sockaddr(&dst);
+    // SAFETY: a valid descriptor and socket address of that length.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &addr as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(ErrorKind::TimedOut, "connection timed out"));
+            }
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: one valid pollfd.
+            match check(unsafe { libc::poll(&mut pfd, 1, ms) }) {
+                Ok(0) => continue,
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut err: libc::c_int = 0;
+        let mut err_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: SO_ERROR into an int of that size.
+        check(unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                &mut err as *mut _ as *mut libc::c_void,
+                &mut err_len,
+            )
+        })?;
+        if err != 0 {
+            return Err(io::Error::from_raw_os_error(err));
+        }
+    }
+    let stream = TcpStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Connects (from a port told to `bound` first), reads the greeting, closes.
+fn attempt(vip: SocketAddr, timeout: Duration, bound: impl FnOnce(u16)) -> Outcome {
+    let mut s = match connect_from_known_port(vip, timeout, bound) {
         Ok(s) => s,
         Err(e) => return classify(&e),
     };
@@ -123,11 +294,12 @@ impl Load {
     pub fn start(vip: SocketAddr, rate_per_s: f64, connect_timeout: Duration) -> Load {
         assert!(rate_per_s > 0.0, "rate must be positive");
         let attempts = Arc::new(Mutex::new(Vec::new()));
+        let sockets = Arc::new(Mutex::new(BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let period = Duration::from_secs_f64(1.0 / rate_per_s);
         let scheduler = {
-            let (attempts, stop) = (attempts.clone(), stop.clone());
+            let (attempts, sockets, stop) = (attempts.clone(), sockets.clone(), stop.clone());
             thread::spawn(move || {
                 // Keep the schedule under a busy VM; the attempts themselves run at
                 // normal priority, as real clients would.
@@ -141,19 +313,32 @@ impl Load {
                         thread::sleep(due - now);
                         continue;
                     }
-                    let attempts = attempts.clone();
+                    let (attempts, sockets) = (attempts.clone(), sockets.clone());
                     let worker = thread::Builder::new()
                         .name(format!("load-{seq}"))
                         .stack_size(128 * 1024)
                         .spawn(move || {
                             crate::normal_thread();
                             let begun = Instant::now();
-                            let outcome = attempt(vip, connect_timeout);
+                            let outcome = attempt(vip, connect_timeout, |port| {
+                                let socket = Socket {
+                                    port,
+                                    started: begun,
+                                    ended: None,
+                                };
+                                sockets.lock().unwrap().insert(seq, socket);
+                            });
+                            let ended = Instant::now();
+                            let port = sockets.lock().unwrap().get_mut(&seq).map(|s| {
+                                s.ended = Some(ended);
+                                s.port
+                            });
                             attempts.lock().unwrap().push(Attempt {
                                 seq,
                                 scheduled: due,
                                 started: begun,
-                                ended: Instant::now(),
+                                ended,
+                                port,
                                 outcome,
                             });
                         })
@@ -170,6 +355,7 @@ impl Load {
             rate: rate_per_s,
             started,
             attempts,
+            sockets,
             stop,
             scheduler: Some(scheduler),
         }
@@ -177,6 +363,18 @@ impl Load {
 
     pub fn vip(&self) -> SocketAddr {
         self.vip
+    }
+
+    /// Whether `syn`, received by a backend, was sent by one of this load's attempts: an
+    /// attempt's socket had the SYN's source port when the SYN came. (Health checkers on
+    /// the client host connect from the same address, but from other ports.)
+    pub fn sent(&self, syn: &Syn) -> bool {
+        let port = syn.src.port();
+        self.sockets
+            .lock()
+            .unwrap()
+            .values()
+            .any(|s| s.port == port && s.started <= syn.at && s.ended.is_none_or(|e| syn.at <= e))
     }
 
     /// The attempts finished so far.

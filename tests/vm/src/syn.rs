@@ -155,12 +155,17 @@ impl SynSniffer {
         self.syns().into_iter().find(|s| s.at >= t)
     }
 
-    /// The first SYN from address `src` received at or after `t` (e.g. `src` = the VIP:
-    /// local clients of a VIP on the dummy device connect from it).
+    /// The first SYN from address `src` received at or after `t` (e.g. `src` = the
+    /// client host's address: connections through a VIP and health checks alike come
+    /// from it; to tell a client load's SYNs, see [`SynSniffer::first_matching_after`]).
     pub fn first_from_after(&self, src: IpAddr, t: Instant) -> Option<Syn> {
-        self.syns()
-            .into_iter()
-            .find(|s| s.at >= t && s.src.ip() == src)
+        self.first_matching_after(t, |s| s.src.ip() == src)
+    }
+
+    /// The first SYN received at or after `t` for which `pred` holds (e.g.
+    /// [`crate::load::Load::sent`]: one of a client load's SYNs).
+    pub fn first_matching_after(&self, t: Instant, pred: impl Fn(&Syn) -> bool) -> Option<Syn> {
+        self.syns().into_iter().find(|s| s.at >= t && pred(s))
     }
 
     /// How the backend answered `syn`: the first SYN-ACK or RST to its source after it
@@ -186,19 +191,16 @@ impl SynSniffer {
         }
     }
 
-    /// The first SYN at or after `t` (from `src` if given) that the backend answered
-    /// with `answer`. A SYN whose fate is not known yet ends the search.
+    /// The first SYN at or after `t` for which `pred` holds (`|_| true`: anyone's) that
+    /// the backend answered with `answer`. A SYN whose fate is not known yet ends the
+    /// search.
     pub fn first_answered_after(
         &self,
         t: Instant,
-        src: Option<IpAddr>,
+        pred: impl Fn(&Syn) -> bool,
         answer: Answer,
     ) -> Option<Syn> {
-        for s in self
-            .syns()
-            .into_iter()
-            .filter(|s| s.at >= t && src.is_none_or(|a| s.src.ip() == a))
-        {
+        for s in self.syns().into_iter().filter(|s| s.at >= t && pred(s)) {
             match self.answer(&s) {
                 Some(a) if a == answer => return Some(s),
                 Some(_) => {}

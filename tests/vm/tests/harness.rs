@@ -16,7 +16,7 @@ use vipd_vmtests::{
     lab::{Family, Lab},
     load::{hold_connection, Load, Outcome},
     require_vm, sh,
-    syn::Answer,
+    syn::{Answer, Syn},
     weights::{quarantined, WeightWatcher},
 };
 
@@ -27,17 +27,11 @@ const RPORT: u16 = 8080;
 fn lab_with_service(family: Family, n: u8) -> (Lab, SocketAddr) {
     require_vm();
     let lab = Lab::new(family, n);
-    let svc = family.ipvs(lab.vip, VPORT);
-    let _ = sh(&format!("ipvsadm -D -t {svc} 2>/dev/null; true"));
-    sh(&format!("ipvsadm -A -t {svc} -s rr"));
-    for i in 0..usize::from(n) {
-        let b = lab.serve_greeting(i, RPORT);
-        sh(&format!(
-            "ipvsadm -a -t {svc} -r {} -m",
-            family.ipvs(b.ip(), RPORT)
-        ));
+    let all: Vec<usize> = (0..usize::from(n)).collect();
+    for &i in &all {
+        lab.serve_greeting(i, RPORT);
     }
-    let vip = SocketAddr::new(lab.vip, VPORT);
+    let vip = lab.ipvsadm_service_to(VPORT, &all, RPORT);
     (lab, vip)
 }
 
@@ -54,6 +48,9 @@ fn ms(d: Duration) -> f64 {
 
 fn load_sees_faults(family: Family) {
     let (lab, vip) = lab_with_service(family, 3);
+    // No health checker here: every SYN a backend gets from the client host is the load's.
+    let client = lab.client_addr();
+    let from_client = |s: &Syn| s.src.ip() == client;
     let sniffer0 = lab.sniff_syns(0, RPORT);
     let sniffer = lab.sniff_syns(1, RPORT);
     let load = Load::start(vip, 50.0, Duration::from_secs(1));
@@ -113,7 +110,7 @@ fn load_sees_faults(family: Family) {
     // The backend's side of it: the first SYN after the kill was answered with RST,
     // just before the client saw the refusal; before the kill, SYNs got SYN-ACKs.
     let rst = sniffer0
-        .first_answered_after(killed, Some(vip.ip()), Answer::Rst)
+        .first_answered_after(killed, from_client, Answer::Rst)
         .expect("no SYN answered with RST after the kill");
     assert!(rst.at <= first.ended && first.ended - rst.at < Duration::from_millis(100));
     let before = sniffer0.syns().into_iter().find(|s| s.at < killed).unwrap();
@@ -152,7 +149,8 @@ fn load_sees_faults(family: Family) {
     let healthy = r.started_in(healthy_again + Duration::from_millis(50), Instant::now());
     assert!(healthy.iter().all(|a| a.outcome.is_ok()));
 
-    // The sniffer saw each timed-out attempt's SYN, from the VIP, and at the time the
+    // The sniffer saw each timed-out attempt's SYN, from the client host (as the backend
+    // sees connections through the VIP: from the client's own address), and at the time the
     // client sent it (the first SYN after the fault belongs to the first timed-out
     // attempt). It saw the retransmits too (+1 s) but these came after the timeouts.
     let first_to = timed_out.iter().min_by_key(|a| a.started).unwrap();
@@ -162,14 +160,14 @@ fn load_sees_faults(family: Family) {
         .expect("no SYN seen after the drop");
     assert_eq!(sniffer.answer(first_syn), Some(Answer::None));
     assert_eq!(
-        sniffer.first_answered_after(dropping, None, Answer::None),
-        sniffer.first_answered_after(dropping, Some(vip.ip()), Answer::None)
+        sniffer.first_answered_after(dropping, |_| true, Answer::None),
+        sniffer.first_answered_after(dropping, from_client, Answer::None)
     );
     let unanswered = sniffer
-        .first_answered_after(dropping, None, Answer::None)
+        .first_answered_after(dropping, |_| true, Answer::None)
         .unwrap();
     assert!(unanswered.at <= first_syn.at);
-    assert_eq!(first_syn.src.ip(), vip.ip());
+    assert_eq!(first_syn.src.ip(), client);
     assert_eq!(first_syn.dst.port(), RPORT);
     let off = first_syn.at.checked_duration_since(first_to.started);
     assert!(

@@ -1,7 +1,10 @@
-//! Platform smoke tests, on every kernel of the matrix: IPVS forwards a local client's
-//! TCP connection to a backend in a network namespace; the kprobe on `ip_vs_conn_new`
-//! names that connection's real backend; the state tracepoint sees the connection to the
-//! VIP. The IPVS rules here are made with ipvsadm, independent of vipd's own control plane.
+//! Platform smoke tests, on every kernel of the matrix: the IPVS modules load on demand
+//! and unload, as on a host; IPVS forwards a local client's TCP connection to a backend
+//! in a network namespace behind a router, and the backend sees the client host's own
+//! address; the client host's stateful firewall lets the replies in only with IPVS's
+//! conntrack on; the kprobe on `ip_vs_conn_new` names that connection's real backend;
+//! the state tracepoint sees the connection to the VIP. The IPVS rules here are made with
+//! ipvsadm, independent of vipd's own control plane.
 
 use std::{
     io::Read,
@@ -12,8 +15,10 @@ use std::{
 use vipd::watcher::{Event, Hooks, Probes, TcpState};
 use vipd_common::IPPROTO_TCP;
 use vipd_vmtests::{
-    lab::{Family, Lab},
-    require_vm, sh,
+    lab::{module_loaded, unload_ipvs, Family, Firewall, Lab},
+    require_vm,
+    servers::{whoami_tcp, whoami_udp},
+    sh,
 };
 
 const VPORT: u16 = 80;
@@ -24,14 +29,7 @@ fn lab_with_service(family: Family) -> (Lab, SocketAddr, SocketAddr) {
     require_vm();
     let lab = Lab::new(family, 1);
     let backend = lab.serve_greeting(0, RPORT);
-    let vip = SocketAddr::new(lab.vip, VPORT);
-    let svc = family.ipvs(vip.ip(), VPORT);
-    let _ = sh(&format!("ipvsadm -D -t {svc} 2>/dev/null; true"));
-    sh(&format!("ipvsadm -A -t {svc} -s rr"));
-    sh(&format!(
-        "ipvsadm -a -t {svc} -r {} -m",
-        family.ipvs(backend.ip(), RPORT)
-    ));
+    let vip = lab.ipvsadm_service(VPORT, 0, RPORT);
     (lab, vip, backend)
 }
 
@@ -67,6 +65,116 @@ fn ipvs_forwards_local_tcp_to_netns_backend_v4() {
 #[test]
 fn ipvs_forwards_local_tcp_to_netns_backend_v6() {
     ipvs_forwards(Family::V6);
+}
+
+fn modules() -> String {
+    std::fs::read_to_string("/proc/modules").unwrap()
+}
+
+/// Nothing loads IPVS at boot: the first IPVS request does, through the kernel's module
+/// loader (`/sbin/modprobe`), and a service loads its scheduler. `modprobe -r` unloads
+/// them again.
+#[test]
+fn ipvs_modules_load_on_demand_and_unload() {
+    require_vm();
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/modprobe")
+            .unwrap()
+            .trim(),
+        "/sbin/modprobe"
+    );
+    unload_ipvs();
+    assert!(!module_loaded("ip_vs_rr"), "{}", modules());
+    // ipvsadm: its netlink family request autoloads ip_vs, the service its scheduler.
+    sh("ipvsadm -A -t 1.2.3.4:80 -s rr");
+    assert!(
+        module_loaded("ip_vs") && module_loaded("ip_vs_rr"),
+        "{}",
+        modules()
+    );
+    sh("ipvsadm -E -t 1.2.3.4:80 -s sh");
+    assert!(module_loaded("ip_vs_sh"), "{}", modules());
+    sh("ipvsadm -D -t 1.2.3.4:80");
+    sh("modprobe -r ip_vs_rr ip_vs_sh");
+    assert!(!module_loaded("ip_vs_rr") && !module_loaded("ip_vs_sh"));
+    unload_ipvs();
+    // The kernel alone (no modprobe run by the client): vipd-ipvs's family lookup.
+    vipd_ipvs::Client::connect().expect("IPVS netlink family, autoloaded");
+    assert!(module_loaded("ip_vs"), "{}", modules());
+    unload_ipvs();
+}
+
+/// What a backend sees of a connection (and a datagram) through the VIP: the client
+/// host's own address, and the client socket's port; not the VIP.
+fn backend_sees_client_address(family: Family) {
+    require_vm();
+    let lab = Lab::new(family, 1);
+    lab.serve_peer(0, RPORT);
+    lab.serve_udp_peer(0, RPORT);
+    let vip = lab.ipvsadm_service(VPORT, 0, RPORT);
+    sh(&format!(
+        "ipvsadm -A -u {svc} -s rr && ipvsadm -a -u {svc} -r {} -m",
+        family.ipvs(lab.backends[0].addr, RPORT),
+        svc = family.ipvs(vip.ip(), VPORT)
+    ));
+    let tcp = whoami_tcp(vip, Duration::from_secs(5)).expect("asking through the VIP (TCP)");
+    let udp = whoami_udp(vip, Duration::from_secs(5)).expect("asking through the VIP (UDP)");
+    for v in [&tcp, &udp] {
+        assert_eq!(v.backend, "vb1", "{v:?}");
+        assert_eq!(v.seen.ip(), lab.client_addr(), "{v:?}");
+        assert_eq!(v.seen, v.local, "{v:?}");
+    }
+    sh("ipvsadm -C");
+}
+
+#[test]
+fn backend_sees_the_client_host_address_v4() {
+    backend_sees_client_address(Family::V4);
+}
+
+#[test]
+fn backend_sees_the_client_host_address_v6() {
+    backend_sees_client_address(Family::V6);
+}
+
+/// The client host's firewall drops the replies of masqueraded connections as invalid
+/// unless IPVS keeps conntrack up to date (`net.ipv4.vs.conntrack`); without the
+/// firewall they pass either way. The firewall needs `nft_ct`, which loads on demand.
+fn firewall_needs_ipvs_conntrack(family: Family) {
+    require_vm();
+    let tries = |lab: &Lab, vip: SocketAddr, conntrack: u8| {
+        sh(&format!("sysctl -qw net.ipv4.vs.conntrack={conntrack}"));
+        let drops = lab.firewall_drops();
+        let ok = TcpStream::connect_timeout(&vip, Duration::from_secs(2)).is_ok();
+        (ok, lab.firewall_drops() - drops)
+    };
+    {
+        let lab = Lab::new(family, 1);
+        assert!(module_loaded("nft_ct"), "{}", modules());
+        lab.serve_greeting(0, RPORT);
+        let vip = lab.ipvsadm_service(VPORT, 0, RPORT);
+        let (ok, dropped) = tries(&lab, vip, 0);
+        assert!(
+            !ok && dropped > 0,
+            "connected: {ok}, firewall drops: {dropped}"
+        );
+        assert_eq!(tries(&lab, vip, 1), (true, 0));
+    }
+    let lab = Lab::new_with(family, 1, Firewall::Off);
+    lab.serve_greeting(0, RPORT);
+    let vip = lab.ipvsadm_service(VPORT, 0, RPORT);
+    assert_eq!(tries(&lab, vip, 0), (true, 0));
+    sh("ipvsadm -C");
+}
+
+#[test]
+fn firewall_drops_masqueraded_replies_without_ipvs_conntrack_v4() {
+    firewall_needs_ipvs_conntrack(Family::V4);
+}
+
+#[test]
+fn firewall_drops_masqueraded_replies_without_ipvs_conntrack_v6() {
+    firewall_needs_ipvs_conntrack(Family::V6);
 }
 
 /// Every hook attached; one connection through the VIP. The kprobe on ip_vs_conn_new

@@ -17,7 +17,7 @@ use vipd::watcher::{dest_addrs, Event, Hooks, Probes};
 use vipd_common::IPPROTO_UDP;
 use vipd_vmtests::{
     in_netns,
-    lab::{Family, Lab},
+    lab::{expose_vip, Family, Lab},
     monotonic_ns, require_vm, sh,
 };
 
@@ -82,6 +82,7 @@ fn udp_service(lab: &Lab, backends: &[usize]) -> SocketAddr {
             lab.family.ipvs(lab.backends[i].addr, RPORT)
         ));
     }
+    expose_vip(lab.vip);
     SocketAddr::new(lab.vip, VPORT)
 }
 
