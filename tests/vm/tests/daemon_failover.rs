@@ -53,7 +53,16 @@ fn setup(name: &str, family: Family, health: &str) -> Setup {
     let vip = sock(lab.vip, VPORT);
     let mut vipd = Vipd::new(name);
     vipd.write_config(&config(vip, &backends, health));
+    // Started as at boot, with ip_vs not loaded (Vipd::start unloads it): vipd loads
+    // it and attaches every hook.
     vipd.start();
+    let mode = vipd.status().watcher.mode;
+    assert_eq!(mode, "full", "{}", vipd.log(1));
+    assert!(
+        vipd.metrics().contains("vipd_watcher_degraded 0"),
+        "{}",
+        vipd.metrics()
+    );
     let watcher = WeightWatcher::start(ServiceKey::tcp(vip.ip(), VPORT), Duration::from_millis(2));
     let load = Load::start(vip, RATE, Duration::from_secs(3));
     // Settle: every backend serves, nothing fails.
