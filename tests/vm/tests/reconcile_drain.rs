@@ -11,7 +11,7 @@ use std::{
 };
 
 use vipd_vmtests::{
-    lab::{Family, Lab},
+    lab::{expose_vip, unroute_vip, Family, Lab},
     require_vm, sh,
     vipd_cli::{sysctl, VipdRun},
 };
@@ -268,10 +268,10 @@ fn without_expire_nodest_conn_the_kernel_drops_a_stale_udp_flow() {
     let lab = Lab::new(Family::V4, 2);
     let backends = [lab.serve_udp_name(0, 5353), lab.serve_udp_name(1, 5353)];
     let vip = SocketAddr::new(vip(Family::V4, 64), 53);
+    sh(&format!("ipvsadm -A -u {vip} -s rr"));
     let before = sysctl("net.ipv4.vs.expire_nodest_conn");
     sh("sysctl -qw net.ipv4.vs.expire_nodest_conn=0");
-    sh(&format!("ip addr add {}/32 dev vipdtest0", vip.ip()));
-    sh(&format!("ipvsadm -A -u {vip} -s rr"));
+    expose_vip(vip.ip());
     for b in backends {
         sh(&format!("ipvsadm -a -u {vip} -r {b} -m"));
     }
@@ -284,7 +284,7 @@ fn without_expire_nodest_conn_the_kernel_drops_a_stale_udp_flow() {
     let mut buf = [0u8; 64];
     let stale = client.send(b"q").and_then(|_| client.recv(&mut buf));
     sh(&format!("ipvsadm -D -u {vip}"));
-    sh(&format!("ip addr del {}/32 dev vipdtest0", vip.ip()));
+    unroute_vip(vip.ip());
     sh(&format!(
         "sysctl -qw net.ipv4.vs.expire_nodest_conn={before}"
     ));

@@ -7,13 +7,13 @@ use std::process::Output;
 
 use vipd_vmtests::{require_vm, sh, vipd_cli::VipdRun};
 
-/// ipvsadm's rules (`-Sn`) and listing (`-Ln`), and the addresses of every interface:
-/// what must not change.
+/// ipvsadm's rules (`-Sn`) and listing (`-Ln`), the addresses of every interface and
+/// every route: what must not change.
 fn dumps() -> (String, String, String) {
     (
         sh("ipvsadm -Sn"),
         sh("ipvsadm -Ln"),
-        sh("ip -o addr show | awk '{print $2, $3, $4}' | sort"),
+        sh("ip -o addr show | awk '{print $2, $3, $4}' | sort; ip route show table all"),
     )
 }
 
@@ -102,13 +102,13 @@ fn ipvsadm_service_survives_apply_removal_and_shutdown() {
     assert_eq!(run.state_text(), record);
 
     // Everything out of the config: vipd's services go, the foreign ones stay, and so does
-    // the VIP address vipd added that the foreign service uses.
+    // the VIP route vipd added that the foreign service uses.
     let s = run.apply(DAEMON);
     assert_eq!(s.ipvs_writes, 2, "{:?}", s.ops);
     assert_eq!(foreign(), before);
-    let addrs = sh("ip -o addr show dev vipd70");
-    assert!(addrs.contains("198.18.70.1/32"), "{addrs}");
-    assert!(!addrs.contains("198.18.70.2/32"), "{addrs}");
+    let routes = sh("ip -o route show dev vipd70 proto 118");
+    assert!(routes.contains("198.18.70.1 "), "{routes}");
+    assert!(!routes.contains("198.18.70.2 "), "{routes}");
     assert!(s.foreign_services >= 2);
 
     // "Shutdown": vipd apply is one shot and has exited; nothing ran that removes anything.
@@ -116,7 +116,7 @@ fn ipvsadm_service_survives_apply_removal_and_shutdown() {
     let listing = sh("ipvsadm -Ln -t 198.18.70.1:80");
     assert!(listing.contains("198.18.71.1:80"), "{listing}");
 
-    // Once the foreign service is gone, vipd's last address and its interface go too.
+    // Once the foreign service is gone, vipd's last route and its interface go too.
     sh("ipvsadm -D -t 198.18.70.1:80 && ipvsadm -D -u 198.18.70.9:53");
     let s = run.apply(DAEMON);
     assert_eq!((s.ipvs_writes, s.rtnetlink_writes), (0, 2), "{:?}", s.reach);
