@@ -30,6 +30,10 @@ pub struct VmArgs {
 pub struct Args {
     #[command(flatten)]
     vm: VmArgs,
+    /// Run only this test file of tests/vm/tests (repeatable, e.g. `--test smoke`).
+    /// Default: every one.
+    #[arg(long = "test")]
+    files: Vec<String>,
     /// Passed to every test binary: test name filters and libtest flags (e.g. --exact).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     test_args: Vec<String>,
@@ -56,7 +60,7 @@ struct Payload<'a> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let tests = build::test_binaries()?;
+    let tests = select(build::test_binaries()?, &args.files)?;
     let vipd = build::vipd_binary()?;
     let payload = Payload {
         tests: &tests,
@@ -82,6 +86,32 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         command: Some(command),
     };
     boot_each(&args.vm, &payload)
+}
+
+/// The test binaries of `files` (all of them when empty). A binary is named after its
+/// test file, with cargo's hash: `smoke-0123abcd`.
+fn select(tests: Vec<PathBuf>, files: &[String]) -> Result<Vec<PathBuf>> {
+    if files.is_empty() {
+        return Ok(tests);
+    }
+    let file_of = |t: &PathBuf| {
+        t.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit_once('-'))
+            .map(|(file, _)| file.to_string())
+    };
+    for f in files {
+        if !tests
+            .iter()
+            .any(|t| file_of(t).as_deref() == Some(f.as_str()))
+        {
+            bail!("no test file {f} in tests/vm/tests");
+        }
+    }
+    Ok(tests
+        .into_iter()
+        .filter(|t| file_of(t).is_some_and(|name| files.contains(&name)))
+        .collect())
 }
 
 fn verdict(out: &qemu::Outcome, timeout: u64, bench: bool) -> String {

@@ -322,13 +322,19 @@ impl Lab {
         self.family.client()
     }
 
-    /// Packets the client host's firewall dropped so far (its final rule's counter; 0
+    /// Packets the client host's firewall dropped so far, invalid ones and the rest (0
     /// without the firewall).
     pub fn firewall_drops(&self) -> u64 {
         if self.firewall == Firewall::Off {
             return 0;
         }
-        counter_packets(&sh(&format!("nft list table inet {FIREWALL_TABLE}")))
+        let listing = sh(&format!("nft list table inet {FIREWALL_TABLE}"));
+        listing
+            .split_whitespace()
+            .zip(listing.split_whitespace().skip(1))
+            .filter(|(w, _)| *w == "packets")
+            .map(|(_, n)| n.parse::<u64>().unwrap_or(0))
+            .sum()
     }
 }
 
@@ -346,7 +352,7 @@ fn install_firewall() {
              type filter hook input priority filter; policy drop;\n\
              iif lo accept\n\
              ct state established,related accept\n\
-             ct state invalid drop\n\
+             ct state invalid counter drop\n\
              icmp type {{ echo-request, destination-unreachable, time-exceeded, parameter-problem }} accept\n\
              icmpv6 type {{ destination-unreachable, packet-too-big, time-exceeded, parameter-problem, \
                             echo-request, nd-neighbor-solicit, nd-neighbor-advert }} accept\n\

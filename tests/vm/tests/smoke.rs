@@ -177,6 +177,37 @@ fn firewall_drops_masqueraded_replies_without_ipvs_conntrack_v6() {
     firewall_needs_ipvs_conntrack(Family::V6);
 }
 
+/// What the root namespace holds that a lab could touch: links, namespaces, routes,
+/// nftables, IPVS's conntrack setting.
+fn host_state() -> String {
+    sh(
+        "ip -o link show | cut -d' ' -f2; ip netns list; ip -4 route show table all; \
+        ip -6 route show table all | grep -v '^local\\|^multicast\\|fe80::/64'; nft list ruleset; \
+        cat /proc/sys/net/ipv4/vs/conntrack 2>/dev/null; true",
+    )
+}
+
+/// Dropping a lab removes everything it made: router, backends, links, routes, the VIP
+/// route device, the firewall and marking tables, and sets IPVS's conntrack back.
+#[test]
+fn a_dropped_lab_leaves_nothing_behind() {
+    require_vm();
+    sh("ipvsadm -C");
+    let before = host_state();
+    for family in [Family::V4, Family::V6] {
+        let lab = Lab::new(family, 2);
+        lab.serve_greeting(0, RPORT);
+        lab.serve_udp_peer(1, RPORT);
+        lab.ipvsadm_service(VPORT, 0, RPORT);
+        lab.ipvsadm_fwmark_service(7, VPORT, 1, RPORT);
+        lab.blackhole(1);
+        assert_ne!(host_state(), before);
+        drop(lab);
+        sh("ipvsadm -C");
+        assert_eq!(host_state(), before, "after a {family:?} lab");
+    }
+}
+
 /// Every hook attached; one connection through the VIP. The kprobe on ip_vs_conn_new
 /// reports exactly this client, this VIP and the backend's real address; tcp_connect
 /// reports the client's bound source port; the tracepoint's SYN_SENT -> ESTABLISHED

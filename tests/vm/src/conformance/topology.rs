@@ -2,14 +2,20 @@
 //!
 //! ```text
 //!  sched-inj                 sched-dir (IPVS, vipd)             sched-sink
-//!  eth0 ---- veth ---- inj0   VIPs on vipd's dummy   sink0 ---- veth ---- eth0
+//!  eth0 ---- veth ---- inj0   VIPs 198.18.93.0/24,   sink0 ---- veth ---- eth0
+//!                             fd00:18:93::/64
 //!  clients 198.18.96.0/20,                           backends 198.18.92.0/24,
 //!  fd00:18:96::/48 (spoofed)                         fd00:18:92::/64 (routed to
 //!                                                    the sink, which owns none)
 //! ```
 //!
 //! The injector owns no client address: it writes packets with any source straight onto
-//! its link (see [`super::inject`]). The director routes the client prefixes back to it
+//! its link (see [`super::inject`]). The clients are remote, so the director takes what
+//! they send to the VIP range as its own: for packets coming in on `inj0`, a policy rule
+//! looks up a table where that range is local, and IPVS sees them on local input, as on
+//! any director that serves other hosts. (vipd itself only routes its VIPs through its
+//! dummy, for clients on its own host; its route lookups do not come from `inj0`, so
+//! they see the main table.) The director routes the client prefixes back to it
 //! and the backend prefixes to the sink, whose link addresses have permanent neighbour
 //! entries, so no packet waits for ARP or neighbour discovery. The sink receives what
 //! IPVS forwards and drops it (nothing there owns a backend address); a packet socket
@@ -28,6 +34,9 @@ pub const SINK: &str = "sched-sink";
 /// the backend link (set at creation, so nothing has to be looked up).
 pub const DIRECTOR_MAC: [u8; 6] = [0x02, 0x5c, 0, 0, 0x90, 0x01];
 const SINK_MAC: [u8; 6] = [0x02, 0x5c, 0, 0, 0x91, 0x02];
+
+/// The director's routing table for packets from the injector: the VIP range is local.
+const REMOTE_TABLE: u32 = 93;
 
 fn mac(m: [u8; 6]) -> String {
     m.map(|b| format!("{b:02x}")).join(":")
@@ -103,7 +112,11 @@ impl Topology {
              ip -n {DIRECTOR} route add 198.18.96.0/20 via 198.18.90.2 && \
              ip -n {DIRECTOR} route add fd00:18:96::/48 via fd00:18:90::2 && \
              ip -n {DIRECTOR} route add 198.18.92.0/24 via 198.18.91.2 && \
-             ip -n {DIRECTOR} route add fd00:18:92::/64 via fd00:18:91::2",
+             ip -n {DIRECTOR} route add fd00:18:92::/64 via fd00:18:91::2 && \
+             ip -n {DIRECTOR} -4 rule add iif inj0 lookup {REMOTE_TABLE} priority 100 && \
+             ip -n {DIRECTOR} -6 rule add iif inj0 lookup {REMOTE_TABLE} priority 100 && \
+             ip -n {DIRECTOR} -4 route add local 198.18.93.0/24 dev lo table {REMOTE_TABLE} && \
+             ip -n {DIRECTOR} -6 route add local fd00:18:93::/64 dev lo table {REMOTE_TABLE}",
             dmac = mac(DIRECTOR_MAC),
             smac = mac(SINK_MAC),
         ));
