@@ -981,8 +981,6 @@ impl Daemon {
         self.health_dirty = true;
     }
 
-    /// Makes the kernel programs report on exactly the configured VIPs (TCP and UDP)
-    /// and fwmark services (their TCP connections).
     /// While some watcher hook is not attached (say the ip_vs module was not loaded when
     /// vipd started), loads the watcher again when the backoff allows; returns its ring
     /// when it attaches more than the running one, which it then replaces.
@@ -1016,6 +1014,8 @@ impl Daemon {
         better
     }
 
+    /// Makes the kernel programs report on exactly the configured VIPs (TCP and UDP)
+    /// and fwmark services (their TCP connections).
     fn sync_watch(&mut self, ring: Option<&mut AsyncFd<Ring>>) {
         let Some(probes) = ring.and_then(|r| r.get_mut().probes()) else {
             return;
