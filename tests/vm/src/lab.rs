@@ -240,13 +240,16 @@ fn quietly(cmd: &[&str]) {
 
 impl Lab {
     /// Creates the router and `n` backends (namespaces `vb1`..), with the client host's
-    /// firewall on.
+    /// firewall on. IPVS starts as on a freshly booted host ([`unload_ipvs`]): an
+    /// earlier test's connection entries (same client address, same VIP) would otherwise
+    /// take over new connections that happen to reuse their client port.
     pub fn new(family: Family, n: u8) -> Self {
         Self::new_with(family, n, Firewall::On)
     }
 
     /// Like [`Lab::new`], with or without the client host's firewall.
     pub fn new_with(family: Family, n: u8, firewall: Firewall) -> Self {
+        unload_ipvs();
         remove_network(n.max(8));
         let (v4, v6) = (Family::V4, Family::V6);
         sh(&format!(
