@@ -81,14 +81,16 @@ const MODULE_INDEXES: &[&str] = &[
 const KERNEL_CONFIG: &str = "vipd/kernel.config";
 
 /// Host programs the tests call, found on PATH: `nft` injects faults (SYN and UDP
-/// drops), `keepalived` is the peer the failover benchmark compares with, `dnsmasq` is
-/// the UDP tests' DNS backend and `dig` their real client.
+/// drops) and is the client host's firewall, `conntrack` empties the connection tracking
+/// table between tests, `keepalived` is the peer the failover benchmark compares with,
+/// `dnsmasq` is the UDP tests' DNS backend and `dig` their real client.
 const TOOLS: &[&str] = &[
     "bash",
     "ip",
     "ipvsadm",
     "ss",
     "nft",
+    "conntrack",
     "keepalived",
     "dnsmasq",
     "dig",

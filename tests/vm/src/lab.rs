@@ -240,9 +240,12 @@ fn quietly(cmd: &[&str]) {
 
 impl Lab {
     /// Creates the router and `n` backends (namespaces `vb1`..), with the client host's
-    /// firewall on. IPVS starts as on a freshly booted host ([`unload_ipvs`]): an
-    /// earlier test's connection entries (same client address, same VIP) would otherwise
-    /// take over new connections that happen to reuse their client port.
+    /// firewall on. IPVS and connection tracking start as on a freshly booted host
+    /// ([`unload_ipvs`], [`flush_conntrack`]): an earlier test's entries for the same
+    /// client address and VIP would otherwise take over new connections that happen to
+    /// reuse their client port (IPVS's entry sends it to the old backend, unseen by
+    /// the watcher; conntrack's, confirmed and no longer updated by IPVS, has the firewall
+    /// drop the new backend's answers).
     pub fn new(family: Family, n: u8) -> Self {
         Self::new_with(family, n, Firewall::On)
     }
@@ -250,6 +253,7 @@ impl Lab {
     /// Like [`Lab::new`], with or without the client host's firewall.
     pub fn new_with(family: Family, n: u8, firewall: Firewall) -> Self {
         unload_ipvs();
+        flush_conntrack();
         remove_network(n.max(8));
         let (v4, v6) = (Family::V4, Family::V6);
         sh(&format!(
@@ -446,6 +450,14 @@ pub fn ipvs_conntrack() {
 pub fn expose_vip(vip: IpAddr) {
     route_vip(vip);
     ipvs_conntrack();
+}
+
+/// Empties the root namespace's connection tracking table (`conntrack -F`), if
+/// connection tracking is loaded at all.
+pub fn flush_conntrack() {
+    if module_loaded("nf_conntrack") {
+        sh("conntrack -F 2>/dev/null");
+    }
 }
 
 /// Whether kernel module `name` is loaded (listed in /proc/modules).
