@@ -9,10 +9,7 @@ use super::{
     services::Services,
     view::{BackendView, DaemonView, OutcomeCounts, ReloadView, ServiceView, WatcherView},
 };
-use crate::{
-    clock::unix_ms,
-    watcher::{Counters, Outcome},
-};
+use crate::{clock::unix_ms, model::Outcome, watcher::Counters};
 
 /// What the view needs besides the services.
 pub struct Meta {

@@ -1,9 +1,11 @@
 //! Identities no data plane owns: a service ([`ServiceKey`]), its VIP ([`Vip`]) and a
-//! backend ([`BackendId`]). The daemon's core, the health machines and every data plane
-//! speak in these; each plane translates them into its own terms (IPVS service keys,
-//! the kernel programs' map keys in [`kernel`]).
+//! backend ([`BackendId`]), and what a plane reports of a connection ([`Report`]). The
+//! daemon's core, the health machines and every data plane speak in these; each plane
+//! translates them into its own terms (IPVS service keys, the kernel programs' map keys
+//! in [`kernel`]).
 
 pub mod kernel;
+mod outcome;
 
 use std::{
     cmp::Ordering,
@@ -12,6 +14,7 @@ use std::{
 };
 
 pub use crate::config::{Family, Protocol};
+pub use outcome::{IcmpCode, Outcome, Report};
 
 /// A backend of a service: its address and port (port 0: a fwmark service's backend
 /// that takes the connection's own port).

@@ -20,8 +20,8 @@ pub use weights::{Held, WeightWrites, Weights, Written};
 
 use crate::{
     config::Config,
-    model::{BackendId, ServiceKey, Vip},
-    watcher::{Counters, Report},
+    model::{BackendId, Report, ServiceKey, Vip},
+    watcher::Counters,
 };
 
 /// What a full apply did.

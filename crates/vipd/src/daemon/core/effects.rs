@@ -9,8 +9,7 @@ use super::super::{metrics::Metrics, services::ServiceRt};
 use crate::{
     config::UdpProbe,
     health::{Signal, Transition},
-    model::{BackendId, ServiceKey},
-    watcher::Report,
+    model::{BackendId, Report, ServiceKey},
 };
 
 /// A probe the health machine asks for before re-admitting a backend; the shell starts

@@ -16,9 +16,8 @@ use super::{
 };
 use crate::{
     health::Signal,
-    model::{BackendId, Family, ServiceKey, Vip},
+    model::{BackendId, Family, Outcome, Report, ServiceKey, Vip},
     plane::UdpFinding,
-    watcher::{Outcome, Report},
 };
 
 fn outcome_name(o: &Outcome) -> &'static str {

@@ -5,10 +5,9 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use crate::{
     config::Config,
-    model::{BackendId, ServiceKey},
+    model::{BackendId, Report, ServiceKey},
     plane::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written},
     reconcile::ReconcileError,
-    watcher::Report,
 };
 
 /// Calls in order, shared with the test (`apply`, `write`, `restore`, ...).

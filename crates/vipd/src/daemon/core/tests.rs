@@ -17,9 +17,8 @@ use crate::{
         metrics::Metrics,
         view::{BackendView, DaemonView},
     },
-    model::{BackendId, Protocol, ServiceKey, Vip},
+    model::{BackendId, IcmpCode, Outcome, Protocol, Report, ServiceKey, Vip},
     plane::{PlaneStatus, UdpFinding},
-    watcher::{IcmpCode, Outcome, Report},
 };
 
 const SEC: u64 = 1_000_000_000;

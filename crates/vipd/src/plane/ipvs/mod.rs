@@ -22,9 +22,9 @@ use super::{
 };
 use crate::{
     config::Config,
-    model::{ServiceKey, Vip},
+    model::{Report, ServiceKey, Vip},
     reconcile::{self, ApplyOptions, DesiredState, WeightOverrides},
-    watcher::{Counters, Flavour, Report},
+    watcher::{Counters, Flavour},
 };
 
 /// The IPVS key of a service.

@@ -16,9 +16,9 @@ use tracing::{debug, info, warn};
 use super::udp_watch::UdpWatch;
 use crate::{
     clock,
-    model::{Family, Protocol, ServiceKey, Vip},
+    model::{Family, Outcome, Protocol, Report, ServiceKey, Vip},
     plane::{mode_kind, PlaneError, UdpFinding},
-    watcher::{dest_key, Correlator, Counters, Flavour, Hooks, Outcome, Probes, Report},
+    watcher::{dest_key, Correlator, Counters, Flavour, Hooks, Probes},
 };
 
 /// Open connections the correlator follows.

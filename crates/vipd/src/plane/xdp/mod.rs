@@ -25,8 +25,7 @@ pub use records::{report_of, RecordError};
 use super::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written};
 use crate::{
     config::{Config, XdpSettings},
-    model::{BackendId, ServiceKey},
-    watcher::Report,
+    model::{BackendId, Report, ServiceKey},
     xdp::{
         loader::{ensure_bpffs, Sizes},
         maps::BadRecord,

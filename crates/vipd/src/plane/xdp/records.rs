@@ -7,7 +7,10 @@ use vipd_common::{
     AF_INET6,
 };
 
-use crate::watcher::{event, DecodeError, IcmpCode, Outcome, Report};
+use crate::{
+    model::{IcmpCode, Outcome, Report},
+    watcher::{event, DecodeError},
+};
 
 /// A health record as a report.
 pub fn report_of(ev: &XdpHealthEvent) -> Result<Report, RecordError> {
