@@ -91,6 +91,15 @@ fn report(
     }
 }
 
+/// An ICMP port unreachable for a datagram to a backend.
+fn port_unreachable() -> Outcome {
+    Outcome::Unreachable(IcmpCode {
+        v6: false,
+        icmp_type: 3,
+        code: 3,
+    })
+}
+
 /// A probation probe's result for `backend` of "web".
 fn probe_result(backend: BackendId, passed: bool) -> CheckResult {
     CheckResult {
@@ -491,11 +500,7 @@ async fn a_silent_udp_backend_is_quarantined_out_of_the_plane() {
     );
 
     // An ICMP error is a refusal too (the other backend is the last one in rotation).
-    let icmp = Outcome::Unreachable(IcmpCode {
-        v6: false,
-        icmp_type: 3,
-        code: 3,
-    });
+    let icmp = port_unreachable();
     r.core.on_report(
         &report(dns(), icmp, b(2), 10 * SEC, 10 * SEC),
         Instant::now(),
@@ -514,4 +519,19 @@ async fn the_planes_lost_events_are_counted_and_shown() {
     r.core.read_counters(&mut r.plane);
     assert!(r.metric("vipd_events_lost_total 5"));
     assert_eq!(r.view().watcher.lost_events, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_udp_service_that_keeps_stale_flows_holds_its_quarantined_backend_at_zero() {
+    let keep = DNS.replace(
+        "protocol = \"udp\"\n",
+        "protocol = \"udp\"\nudp_stale_flows = \"keep\"\n",
+    );
+    let mut r = Rig::new(&keep);
+    let icmp = port_unreachable();
+    r.core
+        .on_report(&report(dns(), icmp, b(1), SEC, SEC), Instant::now());
+    r.turn(SEC);
+    assert_eq!(r.plane.weight(dns(), b(1)), Some(Some(0)));
+    assert_eq!(r.state(1), state("quarantined", 0));
 }

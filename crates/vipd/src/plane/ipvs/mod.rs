@@ -2,6 +2,8 @@
 //! through [`crate::reconcile`], single weights on the fast path) and the eBPF
 //! connection watcher as its event source.
 
+#[cfg(test)]
+mod tests;
 mod udp_watch;
 mod watcher;
 mod weights;
