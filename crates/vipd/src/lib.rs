@@ -1,11 +1,16 @@
 //! vipd: a client-side L4 load balancer control plane for Linux.
 //!
-//! Data flow: config → desired state → reconciler → data plane (IPVS). Kernel probes →
-//! [`watcher`] (events) → correlator → health state machine → reconciler.
+//! Data flow: config → the daemon's core ([`daemon::core`], health machines) → a data
+//! plane ([`plane`]: IPVS through the [`reconcile`]r, or the [`xdp`] balancer). Back:
+//! kernel events → the plane ([`watcher`] and correlator, or XDP health records) →
+//! reports → health machines → weights. Identities no plane owns are in [`model`].
 
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod health;
+pub mod model;
+pub mod plane;
 pub mod reach;
 pub mod reconcile;
 pub mod watcher;

@@ -15,18 +15,16 @@ use std::{
     time::Duration,
 };
 
+use super::services::Services;
+use crate::{
+    config::{ActiveCheck, UdpProbe},
+    model::{BackendId, ServiceKey},
+};
 use tokio::{
     net::{TcpStream, UdpSocket},
     sync::mpsc,
     task::JoinHandle,
     time,
-};
-use vipd_ipvs::ServiceKey;
-
-use super::services::Services;
-use crate::{
-    config::{ActiveCheck, UdpProbe},
-    reconcile::desired::DestId,
 };
 
 /// What a check does: a TCP connect, or a UDP exchange.
@@ -47,7 +45,7 @@ pub enum CheckKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
     pub service: ServiceKey,
-    pub dest: DestId,
+    pub dest: BackendId,
     pub kind: CheckKind,
     pub passed: bool,
     /// "connected in 0.4ms", "refused", "timed out after 1s", ...
@@ -66,7 +64,7 @@ impl Dropped {
 
 pub struct Checks {
     tx: mpsc::Sender<CheckResult>,
-    periodic: HashMap<(ServiceKey, DestId), Running>,
+    periodic: HashMap<(ServiceKey, BackendId), Running>,
     dropped: Arc<Dropped>,
 }
 
@@ -205,7 +203,7 @@ impl Checks {
     }
 
     /// One probe of `dest` before its re-admission (`udp`: the UDP service's probe).
-    pub fn probe(&self, service: ServiceKey, dest: DestId, timeout: Duration, udp: How) {
+    pub fn probe(&self, service: ServiceKey, dest: BackendId, timeout: Duration, udp: How) {
         let tx = self.tx.clone();
         let dropped = self.dropped.clone();
         tokio::spawn(async move {
@@ -227,13 +225,13 @@ impl Checks {
 
 async fn periodic(
     service: ServiceKey,
-    dest: DestId,
+    dest: BackendId,
     (check, how): (ActiveCheck, How),
     tx: mpsc::Sender<CheckResult>,
     dropped: Arc<Dropped>,
 ) {
     // Spread the services' checks over the interval instead of firing them together.
-    let spread = u64::from(dest.1) * 7919 + crate::daemon::clock::mono_ns() % 1000;
+    let spread = u64::from(dest.1) * 7919 + crate::clock::mono_ns() % 1000;
     let offset = check.interval.mul_f64((spread % 1000) as f64 / 1000.0);
     time::sleep(offset).await;
     let mut tick = time::interval(check.interval);

@@ -13,14 +13,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::{health::PersistedService, model::ServiceKey};
 use serde::{Deserialize, Serialize};
-use vipd_ipvs::ServiceKey;
-
-use crate::health::PersistedService;
 
 const VERSION: u32 = 1;
 
-/// Every service's persisted health, by IPVS key (as `ipvsadm` would print it).
+/// Every service's persisted health, by service key (as `vipd status` prints it).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct HealthRecord {
     pub version: u32,

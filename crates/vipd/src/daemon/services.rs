@@ -1,17 +1,15 @@
-//! The daemon's table of services: for each configured service its IPVS key, the
-//! destinations the config declares, its health machine, active-check settings and the
-//! per-backend counters `vipd status` shows. Rebuilt on every (re)load, carrying over
+//! The daemon's table of services: for each configured service its key, the backends
+//! the config declares with their weights, its health machine, active-check settings and
+//! the per-backend counters `vipd status` shows. Rebuilt on every (re)load, carrying over
 //! the health state of every service and backend that is still configured.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    net::SocketAddr,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, SystemTime},
 };
 
 use tokio::time::Instant;
 use tracing::info;
-use vipd_ipvs::{Destination, ServiceKey};
 
 use super::{
     persist::HealthRecord,
@@ -20,7 +18,8 @@ use super::{
 use crate::{
     config::{ActiveCheck, Config, Protocol, UdpProbe, UdpStaleFlows},
     health::{Policy, ServiceHealth, Transition},
-    reconcile::{desired::DestId, DesiredState, WeightOverrides},
+    model::{BackendId, ServiceKey, Vip},
+    plane::{Held, Weights},
 };
 
 /// Default time a probation probe may take.
@@ -40,53 +39,47 @@ pub struct ServiceRt {
     pub name: String,
     pub key: ServiceKey,
     pub scheduler: String,
-    /// The VIP the connection watcher reports on, with its IP protocol (address
-    /// services).
-    pub vip: Option<(u8, SocketAddr)>,
     /// UDP: how long a backend may stay silent (datagrams sent, no reply) before that
     /// counts as a failure; `None`: not watched.
     pub silence_window: Option<Duration>,
     /// UDP: what checks and probes send and expect (`None` on TCP services).
     pub udp_probe: Option<UdpProbe>,
-    /// UDP with `udp_stale_flows = "expire"`: a backend the health machine takes out is
-    /// deleted from IPVS rather than set to weight 0, so that IPVS moves its flows
-    /// (`expire_nodest_conn`) instead of keeping clients that reuse a source port on
-    /// it; re-admission adds it back.
+    /// UDP with `udp_stale_flows = "expire"`: a backend the health machine takes out
+    /// leaves the data plane rather than staying at weight 0, so that its flows move
+    /// (IPVS: `expire_nodest_conn`) instead of keeping clients that reuse a source port
+    /// on it; re-admission adds it back.
     pub expire_on_quarantine: bool,
     pub policy: Policy,
     pub check: Option<ActiveCheck>,
     pub probe_timeout: Duration,
-    /// The config's destinations, at their configured weights.
-    pub dests: BTreeMap<DestId, Destination>,
+    /// The config's backends, with their configured weights.
+    pub dests: BTreeMap<BackendId, u32>,
     pub health: ServiceHealth,
-    pub stats: BTreeMap<DestId, BackendStats>,
+    pub stats: BTreeMap<BackendId, BackendStats>,
 }
 
 impl ServiceRt {
     /// Each configured destination's effective weight: the health machine's, else the
     /// configured one.
-    pub fn effective_weights(&self, now: Instant) -> Vec<(DestId, u32)> {
+    pub fn effective_weights(&self, now: Instant) -> Vec<(BackendId, u32)> {
         let weights = self.health.weights(now);
         self.dests
             .iter()
-            .map(|(id, d)| (*id, weights.get(id).copied().unwrap_or(d.weight)))
+            .map(|(id, w)| (*id, weights.get(id).copied().unwrap_or(*w)))
             .collect()
     }
 
-    /// How IPVS should hold `dest` at effective weight `weight`: `None` means not at all
-    /// (quarantined in an `expire_on_quarantine` service, see there). A backend the
-    /// config itself sets to weight 0 stays in IPVS: that is an operator's drain.
-    pub fn kernel_weight(&self, dest: &DestId, weight: u32) -> Option<u32> {
-        let configured = self.dests.get(dest).map_or(0, |d| d.weight);
+    /// How the data plane should hold `dest` at effective weight `weight`: `None` means
+    /// not at all (quarantined in an `expire_on_quarantine` service, see there). A
+    /// backend the config itself sets to weight 0 stays: that is an operator's drain.
+    pub fn held_weight(&self, dest: &BackendId, weight: u32) -> Option<u32> {
+        let configured = self.dests.get(dest).copied().unwrap_or(0);
         (weight > 0 || configured == 0 || !self.expire_on_quarantine).then_some(weight)
     }
 
-    /// The destination as IPVS should hold it with `weight`.
-    pub fn destination(&self, dest: &DestId, weight: u32) -> Option<Destination> {
-        self.dests.get(dest).map(|d| Destination {
-            weight,
-            ..d.clone()
-        })
+    /// The service's VIP (address services).
+    pub fn vip(&self) -> Option<Vip> {
+        self.key.vip()
     }
 }
 
@@ -94,8 +87,6 @@ impl ServiceRt {
 #[derive(Default)]
 pub struct Services {
     pub by_key: BTreeMap<ServiceKey, ServiceRt>,
-    /// (IP protocol, VIP) → service, for attributing the watcher's reports.
-    pub by_vip: HashMap<(u8, SocketAddr), ServiceKey>,
 }
 
 impl Services {
@@ -111,38 +102,20 @@ impl Services {
         wall: SystemTime,
         seed: u64,
     ) -> (Services, Vec<(ServiceKey, Transition)>) {
-        let desired = DesiredState::from_config(config);
         let mut out = Services::default();
         let mut transitions = Vec::new();
         for (i, spec) in config.services.iter().enumerate() {
-            let key = crate::reconcile::desired::ipvs_key(&spec.key);
-            let Some(d) = desired.services.get(&key) else {
-                continue;
-            };
-            let tcp = matches!(
-                spec.key,
-                crate::config::ServiceKey::Addr {
-                    protocol: Protocol::Tcp,
-                    ..
-                }
-            );
-            let vip = match spec.key {
-                crate::config::ServiceKey::Addr { protocol, addr } => Some((
-                    match protocol {
-                        Protocol::Tcp => libc::IPPROTO_TCP as u8,
-                        Protocol::Udp => libc::IPPROTO_UDP as u8,
-                    },
-                    addr,
-                )),
-                crate::config::ServiceKey::Fwmark { .. } => None,
-            };
-            let udp = matches!(vip, Some((p, _)) if p == libc::IPPROTO_UDP as u8);
+            let key = ServiceKey::from(spec.key);
+            let vip = key.vip();
+            let tcp = vip.is_some_and(|v| v.protocol == Protocol::Tcp);
+            let udp = vip.is_some_and(Vip::is_udp);
             let policy = Policy::from_config(spec.health.as_ref(), tcp);
-            let backends: Vec<(DestId, u32)> = d
-                .dests
+            let dests: BTreeMap<BackendId, u32> = spec
+                .backends
                 .iter()
-                .map(|(id, dest)| (*id, dest.weight))
+                .map(|b| ((b.addr.ip(), b.addr.port()), u32::from(b.weight)))
                 .collect();
+            let backends: Vec<(BackendId, u32)> = dests.iter().map(|(id, w)| (*id, *w)).collect();
             let service_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let (health, stats) = match old.by_key.remove(&key) {
                 Some(mut prev) => {
@@ -170,8 +143,8 @@ impl Services {
                 }
             };
             let mut stats = stats;
-            stats.retain(|id, _| d.dests.contains_key(id));
-            for id in d.dests.keys() {
+            stats.retain(|id, _| dests.contains_key(id));
+            for id in dests.keys() {
                 stats.entry(*id).or_default();
             }
             let hp = spec.health.as_ref();
@@ -183,7 +156,6 @@ impl Services {
                 } else {
                     spec.scheduler.as_str().to_owned()
                 },
-                vip,
                 policy,
                 check: hp
                     .and_then(|h| h.check)
@@ -196,59 +168,33 @@ impl Services {
                 probe_timeout: hp
                     .and_then(|h| h.probe_timeout)
                     .unwrap_or(DEFAULT_PROBE_TIMEOUT),
-                dests: d.dests.clone(),
+                dests,
                 health,
                 stats,
             };
-            if let Some(vip) = vip {
-                out.by_vip.insert(vip, key);
-            }
             out.by_key.insert(key, rt);
         }
         (out, transitions)
     }
 
-    /// The service a watcher report belongs to.
-    pub fn by_vip_mut(&mut self, protocol: u8, vip: &SocketAddr) -> Option<&mut ServiceRt> {
-        let key = self.by_vip.get(&(protocol, *vip))?;
-        self.by_key.get_mut(key)
-    }
-
-    /// The health machines' weights where they differ from the config's: what the
-    /// reconciler must write instead (absent: see [`ServiceRt::kernel_weight`]).
-    pub fn overrides(&self, now: Instant) -> WeightOverrides {
-        let mut o = WeightOverrides::default();
-        for (key, s) in &self.by_key {
+    /// How the data plane should hold every backend of `services` (`None`: of every
+    /// service).
+    pub fn weights(&self, now: Instant, services: Option<&BTreeSet<ServiceKey>>) -> Weights {
+        let chosen: Vec<(&ServiceKey, &ServiceRt)> = match services {
+            Some(only) => only
+                .iter()
+                .filter_map(|k| self.by_key.get_key_value(k))
+                .collect(),
+            None => self.by_key.iter().collect(),
+        };
+        let mut out = Weights::default();
+        for (key, s) in chosen {
             for (id, w) in s.effective_weights(now) {
-                match s.kernel_weight(&id, w) {
-                    None => o.set_absent(*key, id),
-                    Some(w) if s.dests.get(&id).is_some_and(|d| d.weight != w) => {
-                        o.set(*key, id, w)
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-        o
-    }
-
-    /// Every configured destination's effective weight.
-    pub fn effective_weights(&self, now: Instant) -> BTreeMap<(ServiceKey, DestId), u32> {
-        let mut out = BTreeMap::new();
-        for (key, s) in &self.by_key {
-            for (id, w) in s.effective_weights(now) {
-                out.insert((*key, id), w);
-            }
-        }
-        out
-    }
-
-    /// How IPVS should hold every configured destination (`None`: not at all).
-    pub fn kernel_weights(&self, now: Instant) -> BTreeMap<(ServiceKey, DestId), Option<u32>> {
-        let mut out = BTreeMap::new();
-        for (key, s) in &self.by_key {
-            for (id, w) in s.effective_weights(now) {
-                out.insert((*key, id), s.kernel_weight(&id, w));
+                let held = Held {
+                    configured: s.dests.get(&id).copied().unwrap_or(0),
+                    weight: s.held_weight(&id, w),
+                };
+                out.insert(*key, id, held);
             }
         }
         out

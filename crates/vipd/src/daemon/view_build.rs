@@ -6,11 +6,10 @@ use std::{net::SocketAddr, time::SystemTime};
 use tokio::time::Instant;
 
 use super::{
-    clock::unix_ms,
     services::Services,
     view::{BackendView, DaemonView, OutcomeCounts, ReloadView, ServiceView, WatcherView},
 };
-use crate::watcher::{Counters, Outcome};
+use crate::{clock::unix_ms, model::Outcome, watcher::Counters};
 
 /// What the view needs besides the services.
 pub struct Meta {

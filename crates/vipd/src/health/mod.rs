@@ -91,7 +91,7 @@ pub use policy::Policy;
 pub use service::{ejection_allowance, BackendHealthView, ServiceHealth, PROBE_REISSUE};
 
 /// A destination of a service: real server address and port.
-pub type DestId = crate::reconcile::desired::DestId;
+pub type DestId = crate::model::BackendId;
 
 /// What the daemon learned about a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

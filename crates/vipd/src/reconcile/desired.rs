@@ -22,7 +22,7 @@ use crate::config::{
 };
 
 /// A destination of a service: real server address and port.
-pub type DestId = (IpAddr, u16);
+pub type DestId = crate::model::BackendId;
 
 /// What happens to a backend once it leaves the config (or its service does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -12,50 +12,11 @@ use std::{
     time::Duration,
 };
 
-use super::event::{Event, IcmpCode, TcpState};
+use super::event::{Event, TcpState};
+pub use crate::model::{IcmpCode, Outcome, Report};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
-
-/// What happened to a connection attempt or connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The handshake completed after `latency` (first SYN to ESTABLISHED); `None` where
-    /// the first SYN's time is unknown (the XDP data plane reports the SYN-ACK only).
-    Established { latency: Option<Duration> },
-    /// The backend answered the SYN with an RST.
-    Refused,
-    /// The SYN was resent for the `n`th time while the client still waits.
-    SynRetransmit(u32),
-    /// The client gave up in SYN_SENT without an RST (timeout or close).
-    ClientAbort,
-    /// An established connection closed.
-    Closed { by_peer: bool, reset: bool },
-    /// UDP: an ICMP error said the backend could not take a datagram.
-    Unreachable(IcmpCode),
-    /// UDP: datagrams went to the backend and no reply came for this long. Not made by
-    /// the correlator: the daemon reads it from the kernel's traffic counters.
-    Silent(Duration),
-}
-
-/// An outcome with the connection it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub ts_ns: u64,
-    pub client: Option<SocketAddr>,
-    pub vip: SocketAddr,
-    /// `None`: the outcome could not be attributed to a backend (counted separately).
-    pub backend: Option<SocketAddr>,
-    pub outcome: Outcome,
-    /// When the connection's first SYN was sent (kernel monotonic ns): the start of a
-    /// fault such as a blackhole. For UDP outcomes, when the kernel saw the outcome.
-    pub syn_ns: u64,
-    /// IPPROTO_TCP or IPPROTO_UDP.
-    pub protocol: u8,
-    /// The fwmark service that scheduled the connection (then `vip` is its real
-    /// destination); `None` for a VIP:port service.
-    pub fwmark: Option<u32>,
-}
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {

@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use vipd_common::{ConnEvent, EventKind, AF_INET, AF_INET6};
 
+pub use crate::model::IcmpCode;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("event record is {0} bytes, expected {expected}", expected = ConnEvent::SIZE)]
@@ -141,37 +143,6 @@ pub enum Event {
         icmp: IcmpCode,
         backend: Option<SocketAddr>,
     },
-}
-
-/// The type and code of an ICMP or ICMPv6 error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IcmpCode {
-    pub v6: bool,
-    pub icmp_type: u8,
-    pub code: u8,
-}
-
-impl IcmpCode {
-    /// "port unreachable", "host unreachable", ... ("icmp 3/11" for others).
-    pub fn describe(self) -> String {
-        let name = match (self.v6, self.icmp_type, self.code) {
-            (false, 3, 0) => "network unreachable",
-            (false, 3, 1) => "host unreachable",
-            (false, 3, 2) => "protocol unreachable",
-            (false, 3, 3) => "port unreachable",
-            (false, 3, 9 | 10 | 13) => "administratively prohibited",
-            (true, 1, 0) => "no route",
-            (true, 1, 1) => "administratively prohibited",
-            (true, 1, 3) => "address unreachable",
-            (true, 1, 4) => "port unreachable",
-            (true, 1, 5) => "source address failed policy",
-            (true, 1, 6) => "reject route",
-            (v6, t, c) => {
-                return format!("icmp{} {t}/{c}", if v6 { "v6" } else { "" });
-            }
-        };
-        name.to_owned()
-    }
 }
 
 /// The address in a kernel record's 16-byte field (IPv4 in the first 4 bytes), with

@@ -19,6 +19,7 @@ use super::{
     offsets::{self, SockTracepoint},
     tracefs::{Format, TracefsError},
 };
+pub use crate::model::kernel::vip_key;
 
 /// The compiled kernel programs (built by build.rs from `vipd-ebpf`).
 pub(crate) static OBJECT: &[u8] =
@@ -186,26 +187,6 @@ pub fn dest_key(vip: SocketAddr, backend: SocketAddr) -> DestKey {
         protocol: vipd_common::IPPROTO_UDP as u8,
         _pad: 0,
     }
-}
-
-/// A VIP as the kernel programs key it.
-pub fn vip_key(vip: SocketAddr, protocol: u8) -> VipKey {
-    let mut key = VipKey {
-        port: vip.port(),
-        protocol,
-        ..Default::default()
-    };
-    match vip {
-        SocketAddr::V4(a) => {
-            key.family = AF_INET as u8;
-            key.addr[..4].copy_from_slice(&a.ip().octets());
-        }
-        SocketAddr::V6(a) => {
-            key.family = AF_INET6 as u8;
-            key.addr = a.ip().octets();
-        }
-    }
-    key
 }
 
 impl Probes {

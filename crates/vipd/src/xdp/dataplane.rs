@@ -41,7 +41,7 @@ pub struct XdpServiceSpec {
 
 impl XdpServiceSpec {
     pub fn key(&self) -> VipKey {
-        crate::watcher::loader::vip_key(self.vip, self.protocol)
+        crate::model::kernel::vip_key(self.vip, self.protocol)
     }
 }
 
@@ -91,7 +91,7 @@ pub struct Dataplane {
 }
 
 fn backend_entry(addr: SocketAddr, slot: u32, gen: u32) -> XdpBackend {
-    let key = crate::watcher::loader::vip_key(addr, 0);
+    let key = crate::model::kernel::vip_key(addr, 0);
     XdpBackend {
         addr: key.addr,
         port: addr.port(),

@@ -1,8 +1,8 @@
 //! UDP backends, from the kernel's per-backend traffic counters (`UDP_TRAFFIC`: datagrams
 //! IPVS sent, replies delivered to clients, since when a datagram waits for a reply).
 //! Polled every [`POLL`]: new replies are a success for the backend; a wait longer than
-//! the service's `silence_window` makes it silent, a failure. Pure: the daemon feeds in
-//! the counters and acts on the findings (and clears the wait it acted on).
+//! the service's `silence_window` makes it silent, a failure. Pure: the IPVS plane feeds
+//! in the counters and acts on the findings (and clears the wait it acted on).
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 

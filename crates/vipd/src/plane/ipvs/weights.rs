@@ -1,33 +1,26 @@
-//! The fast path: writes the health machines' weight changes to IPVS one destination at a
-//! time (one `IPVS_CMD_SET_DEST` each, about 0.3 ms), without the full reconcile's dump.
-//! A UDP backend whose flows must move (see [`super::services::ServiceRt::kernel_weight`])
-//! is deleted instead (`IPVS_CMD_DEL_DEST`) and added back (`IPVS_CMD_NEW_DEST`) on
-//! re-admission. It remembers what it last wrote, so a loop iteration without changes
-//! writes nothing.
+//! The fast path: writes weight changes to IPVS one destination at a time (one
+//! `IPVS_CMD_SET_DEST` each, about 0.3 ms), without the full reconcile's dump. A backend
+//! to be held out of the plane (see [`crate::plane::Held::weight`]) is deleted instead
+//! (`IPVS_CMD_DEL_DEST`) and added back (`IPVS_CMD_NEW_DEST`) on re-admission. It
+//! remembers what it last wrote, so a loop iteration without changes writes nothing.
 
 use std::collections::BTreeMap;
 
-use tokio::time::Instant;
 use tracing::{debug, warn};
-use vipd_ipvs::{Client, ServiceKey};
+use vipd_ipvs::{Client, Destination};
 
-use super::services::Services;
-use crate::reconcile::desired::DestId;
-
-/// One weight written (0 for a destination that is deleted or was absent).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Written {
-    pub service: ServiceKey,
-    pub dest: DestId,
-    pub from: u32,
-    pub to: u32,
-}
+use super::ipvs_key;
+use crate::{
+    model::{BackendId, ServiceKey},
+    plane::{Weights, Written},
+    reconcile::DesiredState,
+};
 
 pub struct WeightWriter {
     client: Client,
     /// What the kernel holds, as far as vipd knows (after the last reconcile and
     /// writes); `None`: the destination is not there.
-    applied: BTreeMap<(ServiceKey, DestId), Option<u32>>,
+    applied: BTreeMap<(ServiceKey, BackendId), Option<u32>>,
     writes: u64,
     failures: u64,
 }
@@ -43,47 +36,42 @@ impl WeightWriter {
     }
 
     /// After a reconcile: the kernel now holds exactly these weights.
-    pub fn reset(&mut self, applied: BTreeMap<(ServiceKey, DestId), Option<u32>>) {
-        self.applied = applied;
+    pub fn reset(&mut self, weights: &Weights) {
+        self.applied = weights
+            .iter()
+            .map(|(key, id, held)| ((key, id), held.weight))
+            .collect();
     }
 
-    /// Writes every effective weight of the `dirty` services that differs from what was
-    /// last written. Work is proportional to the services that changed, not the table.
-    pub fn sync<'a>(
-        &mut self,
-        services: &Services,
-        dirty: impl IntoIterator<Item = &'a ServiceKey>,
-        now: Instant,
-    ) -> Vec<Written> {
+    /// Writes every weight in `weights` that differs from what was last written, with
+    /// the rest of each destination as `desired` (the config) has it. Work is
+    /// proportional to the services given, not the table.
+    pub fn sync(&mut self, weights: &Weights, desired: &DesiredState) -> Vec<Written> {
         let mut done = Vec::new();
-        let mut wanted = Vec::new();
-        for key in dirty {
-            if let Some(s) = services.by_key.get(key) {
-                wanted.extend(
-                    s.effective_weights(now)
-                        .into_iter()
-                        .map(|(id, w)| (*key, id, s.kernel_weight(&id, w))),
-                );
-            }
-        }
-        for (key, dest, to) in wanted {
+        for (key, dest, held) in weights.iter() {
+            let to = held.weight;
             let from = self.applied.get(&(key, dest)).copied();
             if from == Some(to) {
                 continue;
             }
-            let Some(d) = services
-                .by_key
-                .get(&key)
-                .and_then(|s| s.destination(&dest, to.unwrap_or(0)))
+            let ipvs = ipvs_key(key);
+            let Some(d) = desired
+                .services
+                .get(&ipvs)
+                .and_then(|s| s.dests.get(&dest))
+                .map(|d| Destination {
+                    weight: to.unwrap_or(0),
+                    ..d.clone()
+                })
             else {
                 continue;
             };
             // Unknown (never reconciled) counts as present: a reconcile creates it.
             let was_there = from != Some(None);
             let result = match (was_there, to) {
-                (true, Some(_)) => self.client.set_destination(&key, &d),
-                (false, Some(_)) => self.client.new_destination(&key, &d),
-                (true, None) => self.client.del_destination(&key, dest.0, dest.1),
+                (true, Some(_)) => self.client.set_destination(&ipvs, &d),
+                (false, Some(_)) => self.client.new_destination(&ipvs, &d),
+                (true, None) => self.client.del_destination(&ipvs, dest.0, dest.1),
                 (false, None) => Ok(()),
             };
             match result {

@@ -1,0 +1,141 @@
+//! A data plane for the core's tests: it holds weights in a map, can be told to fail,
+//! and logs what it was asked in order.
+
+use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
+
+use crate::{
+    config::Config,
+    model::{BackendId, Report, ServiceKey},
+    plane::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written},
+    reconcile::ReconcileError,
+};
+
+/// Calls in order, shared with the test (`apply`, `write`, `restore`, ...).
+pub type CallLog = Rc<RefCell<Vec<&'static str>>>;
+
+#[derive(Default)]
+pub struct FakePlane {
+    /// What it holds: `Some(weight)`, or `None` (out of the plane).
+    pub held: BTreeMap<(ServiceKey, BackendId), Option<u32>>,
+    pub log: CallLog,
+    pub fail_apply: bool,
+    pub fail_writes: bool,
+    /// What the next applies say.
+    pub draining: bool,
+    pub notes: Vec<String>,
+    pub lost: Option<u64>,
+    pub watched: Vec<ServiceKey>,
+}
+
+fn refused() -> PlaneError {
+    PlaneError::Reconcile(ReconcileError::BadDump("the test refuses".to_owned()))
+}
+
+impl FakePlane {
+    pub fn calls(&self, what: &str) -> usize {
+        self.log.borrow().iter().filter(|c| **c == what).count()
+    }
+
+    pub fn weight(&self, service: ServiceKey, backend: BackendId) -> Option<Option<u32>> {
+        self.held.get(&(service, backend)).copied()
+    }
+
+    /// Holds `weights`; returns what changed.
+    fn hold(&mut self, weights: &Weights) -> Vec<Written> {
+        let mut out = Vec::new();
+        for (service, dest, held) in weights.iter() {
+            let from = self.held.insert((service, dest), held.weight);
+            if from == Some(held.weight) {
+                continue;
+            }
+            let to = held.weight.unwrap_or(0);
+            out.push(Written {
+                service,
+                dest,
+                from: from.map_or(to, |f| f.unwrap_or(0)),
+                to,
+            });
+        }
+        out
+    }
+}
+
+impl DataPlane for FakePlane {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn write_unit(&self) -> &'static str {
+        "fake writes"
+    }
+
+    fn mode(&self) -> &str {
+        "full"
+    }
+
+    fn status(&self) -> PlaneStatus {
+        PlaneStatus {
+            mode: "full".to_owned(),
+            ..PlaneStatus::default()
+        }
+    }
+
+    fn on_stop(&self) -> &'static str {
+        "nothing stays"
+    }
+
+    fn apply(&mut self, _config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
+        self.log.borrow_mut().push("apply");
+        if self.fail_apply {
+            return Err(refused());
+        }
+        self.held.retain(|(k, d), _| weights.has(k, d));
+        let writes = self.hold(weights).len() as u64;
+        Ok(Applied {
+            writes,
+            ops: vec![("fake", writes)],
+            draining: self.draining,
+            notes: self.notes.clone(),
+        })
+    }
+
+    fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
+        self.log.borrow_mut().push("write");
+        if self.fail_writes {
+            return Err(refused());
+        }
+        let written = self.hold(weights);
+        Ok(WeightWrites {
+            ops: written.len() as u64,
+            written,
+        })
+    }
+
+    fn restore(&mut self, _config: &Config, weights: &Weights) {
+        self.log.borrow_mut().push("restore");
+        self.held.clear();
+        self.hold(weights);
+    }
+
+    fn watch(&mut self, services: &[ServiceKey]) {
+        self.watched = services.to_vec();
+    }
+
+    fn event_fd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        None
+    }
+
+    fn take_reports(&mut self, _max: usize, _out: &mut Vec<Report>) -> usize {
+        0
+    }
+
+    fn events_failed(&mut self, _error: &std::io::Error) {}
+
+    fn ticks(&self) -> Ticks {
+        Ticks::default()
+    }
+
+    fn lost_events(&mut self) -> Option<Result<u64, PlaneError>> {
+        self.lost.map(Ok)
+    }
+}

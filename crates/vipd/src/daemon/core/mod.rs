@@ -1,0 +1,360 @@
+//! The daemon's core: events in, decisions out. It owns the services with their health
+//! machines and decides which weights to write, what to log, which probes to start,
+//! when to persist and publish, and whether a reload stands. It does no I/O of its own:
+//! the data plane is reached through [`DataPlane`], time comes in as arguments
+//! ([`tokio::time::Instant`], and the kernel's clock as a function), and what needs a
+//! socket or a file (probes, the health record, the status view) goes back to the shell.
+//!
+//! One loop turn as the shell drives it: feed what came in ([`Core::on_report`],
+//! [`Core::on_check`], [`Core::on_udp`]), run the health timers ([`Core::tick`]), write
+//! the weights that changed ([`Core::flush`]), start the probes asked for
+//! ([`Core::take_probes`]), then persist ([`Core::record`]) and publish ([`Core::view`])
+//! when wanted.
+
+mod effects;
+mod events;
+#[cfg(test)]
+mod fake_plane;
+mod reload;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+pub use effects::ProbeRequest;
+
+use self::effects::Effects;
+use super::{
+    metrics::Metrics,
+    persist::HealthRecord,
+    services::Services,
+    view::{DaemonView, ReloadView},
+    view_build,
+};
+use crate::{
+    config::Config,
+    model::{BackendId, ServiceKey},
+    plane::{mode_kind, DataPlane, PlaneError, PlaneStatus},
+};
+
+/// A full apply repairs drift (someone changed a vipd-owned weight) this often.
+pub const RESYNC: Duration = Duration::from_secs(30);
+/// While removed backends drain, apply this often to delete the finished ones.
+pub const DRAIN_RESYNC: Duration = Duration::from_secs(2);
+/// Backends whose connection counts are read per [`Core::maintain`].
+const COUNTS_PER_PASS: usize = 64;
+
+/// A fault-to-quarantine time: from the kernel seeing the fault to the weight 0 write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub service: ServiceKey,
+    pub backend: BackendId,
+    pub cause: &'static str,
+    pub seconds: f64,
+}
+
+pub struct Core {
+    config: Config,
+    /// The config file, for messages and `vipd status`.
+    config_path: String,
+    services: Services,
+    effects: Effects,
+    seed: u64,
+    /// Services whose weights may have changed since the last write.
+    dirty: BTreeSet<ServiceKey>,
+    /// Health changed since the last [`Core::record`].
+    health_dirty: bool,
+    /// Something `vipd status` shows changed since the last [`Core::view`].
+    publish: bool,
+    /// The periodic checks must follow the services again.
+    checks_changed: bool,
+    next_resync: Instant,
+    counts_cursor: usize,
+    /// Kernel records the plane lost since start, as last read.
+    lost_events: u64,
+    /// The last apply's reachability notes, logged when they change.
+    reach_notes: Vec<String>,
+    started: SystemTime,
+    loaded: SystemTime,
+    last_reload: Option<ReloadView>,
+}
+
+impl Core {
+    /// The services of `config`, their health restored from `record` (a restart) or
+    /// healthy. `wall` is the start time; `seed` varies quarantine jitter.
+    pub fn new(
+        config: Config,
+        config_path: String,
+        record: Option<&HealthRecord>,
+        metrics: Arc<Metrics>,
+        now: Instant,
+        wall: SystemTime,
+        seed: u64,
+    ) -> Self {
+        let (services, _) = Services::build(&config, Services::default(), record, now, wall, seed);
+        Core {
+            config,
+            config_path,
+            services,
+            effects: Effects::new(metrics),
+            seed,
+            dirty: BTreeSet::new(),
+            health_dirty: true,
+            publish: true,
+            checks_changed: true,
+            next_resync: now + RESYNC,
+            counts_cursor: 0,
+            lost_events: 0,
+            reach_notes: Vec::new(),
+            started: wall,
+            loaded: wall,
+            last_reload: None,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// The earliest time a health machine needs [`Core::tick`].
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.services.next_deadline()
+    }
+
+    fn keys(&self) -> Vec<ServiceKey> {
+        self.services.by_key.keys().copied().collect()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.effects.metrics
+    }
+
+    /// Health changed: persist and publish.
+    fn health_changed(&mut self) {
+        self.health_dirty = true;
+        self.publish = true;
+    }
+
+    /// The plane's detection mode changed (or is first known): `vipd_watcher_mode`.
+    pub fn plane_mode(&mut self, mode: &str) {
+        self.metrics().set_watcher_mode(mode_kind(mode));
+        self.publish = true;
+    }
+
+    /// Start-up: the plane reports on the services and holds the config with the
+    /// restored health on top (after a restart with nothing changed: no writes).
+    pub fn start(&mut self, plane: &mut dyn DataPlane, now: Instant) -> Result<u64, PlaneError> {
+        plane.watch(&self.keys());
+        let writes = self.apply(plane, now)?;
+        self.checks_changed = true;
+        Ok(writes)
+    }
+
+    /// A full apply of the config with the health weights on top; returns the writes.
+    pub fn apply(&mut self, plane: &mut dyn DataPlane, now: Instant) -> Result<u64, PlaneError> {
+        let weights = self.services.weights(now, None);
+        let applied = plane.apply(&self.config, &weights)?;
+        if applied.notes != self.reach_notes {
+            for n in &applied.notes {
+                warn!("reachability: {n}");
+            }
+            self.reach_notes = applied.notes;
+        }
+        for (kind, n) in &applied.ops {
+            self.metrics().reconcile_ops(kind, *n);
+        }
+        self.next_resync = now
+            + if applied.draining {
+                DRAIN_RESYNC
+            } else {
+                RESYNC
+            };
+        Ok(applied.writes)
+    }
+
+    /// The fast path: writes the weights of the services whose health changed, then
+    /// measures fault-to-quarantine for every weight 0 written, against `kernel_now`
+    /// (the kernel's clock, read once the write is done). A plane error brings the next
+    /// full apply forward to now.
+    pub fn flush(
+        &mut self,
+        plane: &mut dyn DataPlane,
+        now: Instant,
+        kernel_now: &dyn Fn() -> u64,
+    ) -> Vec<Measured> {
+        if self.dirty.is_empty() {
+            return Vec::new();
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let weights = self.services.weights(now, Some(&dirty));
+        let written = match plane.write_weights(&weights) {
+            Ok(w) => {
+                self.metrics().reconcile_ops(plane.name(), w.ops);
+                w.written
+            }
+            Err(e) => {
+                // The next full apply (housekeeping) writes it again.
+                warn!("writing weights failed: {}", e.chain());
+                self.next_resync = now;
+                Vec::new()
+            }
+        };
+        let mut measured = Vec::new();
+        for w in written.iter().filter(|w| w.to == 0) {
+            let Some((fault_ns, cause)) = self.effects.faults.remove(&(w.service, w.dest)) else {
+                continue;
+            };
+            let seconds = kernel_now().saturating_sub(fault_ns) as f64 / 1e9;
+            self.metrics().fault_to_quarantine(cause, seconds);
+            info!(
+                backend = %SocketAddr::from(w.dest),
+                service = %w.service,
+                "weight 0 written {:.1} ms after the fault ({cause})",
+                seconds * 1e3
+            );
+            measured.push(Measured {
+                service: w.service,
+                backend: w.dest,
+                cause,
+                seconds,
+            });
+        }
+        // A quarantine that wrote nothing (panic, or already at 0) measures nothing.
+        self.effects.faults.retain(|(k, _), _| !dirty.contains(k));
+        measured
+    }
+
+    /// The probes asked for since the last call.
+    pub fn take_probes(&mut self) -> Vec<ProbeRequest> {
+        std::mem::take(&mut self.effects.probes)
+    }
+
+    /// Whether the periodic checks must follow [`Core::services`] again.
+    pub fn take_checks_changed(&mut self) -> bool {
+        std::mem::take(&mut self.checks_changed)
+    }
+
+    /// The plane's counters for the metrics: lost records, unattributed events.
+    pub fn read_counters(&mut self, plane: &mut dyn DataPlane) {
+        match plane.lost_events() {
+            Some(Ok(n)) => {
+                if n > self.lost_events {
+                    warn!(
+                        "{} kernel events lost (ring buffer full)",
+                        n - self.lost_events
+                    );
+                }
+                self.lost_events = n;
+                self.metrics().set_lost_events(n);
+            }
+            Some(Err(e)) => debug!("reading the lost-event counter: {}", e.chain()),
+            None => {}
+        }
+        self.metrics()
+            .set_unattributed(plane.counters().unattributed);
+    }
+
+    /// Housekeeping: the full apply when due, and some connection counts.
+    pub fn maintain(&mut self, plane: &mut dyn DataPlane, now: Instant) {
+        if now >= self.next_resync {
+            if let Err(e) = self.apply(plane, now) {
+                warn!("periodic reconcile failed: {}", e.chain());
+                self.next_resync = now + RESYNC;
+            }
+        }
+        self.refresh_counts(plane);
+        self.publish = true;
+    }
+
+    /// Connection counts for `vipd status`, a bounded number of backends per pass.
+    fn refresh_counts(&mut self, plane: &mut dyn DataPlane) {
+        let keys = self.keys();
+        if keys.is_empty() {
+            return;
+        }
+        let mut budget = COUNTS_PER_PASS;
+        let mut visited = 0;
+        while budget > 0 && visited < keys.len() {
+            let key = keys[self.counts_cursor % keys.len()];
+            self.counts_cursor = self.counts_cursor.wrapping_add(1);
+            visited += 1;
+            let counts = match plane.connection_counts(&key) {
+                None => return, // the plane keeps no connection counts
+                Some(Err(_)) => continue,
+                Some(Ok(c)) => c,
+            };
+            if let Some(s) = self.services.by_key.get_mut(&key) {
+                for c in counts {
+                    if let Some(st) = s.stats.get_mut(&c.backend) {
+                        st.active_conns = c.active;
+                        st.inactive_conns = c.inactive;
+                    }
+                    budget = budget.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Whether health changed since the last [`Core::record`].
+    pub fn wants_persist(&self) -> bool {
+        self.health_dirty
+    }
+
+    /// Whether status changed since the last [`Core::view`].
+    pub fn wants_publish(&self) -> bool {
+        self.publish
+    }
+
+    /// The health record to write now.
+    pub fn record(&mut self, now: Instant, wall: SystemTime) -> HealthRecord {
+        self.health_dirty = false;
+        let mut record = HealthRecord::default();
+        for (key, s) in &self.services.by_key {
+            record.insert(key, s.health.to_persisted(now, wall));
+        }
+        record
+    }
+
+    /// The status to publish, with what `plane` says of itself; the per-backend metrics
+    /// follow it.
+    pub fn view(&mut self, now: Instant, plane: PlaneStatus) -> DaemonView {
+        self.publish = false;
+        let metrics = &self.effects.metrics;
+        for s in self.services.by_key.values() {
+            for v in s.health.views(now) {
+                let backend = SocketAddr::from(v.dest).to_string();
+                metrics.set_backend(&s.name, &backend, v.weight, v.state.as_str());
+            }
+            metrics.set_panic(&s.name, s.health.in_panic());
+        }
+        view_build::build(
+            &self.services,
+            now,
+            view_build::Meta {
+                config: self.config_path.clone(),
+                dataplane: self.config.dataplane.name(),
+                started: self.started,
+                loaded: self.loaded,
+                last_reload: self.last_reload.clone(),
+                watcher_mode: plane.mode,
+                watcher_hooks: plane.hooks,
+                counters: plane.counters,
+                lost_events: self.lost_events,
+                tracked: plane.tracked,
+                sysctls: plane.sysctls,
+            },
+        )
+    }
+}

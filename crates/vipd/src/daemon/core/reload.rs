@@ -1,0 +1,127 @@
+//! A reload: a new config is taken whole or not at all. A config that does not load, or
+//! that changes the data plane, is rejected before anything changes; one the plane
+//! cannot apply is rolled back to the running config and services. Either way every
+//! backend still configured keeps its health.
+
+use std::{collections::BTreeSet, net::SocketAddr, time::SystemTime};
+
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use super::{
+    super::{config_file::Rejected, services::Services, view::ReloadView},
+    Core,
+};
+use crate::{clock, config::Config, plane::DataPlane};
+
+impl Core {
+    /// Takes `loaded` (the file's new config, or why it has none) if it can; returns
+    /// whether it is now the running config.
+    pub fn reload(
+        &mut self,
+        loaded: Result<Config, Rejected>,
+        plane: &mut dyn DataPlane,
+        now: Instant,
+        wall: SystemTime,
+    ) -> bool {
+        let loaded = loaded.and_then(|c| {
+            if c.dataplane == self.config.dataplane {
+                Ok(c)
+            } else {
+                Err(Rejected {
+                    lines: vec![format!(
+                        "{}: changing `dataplane` or the [xdp] table needs a restart of vipd",
+                        self.config_path
+                    )],
+                })
+            }
+        });
+        let config = match loaded {
+            Ok(c) => c,
+            Err(rejected) => {
+                for l in &rejected.lines {
+                    error!("{l}");
+                }
+                error!("config rejected; the running config stays in force");
+                self.reloaded(wall, Err(rejected.to_string()));
+                return false;
+            }
+        };
+        let old_config = std::mem::replace(&mut self.config, config);
+        let old = std::mem::take(&mut self.services);
+        let (services, ts) = Services::build(&self.config, old, None, now, wall, self.seed);
+        self.services = services;
+        for (key, t) in &ts {
+            if let Some(s) = self.services.by_key.get(key) {
+                self.effects.transition(s, *key, t, None);
+            }
+        }
+        let accepted = match self.apply(plane, now) {
+            Ok(writes) => {
+                self.loaded = wall;
+                info!(netlink_writes = writes, "config reloaded");
+                self.reloaded(wall, Ok((writes, plane.write_unit())));
+                true
+            }
+            Err(e) => {
+                let message = e.chain();
+                error!("config rejected: {message}; the running config stays in force");
+                self.reloaded(wall, Err(message));
+                self.config = old_config;
+                let new = std::mem::take(&mut self.services);
+                self.services = Services::build(&self.config, new, None, now, wall, self.seed).0;
+                plane.restore(&self.config, &self.services.weights(now, None));
+                false
+            }
+        };
+        plane.watch(&self.keys());
+        self.checks_changed = true;
+        self.forget_removed();
+        self.health_changed();
+        accepted
+    }
+
+    /// Records a reload's result: `Ok((writes, what a write is called))` or the
+    /// rejection's message.
+    fn reloaded(&mut self, wall: SystemTime, result: Result<(u64, &str), String>) {
+        self.metrics().reload(result.is_ok());
+        self.last_reload = Some(match result {
+            Ok((writes, unit)) => ReloadView {
+                unix_ms: clock::unix_ms(wall),
+                ok: true,
+                message: format!("applied with {writes} {unit}"),
+                netlink_writes: writes,
+            },
+            Err(message) => ReloadView {
+                unix_ms: clock::unix_ms(wall),
+                ok: false,
+                message,
+                netlink_writes: 0,
+            },
+        });
+        self.publish = true;
+    }
+
+    /// Drops the metric series of services and backends no longer configured.
+    fn forget_removed(&self) {
+        let names: BTreeSet<&str> = self
+            .services
+            .by_key
+            .values()
+            .map(|s| s.name.as_str())
+            .collect();
+        let backends: BTreeSet<(String, String)> = self
+            .services
+            .by_key
+            .values()
+            .flat_map(|s| {
+                s.dests
+                    .keys()
+                    .map(|d| (s.name.clone(), SocketAddr::from(*d).to_string()))
+            })
+            .collect();
+        self.metrics().retain_services(|n| names.contains(n));
+        self.metrics()
+            .retain_backends(|n, b| backends.contains(&(n.to_owned(), b.to_owned())));
+    }
+}

@@ -1,0 +1,333 @@
+//! `vipd run`: the daemon's shell. One single-threaded tokio loop waits on the data
+//! plane's event source, the active checks' results, signals, timers and the health
+//! machines' deadlines, hands what comes to the [`Core`] and does what the core asks:
+//! the plane's writes go through the core, probes and periodic checks are started here,
+//! the health record is written and the status published here. The control socket and
+//! the metrics endpoint are tasks beside it. Order of events in one loop turn: take
+//! what is ready, feed the core, run the health timers, write the weights that
+//! changed, then persist and publish.
+//!
+//! Lifecycle:
+//! * start: validate the config (errors: exit, nothing touched); bind the control socket
+//!   (refuses to start beside a running vipd) and the metrics address; restore health
+//!   from `<runtime dir>/health.json`; start the data plane (IPVS with the eBPF
+//!   connection watcher, which on failure runs in a reported degraded mode with active
+//!   checks only; or the XDP balancer); apply with the health weights on top — after a
+//!   restart with nothing changed this writes nothing.
+//! * SIGHUP or a changed config file: reload. A bad config is rejected and the old one
+//!   kept; a good one is applied (only differences are written) with every unchanged
+//!   backend's health carried over.
+//! * SIGTERM/SIGINT: stop. What the plane programmed stays in the kernel (IPVS: the
+//!   table, VIPs and weights; XDP with `pin_maps`: the program, its link and flow
+//!   table), so connections keep flowing while vipd is down or being upgraded.
+
+use std::{
+    io,
+    os::fd::OwnedFd,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{bail, Context};
+use tokio::{
+    io::{
+        unix::{AsyncFd, AsyncFdReadyMutGuard},
+        Interest,
+    },
+    signal::unix::{signal, SignalKind},
+    sync::{mpsc, watch},
+    time::{sleep_until, Instant},
+};
+use tracing::{error, info, warn};
+
+use super::{
+    checks::{CheckResult, Checks},
+    config_file::ConfigFile,
+    control,
+    core::Core,
+    metrics::Metrics,
+    persist,
+    view::DaemonView,
+};
+use crate::{
+    clock,
+    plane::{ipvs::IpvsPlane, xdp::XdpPlane, DataPlane},
+    watcher::{Flavour, Report},
+};
+
+/// How `vipd run` was started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub state_file: PathBuf,
+    pub runtime_dir: PathBuf,
+    /// tp_btf/fentry or classic tracepoints/kprobes for the socket hooks.
+    pub probes: Flavour,
+}
+
+/// Most kernel records handled per loop turn before other work gets a chance.
+const EVENT_BATCH: usize = 4096;
+/// How often counters are refreshed, the config file is looked at and status published.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How many check results may wait for the loop.
+const CHECK_QUEUE: usize = 1024;
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async move { Shell::start(opts).await?.run().await })
+}
+
+/// Waits on the plane's event source with a duplicate of its descriptor.
+fn register(fd: Option<io::Result<OwnedFd>>) -> io::Result<Option<AsyncFd<OwnedFd>>> {
+    let Some(fd) = fd else {
+        return Ok(None);
+    };
+    // SAFETY: the descriptor is owned by the `AsyncFd`; it stays open and the same until
+    // that is dropped.
+    unsafe { AsyncFd::register_with_interest(fd?, Interest::READABLE) }
+        .map(Some)
+        .map_err(|e| e.into_parts().1)
+}
+
+async fn readable(
+    events: &mut Option<AsyncFd<OwnedFd>>,
+) -> io::Result<AsyncFdReadyMutGuard<'_, OwnedFd>> {
+    match events {
+        Some(e) => e.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Takes up to [`EVENT_BATCH`] kernel records and feeds their reports to the core;
+/// returns how many records it took.
+fn drain(plane: &mut dyn DataPlane, core: &mut Core, reports: &mut Vec<Report>) -> usize {
+    let n = plane.take_reports(EVENT_BATCH, reports);
+    for r in reports.drain(..) {
+        core.on_report(&r, Instant::now());
+    }
+    n
+}
+
+struct Shell {
+    opts: Options,
+    file: ConfigFile,
+    core: Core,
+    plane: Box<dyn DataPlane>,
+    /// The plane's event source; `None`: it has none (or waiting on it failed).
+    events: Option<AsyncFd<OwnedFd>>,
+    checks: Checks,
+    check_rx: mpsc::Receiver<CheckResult>,
+    view_tx: watch::Sender<Arc<DaemonView>>,
+    reports: Vec<Report>,
+}
+
+impl Shell {
+    async fn start(opts: Options) -> anyhow::Result<Shell> {
+        let mut file = ConfigFile::new(opts.config.clone());
+        let (config, text) = match file.load() {
+            Ok(c) => c,
+            Err(rejected) => bail!("{rejected}; nothing was applied"),
+        };
+        file.accept(text);
+        let started = SystemTime::now();
+
+        let socket = control::socket_path(&opts.runtime_dir);
+        let (view_tx, view_rx) = watch::channel(Arc::new(DaemonView::default()));
+        let listener = control::bind(&socket)
+            .with_context(|| format!("binding the control socket {}", socket.display()))?;
+        tokio::spawn(async move {
+            if let Err(e) = listener.run(view_rx).await {
+                error!("control socket: {e}");
+            }
+        });
+        let metrics = Arc::new(Metrics::default());
+        if let Some(addr) = config.daemon.metrics_address {
+            let l = super::metrics::bind_metrics(addr).await?;
+            info!("metrics on http://{addr}/metrics");
+            tokio::spawn(super::metrics::serve_metrics(l, metrics.clone()));
+        }
+
+        let record = match persist::load(&persist::path(&opts.runtime_dir)) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("ignoring the health record: {e}; every backend starts healthy");
+                None
+            }
+        };
+        let seed = clock::mono_ns() ^ u64::from(std::process::id()).rotate_left(32);
+        let now = Instant::now();
+        let path = opts.config.display().to_string();
+        let mut core = Core::new(config, path, record.as_ref(), metrics, now, started, seed);
+
+        let mut plane: Box<dyn DataPlane> = match core.config().dataplane.xdp() {
+            Some(x) => Box::new(XdpPlane::start(x)?),
+            None => Box::new(IpvsPlane::start(opts.state_file.clone(), opts.probes, now)?),
+        };
+        let events = register(plane.event_fd()).context("polling the event ring buffer")?;
+        core.plane_mode(plane.mode());
+        let writes = core
+            .start(&mut *plane, now)
+            .context("applying the config")?;
+        let status = plane.status();
+        info!(
+            services = core.config().services.len(),
+            backends = core.config().backend_count(),
+            dataplane = core.config().dataplane.name(),
+            writes,
+            watcher = %status.mode,
+            hooks = %status.hooks,
+            "vipd running"
+        );
+        let (checks, check_rx) = Checks::new(CHECK_QUEUE);
+        let mut shell = Shell {
+            opts,
+            file,
+            core,
+            plane,
+            events,
+            checks,
+            check_rx,
+            view_tx,
+            reports: Vec::new(),
+        };
+        shell.effects();
+        shell.persist();
+        shell.publish();
+        Ok(shell)
+    }
+
+    async fn run(mut self) -> anyhow::Result<()> {
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let mut housekeeping = Instant::now() + HOUSEKEEPING;
+        let mut udp_tick = tokio::time::interval(crate::plane::ipvs::UDP_POLL);
+        udp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut drain_tick = tokio::time::interval(crate::watcher::RING_DRAIN);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let listening = self.events.is_some();
+            let ticks = self.plane.ticks();
+            let wake = self
+                .core
+                .next_deadline()
+                .map_or(housekeeping, |d| d.min(housekeeping));
+            tokio::select! {
+                biased;
+                _ = term.recv() => { info!("SIGTERM: stopping; {}", self.plane.on_stop()); break; }
+                _ = int.recv() => { info!("SIGINT: stopping; {}", self.plane.on_stop()); break; }
+                ready = readable(&mut self.events) => match ready {
+                    Ok(mut guard) => {
+                        if drain(&mut *self.plane, &mut self.core, &mut self.reports) < EVENT_BATCH {
+                            guard.clear_ready();
+                        }
+                    }
+                    Err(e) => self.events_failed(&e),
+                },
+                Some(r) = self.check_rx.recv() => self.core.on_check(r, Instant::now()),
+                _ = drain_tick.tick(), if listening && ticks.drain => {
+                    drain(&mut *self.plane, &mut self.core, &mut self.reports);
+                }
+                _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
+                _ = hup.recv() => { info!("SIGHUP: reloading {}", self.opts.config.display()); self.reload(); }
+                _ = sleep_until(wake) => {}
+            }
+            let now = Instant::now();
+            self.core.tick(now);
+            self.core.flush(&mut *self.plane, now, &clock::mono_ns);
+            if now >= housekeeping {
+                housekeeping = now + HOUSEKEEPING;
+                self.housekeeping(now);
+            }
+            self.effects();
+            if self.core.wants_persist() {
+                self.persist();
+            }
+            if self.core.wants_publish() {
+                self.publish();
+            }
+        }
+        self.persist();
+        Ok(())
+    }
+
+    /// Waiting on the event source failed: passive detection stops.
+    fn events_failed(&mut self, e: &io::Error) {
+        error!("event ring buffer: {e}; passive detection stops");
+        self.events = None;
+        self.plane.events_failed(e);
+        self.core.plane_mode(self.plane.mode());
+    }
+
+    fn poll_udp(&mut self) {
+        let core = &self.core;
+        let findings = self.plane.poll_udp(&|vip| core.silence_window(vip));
+        self.core.on_udp(findings, Instant::now());
+    }
+
+    /// Reload: the core takes the file's config or keeps the running one.
+    fn reload(&mut self) {
+        let (loaded, text) = match self.file.load() {
+            Ok((config, text)) => (Ok(config), Some(text)),
+            Err(rejected) => (Err(rejected), None),
+        };
+        let accepted =
+            self.core
+                .reload(loaded, &mut *self.plane, Instant::now(), SystemTime::now());
+        if let (true, Some(text)) = (accepted, text) {
+            self.file.accept(text);
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        self.core.read_counters(&mut *self.plane);
+        if self.file.changed() {
+            info!("{} changed: reloading", self.opts.config.display());
+            self.reload();
+        }
+        self.core.maintain(&mut *self.plane, now);
+        if self.plane.maintain(now) {
+            // The plane replaced its event source.
+            self.events = None;
+            match register(self.plane.event_fd()) {
+                Ok(events) => {
+                    self.events = events;
+                    self.core.plane_mode(self.plane.mode());
+                }
+                Err(e) => self.events_failed(&e),
+            }
+        }
+    }
+
+    /// Starts the probes the core asked for, and makes the periodic checks follow the
+    /// services.
+    fn effects(&mut self) {
+        for p in self.core.take_probes() {
+            self.checks.probe(p.service, p.dest, p.timeout, p.udp);
+        }
+        if self.core.take_checks_changed() {
+            self.checks.sync(self.core.services());
+        }
+    }
+
+    fn persist(&mut self) {
+        let record = self.core.record(Instant::now(), SystemTime::now());
+        let dir = &self.opts.runtime_dir;
+        if let Err(e) = std::fs::create_dir_all(dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| persist::store(&persist::path(dir), record).map_err(anyhow::Error::from))
+        {
+            warn!("cannot write the health record: {e:#}");
+        }
+    }
+
+    fn publish(&mut self) {
+        let view = self.core.view(Instant::now(), self.plane.status());
+        self.view_tx.send_replace(Arc::new(view));
+    }
+}

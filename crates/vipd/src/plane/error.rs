@@ -1,0 +1,35 @@
+//! What can go wrong in a data plane.
+
+use crate::{reconcile::ReconcileError, watcher::WatcherError, xdp::XdpError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    #[error("connecting to IPVS over generic netlink")]
+    Connect(#[source] vipd_ipvs::Error),
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+    #[error("loading the XDP program")]
+    XdpLoad(#[source] XdpError),
+    #[error("writing the XDP maps")]
+    XdpWrite(#[source] XdpError),
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error(transparent)]
+    Watcher(#[from] WatcherError),
+    #[error("reading connection counts")]
+    Counts(#[source] vipd_ipvs::Error),
+}
+
+impl PlaneError {
+    /// The message and every cause after it, `a: b: c`.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+}

@@ -1,0 +1,207 @@
+//! The IPVS data plane: the kernel's IPVS table over generic netlink (full reconciles
+//! through [`crate::reconcile`], single weights on the fast path) and the eBPF
+//! connection watcher as its event source.
+
+#[cfg(test)]
+mod tests;
+mod udp_watch;
+mod watcher;
+mod weights;
+
+use std::{net::SocketAddr, os::fd::OwnedFd, path::PathBuf, time::Duration};
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+use vipd_ipvs::Client;
+
+pub use udp_watch::{Finding, UdpWatch, POLL as UDP_POLL};
+pub use watcher::Watcher;
+pub use weights::WeightWriter;
+
+use super::{
+    Applied, ConnCount, DataPlane, PlaneError, PlaneStatus, Ticks, UdpFinding, WeightWrites,
+    Weights,
+};
+use crate::{
+    config::Config,
+    model::{Report, ServiceKey, Vip},
+    reconcile::{self, ApplyOptions, DesiredState, WeightOverrides},
+    watcher::{Counters, Flavour},
+};
+
+/// The IPVS key of a service.
+pub fn ipvs_key(key: ServiceKey) -> vipd_ipvs::ServiceKey {
+    reconcile::desired::ipvs_key(&key.into())
+}
+
+/// What the reconciler must write instead of the config's weights: every held weight
+/// that differs from the configured one, and the backends held out of IPVS.
+pub fn overrides(weights: &Weights) -> WeightOverrides {
+    let mut o = WeightOverrides::default();
+    for (key, id, held) in weights.iter() {
+        match held.weight {
+            None => o.set_absent(ipvs_key(key), id),
+            Some(w) if w != held.configured => o.set(ipvs_key(key), id, w),
+            Some(_) => {}
+        }
+    }
+    o
+}
+
+pub struct IpvsPlane {
+    writer: WeightWriter,
+    /// The ownership record the reconciler keeps.
+    state_file: PathBuf,
+    /// The config as IPVS should hold it (destinations' other attributes for the fast
+    /// path).
+    desired: DesiredState,
+    watcher: Watcher,
+}
+
+impl IpvsPlane {
+    /// Connects to IPVS, then loads the connection watcher: resolving IPVS's
+    /// generic-netlink family makes the kernel load ip_vs if nothing has yet (a daemon
+    /// started at boot), and the watcher's IPVS hooks need the module.
+    pub fn start(state_file: PathBuf, probes: Flavour, now: Instant) -> Result<Self, PlaneError> {
+        let client = Client::connect().map_err(PlaneError::Connect)?;
+        Ok(IpvsPlane {
+            writer: WeightWriter::new(client),
+            state_file,
+            desired: DesiredState::default(),
+            watcher: Watcher::start(probes, now),
+        })
+    }
+}
+
+impl DataPlane for IpvsPlane {
+    fn name(&self) -> &'static str {
+        "ipvs"
+    }
+
+    fn write_unit(&self) -> &'static str {
+        "netlink writes"
+    }
+
+    fn mode(&self) -> &str {
+        self.watcher.mode()
+    }
+
+    fn status(&self) -> PlaneStatus {
+        PlaneStatus {
+            mode: self.watcher.mode().to_owned(),
+            hooks: self.watcher.hooks().to_owned(),
+            sysctls: crate::reach::sysctl::current(),
+            counters: self.watcher.counters(),
+            tracked: self.watcher.tracked(),
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        self.watcher.counters()
+    }
+
+    fn on_stop(&self) -> &'static str {
+        "the kernel's IPVS state stays in place"
+    }
+
+    fn apply(&mut self, config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
+        self.desired = DesiredState::from_config(config);
+        let opts = ApplyOptions {
+            state_file: self.state_file.clone(),
+            dry_run: false,
+            overrides: overrides(weights),
+        };
+        let summary = reconcile::apply(config, &opts)?;
+        for f in &summary.failures {
+            warn!("kernel refused a write: {f:?}");
+        }
+        self.writer.reset(weights);
+        if summary.netlink_writes > 0 {
+            info!(
+                ipvs = summary.ipvs_writes,
+                rtnetlink = summary.rtnetlink_writes,
+                draining = summary.draining.len(),
+                "reconciled"
+            );
+        }
+        Ok(Applied {
+            writes: summary.netlink_writes as u64,
+            ops: vec![
+                ("ipvs", summary.ipvs_writes as u64),
+                ("rtnetlink", summary.rtnetlink_writes as u64),
+            ],
+            draining: !summary.draining.is_empty(),
+            notes: summary.notes,
+        })
+    }
+
+    fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
+        let written = self.writer.sync(weights, &self.desired);
+        for w in &written {
+            match w.service.vip() {
+                Some(vip) if vip.is_udp() && w.from == 0 && w.to > 0 => {
+                    self.watcher.rejoined(vip.addr, SocketAddr::from(w.dest));
+                }
+                _ => {}
+            }
+        }
+        Ok(WeightWrites {
+            ops: written.len() as u64,
+            written,
+        })
+    }
+
+    fn restore(&mut self, config: &Config, weights: &Weights) {
+        self.desired = DesiredState::from_config(config);
+        self.writer.reset(weights);
+    }
+
+    fn watch(&mut self, services: &[ServiceKey]) {
+        self.watcher.watch(services);
+    }
+
+    fn event_fd(&self) -> Option<std::io::Result<OwnedFd>> {
+        self.watcher.event_fd()
+    }
+
+    fn take_reports(&mut self, max: usize, out: &mut Vec<Report>) -> usize {
+        self.watcher.take_reports(max, out)
+    }
+
+    fn events_failed(&mut self, error: &std::io::Error) {
+        self.watcher.failed(error);
+    }
+
+    fn ticks(&self) -> Ticks {
+        self.watcher.ticks()
+    }
+
+    fn poll_udp(&mut self, window: &dyn Fn(Vip) -> Option<Duration>) -> Vec<UdpFinding> {
+        self.watcher.poll_udp(window)
+    }
+
+    fn maintain(&mut self, now: Instant) -> bool {
+        self.watcher.retry(now)
+    }
+
+    fn lost_events(&mut self) -> Option<Result<u64, PlaneError>> {
+        self.watcher.lost_events()
+    }
+
+    fn connection_counts(
+        &mut self,
+        service: &ServiceKey,
+    ) -> Option<Result<Vec<ConnCount>, PlaneError>> {
+        let dests = self.writer.client().destinations(&ipvs_key(*service));
+        Some(dests.map_err(PlaneError::Counts).map(|dests| {
+            dests
+                .into_iter()
+                .map(|d| ConnCount {
+                    backend: (d.addr, d.port),
+                    active: d.active_conns,
+                    inactive: d.inactive_conns,
+                })
+                .collect()
+        }))
+    }
+}
