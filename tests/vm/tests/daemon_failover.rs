@@ -228,7 +228,7 @@ fn blackholed_backend_is_quarantined_then_readmitted(family: Family, name: &str)
         .wait_for(dest, fault, Duration::from_secs(5), quarantined)
         .unwrap_or_else(|| panic!("{dest} never quarantined\n{}", s.vipd.log(1)));
     let syn = sniffer
-        .first_from_after(s.vip.ip(), fault)
+        .first_from_after(s.lab.client_addr(), fault)
         .expect("the backend saw a SYN after the fault");
     let latency = zero.saturating_duration_since(syn.at);
     println!(
