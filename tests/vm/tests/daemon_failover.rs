@@ -38,7 +38,6 @@ fn config(vip: SocketAddr, backends: &[SocketAddr], health: &str) -> String {
 
 struct Setup {
     lab: Lab,
-    vip: SocketAddr,
     backends: Vec<SocketAddr>,
     vipd: Vipd,
     watcher: WeightWatcher,
@@ -81,7 +80,6 @@ fn setup(name: &str, family: Family, health: &str) -> Setup {
     );
     Setup {
         lab,
-        vip,
         backends,
         vipd,
         watcher,
