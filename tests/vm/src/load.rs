@@ -4,9 +4,9 @@
 //! connects, reads the backend's greeting (`hello from <ns>`, from
 //! [`Lab::serve_greeting`](crate::lab::Lab::serve_greeting)) to learn which backend
 //! served it, and closes. Every attempt's times and outcome are recorded, and its
-//! source port: each client socket is bound to an ephemeral port before it connects, so
-//! that a SYN a backend receives can be told to be a client's ([`Load::sent`]) and not a
-//! health checker's, though both leave the client host from the same address.
+//! source port, as soon as connect() has picked it: so that a SYN a backend receives can
+//! be told to be a client's ([`Load::sent`]) and not a health checker's, though both
+//! leave the client host from the same address.
 //!
 //! Also: [`hold_connection`], a long-lived connection to an echo service
 //! ([`Lab::serve_echo`](crate::lab::Lab::serve_echo)) that can prove it still works.
@@ -98,7 +98,7 @@ pub struct Load {
     rate: f64,
     started: Instant,
     attempts: Arc<Mutex<Vec<Attempt>>>,
-    /// Every client socket, by attempt number, from its bind on.
+    /// Every client socket, by attempt number, from its connect on.
     sockets: Arc<Mutex<BTreeMap<u64, Socket>>>,
     stop: Arc<AtomicBool>,
     scheduler: Option<JoinHandle<Vec<JoinHandle<()>>>>,
@@ -151,6 +151,26 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (storage, len as libc::socklen_t)
 }
 
+/// A socket's local port (getsockname).
+fn local_port(fd: &OwnedFd) -> io::Result<u16> {
+    // SAFETY: all zeroes is a valid sockaddr_storage.
+    let mut local: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: a valid descriptor and a buffer of that length.
+    check(unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            &mut local as *mut _ as *mut libc::sockaddr,
+            &mut len,
+        )
+    })?;
+    // sin_port and sin6_port are at the same offset, in network byte order.
+    // SAFETY: getsockname filled a sockaddr_in or sockaddr_in6.
+    Ok(u16::from_be(unsafe {
+        (*(&local as *const _ as *const libc::sockaddr_in)).sin_port
+    }))
+}
+
 /// -1 means the call failed: the error is errno's.
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
@@ -161,13 +181,14 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Connects a TCP socket to `dst` within `timeout`, as `TcpStream::connect_timeout`
-/// does, but binds it to an ephemeral port first and tells `bound` that port before the
-/// SYN goes out. (A port bound this way is not handed to another socket's connect while
-/// this one lives, so the port names this connection on the client host.)
-pub fn connect_from_known_port(
+/// does, and tells `port` the socket's local port as soon as connect() has picked it (the
+/// SYN is on its way then; the port is the kernel's usual choice for a connect, so ports
+/// are reused no sooner than with `TcpStream::connect_timeout`). While the socket lives
+/// no other connection of the host has that port towards `dst`.
+pub fn connect_telling_port(
     dst: SocketAddr,
     timeout: Duration,
-    bound: impl FnOnce(u16),
+    port: impl FnOnce(u16),
 ) -> io::Result<TcpStream> {
     let domain = if dst.is_ipv4() {
         libc::AF_INET
@@ -184,34 +205,6 @@ pub fn connect_from_known_port(
     })?;
     // SAFETY: a fresh descriptor nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let any: SocketAddr = match dst {
-        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let (addr, len) = sockaddr(&any);
-    // SAFETY: a valid descriptor and socket address of that length.
-    check(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &addr as *const _ as *const libc::sockaddr,
-            len,
-        )
-    })?;
-    // SAFETY: as above; the socket is bound, so it has a local address.
-    let mut local: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut local_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    check(unsafe {
-        libc::getsockname(
-            fd.as_raw_fd(),
-            &mut local as *mut _ as *mut libc::sockaddr,
-            &mut local_len,
-        )
-    })?;
-    // sin_port and sin6_port are at the same offset, in network byte order.
-    // SAFETY: getsockname filled a sockaddr_in or sockaddr_in6.
-    let port =
-        u16::from_be(unsafe { (*(&local as *const _ as *const libc::sockaddr_in)).sin_port });
-    bound(port);
     let (addr, len) = sockaddr(&dst);
     // SAFETY: a valid descriptor and socket address of that length.
     let rc = unsafe {
@@ -226,6 +219,9 @@ pub fn connect_from_known_port(
         if e.raw_os_error() != Some(libc::EINPROGRESS) {
             return Err(e);
         }
+    }
+    port(local_port(&fd)?);
+    if rc < 0 {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -267,9 +263,9 @@ pub fn connect_from_known_port(
     Ok(stream)
 }
 
-/// Connects (from a port told to `bound` first), reads the greeting, closes.
-fn attempt(vip: SocketAddr, timeout: Duration, bound: impl FnOnce(u16)) -> Outcome {
-    let mut s = match connect_from_known_port(vip, timeout, bound) {
+/// Connects (telling `port` its port), reads the greeting, closes.
+fn attempt(vip: SocketAddr, timeout: Duration, port: impl FnOnce(u16)) -> Outcome {
+    let mut s = match connect_telling_port(vip, timeout, port) {
         Ok(s) => s,
         Err(e) => return classify(&e),
     };
@@ -367,7 +363,9 @@ impl Load {
 
     /// Whether `syn`, received by a backend, was sent by one of this load's attempts: an
     /// attempt's socket had the SYN's source port when the SYN came. (Health checkers on
-    /// the client host connect from the same address, but from other ports.)
+    /// the client host connect from the same address, from other ports but for a rare
+    /// coincidence: the kernel may give one port at the same time to two connections
+    /// whose destinations differ, here the VIP and the backend.)
     pub fn sent(&self, syn: &Syn) -> bool {
         let port = syn.src.port();
         self.sockets
