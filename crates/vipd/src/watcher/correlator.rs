@@ -99,6 +99,16 @@ impl Correlator {
         self.conns.len()
     }
 
+    /// The clients of connections to `vip` still in their handshake with `backend`
+    /// (SYN sent, no answer yet), whose source port is known.
+    pub fn handshaking(&self, vip: SocketAddr, backend: SocketAddr) -> Vec<SocketAddr> {
+        self.conns
+            .values()
+            .filter(|c| c.vip == vip && c.backend == Some(backend) && c.state == TcpState::SynSent)
+            .filter_map(|c| c.client)
+            .collect()
+    }
+
     /// Drops a connection and its client index entry; false if it was not open.
     fn forget(&mut self, sock: u64) -> bool {
         let Some(c) = self.conns.remove(&sock) else {
@@ -488,6 +498,33 @@ mod tests {
                 Outcome::ClientAbort
             ]
         );
+    }
+
+    #[test]
+    fn handshakes_waiting_on_a_backend_are_listed_until_answered() {
+        use TcpState::*;
+        let mut c = Correlator::new(16);
+        let vip = a("198.18.0.10:80");
+        c.feed(&state(0, UNBOUND, Close, SynSent, None));
+        c.feed(&Event::Retransmit {
+            ts_ns: 1_000_000_000,
+            sock: SOCK,
+            src: a(CLIENT),
+            dst: vip,
+            state: SynSent,
+            backend: Some(a(BACKEND)),
+            fwmark: None,
+        });
+        assert_eq!(c.handshaking(vip, a(BACKEND)), [a(CLIENT)]);
+        assert!(c.handshaking(vip, a("198.18.2.2:8080")).is_empty());
+        c.feed(&state(
+            1_500_000_000,
+            CLIENT,
+            SynSent,
+            Established,
+            Some(BACKEND),
+        ));
+        assert!(c.handshaking(vip, a(BACKEND)).is_empty());
     }
 
     /// Seen in the VM: a backend goes to weight 0 while a SYN to it waits; with

@@ -2,6 +2,7 @@
 //! through [`crate::reconcile`], single weights on the fast path) and the eBPF
 //! connection watcher as its event source.
 
+mod conntrack;
 #[cfg(test)]
 mod tests;
 mod udp_watch;
@@ -11,7 +12,7 @@ mod weights;
 use std::{net::SocketAddr, os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use vipd_ipvs::Client;
 
 pub use udp_watch::{Finding, UdpWatch, POLL as UDP_POLL};
@@ -50,6 +51,9 @@ pub fn overrides(weights: &Weights) -> WeightOverrides {
 
 pub struct IpvsPlane {
     writer: WeightWriter,
+    /// Releases the tracking entries of handshakes caught on a quarantined backend
+    /// (`None` if the kernel has no ctnetlink: nothing to release then).
+    conntrack: Option<conntrack::Conntrack>,
     /// The ownership record the reconciler keeps.
     state_file: PathBuf,
     /// The config as IPVS should hold it (destinations' other attributes for the fast
@@ -64,12 +68,43 @@ impl IpvsPlane {
     /// started at boot), and the watcher's IPVS hooks need the module.
     pub fn start(state_file: PathBuf, probes: Flavour, now: Instant) -> Result<Self, PlaneError> {
         let client = Client::connect().map_err(PlaneError::Connect)?;
+        let conntrack = conntrack::Conntrack::open()
+            .map_err(|e| debug!("no ctnetlink ({e}): handshakes caught on a quarantined backend keep their tracking entries"))
+            .ok();
         Ok(IpvsPlane {
             writer: WeightWriter::new(client),
+            conntrack,
             state_file,
             desired: DesiredState::default(),
             watcher: Watcher::start(probes, now),
         })
+    }
+}
+
+impl IpvsPlane {
+    /// A TCP backend just went to weight 0: the connections still in their handshake
+    /// with it lose their tracking entries, so that IPVS sends their next SYN to a live
+    /// backend at once instead of dropping it (see [`conntrack`]).
+    fn release_handshakes(&mut self, vip: SocketAddr, backend: SocketAddr) {
+        let Some(ct) = self.conntrack.as_mut() else {
+            return;
+        };
+        let clients = self.watcher.handshaking(vip, backend);
+        if clients.is_empty() {
+            return;
+        }
+        match ct.release(libc::IPPROTO_TCP as u8, vip, &clients) {
+            Ok(r) => debug!(
+                %vip,
+                %backend,
+                deleted = r.deleted,
+                absent = r.absent,
+                "released the tracking entries of handshakes caught on the quarantined backend"
+            ),
+            Err(e) => {
+                warn!(%vip, %backend, "releasing the tracking entries of {} handshakes: {e}", clients.len())
+            }
+        }
     }
 }
 
@@ -141,6 +176,9 @@ impl DataPlane for IpvsPlane {
             match w.service.vip() {
                 Some(vip) if vip.is_udp() && w.from == 0 && w.to > 0 => {
                     self.watcher.rejoined(vip.addr, SocketAddr::from(w.dest));
+                }
+                Some(vip) if !vip.is_udp() && w.from > 0 && w.to == 0 => {
+                    self.release_handshakes(vip.addr, SocketAddr::from(w.dest));
                 }
                 _ => {}
             }

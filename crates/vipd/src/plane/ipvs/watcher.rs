@@ -159,6 +159,12 @@ impl Watcher {
         }
     }
 
+    /// The clients of TCP connections to `vip` still in their handshake with
+    /// `backend`.
+    pub fn handshaking(&self, vip: SocketAddr, backend: SocketAddr) -> Vec<SocketAddr> {
+        self.correlator.handshaking(vip, backend)
+    }
+
     /// A UDP backend of `vip` back in rotation.
     pub fn rejoined(&mut self, vip: SocketAddr, backend: SocketAddr) {
         self.rejoined.push((vip, backend));
