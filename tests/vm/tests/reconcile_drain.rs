@@ -222,16 +222,30 @@ fn udp_rule(family: Family, n: u8, rule: &str) {
             assert_eq!(sysctl("net.ipv4.vs.expire_nodest_conn"), "1");
             assert_eq!(sysctl("net.ipv4.vs.conntrack"), "1");
             // The flow's next datagram ends its IPVS entry. With IPVS conntrack on (for
-            // stateful firewalls), the kernel drops that one datagram, whose tracking
-            // entry still names the removed backend (the send fails at once with
-            // EPERM), and drops the tracking entry with it; from the next one on, the
-            // flow is scheduled to the live backend.
+            // stateful firewalls), the kernel drops datagrams whose tracking entry still
+            // names the removed backend (the send fails at once with EPERM) until that
+            // entry is gone, a timer tick later; from then on the flow is scheduled to
+            // the live backend.
             let other = &lab.backends[1 - i].ns;
-            match try_ask(&client) {
-                Ok(answer) => assert_eq!(&answer, other, "stale flow to the removed backend"),
-                Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
-            }
-            assert_eq!(&ask(&client), other, "stale flow to the removed backend");
+            let started = Instant::now();
+            let mut refused = 0;
+            let answer = loop {
+                match try_ask(&client) {
+                    Ok(answer) => break answer,
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => refused += 1,
+                    Err(e) => panic!("after {refused} EPERM: {e}"),
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(1),
+                    "the stale flow still fails after {refused} tries"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            println!(
+                "stale flow moved after {refused} dropped datagrams, {:?}",
+                started.elapsed()
+            );
+            assert_eq!(&answer, other, "stale flow to the removed backend");
             assert_eq!(&ask(&client), other);
         }
         _ => {

@@ -164,7 +164,7 @@ fn tunnel(family: Family) {
     let b = &lab.backends[0];
     let (tun, plen) = match family {
         Family::V4 => ("ipip", 32),
-        Family::V6 => ("ip6tnl", 128),
+        Family::V6 => ("ip6_tunnel", 128),
     };
     let dev = match family {
         Family::V4 => "tunl0",
