@@ -253,7 +253,6 @@ impl Lab {
     /// Like [`Lab::new`], with or without the client host's firewall.
     pub fn new_with(family: Family, n: u8, firewall: Firewall) -> Self {
         unload_ipvs();
-        flush_conntrack();
         remove_network(n.max(8));
         let (v4, v6) = (Family::V4, Family::V6);
         sh(&format!(
@@ -478,7 +477,10 @@ fn loaded_modules() -> Vec<String> {
 /// the VM is the test's own), then unloads the `ip_vs_*` modules and `ip_vs` with
 /// `modprobe -r`, retrying for a few seconds while something still holds them (an
 /// exiting program's kernel probes are released asynchronously). Panics if
-/// `/sys/module/ip_vs` is still there afterwards.
+/// `/sys/module/ip_vs` is still there afterwards. Then empties the connection tracking
+/// table, as a booted host has it: unloading IPVS strands the tracking entries of its
+/// connections (a module going away does not release them), and a later connection
+/// from the same client port would meet one that no longer matches its backend.
 pub fn unload_ipvs() {
     if Path::new("/sys/module/ip_vs").exists() {
         sh("ipvsadm -C");
@@ -517,6 +519,7 @@ pub fn unload_ipvs() {
         !Path::new("/sys/module/ip_vs").exists(),
         "ip_vs still loaded after modprobe -r"
     );
+    flush_conntrack();
 }
 
 /// The nftables table [`Lab::ipvsadm_fwmark_service`] adds on the host (ip or ip6).
