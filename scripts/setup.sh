@@ -3,7 +3,7 @@
 # Idempotent: when everything is present it only checks, in a few seconds.
 #   - Debian packages (qemu, ipvsadm, iproute2, busybox for the VM initramfs, ...)
 #   - rustup component rust-src (the eBPF crate is built with -Z build-std=core)
-#   - bpf-linker, built against rustc's own LLVM (see shared/ENV.md)
+#   - bpf-linker, built against rustc's own LLVM
 #   - the VM kernels: Debian 6.1 (bookworm) and 6.12 (bookworm-backports), extracted
 #     from their packages into the cache, never installed into /boot
 set -euo pipefail

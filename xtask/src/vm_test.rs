@@ -21,7 +21,7 @@ pub struct VmArgs {
     #[arg(long, default_value_t = 4096)]
     memory: u32,
     /// Use KVM instead of software emulation (stock kernels hang under KVM on the
-    /// development host; see shared/ENV.md).
+    /// development host).
     #[arg(long)]
     kvm: bool,
 }

@@ -345,7 +345,7 @@ impl Lab {
 }
 
 /// The client host's firewall, after Debian's workstation example
-/// (`/usr/share/doc/nftables/examples/workstation.nft`): input policy drop; loopback,
+/// (`workstation.nft` in the nftables package's examples): input policy drop; loopback,
 /// replies to connections the host opened (and ICMP errors about them), and the ICMP
 /// types a host needs come in; invalid packets and everything else are dropped. IPv6
 /// neighbour discovery is untracked (conntrack lets it pass as neither established nor
