@@ -59,8 +59,8 @@ fn as_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::E
 }
 
 /// How many of `n` backends may be ejected at once: `floor(n * pct / 100)`, but at least
-/// one when `n >= 2` and `pct > 0`, so small services can still eject one (the problem of
-/// Envoy issue 3263).
+/// one when `n >= 2` and `pct > 0`, so small services can still eject one (with a plain
+/// floor, as Envoy's outlier detection had it, a 2-backend service at 10 % never ejects).
 pub fn ejection_allowance(n: usize, pct: u8) -> usize {
     let allowed = n * usize::from(pct) / 100;
     if n >= 2 && pct > 0 {

@@ -167,7 +167,8 @@ fn vip_route(link: &Link, vip: IpAddr, src: Option<IpAddr>) -> RouteMessage {
     m
 }
 
-fn src_text(src: Option<IpAddr>) -> String {
+/// ` src <addr>`, or nothing: how route messages name a preferred source.
+pub(crate) fn src_text(src: Option<IpAddr>) -> String {
     src.map_or_else(String::new, |s| format!(" src {s}"))
 }
 
@@ -178,16 +179,7 @@ pub(crate) fn add(
     vip: IpAddr,
     src: Option<IpAddr>,
 ) -> Result<(), ReachError> {
-    rtnl.write(
-        RouteNetlinkMessage::NewRoute(vip_route(link, vip, src)),
-        NLM_F_CREATE | NLM_F_EXCL,
-        &format!(
-            "add route {vip}/{} dev {}{}",
-            full_len(vip),
-            link.name,
-            src_text(src)
-        ),
-    )
+    put(rtnl, link, vip, src, NLM_F_CREATE | NLM_F_EXCL, "add")
 }
 
 /// Replaces vipd's route to `vip` (a new source address).
@@ -197,11 +189,23 @@ pub(crate) fn replace(
     vip: IpAddr,
     src: Option<IpAddr>,
 ) -> Result<(), ReachError> {
+    put(rtnl, link, vip, src, NLM_F_REPLACE, "replace")
+}
+
+/// Writes vipd's route to `vip` with `flags`; `verb` names the write in errors.
+fn put(
+    rtnl: &mut Rtnl,
+    link: &Link,
+    vip: IpAddr,
+    src: Option<IpAddr>,
+    flags: u16,
+    verb: &str,
+) -> Result<(), ReachError> {
     rtnl.write(
         RouteNetlinkMessage::NewRoute(vip_route(link, vip, src)),
-        NLM_F_REPLACE,
+        flags,
         &format!(
-            "replace route {vip}/{} dev {}{}",
+            "{verb} route {vip}/{} dev {}{}",
             full_len(vip),
             link.name,
             src_text(src)

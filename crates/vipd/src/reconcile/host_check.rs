@@ -2,13 +2,9 @@
 //! interfaces, addresses and routes, read-only, with the same rules `vipd apply` enforces
 //! before its first write (see `crate::reach`).
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-    path::Path,
-};
+use std::{collections::BTreeSet, path::Path};
 
-use super::{desired::vip_address, state, DesiredState, ReconcileError};
+use super::{run::backends_by_vip, state, DesiredState, ReconcileError};
 use crate::{
     config::{Config, Diagnostic},
     reach::{self, Reach, ReachError},
@@ -27,16 +23,12 @@ pub struct HostCheck {
 /// read if it can be (VIP addresses an earlier vipd added are converted, not refused).
 pub fn host_check(config: &Config, state_file: &Path) -> Result<HostCheck, ReconcileError> {
     let desired = DesiredState::from_config(config);
-    let mut vips: BTreeMap<IpAddr, Vec<IpAddr>> = BTreeMap::new();
-    for (k, s) in &desired.services {
-        let Some(vip) = vip_address(k) else { continue };
-        let backends = vips.entry(vip).or_default();
-        for (ip, _) in s.dests.keys() {
-            if ip.is_ipv4() == vip.is_ipv4() && !backends.contains(ip) {
-                backends.push(*ip);
-            }
-        }
-    }
+    let vips = backends_by_vip(
+        desired
+            .services
+            .iter()
+            .map(|(k, s)| (k, s.dests.keys().map(|(ip, _)| *ip).collect())),
+    );
     let record = state::read(state_file).unwrap_or_default();
     let mut reach = Reach::open()?;
     let net = reach.read()?;

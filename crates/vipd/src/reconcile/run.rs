@@ -32,7 +32,7 @@ use super::{
 };
 use crate::{
     config::Config,
-    reach::{self, sysctl, LinkAction, Reach, ReachError, ReachPlan, Sysctl},
+    reach::{self, route::src_text, sysctl, LinkAction, Reach, ReachError, ReachPlan, Sysctl},
 };
 
 /// How to run [`apply`].
@@ -231,15 +231,25 @@ fn vip_backends(
     desired: &DesiredState,
     kernel: &Snapshot,
 ) -> BTreeMap<IpAddr, Vec<IpAddr>> {
-    let mut out: BTreeMap<IpAddr, Vec<IpAddr>> = BTreeMap::new();
-    for k in plan.owned.keys() {
-        let Some(vip) = vip_address(k) else { continue };
-        let backends = out.entry(vip).or_default();
-        let ids: Vec<IpAddr> = match (desired.services.get(k), kernel.services.get(k)) {
+    backends_by_vip(plan.owned.keys().map(|k| {
+        let ids = match (desired.services.get(k), kernel.services.get(k)) {
             (Some(d), _) => d.dests.keys().map(|(ip, _)| *ip).collect(),
             (None, Some(s)) => s.dests.keys().map(|(ip, _)| *ip).collect(),
             (None, None) => Vec::new(),
         };
+        (k, ids)
+    }))
+}
+
+/// Each VIP of `services` with their backend addresses of its family, in order, once
+/// each (fwmark services have no VIP and are left out).
+pub(super) fn backends_by_vip<'a>(
+    services: impl IntoIterator<Item = (&'a ServiceKey, Vec<IpAddr>)>,
+) -> BTreeMap<IpAddr, Vec<IpAddr>> {
+    let mut out: BTreeMap<IpAddr, Vec<IpAddr>> = BTreeMap::new();
+    for (k, ids) in services {
+        let Some(vip) = vip_address(k) else { continue };
+        let backends = out.entry(vip).or_default();
         for ip in ids {
             if ip.is_ipv4() == vip.is_ipv4() && !backends.contains(&ip) {
                 backends.push(ip);
@@ -298,12 +308,19 @@ fn reach_text(p: &ReachPlan) -> Vec<String> {
         LinkAction::Create => out.push(format!("create dummy interface {} (up)", p.interface)),
         LinkAction::SetUp(l) => out.push(format!("set interface {} up", l.name)),
     }
-    let src = |s: &Option<IpAddr>| s.map_or_else(String::new, |s| format!(" src {s}"));
     for (vip, s) in &p.add {
-        out.push(format!("add route {vip} dev {}{}", p.interface, src(s)));
+        out.push(format!(
+            "add route {vip} dev {}{}",
+            p.interface,
+            src_text(*s)
+        ));
     }
     for (vip, s) in &p.replace {
-        out.push(format!("replace route {vip} dev {}{}", p.interface, src(s)));
+        out.push(format!(
+            "replace route {vip} dev {}{}",
+            p.interface,
+            src_text(*s)
+        ));
     }
     for (l, a) in &p.convert {
         out.push(format!(
