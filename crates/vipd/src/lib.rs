@@ -13,5 +13,6 @@ pub mod model;
 pub mod plane;
 pub mod reach;
 pub mod reconcile;
+pub mod record_file;
 pub mod watcher;
 pub mod xdp;

@@ -14,7 +14,7 @@ use vipd::{
 #[derive(clap::Args)]
 pub struct Args {
     /// The config file to apply.
-    #[arg(long, short)]
+    #[arg(long, short, default_value = vipd::config::DEFAULT_CONFIG, env = "VIPD_CONFIG")]
     config: PathBuf,
     /// vipd's ownership record (what it created and so may change or remove).
     #[arg(long, default_value = DEFAULT_STATE_FILE)]

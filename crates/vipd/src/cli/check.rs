@@ -14,7 +14,7 @@ use vipd::{
 #[derive(clap::Args)]
 pub struct Args {
     /// The config file to validate.
-    #[arg(long, short)]
+    #[arg(long, short, default_value = vipd::config::DEFAULT_CONFIG, env = "VIPD_CONFIG")]
     config: PathBuf,
     /// Check the file only, not its VIPs against this host (e.g. on a build machine).
     #[arg(long)]

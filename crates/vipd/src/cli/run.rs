@@ -12,7 +12,7 @@ use vipd::{
 #[derive(clap::Args)]
 pub struct Args {
     /// The config file. Reloaded on SIGHUP and when its content changes.
-    #[arg(long, short)]
+    #[arg(long, short, default_value = vipd::config::DEFAULT_CONFIG, env = "VIPD_CONFIG")]
     config: PathBuf,
     /// vipd's ownership record (what it created and so may change or remove).
     #[arg(long, default_value = DEFAULT_STATE_FILE)]

@@ -22,7 +22,7 @@ use vipd::{
 #[derive(clap::Args)]
 pub struct Args {
     /// The config whose services to watch.
-    #[arg(long, short)]
+    #[arg(long, short, default_value = vipd::config::DEFAULT_CONFIG, env = "VIPD_CONFIG")]
     config: PathBuf,
     /// Only this service (by name).
     #[arg(long)]

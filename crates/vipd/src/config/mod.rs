@@ -28,6 +28,10 @@ pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{Diagnostic, Diagnostics, Location};
 pub use model::*;
 
+/// Where the config lives unless a command is told otherwise (`--config` or
+/// `VIPD_CONFIG`).
+pub const DEFAULT_CONFIG: &str = "/etc/vipd/vipd.toml";
+
 /// Reads and checks a config file. Messages name the file as `path` is written.
 pub fn load(path: impl AsRef<Path>) -> Result<Config, Diagnostics> {
     let path = path.as_ref();

@@ -8,12 +8,15 @@
 
 use std::{
     collections::BTreeMap,
-    fs::{self, File},
-    io::Write,
+    fs,
     path::{Path, PathBuf},
 };
 
-use crate::{health::PersistedService, model::ServiceKey};
+use crate::{
+    health::PersistedService,
+    model::ServiceKey,
+    record_file::{write_atomic, Durability},
+};
 use serde::{Deserialize, Serialize};
 
 const VERSION: u32 = 1;
@@ -82,7 +85,7 @@ pub fn load(path: &Path) -> Result<Option<HealthRecord>, PersistError> {
     Ok(Some(record))
 }
 
-/// Replaces the record atomically (temporary file, rename). Not fsynced: it lives on a
+/// Replaces the record atomically ([`write_atomic`]). Not fsynced: it lives on a
 /// tmpfs, and losing it in a power cut loses the IPVS table it describes too.
 pub fn store(path: &Path, mut record: HealthRecord) -> Result<(), PersistError> {
     record.version = VERSION;
@@ -94,13 +97,7 @@ pub fn store(path: &Path, mut record: HealthRecord) -> Result<(), PersistError> 
         path: path.to_owned(),
         source,
     })?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let mut f = File::create(&tmp).map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io)
+    write_atomic(path, text.as_bytes(), Durability::Volatile).map_err(io)
 }
 
 #[cfg(test)]

@@ -211,6 +211,7 @@ impl Backend {
             }
             Signal::CheckFailed => self.check_failures = self.check_failures.saturating_add(1),
             Signal::CheckPassed => self.check_failures = 0,
+            Signal::Operator => {}
         }
     }
 

@@ -48,8 +48,7 @@
 //! configured with weight 0 (administratively drained) always has weight 0 and is never
 //! counted as available. At most `max_ejection_percent` (default 100) of them may be out
 //! of rotation (quarantined or probing) at a time: `floor(n * pct / 100)`, but at least
-//! one when n >= 2 and pct > 0 (so a small service can still eject one; cf. Envoy issue
-//! 3263). And a backend is never quarantined if no other backend would keep a weight
+//! one when n >= 2 and pct > 0 (so a small service can still eject one). And a backend is never quarantined if no other backend would keep a weight
 //! above 0. A backend one of these rules keeps in rotation is [`State::Failing`] at its
 //! configured weight ([`Transition::HeldInRotation`]); its next failure tries again.
 //!
@@ -67,12 +66,15 @@
 
 mod backend;
 mod backoff;
+mod operator;
 mod persist;
 mod policy;
 mod service;
 
 #[cfg(test)]
 mod backoff_tests;
+#[cfg(test)]
+mod operator_tests;
 #[cfg(test)]
 mod persist_tests;
 #[cfg(test)]
@@ -113,6 +115,8 @@ pub enum Signal {
     /// UDP: datagrams went to the backend and no reply came back for the service's
     /// `silence_window`. Counts as an unanswered SYN (`retransmit_threshold`).
     Silent,
+    /// An operator's command (`vipd quarantine`, `vipd readmit`); counts for nothing.
+    Operator,
 }
 
 impl Signal {
@@ -137,6 +141,7 @@ impl Signal {
             Signal::CheckPassed => "check_passed",
             Signal::Unreachable => "unreachable",
             Signal::Silent => "silent",
+            Signal::Operator => "operator",
         }
     }
 }

@@ -73,8 +73,8 @@ pub fn ejection_allowance(n: usize, pct: u8) -> usize {
 /// The health of one service's backends.
 #[derive(Debug, Clone)]
 pub struct ServiceHealth {
-    policy: Policy,
-    backends: BTreeMap<DestId, Backend>,
+    pub(super) policy: Policy,
+    pub(super) backends: BTreeMap<DestId, Backend>,
     rng: Rng,
     panic: bool,
 }
@@ -315,16 +315,30 @@ impl ServiceHealth {
 
     /// Quarantines `dest` for its next backoff.
     fn quarantine(&mut self, now: Instant, dest: DestId, cause: Signal, out: &mut Vec<Transition>) {
+        self.quarantine_for(now, dest, cause, None, out);
+    }
+
+    /// Quarantines `dest` for `duration`, or for its next backoff when `None`.
+    pub(super) fn quarantine_for(
+        &mut self,
+        now: Instant,
+        dest: DestId,
+        cause: Signal,
+        duration: Option<Duration>,
+        out: &mut Vec<Transition>,
+    ) {
         let Some(b) = self.backends.get_mut(&dest) else {
             return;
         };
         b.ejections = b.ejections.saturating_add(1);
         b.quarantines = b.quarantines.saturating_add(1);
-        let duration = jittered(
-            backoff(&self.policy, b.ejections),
-            self.policy.jitter_percent,
-            &mut self.rng,
-        );
+        let duration = duration.unwrap_or_else(|| {
+            jittered(
+                backoff(&self.policy, b.ejections),
+                self.policy.jitter_percent,
+                &mut self.rng,
+            )
+        });
         b.set(
             Phase::Quarantined {
                 until: now + duration,
@@ -341,7 +355,7 @@ impl ServiceHealth {
     }
 
     /// Back in rotation: slow start, or full weight at once when `slow_start` is zero.
-    fn readmit(&mut self, now: Instant, dest: DestId, out: &mut Vec<Transition>) {
+    pub(super) fn readmit(&mut self, now: Instant, dest: DestId, out: &mut Vec<Transition>) {
         let Some(b) = self.backends.get_mut(&dest) else {
             return;
         };
@@ -419,7 +433,7 @@ impl ServiceHealth {
                 || available * 100 < usize::from(self.policy.panic_threshold) * eligible)
     }
 
-    fn settle_panic(&mut self, out: &mut Vec<Transition>) {
+    pub(super) fn settle_panic(&mut self, out: &mut Vec<Transition>) {
         let panic = self.panic_condition();
         if panic != self.panic {
             self.panic = panic;

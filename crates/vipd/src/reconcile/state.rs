@@ -14,7 +14,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs::{self, File, OpenOptions},
-    io::Write,
     net::{IpAddr, SocketAddr},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
@@ -25,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use vipd_ipvs::{AddressFamily, Protocol, ServiceKey};
 
 use super::desired::{DestId, RemovalPolicy, RemovalRule};
-use crate::reach::ReachRecord;
+use crate::{
+    reach::ReachRecord,
+    record_file::{write_atomic, Durability},
+};
 
 /// Where `vipd apply` keeps its ownership record unless told otherwise.
 pub const DEFAULT_STATE_FILE: &str = "/var/lib/vipd/state.json";
@@ -145,23 +147,8 @@ impl StateFile {
                 source,
             }
         };
-        let text = to_json(o);
-        let mut tmp = self.path.as_os_str().to_owned();
-        tmp.push(format!(".tmp.{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let mut f = File::create(&tmp).map_err(io("create its temporary file"))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io("write its temporary file"))?;
-        drop(f);
-        fs::rename(&tmp, &self.path).map_err(io("rename the temporary file over it"))?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("sync its directory"))
+        write_atomic(&self.path, to_json(o).as_bytes(), Durability::Synced)
+            .map_err(io("replace it"))
     }
 }
 

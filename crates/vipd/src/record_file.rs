@@ -1,0 +1,135 @@
+//! Writing vipd's small record files (ownership, health, operator drains) safely: the
+//! new content goes to a fresh temporary file beside the target, created exclusively
+//! (`O_EXCL`, never following a symlink planted under its name) with mode 0600, then
+//! renamed over the target in one step, so a reader sees the old record or the new
+//! one, never half of one.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
+
+/// Whether the record must survive a power cut once written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the file and its directory (records under /var/lib).
+    Synced,
+    /// No fsync (records on a tmpfs under /run, gone after a reboot anyway).
+    Volatile,
+}
+
+/// Replaces `path` with `content` atomically. Errors say which step failed; the
+/// temporary file is removed on failure.
+pub fn write_atomic(path: &Path, content: &[u8], durability: Durability) -> io::Result<()> {
+    let (tmp, mut f) = create_temp(path)?;
+    let written = f
+        .write_all(content)
+        .and_then(|()| match durability {
+            Durability::Synced => f.sync_all(),
+            Durability::Volatile => Ok(()),
+        })
+        .map_err(|e| step("writing", &tmp, e));
+    drop(f);
+    let renamed = written
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| step("renaming over it", &tmp, e)));
+    if let Err(e) = renamed {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if durability == Durability::Synced {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| step("syncing the directory of", path, e))?;
+    }
+    Ok(())
+}
+
+fn step(what: &str, path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// A new file `<path>.tmp.<pid>.<n>`, created exclusively with mode 0600; a name taken
+/// (a leftover, or something planted) is skipped, not reused.
+fn create_temp(path: &Path) -> io::Result<(PathBuf, File)> {
+    let mut last = None;
+    for n in 0..16u32 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".tmp.{}.{n}", std::process::id()));
+        let tmp = PathBuf::from(name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(step("creating", &tmp, e)),
+        }
+    }
+    let e = last.unwrap_or_else(|| io::Error::other("no name left"));
+    Err(step("creating a temporary file beside", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vipd-record-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn replaces_the_file_with_mode_0600_and_leaves_no_temporary() {
+        let d = dir("replace");
+        let p = d.join("r.json");
+        fs::write(&p, "old").unwrap();
+        write_atomic(&p, b"new", Durability::Synced).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "new");
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_temporary_name_is_not_followed() {
+        let d = dir("symlink");
+        let p = d.join("r.json");
+        let victim = d.join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        let planted = d.join(format!("r.json.tmp.{}.0", std::process::id()));
+        symlink(&victim, &planted).unwrap();
+        write_atomic(&p, b"record", Durability::Volatile).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(fs::read_to_string(&p).unwrap(), "record");
+        // The planted link is left alone (it is not vipd's).
+        assert!(fs::symlink_metadata(&planted)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_names_the_file() {
+        let p = Path::new("/nonexistent-vipd-dir/r.json");
+        let e = write_atomic(p, b"x", Durability::Volatile).unwrap_err();
+        assert!(
+            e.to_string().contains("/nonexistent-vipd-dir/r.json.tmp."),
+            "{e}"
+        );
+    }
+}
