@@ -2,7 +2,8 @@
 //! new content goes to a fresh temporary file beside the target, created exclusively
 //! (`O_EXCL`, never following a symlink planted under its name) with mode 0600, then
 //! renamed over the target in one step, so a reader sees the old record or the new
-//! one, never half of one.
+//! one, never half of one. And the advisory locks that keep two vipd processes from
+//! writing the same records at once ([`try_lock`]).
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -48,6 +49,32 @@ pub fn write_atomic(path: &Path, content: &[u8], durability: Durability) -> io::
             .map_err(|e| step("syncing the directory of", path, e))?;
     }
     Ok(())
+}
+
+/// Takes an exclusive `flock` on `path` (created 0600 if missing, never through a
+/// symlink) without waiting: `Ok(None)` when another process holds it. The lock lasts
+/// as long as the returned file is open.
+pub fn try_lock(path: &Path) -> io::Result<Option<File>> {
+    use std::os::fd::AsRawFd;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| step("opening the lock file", path, e))?;
+    // SAFETY: a valid open descriptor owned by `file`.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(Some(file));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(None)
+    } else {
+        Err(step("locking", path, e))
+    }
 }
 
 fn step(what: &str, path: &Path, e: io::Error) -> io::Error {
@@ -120,6 +147,17 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_lock_is_exclusive_until_dropped() {
+        let d = dir("lock");
+        let p = d.join("x.lock");
+        let held = try_lock(&p).unwrap().expect("free");
+        assert!(try_lock(&p).unwrap().is_none());
+        drop(held);
+        assert!(try_lock(&p).unwrap().is_some());
         fs::remove_dir_all(&d).unwrap();
     }
 

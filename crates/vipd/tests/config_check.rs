@@ -144,11 +144,61 @@ fn a_missing_file_is_an_error() {
 }
 
 #[test]
-fn without_a_config_argument_it_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
-        .arg("check")
+fn without_a_config_argument_the_default_or_vipd_config_is_read() {
+    let help = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .args(["check", "--help"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+    let help = stdout(&help);
+    assert!(help.contains("[env: VIPD_CONFIG=]"), "{help}");
+    assert!(help.contains("[default: /etc/vipd/vipd.toml]"), "{help}");
+    let dir = config_dir("env", "");
+    let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .args(["check", "--config-only"])
+        .env("VIPD_CONFIG", dir.join("vipd.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("vipd.toml: ok: 0 services"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn json_output_has_every_error_with_its_location() {
+    let text = "[[service]]\nname = \"web\"\nvip = \"198.18.0.10:80\"\nscheduler = \"wrrr\"\nbackend = [{ address = \"198.18.1.2:8080\" }]\n";
+    let dir = config_dir("json-bad", text);
+    let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .current_dir(&dir)
+        .args(["check", "--config-only", "--json", "--config", "vipd.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["stage"], "config");
+    assert_eq!(v["errors"][0]["file"], "vipd.toml");
+    assert_eq!(v["errors"][0]["line"], 4);
+    assert_eq!(v["errors"][0]["column"], 13);
+    let message = v["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("unknown scheduler \"wrrr\""),
+        "{message}"
+    );
+
+    let good = config_dir("json-good", &text.replace("wrrr", "wrr"));
+    let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .current_dir(&good)
+        .args(["check", "--config-only", "--json", "--config", "vipd.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["services"], 1);
+    assert_eq!(v["backends"], 1);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 0);
 }

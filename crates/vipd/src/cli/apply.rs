@@ -2,13 +2,21 @@
 //! exit 1, nothing touched); then the kernel is brought to it and a summary printed, with
 //! the number of netlink writes (`--json` for all of it as JSON). Exit 1 if the kernel
 //! refused any write.
+//!
+//! Beside a running daemon (which holds the ownership record's daemon lock) it refuses:
+//! the daemon owns the kernel's state, and an apply would undo its quarantines and the
+//! operator's drains. Change the config and run `vipd reload` instead. `--dry-run` is
+//! allowed: it writes nothing.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use vipd::{
     config,
-    reconcile::{self, ApplyOptions, ApplySummary, WeightOverrides, DEFAULT_STATE_FILE},
+    daemon::control::{self, DEFAULT_RUNTIME_DIR},
+    reconcile::{
+        self, ApplyOptions, ApplySummary, DaemonLock, WeightOverrides, DEFAULT_STATE_FILE,
+    },
 };
 
 #[derive(clap::Args)]
@@ -28,6 +36,9 @@ pub struct Args {
     /// List every write, not only the counts.
     #[arg(long, short)]
     verbose: bool,
+    /// A running daemon's directory, to name it when refusing to apply beside it.
+    #[arg(long, env = "VIPD_RUNTIME_DIR", default_value = DEFAULT_RUNTIME_DIR)]
+    runtime_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -44,6 +55,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if n == 1 { "" } else { "s" }
             );
             return Ok(ExitCode::FAILURE);
+        }
+    };
+    let _lock = if args.dry_run {
+        None
+    } else {
+        match DaemonLock::try_acquire(&args.state_file)? {
+            Some(lock) => Some(lock),
+            None => {
+                eprintln!("{}", beside_daemon(&args));
+                return Ok(ExitCode::FAILURE);
+            }
         }
     };
     if let Some(x) = cfg.dataplane.xdp() {
@@ -71,6 +93,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Why apply refuses, naming the daemon when its control socket says who it is.
+fn beside_daemon(args: &Args) -> String {
+    let socket = control::socket_path(&args.runtime_dir);
+    let who = match control::query_status(&socket, Duration::from_secs(2)) {
+        Ok(v) => format!("a vipd daemon (pid {}, config {})", v.pid, v.config),
+        Err(_) => "a vipd daemon".to_owned(),
+    };
+    format!(
+        "vipd apply: {who} is running with the ownership record {} and owns the kernel's \
+         state; an apply would undo its quarantines and drains. Change the config and run \
+         `vipd reload`, or stop the daemon first. Nothing was applied.",
+        args.state_file.display()
+    )
 }
 
 fn text(s: &ApplySummary, list: bool) -> String {

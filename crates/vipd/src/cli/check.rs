@@ -1,13 +1,15 @@
 //! `vipd check --config FILE`: every problem on stderr, one per line, then a count; exit 1.
 //! A valid file gets a one-line summary on stdout; exit 0. Unless `--config-only`, the
 //! VIPs of a valid IPVS config are also checked against this host's interfaces and
-//! routes (read-only), as `vipd apply` would before writing anything.
+//! routes (read-only), as `vipd apply` would before writing anything. `--json` prints
+//! one JSON object instead (same exit status), for tools and editors.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
+use serde::Serialize;
 use vipd::{
-    config,
+    config::{self, Diagnostic},
     reconcile::{host_check, DEFAULT_STATE_FILE},
 };
 
@@ -23,45 +25,121 @@ pub struct Args {
     /// refused).
     #[arg(long, default_value = DEFAULT_STATE_FILE)]
     state_file: PathBuf,
+    /// Print the result as JSON: `ok`, `errors` (file, line, column, message), `notes`
+    /// and, when valid, the service and backend counts.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `--json` prints.
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    file: String,
+    ok: bool,
+    /// Where the errors were found: `config` or `host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<&'static str>,
+    errors: Vec<JsonDiagnostic>,
+    notes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    services: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backends: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonDiagnostic {
+    file: String,
+    /// 1-based; absent for problems with the whole file.
+    line: Option<usize>,
+    column: Option<usize>,
+    message: String,
+}
+
+impl From<&Diagnostic> for JsonDiagnostic {
+    fn from(d: &Diagnostic) -> Self {
+        JsonDiagnostic {
+            file: d.file.clone(),
+            line: d.location.map(|l| l.line),
+            column: d.location.map(|l| l.column),
+            message: d.message.clone(),
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let file = args.config.display();
+    let file = args.config.display().to_string();
+    let mut report = Report {
+        file: file.clone(),
+        ..Report::default()
+    };
     match config::load(&args.config) {
         Ok(cfg) => {
             if !args.config_only && cfg.dataplane.xdp().is_none() {
                 let host = host_check(&cfg, &args.state_file)
                     .context("checking the VIPs against this host")?;
-                for n in &host.notes {
-                    eprintln!("note: {n}");
-                }
+                report.notes = host.notes;
                 if !host.errors.is_empty() {
-                    for d in &host.errors {
-                        eprintln!("{d}");
-                    }
-                    let n = host.errors.len();
-                    eprintln!("{file}: {n} error{} on this host", plural(n));
-                    return Ok(ExitCode::FAILURE);
+                    report.stage = Some("host");
+                    report.errors = host.errors.iter().map(JsonDiagnostic::from).collect();
+                    return finish(&args, report, &host.errors, "on this host");
                 }
             }
-            let services = cfg.services.len();
-            let backends = cfg.backend_count();
-            println!(
-                "{file}: ok: {services} service{}, {backends} backend{}",
-                plural(services),
-                plural(backends)
-            );
-            Ok(ExitCode::SUCCESS)
+            report.ok = true;
+            report.services = Some(cfg.services.len());
+            report.backends = Some(cfg.backend_count());
+            finish(&args, report, &[], "")
         }
         Err(diagnostics) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
-            }
-            let n = diagnostics.len();
-            eprintln!("{file}: {n} error{}", plural(n));
-            Ok(ExitCode::FAILURE)
+            let all = diagnostics.into_vec();
+            report.stage = Some("config");
+            report.errors = all.iter().map(JsonDiagnostic::from).collect();
+            finish(&args, report, &all, "")
         }
     }
+}
+
+/// Prints the report as JSON or as text; exit 0 when it is ok.
+fn finish(
+    args: &Args,
+    report: Report,
+    errors: &[Diagnostic],
+    where_: &str,
+) -> anyhow::Result<ExitCode> {
+    let code = if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(code);
+    }
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
+    let file = &report.file;
+    if report.ok {
+        let services = report.services.unwrap_or(0);
+        let backends = report.backends.unwrap_or(0);
+        println!(
+            "{file}: ok: {services} service{}, {backends} backend{}",
+            plural(services),
+            plural(backends)
+        );
+    } else {
+        for d in errors {
+            eprintln!("{d}");
+        }
+        let n = errors.len();
+        let suffix = if where_.is_empty() {
+            String::new()
+        } else {
+            format!(" {where_}")
+        };
+        eprintln!("{file}: {n} error{}{suffix}", plural(n));
+    }
+    Ok(code)
 }
 
 fn plural(n: usize) -> &'static str {

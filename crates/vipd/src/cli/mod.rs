@@ -3,6 +3,8 @@
 mod apply;
 mod apply_xdp;
 mod check;
+mod operator;
+mod reload;
 mod run;
 mod status;
 mod trace;
@@ -39,6 +41,17 @@ enum Command {
     Run(run::Args),
     /// Live log of connections through the configured VIPs, naming each one's real backend.
     Trace(trace::Args),
+    /// Ask the running daemon to reload its config; fails if the new config is rejected.
+    Reload(reload::Args),
+    /// Drain a backend: no new connections, existing ones finish; held until undrain,
+    /// across reloads, restarts and reboots.
+    Drain(operator::Args),
+    /// Put a drained backend back.
+    Undrain(operator::Args),
+    /// Take a backend out of rotation now; it comes back by probation and slow start.
+    Quarantine(operator::QuarantineArgs),
+    /// End a backend's quarantine now: it re-enters rotation in slow start.
+    Readmit(operator::Args),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -53,6 +66,11 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Apply(args) => apply::run(args),
         Command::Status(args) => status::run(args),
         Command::Run(args) => run::run(args),
+        Command::Reload(args) => reload::run(args),
+        Command::Drain(args) => operator::run(operator::Action::Drain, args),
+        Command::Undrain(args) => operator::run(operator::Action::Undrain, args),
+        Command::Quarantine(args) => operator::quarantine(args),
+        Command::Readmit(args) => operator::run(operator::Action::Readmit, args),
     };
     match result {
         Ok(code) => code,

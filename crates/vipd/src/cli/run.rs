@@ -1,10 +1,11 @@
 //! `vipd run --config FILE`: the daemon (see `vipd::daemon`). Runs until SIGTERM or
-//! SIGINT and leaves the kernel's IPVS state in place when it stops.
+//! SIGINT and leaves the kernel's IPVS state in place when it stops. Exit 78 when the
+//! config is invalid at start-up (nothing touched), 1 on other errors.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use vipd::{
-    daemon::{self, control::DEFAULT_RUNTIME_DIR, Options},
+    daemon::{self, control::DEFAULT_RUNTIME_DIR, ConfigInvalid, Options},
     reconcile::DEFAULT_STATE_FILE,
     watcher::Flavour,
 };
@@ -26,12 +27,23 @@ pub struct Args {
     probes: Flavour,
 }
 
+/// The exit status for a config that is invalid at start-up (sysexits' EX_CONFIG): the
+/// unit's `RestartPreventExitStatus`, since restarting cannot help.
+pub const EXIT_CONFIG: u8 = 78;
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    daemon::run(Options {
+    let result = daemon::run(Options {
         config: args.config,
         state_file: args.state_file,
         runtime_dir: args.runtime_dir,
         probes: args.probes,
-    })?;
-    Ok(ExitCode::SUCCESS)
+    });
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.is::<ConfigInvalid>() => {
+            eprintln!("vipd: {e:#}");
+            Ok(ExitCode::from(EXIT_CONFIG))
+        }
+        Err(e) => Err(e),
+    }
 }

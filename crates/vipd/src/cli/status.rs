@@ -4,6 +4,10 @@
 //! weights, connection counts, rates and counters, laid out like `ipvsadm -Ln` with
 //! `--rate` and `--stats` side by side; each service marked as vipd's (with its config
 //! name) or foreign, draining backends marked. `--json` for either as JSON.
+//!
+//! The first line (or the JSON's `source`) says which was read. `--daemon` asks the
+//! daemon only and fails (exit 1) when none runs; `--kernel` reads the kernel even
+//! when one does. `--service NAME` shows one service (its config name, or its key).
 
 use std::{
     path::PathBuf,
@@ -37,33 +41,88 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// The daemon's view only: exit 1 when no daemon runs.
+    #[arg(long, conflicts_with = "kernel")]
+    daemon: bool,
+    /// The kernel's IPVS table, even when a daemon runs.
+    #[arg(long)]
+    kernel: bool,
+    /// Only this service: its config name, or its key as status prints it (the
+    /// daemon: `tcp 198.18.0.10:80`; the kernel's table: `198.18.0.10:80`).
+    #[arg(long, value_name = "NAME")]
+    service: Option<String>,
+}
+
+/// Which source a status came from.
+#[derive(serde::Serialize)]
+struct Sourced<'a, V> {
+    /// `daemon` or `kernel`.
+    source: &'static str,
+    #[serde(flatten)]
+    view: &'a V,
+}
+
+fn print_json<V: serde::Serialize>(source: &'static str, view: &V) -> anyhow::Result<()> {
+    let out = serde_json::to_string_pretty(&Sourced { source, view })?;
+    println!("{out}");
+    Ok(())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let socket = control::socket_path(&args.runtime_dir);
-    match control::query_status(&socket, QUERY_TIMEOUT) {
-        Ok(view) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&view)?);
-            } else {
-                print!("{}", status_daemon::render(&view, SystemTime::now()));
+    let wanted = args.service.as_deref();
+    if !args.kernel {
+        match control::query_status(&socket, QUERY_TIMEOUT) {
+            Ok(mut view) => {
+                if let Some(name) = wanted {
+                    view.services.retain(|s| s.name == name || s.key == name);
+                    if view.services.is_empty() {
+                        eprintln!("vipd status: the daemon has no service {name:?}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+                if args.json {
+                    print_json("daemon", &view)?;
+                } else {
+                    println!("source: the daemon, on {}", socket.display());
+                    print!("{}", status_daemon::render(&view, SystemTime::now()));
+                }
+                return Ok(ExitCode::SUCCESS);
             }
-            return Ok(ExitCode::SUCCESS);
+            Err(ControlError::NotRunning { path }) if args.daemon => {
+                eprintln!("vipd status: no daemon at {} (not running)", path.display());
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(ControlError::NotRunning { path }) => eprintln!(
+                "vipd status: no daemon at {} (not running); showing the kernel's IPVS table",
+                path.display()
+            ),
+            // Permission denied names the socket and says root is needed.
+            Err(e) => return Err(e.into()),
         }
-        Err(ControlError::NotRunning { path }) => eprintln!(
-            "vipd status: no daemon at {} (not running); showing the kernel's IPVS table",
-            path.display()
-        ),
-        // Permission denied names the socket and says root is needed.
-        Err(e) => return Err(e.into()),
     }
-    let view = status::read(&args.state_file).context("reading the IPVS state")?;
+    let mut view = status::read(&args.state_file).context("reading the IPVS state")?;
+    if let Some(name) = wanted {
+        view.services.retain(|s| kernel_service_matches(s, name));
+        if view.services.is_empty() {
+            eprintln!("vipd status: the kernel has no IPVS service {name:?}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        print_json("kernel", &view)?;
     } else {
+        println!("source: the kernel's IPVS table, with vipd's ownership record");
         print!("{}", render(&view, SystemTime::now()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A kernel service `name` designates: vipd's config name for it, its address
+/// (`198.18.0.10:80`, `5` for a fwmark) or that after the protocol (`tcp 198.18.0.10:80`).
+fn kernel_service_matches(s: &status::ServiceView, name: &str) -> bool {
+    let keyed = format!("{} {}", s.protocol.to_ascii_lowercase(), s.address);
+    s.name.as_deref() == Some(name) || s.address == name || keyed == name
 }
 
 const NUMBERS: [&str; 11] = [

@@ -66,7 +66,11 @@ fn row(b: &BackendView, xdp: bool) -> [String; N] {
     let conns = |n: u32| if xdp { "-".to_owned() } else { n.to_string() };
     [
         b.addr.clone(),
-        b.state.clone(),
+        if b.drained {
+            format!("{}, drained", b.state)
+        } else {
+            b.state.clone()
+        },
         format!("{}/{}", b.weight, b.config_weight),
         conns(b.active_conns),
         conns(b.inactive_conns),

@@ -4,86 +4,63 @@
 //! the socket 0600). Only root and the daemon's own user are answered: the peer's
 //! credentials (`SO_PEERCRED`) are checked on every connection.
 //!
-//! Protocol: the client sends one line, `status`; the server answers one JSON line and
-//! closes: `{"ok":true,"view":{...}}`, or `{"ok":false,"error":"...","code":"..."}`.
+//! Protocol ([`super::control_proto`]): one request line, one JSON answer line. Status is
+//! answered from the latest published view; reloads and the operator's commands go to
+//! the daemon's loop ([`Command`]) and are answered once carried out.
 //! Each connection runs in its own task under a deadline, so a slow or silent client
 //! never holds up another.
 
 use std::{
-    io::{self, BufRead, Read, Write},
+    io,
     os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
 use tokio::{
     io::AsyncReadExt,
     net::{UnixListener, UnixStream},
-    sync::{watch, Semaphore},
+    sync::{mpsc, oneshot, watch, Semaphore},
 };
 
-use super::view::DaemonView;
+use super::{
+    control_proto::{
+        error_line, message_line, view_line, Request, CODE_BAD_REQUEST, CODE_DENIED, CODE_TOO_LONG,
+        CODE_UNAVAILABLE,
+    },
+    view::DaemonView,
+};
+
+pub use super::control_client::{command, query_status, ControlError};
 
 /// Where the daemon keeps its socket unless told otherwise.
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/vipd";
 /// The socket's file name in the runtime directory.
 pub const SOCKET_NAME: &str = "vipd.sock";
-/// The longest request line accepted, newline included.
-pub const MAX_REQUEST: usize = 256;
+/// The longest request line accepted, newline included (a reload names a path).
+pub const MAX_REQUEST: usize = 8192;
 /// How long a client has to send its request, and to take the answer.
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections handled at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
-/// How long to drain what a client still sends after the answer.
-/// The largest answer the client reads.
-const MAX_REPLY: u64 = 64 << 20;
+/// How long a reload or command may take in the daemon's loop before its client is told
+/// so (the work still completes).
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
+
+/// A request for the daemon's loop, with where its answer goes.
+#[derive(Debug)]
+pub struct Command {
+    pub request: Request,
+    pub reply: oneshot::Sender<CommandResult>,
+}
+
+/// What a command did, or its error code (`CODE_*`) and message.
+pub type CommandResult = Result<String, (&'static str, String)>;
 
 /// The control socket's path in `runtime_dir`.
 pub fn socket_path(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join(SOCKET_NAME)
-}
-
-/// What the server answers.
-#[derive(Debug, Serialize, Deserialize)]
-struct Reply<V> {
-    ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    view: Option<V>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    error: Option<String>,
-    /// Machine-readable error: `permission-denied`, `bad-request`, `too-long`.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    code: Option<String>,
-}
-
-const CODE_DENIED: &str = "permission-denied";
-const CODE_BAD_REQUEST: &str = "bad-request";
-const CODE_TOO_LONG: &str = "too-long";
-
-fn error_line(code: &str, error: &str) -> Vec<u8> {
-    let reply: Reply<()> = Reply {
-        ok: false,
-        view: None,
-        error: Some(error.to_owned()),
-        code: Some(code.to_owned()),
-    };
-    let mut line = serde_json::to_vec(&reply).expect("a reply serializes");
-    line.push(b'\n');
-    line
-}
-
-fn view_line(view: &DaemonView) -> Vec<u8> {
-    let reply = Reply {
-        ok: true,
-        view: Some(view),
-        error: None,
-        code: None,
-    };
-    let mut line = serde_json::to_vec(&reply).expect("a view serializes");
-    line.push(b'\n');
-    line
 }
 
 /// The bound control socket, before the accept loop runs. Dropping it removes the socket
@@ -168,10 +145,15 @@ impl ControlListener {
         &self.path
     }
 
-    /// Answers clients with the latest view until the view's sender is dropped (the daemon
-    /// is shutting down), then removes the socket and returns. Must run inside a tokio
-    /// runtime. Accept errors (e.g. out of file descriptors) are logged and retried.
-    pub async fn run(mut self, mut view: watch::Receiver<Arc<DaemonView>>) -> io::Result<()> {
+    /// Answers clients with the latest view, and hands other requests to `commands`
+    /// (`None`: status only), until the view's sender is dropped (the daemon is shutting
+    /// down); then removes the socket and returns. Must run inside a tokio runtime.
+    /// Accept errors (e.g. out of file descriptors) are logged and retried.
+    pub async fn run(
+        mut self,
+        mut view: watch::Receiver<Arc<DaemonView>>,
+        commands: Option<mpsc::Sender<Command>>,
+    ) -> io::Result<()> {
         let std_listener = self.listener.take().expect("run takes the listener once");
         let listener = UnixListener::from_std(std_listener)?;
         let euid = effective_uid();
@@ -190,9 +172,10 @@ impl ControlListener {
                             continue;
                         };
                         let snapshot = view.borrow().clone();
+                        let commands = commands.clone();
                         tokio::spawn(async move {
                             let _slot = slot;
-                            if let Err(e) = handle(stream, snapshot, euid).await {
+                            if let Err(e) = handle(stream, snapshot, commands, euid).await {
                                 tracing::debug!("control socket client: {e}");
                             }
                         });
@@ -217,11 +200,6 @@ impl Drop for ControlListener {
     }
 }
 
-/// [`bind`] then [`ControlListener::run`].
-pub async fn serve(path: PathBuf, view: watch::Receiver<Arc<DaemonView>>) -> io::Result<()> {
-    bind(&path)?.run(view).await
-}
-
 fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
@@ -232,7 +210,12 @@ fn allowed(peer_uid: u32, euid: u32) -> bool {
     peer_uid == 0 || peer_uid == euid
 }
 
-async fn handle(mut stream: UnixStream, view: Arc<DaemonView>, euid: u32) -> io::Result<()> {
+async fn handle(
+    mut stream: UnixStream,
+    view: Arc<DaemonView>,
+    commands: Option<mpsc::Sender<Command>>,
+    euid: u32,
+) -> io::Result<()> {
     let peer = stream.peer_cred()?;
     let answer = if !allowed(peer.uid(), euid) {
         error_line(
@@ -243,29 +226,48 @@ async fn handle(mut stream: UnixStream, view: Arc<DaemonView>, euid: u32) -> io:
         match tokio::time::timeout(CLIENT_DEADLINE, read_request(&mut stream)).await {
             Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no request")),
             Ok(Err(e)) => return Err(e),
-            Ok(Ok(Request::TooLong)) => error_line(
+            Ok(Ok(Line::TooLong)) => error_line(
                 CODE_TOO_LONG,
                 &format!("request longer than {MAX_REQUEST} bytes"),
             ),
-            Ok(Ok(Request::Line(line))) => match line.as_str() {
-                "status" => view_line(&view),
-                other => error_line(
-                    CODE_BAD_REQUEST,
-                    &format!("unknown request {other:?} (expected \"status\")"),
-                ),
+            Ok(Ok(Line::Text(line))) => match Request::parse(&line) {
+                Err(e) => error_line(CODE_BAD_REQUEST, &e),
+                Ok(Request::Status) => view_line(&*view),
+                Ok(request) => run_command(request, commands).await,
             },
         }
     };
     super::reply::answer_and_close(&mut stream, &answer, CLIENT_DEADLINE).await
 }
 
-enum Request {
-    Line(String),
+/// Hands `request` to the daemon's loop and waits for its answer.
+async fn run_command(request: Request, commands: Option<mpsc::Sender<Command>>) -> Vec<u8> {
+    let unavailable = |why: &str| error_line(CODE_UNAVAILABLE, why);
+    let Some(commands) = commands else {
+        return unavailable("this server answers status only");
+    };
+    let (reply, answer) = oneshot::channel();
+    if commands.send(Command { request, reply }).await.is_err() {
+        return unavailable("the daemon is stopping");
+    }
+    match tokio::time::timeout(COMMAND_DEADLINE, answer).await {
+        Err(_) => unavailable(&format!(
+            "the daemon did not finish within {}s; see its log",
+            COMMAND_DEADLINE.as_secs()
+        )),
+        Ok(Err(_)) => unavailable("the daemon stopped before answering"),
+        Ok(Ok(Ok(message))) => message_line(&message),
+        Ok(Ok(Err((code, error)))) => error_line(code, &error),
+    }
+}
+
+enum Line {
+    Text(String),
     TooLong,
 }
 
 /// One line, at most [`MAX_REQUEST`] bytes with its newline; end of stream ends it too.
-async fn read_request(stream: &mut UnixStream) -> io::Result<Request> {
+async fn read_request(stream: &mut UnixStream) -> io::Result<Line> {
     let mut buf = Vec::with_capacity(64);
     let mut chunk = [0u8; MAX_REQUEST];
     loop {
@@ -274,100 +276,12 @@ async fn read_request(stream: &mut UnixStream) -> io::Result<Request> {
         let end = data.iter().position(|&b| b == b'\n');
         buf.extend_from_slice(&data[..end.unwrap_or(n)]);
         if buf.len() >= MAX_REQUEST {
-            return Ok(Request::TooLong);
+            return Ok(Line::TooLong);
         }
         if n == 0 || end.is_some() {
             let line = String::from_utf8_lossy(&buf);
-            return Ok(Request::Line(line.trim().to_owned()));
+            return Ok(Line::Text(line.trim().to_owned()));
         }
-    }
-}
-
-/// Why `vipd status` could not get the daemon's view.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// No socket, or nothing listening on it.
-    #[error("no vipd daemon at {} (not running)", path.display())]
-    NotRunning { path: PathBuf },
-    #[error(
-        "permission denied on the vipd control socket {}: it needs root (run with sudo)",
-        path.display()
-    )]
-    PermissionDenied { path: PathBuf },
-    #[error("vipd control socket: bad answer: {0}")]
-    Protocol(String),
-    #[error("vipd control socket {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// Asks the daemon listening at `path` for its view; blocking, each step bounded by
-/// `timeout`.
-pub fn query_status(path: &Path, timeout: Duration) -> Result<DaemonView, ControlError> {
-    let io_err = |source: io::Error| ControlError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut stream = match std::os::unix::net::UnixStream::connect(path) {
-        Ok(s) => s,
-        Err(e) => {
-            return Err(match e.kind() {
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                    ControlError::NotRunning {
-                        path: path.to_owned(),
-                    }
-                }
-                io::ErrorKind::PermissionDenied => ControlError::PermissionDenied {
-                    path: path.to_owned(),
-                },
-                _ if e.raw_os_error() == Some(libc::ENOTDIR) => ControlError::NotRunning {
-                    path: path.to_owned(),
-                },
-                _ => io_err(e),
-            });
-        }
-    };
-    let timeout = (!timeout.is_zero()).then_some(timeout);
-    stream.set_read_timeout(timeout).map_err(io_err)?;
-    stream.set_write_timeout(timeout).map_err(io_err)?;
-    let timed_out = |e: io::Error| match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io_err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the daemon did not answer in time",
-        )),
-        _ => io_err(e),
-    };
-    stream.write_all(b"status\n").map_err(timed_out)?;
-    let mut line = Vec::new();
-    io::BufReader::new((&stream).take(MAX_REPLY))
-        .read_until(b'\n', &mut line)
-        .map_err(timed_out)?;
-    if line.is_empty() {
-        return Err(ControlError::Protocol(
-            "the daemon closed the connection without answering".into(),
-        ));
-    }
-    let reply: Reply<DaemonView> = serde_json::from_slice(&line)
-        .map_err(|e| ControlError::Protocol(format!("not a JSON reply: {e}")))?;
-    match reply {
-        Reply {
-            ok: true,
-            view: Some(view),
-            ..
-        } => Ok(view),
-        Reply { ok: true, .. } => Err(ControlError::Protocol("an answer without a view".into())),
-        Reply { code, error, .. } if code.as_deref() == Some(CODE_DENIED) => {
-            tracing::debug!("control socket: {}", error.unwrap_or_default());
-            Err(ControlError::PermissionDenied {
-                path: path.to_owned(),
-            })
-        }
-        Reply { error, .. } => Err(ControlError::Protocol(
-            error.unwrap_or_else(|| "error without a message".into()),
-        )),
     }
 }
 

@@ -1,6 +1,7 @@
 use tokio::{io::AsyncWriteExt, task::JoinHandle};
 
 use super::*;
+use crate::daemon::control_proto::Reply;
 use crate::daemon::view::{BackendView, ServiceView, WatcherView};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -46,7 +47,7 @@ fn start(
 ) -> (watch::Sender<Arc<DaemonView>>, JoinHandle<io::Result<()>>) {
     let listener = bind(path).expect("bind");
     let (tx, rx) = watch::channel(Arc::new(view));
-    (tx, tokio::spawn(listener.run(rx)))
+    (tx, tokio::spawn(listener.run(rx, None)))
 }
 
 async fn query(path: &Path) -> Result<DaemonView, ControlError> {
@@ -224,4 +225,75 @@ fn denied_reply_maps_to_permission_denied() {
         String::from_utf8(line).unwrap(),
         "{\"ok\":false,\"error\":\"permission denied\",\"code\":\"permission-denied\"}\n"
     );
+}
+
+#[tokio::test]
+async fn commands_go_to_the_loop_and_their_answers_come_back() {
+    let dir = temp_dir("commands");
+    let path = socket_path(&dir);
+    let listener = bind(&path).expect("bind");
+    let (_tx, rx) = watch::channel(Arc::new(sample_view(1)));
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(4);
+    let _server = tokio::spawn(listener.run(rx, Some(cmd_tx)));
+    // A stand-in for the daemon's loop: drains succeed, reloads are rejected.
+    tokio::spawn(async move {
+        while let Some(Command { request, reply }) = cmd_rx.recv().await {
+            let answer = match request {
+                Request::Drain { service, backend } => Ok(format!("{service} {backend} drained")),
+                Request::Reload { .. } => Err((
+                    crate::daemon::control_proto::CODE_REJECTED,
+                    "vipd.toml:3:7: bad".to_owned(),
+                )),
+                other => Err((CODE_BAD_REQUEST, format!("{other:?}"))),
+            };
+            let _ = reply.send(answer);
+        }
+    });
+    let p = path.clone();
+    let drained = tokio::task::spawn_blocking(move || {
+        let drain = Request::Drain {
+            service: "web".into(),
+            backend: "198.18.1.2:8080".parse().unwrap(),
+        };
+        command(&p, &drain, Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert_eq!(drained.unwrap(), "web 198.18.1.2:8080 drained");
+    let p = path.clone();
+    let rejected = tokio::task::spawn_blocking(move || {
+        command(
+            &p,
+            &Request::Reload { config: None },
+            Duration::from_secs(5),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    match rejected {
+        ControlError::Refused { code, error } => {
+            assert_eq!(code, "rejected");
+            assert_eq!(error, "vipd.toml:3:7: bad");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Status is still answered from the view, not the loop.
+    assert_eq!(query(&path).await.unwrap().pid, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_status_only_server_says_commands_are_unavailable() {
+    let dir = temp_dir("status-only");
+    let path = socket_path(&dir);
+    let (_tx, _server) = start(&path, sample_view(1));
+    let v = raw(
+        &path,
+        b"{\"op\":\"readmit\",\"service\":\"web\",\"backend\":\"198.18.1.2:8080\"}\n",
+    )
+    .await;
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["code"], "unavailable");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

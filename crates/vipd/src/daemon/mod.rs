@@ -8,17 +8,22 @@
 //! * [`checks`]: active checks and probation probes (TCP connects, UDP datagrams).
 //! * [`config_file`]: loading the config and noticing changes.
 //! * [`persist`]: the health record that makes restarts flap-free.
+//! * [`admin`]: the operator's drains, kept across restarts and reboots.
 //! * [`control`] and [`view`]: the root-only status socket and what it answers.
 //! * [`metrics`]: the Prometheus endpoint.
 //!
 //! The data planes themselves (IPVS with the connection watcher, XDP) are in
 //! [`crate::plane`].
 
+pub mod admin;
 pub mod checks;
 pub mod config_file;
 pub mod control;
+mod control_client;
+pub mod control_proto;
 pub mod core;
 pub mod metrics;
+pub mod notify;
 pub mod persist;
 mod reply;
 pub mod services;
@@ -26,4 +31,4 @@ pub mod shell;
 pub mod view;
 pub mod view_build;
 
-pub use shell::{run, Options};
+pub use shell::{run, ConfigInvalid, Options};

@@ -5,6 +5,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
     time::{Duration, SystemTime},
 };
 
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::{
+    admin::Drains,
     persist::HealthRecord,
     view::{OutcomeCounts, RecentRing},
 };
@@ -54,6 +56,8 @@ pub struct ServiceRt {
     pub probe_timeout: Duration,
     /// The config's backends, with their configured weights.
     pub dests: BTreeMap<BackendId, u32>,
+    /// The backends an operator drained (`vipd drain`): weight 0, kept in the plane.
+    pub drained: BTreeSet<BackendId>,
     pub health: ServiceHealth,
     pub stats: BTreeMap<BackendId, BackendStats>,
 }
@@ -71,16 +75,34 @@ impl ServiceRt {
 
     /// How the data plane should hold `dest` at effective weight `weight`: `None` means
     /// not at all (quarantined in an `expire_on_quarantine` service, see there). A
-    /// backend the config itself sets to weight 0 stays: that is an operator's drain.
+    /// backend the config sets to weight 0, or an operator drained, stays: its
+    /// connections finish where they are.
     pub fn held_weight(&self, dest: &BackendId, weight: u32) -> Option<u32> {
         let configured = self.dests.get(dest).copied().unwrap_or(0);
-        (weight > 0 || configured == 0 || !self.expire_on_quarantine).then_some(weight)
+        let drained = configured == 0 || self.drained.contains(dest);
+        (weight > 0 || drained || !self.expire_on_quarantine).then_some(weight)
+    }
+
+    /// The backends with the weights the health machine starts from: the configured
+    /// ones, 0 for a drained backend.
+    pub fn machine_weights(&self) -> Vec<(BackendId, u32)> {
+        machine_weights(&self.dests, &self.drained)
     }
 
     /// The service's VIP (address services).
     pub fn vip(&self) -> Option<Vip> {
         self.key.vip()
     }
+}
+
+fn machine_weights(
+    dests: &BTreeMap<BackendId, u32>,
+    drained: &BTreeSet<BackendId>,
+) -> Vec<(BackendId, u32)> {
+    dests
+        .iter()
+        .map(|(id, w)| (*id, if drained.contains(id) { 0 } else { *w }))
+        .collect()
 }
 
 /// All configured services.
@@ -91,13 +113,15 @@ pub struct Services {
 
 impl Services {
     /// The table for `config`. Health state comes from `old` (a reload) for services
-    /// still configured, else from `record` (a restart), else starts healthy.
-    /// Transitions caused by the rebuild (e.g. a backend removed while it held the
-    /// service in panic) are returned per service.
+    /// still configured, else from `record` (a restart), else starts healthy; the
+    /// backends in `drains` are held at weight 0. Transitions caused by the rebuild
+    /// (e.g. a backend removed while it held the service in panic) are returned per
+    /// service.
     pub fn build(
         config: &Config,
         mut old: Services,
         record: Option<&HealthRecord>,
+        drains: &Drains,
         now: Instant,
         wall: SystemTime,
         seed: u64,
@@ -115,7 +139,12 @@ impl Services {
                 .iter()
                 .map(|b| ((b.addr.ip(), b.addr.port()), u32::from(b.weight)))
                 .collect();
-            let backends: Vec<(BackendId, u32)> = dests.iter().map(|(id, w)| (*id, *w)).collect();
+            let drained: BTreeSet<BackendId> = dests
+                .keys()
+                .filter(|id| drains.contains(&spec.name, SocketAddr::from(**id)))
+                .copied()
+                .collect();
+            let backends = machine_weights(&dests, &drained);
             let service_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let (health, stats) = match old.by_key.remove(&key) {
                 Some(mut prev) => {
@@ -169,6 +198,7 @@ impl Services {
                     .and_then(|h| h.probe_timeout)
                     .unwrap_or(DEFAULT_PROBE_TIMEOUT),
                 dests,
+                drained,
                 health,
                 stats,
             };

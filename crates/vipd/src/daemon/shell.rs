@@ -29,7 +29,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use tokio::{
     io::{
         unix::{AsyncFd, AsyncFdReadyMutGuard},
@@ -42,19 +42,25 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use super::{
+    admin,
     checks::{CheckResult, Checks},
     config_file::ConfigFile,
-    control,
-    core::Core,
+    control::{self, Command},
+    core::{Core, Restored},
     metrics::Metrics,
+    notify::Notifier,
     persist,
     view::DaemonView,
 };
 use crate::{
     clock,
     plane::{ipvs::IpvsPlane, xdp::XdpPlane, DataPlane},
+    reconcile::DaemonLock,
     watcher::{Flavour, Report},
 };
+
+#[path = "shell_commands.rs"]
+mod commands;
 
 /// How `vipd run` was started.
 #[derive(Debug, Clone)]
@@ -72,14 +78,42 @@ const EVENT_BATCH: usize = 4096;
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// How many check results may wait for the loop.
 const CHECK_QUEUE: usize = 1024;
+/// How many control-socket commands may wait for the loop.
+const COMMAND_QUEUE: usize = 16;
+
+/// The config given at start-up is invalid: nothing was touched. `vipd run` exits with
+/// its own status for it (see the CLI), so that a service manager does not restart a
+/// daemon that cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}; nothing was applied")]
+pub struct ConfigInvalid(pub String);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(opts: Options) -> anyhow::Result<()> {
+    let notifier = Notifier::from_env();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(async move { Shell::start(opts).await?.run().await })
+    rt.block_on(async move { Shell::start(opts, notifier).await?.run().await })
+}
+
+/// The signals the daemon acts on, installed before anything else so that a reload or
+/// stop sent during start-up waits for the loop instead of killing the process.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
+        })
+    }
 }
 
 /// Waits on the plane's event source with a duplicate of its descriptor.
@@ -124,24 +158,44 @@ struct Shell {
     check_rx: mpsc::Receiver<CheckResult>,
     view_tx: watch::Sender<Arc<DaemonView>>,
     reports: Vec<Report>,
+    signals: Signals,
+    commands: mpsc::Receiver<Command>,
+    /// Answers to send once this loop turn's writes are done.
+    answers: Vec<(
+        tokio::sync::oneshot::Sender<control::CommandResult>,
+        control::CommandResult,
+    )>,
+    notifier: Notifier,
+    /// Keeps `vipd apply` and other daemons off this ownership record while it runs.
+    _lock: DaemonLock,
 }
 
 impl Shell {
-    async fn start(opts: Options) -> anyhow::Result<Shell> {
+    async fn start(opts: Options, notifier: Notifier) -> anyhow::Result<Shell> {
+        let signals = Signals::install()?;
         let mut file = ConfigFile::new(opts.config.clone());
         let (config, text) = match file.load() {
             Ok(c) => c,
-            Err(rejected) => bail!("{rejected}; nothing was applied"),
+            Err(rejected) => return Err(ConfigInvalid(rejected.to_string()).into()),
         };
         file.accept(text);
         let started = SystemTime::now();
+        let lock = DaemonLock::try_acquire(&opts.state_file)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "another vipd holds {}: a daemon or a `vipd apply` is running with the \
+                 ownership record {}",
+                DaemonLock::path(&opts.state_file).display(),
+                opts.state_file.display()
+            )
+        })?;
 
         let socket = control::socket_path(&opts.runtime_dir);
         let (view_tx, view_rx) = watch::channel(Arc::new(DaemonView::default()));
+        let (command_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let listener = control::bind(&socket)
             .with_context(|| format!("binding the control socket {}", socket.display()))?;
         tokio::spawn(async move {
-            if let Err(e) = listener.run(view_rx).await {
+            if let Err(e) = listener.run(view_rx, Some(command_tx)).await {
                 error!("control socket: {e}");
             }
         });
@@ -152,17 +206,25 @@ impl Shell {
             tokio::spawn(super::metrics::serve_metrics(l, metrics.clone()));
         }
 
-        let record = match persist::load(&persist::path(&opts.runtime_dir)) {
+        let health = match persist::load(&persist::path(&opts.runtime_dir)) {
             Ok(r) => r,
             Err(e) => {
                 warn!("ignoring the health record: {e}; every backend starts healthy");
                 None
             }
         };
+        let drains = match admin::load(&admin::path(&opts.state_file)) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!("ignoring the drain record: {e}; no backend starts drained");
+                admin::Drains::default()
+            }
+        };
         let seed = clock::mono_ns() ^ u64::from(std::process::id()).rotate_left(32);
         let now = Instant::now();
         let path = opts.config.display().to_string();
-        let mut core = Core::new(config, path, record.as_ref(), metrics, now, started, seed);
+        let restored = Restored { health, drains };
+        let mut core = Core::new(config, path, restored, metrics, now, started, seed);
 
         let mut plane: Box<dyn DataPlane> = match core.config().dataplane.xdp() {
             Some(x) => Box::new(XdpPlane::start(x)?),
@@ -194,17 +256,39 @@ impl Shell {
             check_rx,
             view_tx,
             reports: Vec::new(),
+            signals,
+            commands,
+            answers: Vec::new(),
+            notifier,
+            _lock: lock,
         };
         shell.effects();
         shell.persist();
         shell.publish();
+        shell.notify(|n, status| n.ready(status));
         Ok(shell)
     }
 
+    /// What `STATUS=` says: the plane, its mode and the service count.
+    fn status_line(&self) -> String {
+        let n = self.core.config().services.len();
+        format!(
+            "{}: {n} service{}, detection {}",
+            self.core.config().dataplane.name(),
+            if n == 1 { "" } else { "s" },
+            self.plane.mode()
+        )
+    }
+
+    fn notify(&self, send: impl Fn(&Notifier, &str) -> io::Result<()>) {
+        if self.notifier.enabled() {
+            if let Err(e) = send(&self.notifier, &self.status_line()) {
+                warn!("notifying the service manager: {e}");
+            }
+        }
+    }
+
     async fn run(mut self) -> anyhow::Result<()> {
-        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
         let mut housekeeping = Instant::now() + HOUSEKEEPING;
         let mut udp_tick = tokio::time::interval(crate::plane::ipvs::UDP_POLL);
         udp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -219,8 +303,8 @@ impl Shell {
                 .map_or(housekeeping, |d| d.min(housekeeping));
             tokio::select! {
                 biased;
-                _ = term.recv() => { info!("SIGTERM: stopping; {}", self.plane.on_stop()); break; }
-                _ = int.recv() => { info!("SIGINT: stopping; {}", self.plane.on_stop()); break; }
+                _ = self.signals.term.recv() => { info!("SIGTERM: stopping; {}", self.plane.on_stop()); break; }
+                _ = self.signals.int.recv() => { info!("SIGINT: stopping; {}", self.plane.on_stop()); break; }
                 ready = readable(&mut self.events) => match ready {
                     Ok(mut guard) => {
                         if drain(&mut *self.plane, &mut self.core, &mut self.reports) < EVENT_BATCH {
@@ -234,7 +318,8 @@ impl Shell {
                     drain(&mut *self.plane, &mut self.core, &mut self.reports);
                 }
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
-                _ = hup.recv() => { info!("SIGHUP: reloading {}", self.opts.config.display()); self.reload(); }
+                _ = self.signals.hup.recv() => { info!("SIGHUP: reloading {}", self.opts.config.display()); self.reload(); }
+                Some(c) = self.commands.recv() => self.command(c),
                 _ = sleep_until(wake) => {}
             }
             let now = Instant::now();
@@ -248,10 +333,17 @@ impl Shell {
             if self.core.wants_persist() {
                 self.persist();
             }
+            if self.core.take_drains_dirty() {
+                self.store_drains();
+            }
             if self.core.wants_publish() {
                 self.publish();
             }
+            for (to, answer) in self.answers.drain(..) {
+                let _ = to.send(answer);
+            }
         }
+        self.notify(|n, _| n.stopping());
         self.persist();
         Ok(())
     }
@@ -270,8 +362,10 @@ impl Shell {
         self.core.on_udp(findings, Instant::now());
     }
 
-    /// Reload: the core takes the file's config or keeps the running one.
-    fn reload(&mut self) {
+    /// Reload: the core takes the file's config or keeps the running one; returns
+    /// whether it took it.
+    fn reload(&mut self) -> bool {
+        self.notify(|n, _| n.reloading(clock::mono_ns() / 1_000));
         let (loaded, text) = match self.file.load() {
             Ok((config, text)) => (Ok(config), Some(text)),
             Err(rejected) => (Err(rejected), None),
@@ -282,6 +376,8 @@ impl Shell {
         if let (true, Some(text)) = (accepted, text) {
             self.file.accept(text);
         }
+        self.notify(|n, status| n.ready(status));
+        accepted
     }
 
     fn housekeeping(&mut self, now: Instant) {
@@ -312,6 +408,13 @@ impl Shell {
         }
         if self.core.take_checks_changed() {
             self.checks.sync(self.core.services());
+        }
+    }
+
+    fn store_drains(&mut self) {
+        let path = admin::path(&self.opts.state_file);
+        if let Err(e) = admin::store(&path, self.core.drains()) {
+            warn!("cannot write the drain record: {e}");
         }
     }
 

@@ -78,6 +78,10 @@ pub struct BackendView {
     pub config_weight: u32,
     /// The weight in force, as written to the data plane.
     pub weight: u32,
+    /// An operator drained it (`vipd drain`): weight 0 until `vipd undrain`.
+    pub drained: bool,
+    /// When the drain began (Unix ms).
+    pub drained_since_unix_ms: Option<u64>,
     /// IPVS's connection counts (0 with XDP, which keeps none per backend).
     pub active_conns: u32,
     pub inactive_conns: u32,

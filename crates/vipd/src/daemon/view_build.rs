@@ -6,14 +6,17 @@ use std::{net::SocketAddr, time::SystemTime};
 use tokio::time::Instant;
 
 use super::{
+    admin::Drains,
     services::Services,
     view::{BackendView, DaemonView, OutcomeCounts, ReloadView, ServiceView, WatcherView},
 };
 use crate::{clock::unix_ms, model::Outcome, watcher::Counters};
 
 /// What the view needs besides the services.
-pub struct Meta {
+pub struct Meta<'a> {
     pub config: String,
+    /// The operator's drains, for when each began.
+    pub drains: &'a Drains,
     pub dataplane: &'static str,
     pub started: SystemTime,
     pub loaded: SystemTime,
@@ -60,7 +63,7 @@ pub fn describe(o: &Outcome) -> String {
     }
 }
 
-pub fn build(services: &Services, now: Instant, meta: Meta) -> DaemonView {
+pub fn build(services: &Services, now: Instant, meta: Meta<'_>) -> DaemonView {
     let services = services
         .by_key
         .iter()
@@ -75,11 +78,14 @@ pub fn build(services: &Services, now: Instant, meta: Meta) -> DaemonView {
                 .into_iter()
                 .map(|v| {
                     let stats = s.stats.get(&v.dest);
+                    let addr = SocketAddr::from(v.dest);
                     BackendView {
-                        addr: SocketAddr::from(v.dest).to_string(),
+                        addr: addr.to_string(),
                         state: v.state.as_str().to_owned(),
-                        config_weight: v.config_weight,
+                        config_weight: s.dests.get(&v.dest).copied().unwrap_or(v.config_weight),
                         weight: v.weight,
+                        drained: s.drained.contains(&v.dest),
+                        drained_since_unix_ms: meta.drains.since(&s.name, addr),
                         active_conns: stats.map_or(0, |s| s.active_conns),
                         inactive_conns: stats.map_or(0, |s| s.inactive_conns),
                         quarantines: v.quarantines,

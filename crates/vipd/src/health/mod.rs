@@ -88,6 +88,7 @@ use serde::Serialize;
 
 pub use backend::{slow_start_weight, State, SLOW_START_STEPS};
 pub use backoff::{backoff, jittered, Rng};
+pub use operator::OperatorError;
 pub use persist::{PersistedBackend, PersistedService};
 pub use policy::Policy;
 pub use service::{ejection_allowance, BackendHealthView, ServiceHealth, PROBE_REISSUE};

@@ -30,5 +30,5 @@ pub use error::ReconcileError;
 pub use host_check::{host_check, HostCheck};
 pub use op::Op;
 pub use run::{apply, ApplyOptions};
-pub use state::{Ownership, DEFAULT_STATE_FILE};
+pub use state::{DaemonLock, Ownership, DEFAULT_STATE_FILE};
 pub use summary::ApplySummary;

@@ -13,9 +13,8 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     net::{IpAddr, SocketAddr},
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -26,7 +25,7 @@ use vipd_ipvs::{AddressFamily, Protocol, ServiceKey};
 use super::desired::{DestId, RemovalPolicy, RemovalRule};
 use crate::{
     reach::ReachRecord,
-    record_file::{write_atomic, Durability},
+    record_file::{try_lock, write_atomic, Durability},
 };
 
 /// Where `vipd apply` keeps its ownership record unless told otherwise.
@@ -106,23 +105,11 @@ impl StateFile {
         }
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("open its lock file"))?;
-        // SAFETY: a valid open descriptor owned by `lock`.
-        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(StateError::Locked {
-                    path: path.to_owned(),
-                });
-            }
-            return Err(io("lock it")(e));
-        }
+        let lock = try_lock(Path::new(&lock_path))
+            .map_err(io("lock it"))?
+            .ok_or_else(|| StateError::Locked {
+                path: path.to_owned(),
+            })?;
         Ok(StateFile {
             path: path.to_owned(),
             _lock: lock,
@@ -149,6 +136,47 @@ impl StateFile {
         };
         write_atomic(&self.path, to_json(o).as_bytes(), Durability::Synced)
             .map_err(io("replace it"))
+    }
+}
+
+/// Held by a running daemon for its whole life (`<state file>.daemon.lock`): while it
+/// is, `vipd apply` with the same record refuses, and so does a second daemon.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _lock: File,
+}
+
+impl DaemonLock {
+    /// The lock file beside `state_file`.
+    pub fn path(state_file: &Path) -> PathBuf {
+        let mut p = state_file.as_os_str().to_owned();
+        p.push(".daemon.lock");
+        PathBuf::from(p)
+    }
+
+    /// Takes the lock (creating the directory, 0700, if needed); `Ok(None)` when
+    /// another process holds it.
+    pub fn try_acquire(state_file: &Path) -> Result<Option<DaemonLock>, StateError> {
+        let path = Self::path(state_file);
+        let io = |action| {
+            let path = state_file.to_owned();
+            move |source| StateError::Io {
+                path,
+                action,
+                source,
+            }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io("create its directory"))?;
+        }
+        Ok(try_lock(&path)
+            .map_err(io("take the daemon lock"))?
+            .map(|f| DaemonLock { _lock: f }))
     }
 }
 

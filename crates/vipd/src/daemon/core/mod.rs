@@ -15,6 +15,9 @@ mod effects;
 mod events;
 #[cfg(test)]
 mod fake_plane;
+mod operator;
+#[cfg(test)]
+mod operator_tests;
 mod reload;
 #[cfg(test)]
 mod tests;
@@ -30,9 +33,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 pub use effects::ProbeRequest;
+pub use operator::{OperatorAction, Target};
 
 use self::effects::Effects;
 use super::{
+    admin::Drains,
     metrics::Metrics,
     persist::HealthRecord,
     services::Services,
@@ -85,22 +90,42 @@ pub struct Core {
     started: SystemTime,
     loaded: SystemTime,
     last_reload: Option<ReloadView>,
+    /// The operator's drains, and whether they changed since last written.
+    drains: Drains,
+    drains_dirty: bool,
+}
+
+/// What a restart brings back: the health record (from the runtime directory) and the
+/// operator's drains (from the state directory).
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub health: Option<HealthRecord>,
+    pub drains: Drains,
 }
 
 impl Core {
-    /// The services of `config`, their health restored from `record` (a restart) or
-    /// healthy. `wall` is the start time; `seed` varies quarantine jitter.
+    /// The services of `config`, their health restored from `restored` (a restart) or
+    /// healthy, the operator's drains held. `wall` is the start time; `seed` varies
+    /// quarantine jitter.
     pub fn new(
         config: Config,
         config_path: String,
-        record: Option<&HealthRecord>,
+        restored: Restored,
         metrics: Arc<Metrics>,
         now: Instant,
         wall: SystemTime,
         seed: u64,
     ) -> Self {
-        let (services, _) = Services::build(&config, Services::default(), record, now, wall, seed);
-        Core {
+        let (services, _) = Services::build(
+            &config,
+            Services::default(),
+            restored.health.as_ref(),
+            &restored.drains,
+            now,
+            wall,
+            seed,
+        );
+        let mut core = Core {
             config,
             config_path,
             services,
@@ -117,7 +142,11 @@ impl Core {
             started: wall,
             loaded: wall,
             last_reload: None,
-        }
+            drains: restored.drains,
+            drains_dirty: false,
+        };
+        core.prune_drains();
+        core
     }
 
     pub fn config(&self) -> &Config {
@@ -344,6 +373,7 @@ impl Core {
             now,
             view_build::Meta {
                 config: self.config_path.clone(),
+                drains: &self.drains,
                 dataplane: self.config.dataplane.name(),
                 started: self.started,
                 loaded: self.loaded,

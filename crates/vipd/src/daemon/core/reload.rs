@@ -49,7 +49,8 @@ impl Core {
         };
         let old_config = std::mem::replace(&mut self.config, config);
         let old = std::mem::take(&mut self.services);
-        let (services, ts) = Services::build(&self.config, old, None, now, wall, self.seed);
+        let (services, ts) =
+            Services::build(&self.config, old, None, &self.drains, now, wall, self.seed);
         self.services = services;
         for (key, t) in &ts {
             if let Some(s) = self.services.by_key.get(key) {
@@ -69,16 +70,23 @@ impl Core {
                 self.reloaded(wall, Err(message));
                 self.config = old_config;
                 let new = std::mem::take(&mut self.services);
-                self.services = Services::build(&self.config, new, None, now, wall, self.seed).0;
+                self.services =
+                    Services::build(&self.config, new, None, &self.drains, now, wall, self.seed).0;
                 plane.restore(&self.config, &self.services.weights(now, None));
                 false
             }
         };
         plane.watch(&self.keys());
         self.checks_changed = true;
+        self.prune_drains();
         self.forget_removed();
         self.health_changed();
         accepted
+    }
+
+    /// The last reload's result, if there was one.
+    pub fn last_reload(&self) -> Option<&ReloadView> {
+        self.last_reload.as_ref()
     }
 
     /// Records a reload's result: `Ok((writes, what a write is called))` or the

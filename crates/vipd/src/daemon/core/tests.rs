@@ -8,7 +8,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{fake_plane::FakePlane, Core, Measured, ProbeRequest, DRAIN_RESYNC, RESYNC};
+use super::{fake_plane::FakePlane, Core, Measured, ProbeRequest, Restored, DRAIN_RESYNC, RESYNC};
 use crate::{
     config::Config,
     daemon::{
@@ -25,7 +25,7 @@ const SEC: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
 
 /// A TCP service "web" with backends 1..=`n` at weight 10.
-fn web_with(n: u8) -> String {
+pub(super) fn web_with(n: u8) -> String {
     let backends: Vec<String> = (1..=n)
         .map(|i| format!("{{ address = \"198.18.1.{i}:8080\", weight = 10 }}"))
         .collect();
@@ -45,7 +45,7 @@ backend = [{ address = "198.18.1.1:8080" }, { address = "198.18.1.2:8080" }]
 silence_window = "1s"
 "#;
 
-fn config(text: &str) -> Config {
+pub(super) fn config(text: &str) -> Config {
     crate::config::parse("vipd.toml", text).unwrap()
 }
 
@@ -56,7 +56,7 @@ fn vip(protocol: Protocol, port: u16) -> Vip {
     )
 }
 
-fn web() -> ServiceKey {
+pub(super) fn web() -> ServiceKey {
     ServiceKey::Addr(vip(Protocol::Tcp, 80))
 }
 
@@ -65,7 +65,7 @@ fn dns() -> ServiceKey {
 }
 
 /// Backend n: 198.18.1.n:8080.
-fn b(n: u8) -> BackendId {
+pub(super) fn b(n: u8) -> BackendId {
     (IpAddr::V4(Ipv4Addr::new(198, 18, 1, n)), 8080)
 }
 
@@ -116,28 +116,33 @@ fn probe_result(backend: BackendId, passed: bool) -> CheckResult {
     }
 }
 
-fn refused(backend: BackendId, ts_ns: u64) -> Report {
+pub(super) fn refused(backend: BackendId, ts_ns: u64) -> Report {
     report(web(), Outcome::Refused, backend, ts_ns, ts_ns)
 }
 
 /// The core on `text`, started on `plane`.
-struct Rig {
-    core: Core,
-    plane: FakePlane,
+pub(super) struct Rig {
+    pub(super) core: Core,
+    pub(super) plane: FakePlane,
     metrics: Arc<Metrics>,
 }
 
 impl Rig {
-    fn new(text: &str) -> Self {
+    pub(super) fn new(text: &str) -> Self {
         Self::with(text, FakePlane::default())
     }
 
-    fn with(text: &str, mut plane: FakePlane) -> Self {
+    pub(super) fn with(text: &str, plane: FakePlane) -> Self {
+        Self::restored(text, plane, Restored::default())
+    }
+
+    /// Started as after a restart that brought `restored` back.
+    pub(super) fn restored(text: &str, mut plane: FakePlane, restored: Restored) -> Self {
         let metrics = Arc::new(Metrics::default());
         let mut core = Core::new(
             config(text),
             "vipd.toml".to_owned(),
-            None,
+            restored,
             metrics.clone(),
             Instant::now(),
             SystemTime::UNIX_EPOCH,
@@ -153,7 +158,7 @@ impl Rig {
 
     /// Runs the timers due now and writes what changed, the kernel's clock at
     /// `kernel_ns`.
-    fn turn(&mut self, kernel_ns: u64) -> Vec<Measured> {
+    pub(super) fn turn(&mut self, kernel_ns: u64) -> Vec<Measured> {
         let now = Instant::now();
         self.core.tick(now);
         self.core.flush(&mut self.plane, now, &|| kernel_ns)
@@ -163,7 +168,7 @@ impl Rig {
         self.core.view(Instant::now(), PlaneStatus::default())
     }
 
-    fn backend(&mut self, n: u8) -> BackendView {
+    pub(super) fn backend(&mut self, n: u8) -> BackendView {
         let addr = SocketAddr::from(b(n)).to_string();
         self.view().services[0]
             .backends
@@ -173,12 +178,12 @@ impl Rig {
             .unwrap()
     }
 
-    fn state(&mut self, n: u8) -> (String, u32) {
+    pub(super) fn state(&mut self, n: u8) -> (String, u32) {
         let v = self.backend(n);
         (v.state, v.weight)
     }
 
-    fn reload(&mut self, loaded: Result<Config, Rejected>) -> bool {
+    pub(super) fn reload(&mut self, loaded: Result<Config, Rejected>) -> bool {
         self.core.reload(
             loaded,
             &mut self.plane,
@@ -187,12 +192,12 @@ impl Rig {
         )
     }
 
-    fn metric(&self, line: &str) -> bool {
+    pub(super) fn metric(&self, line: &str) -> bool {
         self.metrics.render().lines().any(|l| l == line)
     }
 }
 
-fn state(s: &str, w: u32) -> (String, u32) {
+pub(super) fn state(s: &str, w: u32) -> (String, u32) {
     (s.to_owned(), w)
 }
 
