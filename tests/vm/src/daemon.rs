@@ -63,6 +63,8 @@ pub struct Vipd {
     pub config: PathBuf,
     pub state: PathBuf,
     pub runtime: PathBuf,
+    /// Extra environment for `vipd run` (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     starts: u32,
 }
@@ -78,6 +80,7 @@ impl Vipd {
             state: dir.join("state.json"),
             runtime: dir.join("run"),
             dir,
+            env: Vec::new(),
             child: None,
             starts: 0,
         }
@@ -115,6 +118,7 @@ impl Vipd {
             .arg("--runtime-dir")
             .arg(&self.runtime)
             .env("VIPD_LOG", "info,vipd=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -158,6 +162,17 @@ impl Vipd {
             self.runtime.display(),
             self.state.display()
         ))
+    }
+
+    /// Runs `vipd <args>` against this daemon (its runtime directory and ownership
+    /// record appended), as an operator would.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new("vipd");
+        c.args(args).arg("--runtime-dir").arg(&self.runtime);
+        if matches!(args.first(), Some(&"apply") | Some(&"status")) {
+            c.arg("--state-file").arg(&self.state);
+        }
+        c.output().expect("running vipd")
     }
 
     /// The Prometheus text from the metrics endpoint.

@@ -156,7 +156,7 @@ fn kill_9_under_load_fails_nothing_and_the_restart_writes_nothing() {
         .expect("backend 1 quarantined");
     // The daemon writes the weight, then its health record, then its status: once the
     // status shows the quarantine, the record has it too. (A kill between the weight
-    // write and the record costs one re-detection after the restart: see the README.)
+    // write and the record costs one re-detection after the restart: see docs/daemon.md.)
     vipd.wait_for(
         "the quarantine in the status",
         Duration::from_secs(5),
