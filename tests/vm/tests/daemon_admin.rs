@@ -227,11 +227,11 @@ fn drain_quarantine_readmit_and_undrain_hold_across_a_restart() {
     assert!(vipd.status_text().contains("healthy, drained"));
 
     let (o, _) = exited(
-        &vipd.cli(&["quarantine", "web", &b(1), "--for", "10m"]),
+        &vipd.cli(&["quarantine", "web", &b(1), "--for", "4m"]),
         0,
         "quarantine",
     );
-    assert!(o.contains("quarantined for 10m"), "{o}");
+    assert!(o.contains("quarantined for 4m"), "{o}");
     assert_eq!(kernel_weight(vip, web[1]), Some(0));
 
     // Unknown names: exit 1, naming what exists.

@@ -49,7 +49,8 @@ pub struct Args {
 pub struct QuarantineArgs {
     #[command(flatten)]
     target: Args,
-    /// How long (e.g. 10m); default: the backend's next backoff, as a fault would get.
+    /// How long (e.g. 4m), at most the service's max_ejection; default: the backend's next
+    /// backoff, as a fault would get.
     #[arg(long = "for", value_parser = parse_duration)]
     duration: Option<Duration>,
 }

@@ -11,7 +11,7 @@ use super::{
     super::{
         admin,
         control::{Command, CommandResult},
-        control_proto::{Request, CODE_FAILED, CODE_NOT_FOUND, CODE_REJECTED},
+        control_proto::{Request, CODE_BAD_REQUEST, CODE_FAILED, CODE_NOT_FOUND, CODE_REJECTED},
         core::OperatorAction,
     },
     Shell,
@@ -90,6 +90,9 @@ impl Shell {
             .core
             .target(service, backend)
             .map_err(|e| (CODE_NOT_FOUND, e))?;
+        self.core
+            .allowed(action, &target)
+            .map_err(|e| (CODE_BAD_REQUEST, e))?;
         let wall = SystemTime::now();
         // A drain is recorded before it takes effect: one that cannot survive a restart
         // is refused, not half done.

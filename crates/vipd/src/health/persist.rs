@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{
     backend::{step_at, Backend, Phase, SLOW_START_STEPS},
-    DestId, State,
+    DestId, Policy, State,
 };
 
 /// One service's saved health.
@@ -119,23 +119,30 @@ pub(crate) fn save<'a>(
     }
 }
 
-/// Puts the saved state into `b` (a fresh, healthy backend).
+/// The most ejections a record may claim: enough for any backoff to reach its cap.
+pub const MAX_RESTORED_EJECTIONS: u32 = 64;
+
+/// Puts the saved state into `b` (a fresh, healthy backend). The record is not trusted
+/// further than the config allows: a quarantine ends no later than `max_ejection` from
+/// now, a slow start began no earlier than one ramp ago and not in the future, past
+/// times are not in the future, and failure counters stay below the thresholds that
+/// would have acted on them.
 pub(crate) fn restore(
     b: &mut Backend,
     saved: &PersistedBackend,
-    probe: bool,
-    slow_start: Duration,
+    policy: &Policy,
     now: Instant,
     wall: SystemTime,
 ) {
-    let at = |ms: u64| from_unix_ms(ms, now, wall);
-    b.refusals = saved.refusals;
-    b.retransmits = saved.retransmits;
-    b.check_failures = saved.check_failures;
-    b.ejections = saved.ejections;
+    let past = |ms: u64| from_unix_ms(ms, now, wall).min(now);
+    let below = |n: u32, threshold: u32| n.min(threshold.saturating_sub(1));
+    b.refusals = below(saved.refusals, policy.refuse_threshold);
+    b.retransmits = below(saved.retransmits, policy.retransmit_threshold);
+    b.check_failures = below(saved.check_failures, policy.check_fall);
+    b.ejections = saved.ejections.min(MAX_RESTORED_EJECTIONS);
     b.quarantines = saved.quarantines;
-    b.clean_since = saved.clean_since_ms.map(at);
-    b.last_change = saved.last_change_ms.map(at);
+    b.clean_since = saved.clean_since_ms.map(past);
+    b.last_change = saved.last_change_ms.map(past);
     b.phase = match saved.state {
         State::Healthy => {
             b.clean_since.get_or_insert(now);
@@ -143,21 +150,25 @@ pub(crate) fn restore(
         }
         State::Failing => Phase::Failing,
         State::Quarantined => Phase::Quarantined {
-            until: saved.quarantined_until_ms.map_or(now, at),
+            until: saved
+                .quarantined_until_ms
+                .map_or(now, |ms| from_unix_ms(ms, now, wall))
+                .min(now + policy.max_ejection),
         },
         // The probe ran in the old process: ask again now (or re-admit at the next tick
         // when probing is now off).
-        State::Probing if probe => Phase::Probing {
+        State::Probing if policy.probe => Phase::Probing {
             reissue_at: now,
             passes: 0,
         },
         State::Probing => Phase::Quarantined { until: now },
         State::SlowStart => {
-            let since = saved.slow_start_since_ms.map_or(now, at);
+            let earliest = now.checked_sub(policy.slow_start).unwrap_or(now);
+            let since = saved.slow_start_since_ms.map_or(now, past).max(earliest);
             // If the ramp (maybe shortened by the config) is over, the next tick ends it.
             Phase::SlowStart {
                 since,
-                step: step_at(since, slow_start, now).min(SLOW_START_STEPS - 1),
+                step: step_at(since, policy.slow_start, now).min(SLOW_START_STEPS - 1),
             }
         }
     };

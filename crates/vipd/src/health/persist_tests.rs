@@ -164,3 +164,49 @@ async fn panic_is_restored_and_the_format_is_stable() {
     let r = ServiceHealth::from_persisted(exact(), &backends(&[1, 1]), &minimal, now, wall0(), 1);
     assert_eq!(r.state(&d(2)), Some(State::Healthy));
 }
+
+/// A hostile or corrupt record: times far in the future and counters beyond any
+/// threshold are clamped to what the config allows, never acted on as written.
+#[tokio::test(start_paused = true)]
+async fn a_planted_record_is_clamped_to_what_the_config_allows() {
+    let now = Instant::now();
+    let wall = wall0();
+    let wall_ms = 1_700_000_000_000u64;
+    let far = wall_ms + 10 * 365 * 24 * 3600 * 1000;
+    let text = format!(
+        r#"{{"backends": [
+        {{"address": "198.18.1.1", "port": 80, "state": "quarantined",
+          "quarantined_until_ms": {far}, "ejections": 4000000000,
+          "refusals": 99, "retransmits": 99, "check_failures": 99}},
+        {{"address": "198.18.1.2", "port": 80, "state": "slow-start",
+          "slow_start_since_ms": {far}, "last_change_ms": {far}, "clean_since_ms": {far}}},
+        {{"address": "198.18.1.3", "port": 80, "state": "slow-start",
+          "slow_start_since_ms": 1}}
+        ]}}"#
+    );
+    let saved: PersistedService = serde_json::from_str(&text).unwrap();
+    let p = exact();
+    let mut s =
+        ServiceHealth::from_persisted(p.clone(), &backends(&[100, 100, 100]), &saved, now, wall, 1);
+    // Quarantined for at most max_ejection, not ten years.
+    let left = s.views(now)[0].quarantine_left.unwrap();
+    assert_eq!(left, p.max_ejection);
+    let v = &s.views(now)[0];
+    assert_eq!(v.ejections, super::persist::MAX_RESTORED_EJECTIONS);
+    // Counters stay below the thresholds: one more refusal is what quarantines.
+    assert_eq!(v.consecutive_refusals, p.refuse_threshold - 1);
+    // A slow start "since the future" starts now; one from long ago is over at once.
+    assert_eq!(s.state(&d(2)), Some(State::SlowStart));
+    assert!(s.views(now)[1].since_change.is_some_and(|d| d.is_zero()));
+    assert_eq!(s.weights(now)[&d(2)], 10);
+    assert_eq!(
+        s.next_deadline().map(|t| t <= now + p.slow_start),
+        Some(true)
+    );
+    s.tick(now);
+    assert_eq!(s.state(&d(3)), Some(State::Healthy));
+    // And the ten-year quarantine ends when max_ejection says.
+    let later = after(p.max_ejection).await;
+    let t = s.tick(later);
+    assert!(t.contains(&Transition::ProbeWanted { dest: d(1) }), "{t:?}");
+}

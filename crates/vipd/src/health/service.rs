@@ -231,7 +231,7 @@ impl ServiceHealth {
         let mut s = ServiceHealth::new(policy, backends, seed);
         for saved in &p.backends {
             if let Some(b) = s.backends.get_mut(&saved.dest()) {
-                persist::restore(b, saved, s.policy.probe, s.policy.slow_start, now, wall);
+                persist::restore(b, saved, &s.policy, now, wall);
             }
         }
         s.panic = s.panic_condition();

@@ -106,8 +106,28 @@ impl Core {
         std::mem::take(&mut self.drains_dirty)
     }
 
-    /// Carries out `action` on `t` (from [`Core::target`]); returns what happened, for
-    /// the operator. The weight follows at the next [`Core::flush`].
+    /// Whether `action` may be carried out on `t`: a forced quarantine lasts at most the
+    /// service's `max_ejection` (the most a restart would keep of it); longer holds are
+    /// what drains are for.
+    pub fn allowed(&self, action: OperatorAction, t: &Target) -> Result<(), String> {
+        let OperatorAction::Quarantine(Some(d)) = action else {
+            return Ok(());
+        };
+        let max = self.services.by_key[&t.key].policy.max_ejection;
+        if d > max {
+            return Err(format!(
+                "a quarantine of {} lasts at most the service's max_ejection ({}); \
+                 `vipd drain` holds a backend out for as long as needed",
+                t.name,
+                format_duration(max)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Carries out `action` on `t` (from [`Core::target`], checked by
+    /// [`Core::allowed`]); returns what happened, for the operator. The weight follows at
+    /// the next [`Core::flush`].
     pub fn operate(
         &mut self,
         action: OperatorAction,

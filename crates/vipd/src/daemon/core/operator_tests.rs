@@ -104,13 +104,15 @@ async fn drains_come_back_after_a_restart_and_stale_ones_are_dropped() {
 #[tokio::test(start_paused = true)]
 async fn a_forced_quarantine_and_a_readmit_go_through_the_health_machine() {
     let mut r = Rig::new(&web_with(3));
-    let m = operate(
-        &mut r,
-        OperatorAction::Quarantine(Some(Duration::from_secs(600))),
-        1,
-    );
+    // Longer than max_ejection (5m by default): refused, a drain is the tool for that.
+    let long = OperatorAction::Quarantine(Some(Duration::from_secs(600)));
+    let e = r.core.allowed(long, &target(&r, 1)).unwrap_err();
+    assert!(e.contains("at most the service's max_ejection (5m)"), "{e}");
+    let four = OperatorAction::Quarantine(Some(Duration::from_secs(240)));
+    assert_eq!(r.core.allowed(four, &target(&r, 1)), Ok(()));
+    let m = operate(&mut r, four, 1);
     assert!(
-        m.starts_with("web 198.18.1.1:8080 quarantined for 10m"),
+        m.starts_with("web 198.18.1.1:8080 quarantined for 4m"),
         "{m}"
     );
     r.turn(SEC);
@@ -122,7 +124,7 @@ async fn a_forced_quarantine_and_a_readmit_go_through_the_health_machine() {
     // A forced quarantine measures no fault-to-quarantine time.
     assert!(r.turn(SEC).is_empty());
     let m = operate(&mut r, OperatorAction::Quarantine(None), 1);
-    assert!(m.contains("already quarantined (10m left)"), "{m}");
+    assert!(m.contains("already quarantined (4m left)"), "{m}");
     let m = operate(&mut r, OperatorAction::Readmit, 1);
     assert_eq!(m, "web 198.18.1.1:8080 re-admitted");
     r.turn(SEC);
