@@ -3,7 +3,8 @@
 //! (`O_EXCL`, never following a symlink planted under its name) with mode 0600, then
 //! renamed over the target in one step, so a reader sees the old record or the new
 //! one, never half of one. And the advisory locks that keep two vipd processes from
-//! writing the same records at once ([`try_lock`]).
+//! writing the same records at once ([`try_lock`]), and the check of the directories
+//! they live in ([`secure_dir`]).
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -75,6 +76,51 @@ pub fn try_lock(path: &Path) -> io::Result<Option<File>> {
     } else {
         Err(step("locking", path, e))
     }
+}
+
+/// Makes sure `dir` is a directory only root (or the user vipd runs as) can change:
+/// created with mode 0700 (parents as needed) when missing; refused when it is a
+/// symlink, not a directory, owned by another user, or group- or world-writable. What
+/// vipd keeps there (its socket, its records) decides what it does to the kernel, so a
+/// directory someone else controls is an error, not a warning.
+pub fn secure_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let refuse = |why: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("directory {}: {why}; refusing to use it", dir.display()),
+        )
+    };
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| step("creating the directory", dir, e))?;
+            fs::symlink_metadata(dir).map_err(|e| step("checking", dir, e))?
+        }
+        Err(e) => return Err(step("checking", dir, e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(refuse("is a symbolic link".into()));
+    }
+    if !meta.is_dir() {
+        return Err(refuse("is not a directory".into()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(refuse(format!("is owned by uid {}, not root", meta.uid())));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "is group- or world-writable (mode {mode:04o})"
+        )));
+    }
+    Ok(())
 }
 
 fn step(what: &str, path: &Path, e: io::Error) -> io::Error {
@@ -158,6 +204,43 @@ mod tests {
         assert!(try_lock(&p).unwrap().is_none());
         drop(held);
         assert!(try_lock(&p).unwrap().is_some());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn directories_others_control_are_refused() {
+        let d = dir("secure");
+        let fresh = d.join("a/b");
+        secure_dir(&fresh).unwrap();
+        let mode = fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Idempotent.
+        secure_dir(&fresh).unwrap();
+
+        let open = d.join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = secure_dir(&open).unwrap_err().to_string();
+        assert!(e.contains("group- or world-writable (mode 0777)"), "{e}");
+
+        let link = d.join("link");
+        symlink(&fresh, &link).unwrap();
+        let e = secure_dir(&link).unwrap_err().to_string();
+        assert!(e.contains("is a symbolic link"), "{e}");
+
+        let file = d.join("file");
+        fs::write(&file, "").unwrap();
+        assert!(secure_dir(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
+
+        // Owned by somebody else (the tests run as root, which can give it away).
+        let theirs = d.join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let e = secure_dir(&theirs).unwrap_err().to_string();
+        assert!(e.contains("owned by uid 65534"), "{e}");
         fs::remove_dir_all(&d).unwrap();
     }
 

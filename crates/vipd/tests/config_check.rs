@@ -202,3 +202,17 @@ fn json_output_has_every_error_with_its_location() {
     assert_eq!(v["backends"], 1);
     assert_eq!(v["errors"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn a_file_too_large_to_be_a_config_is_refused_unread() {
+    let dir = config_dir("huge", "");
+    let big = "# padding\n".repeat(900_000);
+    std::fs::write(dir.join("vipd.toml"), big).unwrap();
+    let out = check(&dir, "vipd.toml");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("vipd.toml: the file is larger than 8 MiB; is this the config?"),
+        "{err}"
+    );
+}

@@ -32,18 +32,39 @@ pub use model::*;
 /// `VIPD_CONFIG`).
 pub const DEFAULT_CONFIG: &str = "/etc/vipd/vipd.toml";
 
+/// The largest config file read: far above any real one (10,000 services fit in 2 MiB),
+/// small enough that a wrong path (a device, a log) cannot exhaust memory.
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
 /// Reads and checks a config file. Messages name the file as `path` is written.
 pub fn load(path: impl AsRef<Path>) -> Result<Config, Diagnostics> {
     let path = path.as_ref();
-    match std::fs::read_to_string(path) {
+    match read(path) {
         Ok(text) => parse(path, &text),
-        Err(e) => Err(vec![Diagnostic {
+        Err(message) => Err(vec![Diagnostic {
             file: path.display().to_string(),
             location: None,
-            message: format!("cannot read the config: {e}"),
+            message,
         }]
         .into()),
     }
+}
+
+/// The text of the config file at `path`, at most [`MAX_CONFIG_BYTES`]; else what is
+/// wrong, as a message.
+pub fn read(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read the config: {e}"))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "the file is larger than {} MiB; is this the config?",
+            MAX_CONFIG_BYTES >> 20
+        ));
+    }
+    Ok(text)
 }
 
 /// Checks config text; `path` is only used in messages.

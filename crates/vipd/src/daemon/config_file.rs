@@ -1,6 +1,10 @@
 //! The config file as the daemon watches it: loaded and validated whole, and looked at
 //! again once a second. A reload happens only when the content changed (not on a mere
 //! touch), and works with editors that replace the file by renaming a new one over it.
+//! A change is taken only once the file has stayed the same for one more look (a
+//! second), so a file still being written is not applied half-way even if that half
+//! happens to parse. (`vipd reload` and SIGHUP read it at once: the operator says it is
+//! done.)
 
 use std::{fs, path::PathBuf, time::SystemTime};
 
@@ -18,6 +22,8 @@ pub struct ConfigFile {
     path: PathBuf,
     stamp: Option<Stamp>,
     text: Option<String>,
+    /// A new version seen at the last look, waiting to be seen unchanged once more.
+    settling: Option<Option<Stamp>>,
 }
 
 /// Why a load gave no config: every problem found, as `file:line:col: message` lines.
@@ -46,6 +52,7 @@ impl ConfigFile {
             path,
             stamp: None,
             text: None,
+            settling: None,
         }
     }
 
@@ -67,11 +74,8 @@ impl ConfigFile {
     /// (see [`ConfigFile::accept`]), so a rejected file is retried when it changes again.
     pub fn load(&mut self) -> Result<(Config, String), Rejected> {
         self.stamp = self.stamp();
-        let text = fs::read_to_string(&self.path).map_err(|e| Rejected {
-            lines: vec![format!(
-                "{}: cannot read the config: {e}",
-                self.path.display()
-            )],
+        let text = config::read(&self.path).map_err(|e| Rejected {
+            lines: vec![format!("{}: {e}", self.path.display())],
         })?;
         match config::parse(&self.path, &text) {
             Ok(c) => Ok((c, text)),
@@ -91,10 +95,17 @@ impl ConfigFile {
     pub fn changed(&mut self) -> bool {
         let stamp = self.stamp();
         if stamp == self.stamp {
+            self.settling = None;
             return false;
         }
+        if self.settling != Some(stamp) {
+            // New since the last look: wait until it holds still.
+            self.settling = Some(stamp);
+            return false;
+        }
+        self.settling = None;
         self.stamp = stamp;
-        match fs::read_to_string(&self.path) {
+        match config::read(&self.path) {
             Ok(t) => self.text.as_deref() != Some(t.as_str()),
             // A file being replaced may be briefly missing; look again next time.
             Err(_) => {
@@ -102,5 +113,43 @@ impl ConfigFile {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = "[[service]]\nname = \"web\"\nvip = \"198.18.0.10:80\"\nbackend = [{ address = \"198.18.1.2:8080\" }]\n";
+
+    #[test]
+    fn a_change_is_taken_only_once_the_file_holds_still() {
+        let dir = std::env::temp_dir().join(format!("vipd-cfgfile-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vipd.toml");
+        fs::write(&path, "").unwrap();
+        let mut f = ConfigFile::new(path.clone());
+        let (_, text) = f.load().unwrap();
+        f.accept(text);
+        assert!(!f.changed(), "nothing changed");
+
+        // Half of a file that still parses (empty services are valid): not yet.
+        fs::write(&path, &ONE[..11]).unwrap();
+        assert!(!f.changed(), "first sight waits");
+        // Still being written: the wait starts over.
+        fs::write(&path, ONE).unwrap();
+        assert!(!f.changed(), "changed again since the last look");
+        // Held still for a look: taken.
+        assert!(f.changed());
+        let (config, text) = f.load().unwrap();
+        assert_eq!(config.services.len(), 1);
+        f.accept(text);
+        assert!(!f.changed());
+        // A touch that keeps the content is no change.
+        fs::write(&path, ONE).unwrap();
+        assert!(!f.changed());
+        assert!(!f.changed());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -71,6 +71,9 @@ pub struct ControlListener {
     path: PathBuf,
     /// Device and inode of the socket file this listener created.
     file_id: (u64, u64),
+    /// `vipd.sock.lock`, held for the listener's life: two daemons starting at once
+    /// cannot both find the socket stale and replace each other's.
+    _lock: std::fs::File,
 }
 
 /// Binds the control socket at `path`, creating its directory (mode 0700) when missing.
@@ -91,6 +94,17 @@ pub fn bind(path: &Path) -> io::Result<ControlListener> {
                 .map_err(|e| named("creating the directory of", e))?;
         }
     }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = crate::record_file::try_lock(Path::new(&lock_path))?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another vipd is running: it holds {}",
+                Path::new(&lock_path).display()
+            ),
+        )
+    })?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(io::Error::new(
@@ -137,6 +151,7 @@ pub fn bind(path: &Path) -> io::Result<ControlListener> {
         listener: Some(listener),
         path: path.to_owned(),
         file_id: (meta.dev(), meta.ino()),
+        _lock: lock,
     })
 }
 

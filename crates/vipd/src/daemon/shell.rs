@@ -56,6 +56,7 @@ use crate::{
     clock,
     plane::{ipvs::IpvsPlane, xdp::XdpPlane, DataPlane},
     reconcile::DaemonLock,
+    record_file::secure_dir,
     watcher::{Flavour, Report},
 };
 
@@ -180,6 +181,10 @@ impl Shell {
         };
         file.accept(text);
         let started = SystemTime::now();
+        // Everything vipd creates from here on (socket, records) is its own alone.
+        // SAFETY: umask has no preconditions and cannot fail.
+        unsafe { libc::umask(0o077) };
+        secure_dir(&opts.runtime_dir)?;
         let lock = DaemonLock::try_acquire(&opts.state_file)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "another vipd holds {}: a daemon or a `vipd apply` is running with the \

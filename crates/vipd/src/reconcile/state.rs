@@ -25,7 +25,7 @@ use vipd_ipvs::{AddressFamily, Protocol, ServiceKey};
 use super::desired::{DestId, RemovalPolicy, RemovalRule};
 use crate::{
     reach::ReachRecord,
-    record_file::{try_lock, write_atomic, Durability},
+    record_file::{secure_dir, try_lock, write_atomic, Durability},
 };
 
 /// Where `vipd apply` keeps its ownership record unless told otherwise.
@@ -154,8 +154,8 @@ impl DaemonLock {
         PathBuf::from(p)
     }
 
-    /// Takes the lock (creating the directory, 0700, if needed); `Ok(None)` when
-    /// another process holds it.
+    /// Takes the lock (creating the directory, 0700, if needed, and refusing one that
+    /// others control: see [`secure_dir`]); `Ok(None)` when another process holds it.
     pub fn try_acquire(state_file: &Path) -> Result<Option<DaemonLock>, StateError> {
         let path = Self::path(state_file);
         let io = |action| {
@@ -167,12 +167,7 @@ impl DaemonLock {
             }
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io("create its directory"))?;
+            secure_dir(dir).map_err(io("check its directory"))?;
         }
         Ok(try_lock(&path)
             .map_err(io("take the daemon lock"))?
