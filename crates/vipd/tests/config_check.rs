@@ -216,3 +216,53 @@ fn a_file_too_large_to_be_a_config_is_refused_unread() {
         "{err}"
     );
 }
+
+#[test]
+fn ten_thousand_services_are_refused_at_the_first_over_the_limit() {
+    let mut text = String::new();
+    for i in 0..10_000u32 {
+        text.push_str(&format!(
+            "[[service]]\nname = \"s{i}\"\nvip = \"198.18.{}.{}:80\"\nbackend = [{{ address = \"198.19.0.1:8080\" }}]\n",
+            i / 250,
+            i % 250 + 1
+        ));
+    }
+    let dir = config_dir("ten-thousand", &text);
+    let out = check(&dir, "vipd.toml");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    // Service 4097 starts on line 4 * 4096 + 1.
+    assert!(
+        err.starts_with(&format!(
+            "vipd.toml:{}:1: 10000 services: at most 4096 (the kernel's VIP map holds that many)",
+            4 * 4096 + 1
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "one error, then the count: {err}");
+}
+
+#[test]
+fn more_backends_than_a_service_may_have_are_refused() {
+    let backends: Vec<String> = (0..1025u32)
+        .map(|i| {
+            format!(
+                "{{ address = \"198.19.{}.{}:8080\" }}",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect();
+    let text = format!(
+        "[[service]]\nname = \"big\"\nvip = \"198.18.0.10:80\"\nbackend = [\n{}\n]\n",
+        backends.join(",\n")
+    );
+    let dir = config_dir("many-backends", &text);
+    let out = check(&dir, "vipd.toml");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("vipd.toml:1029:1: 1025 backends: a service has at most 1024"),
+        "{err}"
+    );
+}

@@ -25,12 +25,26 @@ pub(crate) struct Backends {
     pub(crate) method: Option<&'static str>,
 }
 
+/// The most backends one service may have: far beyond any client-side use, and a bound
+/// on the work of one reconcile.
+pub const MAX_BACKENDS: usize = 1024;
+
 pub(crate) fn backends(
     f: Field<'_>,
     svc: &Backends,
     r: &mut Reporter<'_>,
 ) -> Option<Vec<BackendSpec>> {
     let tables = f.tables("[[service.backend]]", "in [[service.backend]]", r)?;
+    if let Some(extra) = tables.get(MAX_BACKENDS) {
+        r.error(
+            extra.at,
+            format!(
+                "{} backends: a service has at most {MAX_BACKENDS}; this is the first one over",
+                tables.len()
+            ),
+        );
+        return None;
+    }
     let mut first_at = HashMap::new();
     let mut out = Some(Vec::with_capacity(tables.len()));
     for t in tables {

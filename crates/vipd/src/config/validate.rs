@@ -41,6 +41,11 @@ const SERVICE_KEYS: &[&str] = &[
 ];
 const FORWARDING_NAMES: &[&str] = &["masq", "tunnel", "route"];
 
+/// The most services a config may declare: the connection watcher's VIP map in the
+/// kernel (`VIPS` in the kernel programs) holds this many VIPs, and a service past it
+/// would be balanced but never watched.
+pub const MAX_SERVICES: usize = 4096;
+
 /// Builds the config; problems go to `r` (the result is only meaningful if there are none).
 pub(crate) fn config(root: Table<'_>, r: &mut Reporter<'_>) -> Config {
     root.deny_unknown(TOP_KEYS, r);
@@ -56,6 +61,16 @@ pub(crate) fn config(root: Table<'_>, r: &mut Reporter<'_>) -> Config {
         .get("service")
         .and_then(|f| f.tables("[[service]]", "in [[service]]", r))
         .unwrap_or_default();
+    if let Some(extra) = tables.get(MAX_SERVICES) {
+        r.error(
+            extra.at,
+            format!(
+                "{} services: at most {MAX_SERVICES} (the kernel's VIP map holds that many); \
+                 this is the first one over",
+                tables.len()
+            ),
+        );
+    }
     if xdp {
         for t in &tables {
             super::dataplane::xdp_restrictions(*t, r);
