@@ -62,12 +62,20 @@ pub struct IpvsPlane {
     watcher: Watcher,
 }
 
+/// The longest wait for the kernel's answer to a weight write.
+pub const WEIGHT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl IpvsPlane {
     /// Connects to IPVS, then loads the connection watcher: resolving IPVS's
     /// generic-netlink family makes the kernel load ip_vs if nothing has yet (a daemon
     /// started at boot), and the watcher's IPVS hooks need the module.
     pub fn start(state_file: PathBuf, probes: Flavour, now: Instant) -> Result<Self, PlaneError> {
-        let client = Client::connect().map_err(PlaneError::Connect)?;
+        let mut client = Client::connect().map_err(PlaneError::Connect)?;
+        // The weight fast path runs on the daemon's loop: a kernel that does not answer
+        // must not hold it (and every quarantine behind it) for the library's default.
+        client
+            .set_timeout(Some(WEIGHT_WRITE_TIMEOUT))
+            .map_err(PlaneError::Connect)?;
         let conntrack = conntrack::Conntrack::open()
             .map_err(|e| debug!("no ctnetlink ({e}): handshakes caught on a quarantined backend keep their tracking entries"))
             .ok();
