@@ -3,6 +3,7 @@
 //! connection watcher as its event source.
 
 mod conntrack;
+mod retry;
 #[cfg(test)]
 mod tests;
 mod udp_watch;
