@@ -15,3 +15,6 @@ pub mod reach;
 pub mod reconcile;
 pub mod watcher;
 pub mod xdp;
+
+#[cfg(test)]
+mod kernel_objects_tests;
