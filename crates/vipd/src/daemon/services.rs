@@ -113,7 +113,7 @@ impl Services {
             let dests: BTreeMap<BackendId, u32> = spec
                 .backends
                 .iter()
-                .map(|b| ((b.addr.ip(), b.addr.port()), u32::from(b.weight)))
+                .map(|b| (BackendId::from(b.addr), u32::from(b.weight)))
                 .collect();
             let backends: Vec<(BackendId, u32)> = dests.iter().map(|(id, w)| (*id, *w)).collect();
             let service_seed = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);

@@ -164,3 +164,24 @@ async fn panic_is_restored_and_the_format_is_stable() {
     let r = ServiceHealth::from_persisted(exact(), &backends(&[1, 1]), &minimal, now, wall0(), 1);
     assert_eq!(r.state(&d(2)), Some(State::Healthy));
 }
+
+/// A health record written when backends were (address, port) pairs names the same
+/// backends, and a record written now has the same shape.
+#[test]
+fn a_record_of_address_and_port_names_the_backend() {
+    let old = r#"{"panic":false,"backends":[
+        {"address":"198.18.1.2","port":80,"state":"healthy","refusals":1},
+        {"address":"fd00:18::3","port":53,"state":"failing"}]}"#;
+    let saved: PersistedService = serde_json::from_str(old).unwrap();
+    let dests: Vec<String> = saved
+        .backends
+        .iter()
+        .map(|b| b.dest().to_string())
+        .collect();
+    assert_eq!(dests, ["198.18.1.2:80", "[fd00:18::3]:53"]);
+    assert_eq!(saved.backends[0].dest(), d(2));
+    let again = serde_json::to_value(&saved).unwrap();
+    assert_eq!(again["backends"][1]["address"], "fd00:18::3");
+    assert_eq!(again["backends"][1]["port"], 53);
+    assert_eq!(again["backends"][0]["refusals"], 1);
+}

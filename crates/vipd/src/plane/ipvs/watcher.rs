@@ -259,7 +259,7 @@ impl Watcher {
             .into_iter()
             .map(|f| UdpFinding {
                 vip: udp(f.vip),
-                backend: (f.backend.ip(), f.backend.port()),
+                backend: f.backend.into(),
                 sent: f.sent,
                 replied: f.replied,
                 new_replies: f.new_replies,
