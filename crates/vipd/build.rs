@@ -1,4 +1,6 @@
-//! Builds the kernel programs (`vipd-ebpf`) for the BPF target with the stable toolchain.
+//! Builds the kernel programs (`vipd-ebpf`) for the BPF target with the stable toolchain:
+//! one object per data plane, each of the crate's binaries (`vipd-watch`, `vipd-xdp`),
+//! which aya-build copies into OUT_DIR under its binary's name.
 //! `-Z build-std=core` needs RUSTC_BOOTSTRAP; it is set here, for that sub-build only,
 //! so nobody has to export it. Requires `bpf-linker` (scripts/setup.sh installs it).
 

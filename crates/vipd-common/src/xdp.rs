@@ -2,8 +2,8 @@
 //! reads and writes, the health record it sends to userspace, and the flow hash both
 //! sides agree on.
 //!
-//! Maps (names as in the object; sizes in the object are small placeholders, the XDP
-//! loader sets the real ones, so loading the object for the watcher alone costs little):
+//! Maps (names as in the XDP plane's object, `vipd-xdp`, which holds no other plane's;
+//! sizes in the object are placeholders, the XDP loader sets the real ones):
 //!
 //! | map | key | value |
 //! | --- | --- | --- |

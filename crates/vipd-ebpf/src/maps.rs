@@ -1,4 +1,4 @@
-//! Maps shared by all hooks.
+//! Maps of the connection watcher's object (`vipd-watch`), shared by all its hooks.
 
 use aya_ebpf::{
     macros::map,

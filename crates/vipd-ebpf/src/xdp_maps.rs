@@ -1,6 +1,6 @@
-//! Maps of the XDP data plane (see `vipd_common::xdp` for what each holds). Sizes here
-//! are placeholders kept small, because every load of the object creates every map (the
-//! watcher loads it too); the XDP loader sets the real sizes before loading.
+//! Maps of the XDP data plane's object (`vipd-xdp`; see `vipd_common::xdp` for what
+//! each holds). Sizes here are placeholders: the XDP loader sets the real ones before
+//! loading.
 
 use aya_ebpf::{
     macros::map,

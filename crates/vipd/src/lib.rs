@@ -16,3 +16,6 @@ pub mod reconcile;
 pub mod record_file;
 pub mod watcher;
 pub mod xdp;
+
+#[cfg(test)]
+mod kernel_objects_tests;

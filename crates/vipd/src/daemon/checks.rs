@@ -176,7 +176,7 @@ impl Checks {
         let mut wanted = HashMap::new();
         for (key, s) in &services.by_key {
             let Some(check) = s.check else { continue };
-            for id in s.dests.keys().filter(|id| id.1 != 0) {
+            for id in s.dests.keys().filter(|id| id.port != 0) {
                 wanted.insert((*key, *id), (check, s.udp_probe.clone()));
             }
         }
@@ -231,7 +231,7 @@ async fn periodic(
     dropped: Arc<Dropped>,
 ) {
     // Spread the services' checks over the interval instead of firing them together.
-    let spread = u64::from(dest.1) * 7919 + crate::clock::mono_ns() % 1000;
+    let spread = u64::from(dest.port) * 7919 + crate::clock::mono_ns() % 1000;
     let offset = check.interval.mul_f64((spread % 1000) as f64 / 1000.0);
     time::sleep(offset).await;
     let mut tick = time::interval(check.interval);

@@ -137,7 +137,7 @@ impl Services {
             let dests: BTreeMap<BackendId, u32> = spec
                 .backends
                 .iter()
-                .map(|b| ((b.addr.ip(), b.addr.port()), u32::from(b.weight)))
+                .map(|b| (BackendId::from(b.addr), u32::from(b.weight)))
                 .collect();
             let drained: BTreeSet<BackendId> = dests
                 .keys()

@@ -56,7 +56,7 @@ pub struct PersistedBackend {
 
 impl PersistedBackend {
     pub fn dest(&self) -> DestId {
-        (self.address, self.port)
+        DestId::new(self.address, self.port)
     }
 }
 
@@ -96,8 +96,8 @@ pub(crate) fn save<'a>(
         panic,
         backends: backends
             .map(|b| PersistedBackend {
-                address: b.dest.0,
-                port: b.dest.1,
+                address: b.dest.ip,
+                port: b.dest.port,
                 state: b.state(),
                 refusals: b.refusals,
                 retransmits: b.retransmits,

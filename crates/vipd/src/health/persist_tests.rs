@@ -210,3 +210,24 @@ async fn a_planted_record_is_clamped_to_what_the_config_allows() {
     let t = s.tick(later);
     assert!(t.contains(&Transition::ProbeWanted { dest: d(1) }), "{t:?}");
 }
+
+/// A health record written when backends were (address, port) pairs names the same
+/// backends, and a record written now has the same shape.
+#[test]
+fn a_record_of_address_and_port_names_the_backend() {
+    let old = r#"{"panic":false,"backends":[
+        {"address":"198.18.1.2","port":80,"state":"healthy","refusals":1},
+        {"address":"fd00:18::3","port":53,"state":"failing"}]}"#;
+    let saved: PersistedService = serde_json::from_str(old).unwrap();
+    let dests: Vec<String> = saved
+        .backends
+        .iter()
+        .map(|b| b.dest().to_string())
+        .collect();
+    assert_eq!(dests, ["198.18.1.2:80", "[fd00:18::3]:53"]);
+    assert_eq!(saved.backends[0].dest(), d(2));
+    let again = serde_json::to_value(&saved).unwrap();
+    assert_eq!(again["backends"][1]["address"], "fd00:18::3");
+    assert_eq!(again["backends"][1]["port"], 53);
+    assert_eq!(again["backends"][0]["refusals"], 1);
+}

@@ -3,7 +3,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
     time::{Duration, SystemTime},
 };
 
@@ -23,7 +22,6 @@ pub const PROBE_REISSUE: Duration = Duration::from_secs(10);
 /// What status shows of one backend.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackendHealthView {
-    #[serde(serialize_with = "as_socket_addr")]
     pub dest: DestId,
     pub state: State,
     pub config_weight: u32,
@@ -45,10 +43,6 @@ pub struct BackendHealthView {
     /// Time since the last change of state; `None`: none seen yet.
     #[serde(rename = "since_change_ms", serialize_with = "as_ms")]
     pub since_change: Option<Duration>,
-}
-
-fn as_socket_addr<S: serde::Serializer>(d: &DestId, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&SocketAddr::from(*d))
 }
 
 fn as_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

@@ -11,7 +11,7 @@ use super::{DestId, Policy, ServiceHealth};
 
 /// Backend n: 198.18.1.n:80.
 pub(super) fn d(n: u8) -> DestId {
-    (IpAddr::V4(Ipv4Addr::new(198, 18, 1, n)), 80)
+    DestId::new(IpAddr::V4(Ipv4Addr::new(198, 18, 1, n)), 80)
 }
 
 /// Backends 1.. with these configured weights.

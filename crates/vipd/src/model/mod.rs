@@ -4,6 +4,7 @@
 //! translates them into its own terms (IPVS service keys, the kernel programs' map keys
 //! in [`kernel`]).
 
+mod backend_id;
 pub mod kernel;
 mod outcome;
 
@@ -14,11 +15,8 @@ use std::{
 };
 
 pub use crate::config::{Family, Protocol};
+pub use backend_id::BackendId;
 pub use outcome::{IcmpCode, Outcome, Report};
-
-/// A backend of a service: its address and port (port 0: a fwmark service's backend
-/// that takes the connection's own port).
-pub type BackendId = (IpAddr, u16);
 
 /// A virtual service's address: protocol, address and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -58,3 +58,40 @@ fn ip_protocol_numbers_round_trip() {
     assert_eq!(Vip::from_ip_proto(6, a).unwrap().ip_proto(), 6);
     assert_eq!(Vip::from_ip_proto(132, a), None);
 }
+
+fn backend(a: &str) -> BackendId {
+    BackendId::from(a.parse::<SocketAddr>().unwrap())
+}
+
+/// A backend reads as its socket address in logs, metrics labels and `vipd status`
+/// (text and JSON), as it did when it was an (address, port) pair.
+#[test]
+fn backend_text_is_the_socket_address() {
+    for a in ["198.18.1.1:8080", "[fd00:18::1]:53", "198.18.1.2:0"] {
+        let b = backend(a);
+        assert_eq!(b.to_string(), a);
+        assert_eq!(serde_json::to_value(b).unwrap(), serde_json::json!(a));
+        assert_eq!(SocketAddr::from(b), a.parse::<SocketAddr>().unwrap());
+    }
+    let b = BackendId::new("fd00:18::1".parse().unwrap(), 53);
+    assert_eq!((b.ip, b.port), ("fd00:18::1".parse().unwrap(), 53));
+}
+
+/// Backends sort as the (address, port) pairs did: by address, then port.
+#[test]
+fn backend_order_is_the_pair_order() {
+    let texts = [
+        "[fd00:18::1]:53",
+        "198.18.1.10:80",
+        "198.18.1.2:8080",
+        "198.18.1.2:80",
+        "198.18.1.2:0",
+    ];
+    let mut ours: Vec<BackendId> = texts.iter().map(|a| backend(a)).collect();
+    let mut pairs: Vec<(IpAddr, u16)> = ours.iter().map(|b| (b.ip, b.port)).collect();
+    ours.sort();
+    pairs.sort();
+    let ours: Vec<(IpAddr, u16)> = ours.iter().map(|b| (b.ip, b.port)).collect();
+    assert_eq!(ours, pairs);
+    assert_eq!(ours[0].1, 0);
+}

@@ -186,7 +186,7 @@ fn desired_service(spec: &ServiceSpec) -> DesiredService {
             d.weight = u32::from(b.weight);
             d.upper_threshold = b.upper_threshold;
             d.lower_threshold = b.lower_threshold;
-            ((d.addr, d.port), d)
+            (DestId::new(d.addr, d.port), d)
         })
         .collect();
     let rule = match (spec.key, spec.udp_stale_flows) {

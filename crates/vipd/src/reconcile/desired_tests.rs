@@ -46,7 +46,7 @@ fn ipv4_service_with_persistence_flags_and_thresholds() {
             drain_timeout: Duration::from_secs(7)
         }
     );
-    let b = &s.dests[&(ip("198.18.1.2"), 8080)];
+    let b = &s.dests[&DestId::new(ip("198.18.1.2"), 8080)];
     assert_eq!(b.forward, ForwardMethod::Masquerade);
     assert_eq!(
         (b.weight, b.upper_threshold, b.lower_threshold),
@@ -131,11 +131,11 @@ fn tunnels_fwmark_and_udp_keep() {
         port: 6080,
         flags: TunnelFlags::REMCSUM,
     };
-    assert_eq!(m.dests[&(ip("198.18.3.2"), 0)].forward, gue);
-    assert_eq!(m.dests[&(ip("fd00:18:3::2"), 0)].forward, gue);
+    assert_eq!(m.dests[&DestId::new(ip("198.18.3.2"), 0)].forward, gue);
+    assert_eq!(m.dests[&DestId::new(ip("fd00:18:3::2"), 0)].forward, gue);
     let g = &d.services[&ServiceKey::tcp(ip("198.18.0.11"), 80)];
     assert_eq!(
-        g.dests[&(ip("198.18.3.3"), 80)].forward,
+        g.dests[&DestId::new(ip("198.18.3.3"), 80)].forward,
         ForwardMethod::Tunnel {
             kind: TunnelKind::Gre,
             port: 0,
@@ -145,7 +145,7 @@ fn tunnels_fwmark_and_udp_keep() {
     let r = &d.services[&ServiceKey::udp(ip("198.18.0.12"), 80)];
     assert_eq!(r.removal.rule, RemovalRule::Expire);
     assert_eq!(
-        r.dests[&(ip("198.18.3.4"), 80)].forward,
+        r.dests[&DestId::new(ip("198.18.3.4"), 80)].forward,
         ForwardMethod::DirectRoute
     );
     // fwmark services hold no VIP address.
@@ -166,12 +166,12 @@ fn overrides_replace_weights_of_declared_backends_only() {
     );
     let key = ServiceKey::tcp(ip("198.18.0.10"), 80);
     let mut o = WeightOverrides::default();
-    o.set(key, (ip("198.18.1.2"), 80), 0);
-    o.set(key, (ip("198.18.1.99"), 80), 3);
+    o.set(key, DestId::new(ip("198.18.1.2"), 80), 0);
+    o.set(key, DestId::new(ip("198.18.1.99"), 80), 3);
     let d = d.with_overrides(&o);
     let s = &d.services[&key];
     assert_eq!(s.dests.len(), 1);
-    assert_eq!(s.dests[&(ip("198.18.1.2"), 80)].weight, 0);
+    assert_eq!(s.dests[&DestId::new(ip("198.18.1.2"), 80)].weight, 0);
 }
 
 #[test]
@@ -194,12 +194,12 @@ fn an_absent_override_takes_the_backend_out_of_the_desired_state() {
         port: 53,
     };
     let mut o = WeightOverrides::default();
-    o.set_absent(key, (ip("198.18.1.2"), 53));
+    o.set_absent(key, DestId::new(ip("198.18.1.2"), 53));
     let d = d.with_overrides(&o);
     let s = &d.services[&key];
     assert_eq!(
         s.dests.keys().copied().collect::<Vec<_>>(),
-        vec![(ip("198.18.2.2"), 53)]
+        vec![DestId::new(ip("198.18.2.2"), 53)]
     );
     assert_eq!(s.removal.rule, RemovalRule::Expire);
 }

@@ -48,7 +48,7 @@ fn dest(n: u8, weight: u32) -> Destination {
 }
 
 fn id(n: u8) -> DestId {
-    (ip(&format!("198.18.1.{n}")), 8080)
+    DestId::new(ip(&format!("198.18.1.{n}")), 8080)
 }
 
 fn want(services: &[(ServiceKey, RemovalPolicy, Vec<Destination>)]) -> DesiredState {
@@ -63,7 +63,7 @@ fn want(services: &[(ServiceKey, RemovalPolicy, Vec<Destination>)]) -> DesiredSt
                         service: Service::new(*k, "wrr"),
                         dests: dests
                             .iter()
-                            .map(|d| ((d.addr, d.port), d.clone()))
+                            .map(|d| (DestId::new(d.addr, d.port), d.clone()))
                             .collect(),
                         removal: *removal,
                     },

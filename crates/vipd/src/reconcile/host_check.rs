@@ -27,7 +27,7 @@ pub fn host_check(config: &Config, state_file: &Path) -> Result<HostCheck, Recon
         desired
             .services
             .iter()
-            .map(|(k, s)| (k, s.dests.keys().map(|(ip, _)| *ip).collect())),
+            .map(|(k, s)| (k, s.dests.keys().map(|id| id.ip).collect())),
     );
     let record = state::read(state_file).unwrap_or_default();
     let mut reach = Reach::open()?;

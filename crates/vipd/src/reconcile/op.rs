@@ -35,7 +35,7 @@ impl Op {
             Op::DelService(k) => batch.del_service(k),
             Op::NewDest(k, d) => batch.new_destination(k, d),
             Op::SetDest(k, d) => batch.set_destination(k, d),
-            Op::DelDest(k, (addr, port)) => batch.del_destination(k, *addr, *port),
+            Op::DelDest(k, id) => batch.del_destination(k, id.ip, id.port),
         }
     }
 }
@@ -124,7 +124,7 @@ impl fmt::Display for Op {
             Op::DelService(k) => write!(f, "delete service {k}"),
             Op::NewDest(k, d) => write!(f, "new backend {} of {k}", dest_text(d)),
             Op::SetDest(k, d) => write!(f, "set backend {} of {k}", dest_text(d)),
-            Op::DelDest(k, (a, p)) => write!(f, "delete backend {} of {k}", endpoint(*a, *p)),
+            Op::DelDest(k, id) => write!(f, "delete backend {id} of {k}"),
         }
     }
 }

@@ -25,7 +25,7 @@ use super::{
     desired::{vip_address, DesiredState, WeightOverrides},
     diff::{self, Plan},
     error::ReconcileError,
-    op::{endpoint, Op},
+    op::Op,
     snapshot::Snapshot,
     state::{Ownership, StateFile},
     summary::{ApplySummary, DrainStatus},
@@ -233,8 +233,8 @@ fn vip_backends(
 ) -> BTreeMap<IpAddr, Vec<IpAddr>> {
     backends_by_vip(plan.owned.keys().map(|k| {
         let ids = match (desired.services.get(k), kernel.services.get(k)) {
-            (Some(d), _) => d.dests.keys().map(|(ip, _)| *ip).collect(),
-            (None, Some(s)) => s.dests.keys().map(|(ip, _)| *ip).collect(),
+            (Some(d), _) => d.dests.keys().map(|id| id.ip).collect(),
+            (None, Some(s)) => s.dests.keys().map(|id| id.ip).collect(),
             (None, None) => Vec::new(),
         };
         (k, ids)
@@ -290,7 +290,7 @@ fn draining(plan: &Plan, kernel: &Snapshot) -> Vec<DrainStatus> {
             let d = kernel.services.get(k).and_then(|s| s.dests.get(id));
             DrainStatus {
                 service: k.to_string(),
-                backend: endpoint(id.0, id.1),
+                backend: id.to_string(),
                 since_unix_ms: since
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),

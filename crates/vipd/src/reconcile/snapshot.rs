@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use vipd_ipvs::{Client, Destination, Service, ServiceKey};
 
-use super::{desired::DestId, error::ReconcileError, op::endpoint};
+use super::{desired::DestId, error::ReconcileError};
 
 /// How often an interrupted dump is tried again.
 const DUMP_ATTEMPTS: usize = 5;
@@ -58,11 +58,10 @@ fn dest_map(
 ) -> Result<BTreeMap<DestId, Destination>, ReconcileError> {
     let mut out = BTreeMap::new();
     for d in list {
-        let id = (d.addr, d.port);
+        let id = DestId::new(d.addr, d.port);
         if out.insert(id, d).is_some() {
             return Err(ReconcileError::BadDump(format!(
-                "the backend dump of {key} lists {} twice",
-                endpoint(id.0, id.1)
+                "the backend dump of {key} lists {id} twice"
             )));
         }
     }

@@ -335,9 +335,9 @@ pub fn to_json(o: &Ownership) -> String {
         drains: o
             .drains
             .iter()
-            .map(|((k, (ip, port)), since)| DrainRecord {
+            .map(|((k, id), since)| DrainRecord {
                 service: k.into(),
-                backend: SocketAddr::new(*ip, *port),
+                backend: id.socket_addr(),
                 since_unix_ms: unix_ms(*since),
             })
             .collect(),
@@ -399,7 +399,7 @@ pub fn from_json(path: &Path, text: &str) -> Result<Ownership, StateError> {
     for d in file.drains {
         let key = ServiceKey::from(d.service);
         let since = SystemTime::UNIX_EPOCH + Duration::from_millis(d.since_unix_ms);
-        let id = (d.backend.ip(), d.backend.port());
+        let id = DestId::from(d.backend);
         if o.drains.insert((key, id), since).is_some() {
             return Err(invalid(format!(
                 "drain of backend {} of service {key} is listed twice",

@@ -29,7 +29,7 @@ fn sample() -> Ownership {
         },
     );
     o.drains.insert(
-        (tcp, (ip("198.18.1.2"), 8080)),
+        (tcp, DestId::new(ip("198.18.1.2"), 8080)),
         SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
     );
     o.reach.created_interfaces.insert("vipd0".into());
@@ -77,6 +77,30 @@ fn a_record_of_the_address_layout_reads_and_new_records_have_no_address_list() {
         .routes
         .insert(("vipd0".into(), ip("198.18.0.10")));
     assert!(!to_json(&converted).contains("addresses"));
+}
+
+/// A record written when backends were (address, port) pairs reads into the same
+/// drains, and is written back with the same text.
+#[test]
+fn a_record_of_draining_backends_reads_and_writes_the_same() {
+    let old = r#"{"version": 1, "drains": [
+        {"service": {"tcp": "198.18.0.10:80"}, "backend": "198.18.1.2:8080", "since_unix_ms": 5},
+        {"service": {"udp": "[fd00:18::10]:53"}, "backend": "[fd00:18::2]:53", "since_unix_ms": 7}]}"#;
+    let o = from_json(Path::new("x"), old).unwrap();
+    let tcp = ServiceKey::tcp(ip("198.18.0.10"), 80);
+    let udp = ServiceKey::udp(ip("fd00:18::10"), 53);
+    let at = |ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+    assert_eq!(
+        o.drains.get(&(tcp, DestId::new(ip("198.18.1.2"), 8080))),
+        Some(&at(5))
+    );
+    assert_eq!(
+        o.drains.get(&(udp, DestId::new(ip("fd00:18::2"), 53))),
+        Some(&at(7))
+    );
+    let text = to_json(&o);
+    assert!(text.contains(r#""backend": "198.18.1.2:8080""#), "{text}");
+    assert!(text.contains(r#""backend": "[fd00:18::2]:53""#), "{text}");
 }
 
 #[test]

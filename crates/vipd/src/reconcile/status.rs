@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use vipd_ipvs::{Client, Destination, Protocol, Service, ServiceFlags, ServiceKey, Stats};
 
 use super::{
+    desired::DestId,
     error::ReconcileError,
     op::{endpoint, forward_text},
     snapshot::Snapshot,
@@ -146,10 +147,13 @@ fn backend(key: &ServiceKey, d: &Destination, owned: &Ownership) -> BackendView 
         active_conns: d.active_conns,
         inactive_conns: d.inactive_conns,
         persistent_conns: d.persistent_conns,
-        draining_since_unix_ms: owned.drains.get(&(*key, (d.addr, d.port))).map(|t| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        }),
+        draining_since_unix_ms: owned
+            .drains
+            .get(&(*key, DestId::new(d.addr, d.port)))
+            .map(|t| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }),
         stats: d.stats.map(StatsView::from).unwrap_or_default(),
     }
 }

@@ -1,9 +1,10 @@
 //! Decoding the raw records of the `EVENTS` ring buffer into typed events.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
-use vipd_common::{ConnEvent, EventKind, AF_INET, AF_INET6};
+use vipd_common::{ConnEvent, EventKind, AF_INET6};
 
+use crate::model::kernel::{socket_addr, UnknownFamily};
 pub use crate::model::IcmpCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,15 +146,10 @@ pub enum Event {
     },
 }
 
-/// The address in a kernel record's 16-byte field (IPv4 in the first 4 bytes), with
-/// `port`; an unknown family is an error naming it.
-pub(crate) fn addr(family: u8, bytes: &[u8; 16], port: u16) -> Result<SocketAddr, DecodeError> {
-    let ip = match u16::from(family) {
-        AF_INET => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
-        AF_INET6 => IpAddr::V6(Ipv6Addr::from(*bytes)),
-        _ => return Err(DecodeError::Family(family)),
-    };
-    Ok(SocketAddr::new(ip, port))
+/// The address in a kernel record's 16-byte field, with `port`; an unknown family is an
+/// error naming it.
+fn addr(family: u8, bytes: &[u8; 16], port: u16) -> Result<SocketAddr, DecodeError> {
+    socket_addr(family, bytes, port).map_err(|UnknownFamily(f)| DecodeError::Family(f))
 }
 
 impl Event {
@@ -243,6 +239,10 @@ impl Event {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
+    use vipd_common::AF_INET;
+
     use super::*;
 
     fn raw(e: &ConnEvent) -> Vec<u8> {

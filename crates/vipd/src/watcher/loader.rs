@@ -9,7 +9,7 @@ use aya::{
 };
 use vipd_common::{
     DestKey, FlowKey, IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockOffsets,
-    SockTracepointOffsets, UdpTraffic, VipKey, AF_INET, AF_INET6, NO_FIELD,
+    SockTracepointOffsets, UdpTraffic, VipKey, NO_FIELD,
 };
 
 use super::{
@@ -19,11 +19,13 @@ use super::{
     offsets::{self, SockTracepoint},
     tracefs::{Format, TracefsError},
 };
+use crate::model::kernel::socket_addr;
 pub use crate::model::kernel::vip_key;
 
-/// The compiled kernel programs (built by build.rs from `vipd-ebpf`).
+/// The watcher's kernel object (built by build.rs from `vipd-ebpf`'s `vipd-watch`): its
+/// programs and maps only, none of another data plane's.
 pub(crate) static OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vipd-ebpf"));
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vipd-watch"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatcherError {
@@ -162,14 +164,9 @@ fn sock_tp(which: SockTracepoint, on: bool) -> Result<SockTracepointOffsets, Wat
 
 /// The VIP and backend of a `UDP_TRAFFIC` key; `None` for an unknown family.
 pub fn dest_addrs(key: &DestKey) -> Option<(SocketAddr, SocketAddr)> {
-    let ip = |family: u8, a: &[u8; 16]| match u16::from(family) {
-        AF_INET => Some(std::net::IpAddr::from([a[0], a[1], a[2], a[3]])),
-        AF_INET6 => Some(std::net::IpAddr::from(*a)),
-        _ => None,
-    };
     Some((
-        SocketAddr::new(ip(key.family, &key.vip)?, key.vport),
-        SocketAddr::new(ip(key.backend_family, &key.backend)?, key.bport),
+        socket_addr(key.family, &key.vip, key.vport).ok()?,
+        socket_addr(key.backend_family, &key.backend, key.bport).ok()?,
     ))
 }
 

@@ -1,4 +1,4 @@
-//! Loads the XDP data plane from vipd's eBPF object: sizes its maps (the object's are
+//! Loads the XDP data plane from its own eBPF object: sizes its maps (the object's are
 //! placeholders), optionally pins them, loads `vipd_xdp_lb` and attaches it.
 
 use std::{
@@ -17,6 +17,11 @@ use aya::{
 use vipd_common::xdp::MAGLEV_M;
 
 use super::maps::XdpMaps;
+
+/// The XDP data plane's kernel object (built by build.rs from `vipd-ebpf`'s `vipd-xdp`):
+/// its programs and maps only, none of the connection watcher's.
+pub(crate) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vipd-xdp"));
 
 /// The balancer program and the pass-everything program for veth peers.
 pub const LB_PROGRAM: &str = "vipd_xdp_lb";
@@ -160,7 +165,7 @@ impl XdpProgram {
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(crate::watcher::loader::OBJECT)?;
+        let mut ebpf = loader.load(OBJECT)?;
         for name in [LB_PROGRAM, PASS_PROGRAM] {
             program(&mut ebpf, name)?
                 .load()

@@ -1,7 +1,7 @@
 //! What a health transition sets off: a log line, a metric, a probe to start, and the
 //! fault time of a quarantine whose weight write is still to come.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tracing::{info, warn};
 
@@ -59,7 +59,7 @@ impl Effects {
                 duration,
                 cause,
             } => {
-                let backend = SocketAddr::from(*dest).to_string();
+                let backend = dest.to_string();
                 let cause_name = cause.as_str();
                 self.metrics.quarantine(name, &backend, cause_name);
                 if let Some(r) = report {
@@ -84,12 +84,12 @@ impl Effects {
             }
             Transition::HeldInRotation { dest, cause } => warn!(
                 service = name,
-                backend = %SocketAddr::from(*dest),
+                backend = %dest,
                 cause = cause.as_str(),
                 "failing, but kept in rotation by the ejection limit"
             ),
             Transition::ProbeWanted { dest } => {
-                info!(service = name, backend = %SocketAddr::from(*dest), "quarantine over: probing before re-admission");
+                info!(service = name, backend = %dest, "quarantine over: probing before re-admission");
                 self.probes.push(ProbeRequest {
                     service: key,
                     dest: *dest,
@@ -98,10 +98,10 @@ impl Effects {
                 });
             }
             Transition::Readmitted { dest } => {
-                info!(service = name, backend = %SocketAddr::from(*dest), "re-admitted (slow start)")
+                info!(service = name, backend = %dest, "re-admitted (slow start)")
             }
             Transition::Recovered { dest } => {
-                info!(service = name, backend = %SocketAddr::from(*dest), "back at full weight")
+                info!(service = name, backend = %dest, "back at full weight")
             }
             Transition::PanicEntered => warn!(
                 service = name,

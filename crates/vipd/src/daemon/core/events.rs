@@ -39,7 +39,7 @@ impl Core {
         let Some(backend) = report.backend else {
             return; // counted by the correlator, exported as vipd_events_unattributed_total
         };
-        let dest: BackendId = (backend.ip(), backend.port());
+        let dest = BackendId::from(backend);
         let key = match report.fwmark {
             Some(mark) => Some(ServiceKey::Fwmark {
                 family: Family::of(report.vip.ip()),

@@ -3,7 +3,7 @@
 //! cannot apply is rolled back to the running config and services. Either way every
 //! backend still configured keeps its health.
 
-use std::{collections::BTreeSet, net::SocketAddr, time::SystemTime};
+use std::{collections::BTreeSet, time::SystemTime};
 
 use tokio::time::Instant;
 use tracing::{error, info};
@@ -122,11 +122,7 @@ impl Core {
             .services
             .by_key
             .values()
-            .flat_map(|s| {
-                s.dests
-                    .keys()
-                    .map(|d| (s.name.clone(), SocketAddr::from(*d).to_string()))
-            })
+            .flat_map(|s| s.dests.keys().map(|d| (s.name.clone(), d.to_string())))
             .collect();
         self.metrics().retain_services(|n| names.contains(n));
         self.metrics()

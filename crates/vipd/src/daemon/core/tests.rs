@@ -66,7 +66,7 @@ fn dns() -> ServiceKey {
 
 /// Backend n: 198.18.1.n:8080.
 pub(super) fn b(n: u8) -> BackendId {
-    (IpAddr::V4(Ipv4Addr::new(198, 18, 1, n)), 8080)
+    BackendId::new(IpAddr::V4(Ipv4Addr::new(198, 18, 1, n)), 8080)
 }
 
 /// `outcome` of a connection to `service`'s VIP on `backend`, seen by the kernel at

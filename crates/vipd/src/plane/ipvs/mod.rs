@@ -3,6 +3,7 @@
 //! connection watcher as its event source.
 
 mod conntrack;
+mod retry;
 #[cfg(test)]
 mod tests;
 mod udp_watch;
@@ -25,7 +26,7 @@ use super::{
 };
 use crate::{
     config::Config,
-    model::{Report, ServiceKey, Vip},
+    model::{BackendId, Report, ServiceKey, Vip},
     reconcile::{self, ApplyOptions, DesiredState, WeightOverrides},
     watcher::{Counters, Flavour},
 };
@@ -243,7 +244,7 @@ impl DataPlane for IpvsPlane {
             dests
                 .into_iter()
                 .map(|d| ConnCount {
-                    backend: (d.addr, d.port),
+                    backend: BackendId::new(d.addr, d.port),
                     active: d.active_conns,
                     inactive: d.inactive_conns,
                 })

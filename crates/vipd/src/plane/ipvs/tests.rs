@@ -7,7 +7,7 @@ use crate::{
 };
 
 fn b(n: u8) -> BackendId {
-    (IpAddr::V4(Ipv4Addr::new(198, 18, 1, n)), 53)
+    BackendId::new(IpAddr::V4(Ipv4Addr::new(198, 18, 1, n)), 53)
 }
 
 /// The reconciler writes only what differs from the config: a lower weight, or a

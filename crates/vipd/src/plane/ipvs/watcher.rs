@@ -13,7 +13,7 @@ use std::{
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::udp_watch::UdpWatch;
+use super::{retry::RetrySchedule, udp_watch::UdpWatch};
 use crate::{
     clock,
     model::{Family, Outcome, Protocol, Report, ServiceKey, Vip},
@@ -23,10 +23,6 @@ use crate::{
 
 /// Open connections the correlator follows.
 const CORRELATOR_CAPACITY: usize = 65_536;
-/// A watcher that could not attach every hook tries again after this, doubling up to
-/// [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How much of passive detection a mode gives: more is better.
 fn mode_rank(mode: &str) -> u8 {
@@ -82,8 +78,8 @@ pub struct Watcher {
     /// UDP backends (VIP, backend) just put back into rotation: a wait for a reply
     /// that began before they left must not count against them.
     rejoined: Vec<(SocketAddr, SocketAddr)>,
-    /// While some hook is not attached: when to try again, and the backoff.
-    retry: Option<(Instant, Duration)>,
+    /// While some hook is not attached: when to try again.
+    retry: Option<RetrySchedule>,
     decode_errors: u64,
     /// Events lost by watchers replaced since start (their counters went with them).
     lost_before: u64,
@@ -98,7 +94,7 @@ impl Watcher {
         if mode != "full" {
             warn!("watcher: {mode}; vipd retries the missing hooks");
         }
-        let retry = (mode_kind(&mode) != "full").then_some((now + RETRY_FIRST, RETRY_FIRST));
+        let retry = (mode_kind(&mode) != "full").then(|| RetrySchedule::first(now));
         Watcher {
             flavour,
             probes,
@@ -263,7 +259,7 @@ impl Watcher {
             .into_iter()
             .map(|f| UdpFinding {
                 vip: udp(f.vip),
-                backend: (f.backend.ip(), f.backend.port()),
+                backend: f.backend.into(),
                 sent: f.sent,
                 replied: f.replied,
                 new_replies: f.new_replies,
@@ -285,12 +281,9 @@ impl Watcher {
     /// allows; returns true when they attach more than the running ones, which they then
     /// replace.
     pub fn retry(&mut self, now: Instant) -> bool {
-        let Some((at, backoff)) = self.retry else {
+        let Some(schedule) = self.retry.filter(|s| s.due(now)) else {
             return false;
         };
-        if now < at {
-            return false;
-        }
         let better = match load(self.flavour) {
             (Some(p), mode, hooks) if mode_rank(&mode) > mode_rank(&self.mode) => {
                 info!(watcher = %mode, hooks = %hooks, "connection watcher attached on retry");
@@ -307,12 +300,7 @@ impl Watcher {
             }
             _ => false,
         };
-        self.retry = if mode_rank(&self.mode) >= 2 {
-            None
-        } else {
-            let next = (backoff * 2).min(RETRY_MAX);
-            Some((now + next, next))
-        };
+        self.retry = (mode_rank(&self.mode) < 2).then(|| schedule.after(now));
         better
     }
 

@@ -71,7 +71,7 @@ impl WeightWriter {
             let result = match (was_there, to) {
                 (true, Some(_)) => self.client.set_destination(&ipvs, &d),
                 (false, Some(_)) => self.client.new_destination(&ipvs, &d),
-                (true, None) => self.client.del_destination(&ipvs, dest.0, dest.1),
+                (true, None) => self.client.del_destination(&ipvs, dest.ip, dest.port),
                 (false, None) => Ok(()),
             };
             match result {

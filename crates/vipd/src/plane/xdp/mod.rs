@@ -13,7 +13,6 @@ mod records;
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
     os::fd::{AsFd, OwnedFd},
     path::PathBuf,
 };
@@ -129,7 +128,7 @@ impl XdpPlane {
             for (id, held) in backends {
                 wanted.insert((*key, *id), held.weight);
                 if let Some(w) = held.weight {
-                    members.push((SocketAddr::from(*id), w));
+                    members.push((id.socket_addr(), w));
                 }
             }
             self.specs.insert(

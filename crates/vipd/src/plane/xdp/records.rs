@@ -7,9 +7,9 @@ use vipd_common::{
     AF_INET6,
 };
 
-use crate::{
-    model::{IcmpCode, Outcome, Report},
-    watcher::{event, DecodeError},
+use crate::model::{
+    kernel::{socket_addr, UnknownFamily},
+    IcmpCode, Outcome, Report,
 };
 
 /// A health record as a report.
@@ -24,7 +24,7 @@ pub fn report_of(ev: &XdpHealthEvent) -> Result<Report, RecordError> {
             code: ev.icmp_code,
         }),
     };
-    let addr = |a: &[u8; 16], port| event::addr(ev.family, a, port);
+    let addr = |a: &[u8; 16], port| socket_addr(ev.family, a, port);
     Ok(Report {
         ts_ns: ev.ts_ns,
         client: Some(addr(&ev.client, ev.cport)?),
@@ -47,7 +47,7 @@ pub enum RecordError {
     #[error("health record of unknown kind {0}")]
     Kind(u8),
     #[error("health record: {0}")]
-    Decode(#[from] DecodeError),
+    Family(#[from] UnknownFamily),
 }
 
 #[cfg(test)]
