@@ -3,6 +3,8 @@
 mod apply;
 mod apply_xdp;
 mod check;
+mod completions;
+mod manpages;
 mod run;
 mod status;
 mod trace;
@@ -39,6 +41,10 @@ enum Command {
     Run(run::Args),
     /// Live log of connections through the configured VIPs, naming each one's real backend.
     Trace(trace::Args),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(completions::Args),
+    #[command(hide = true)]
+    Manpages(manpages::Args),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -53,6 +59,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Apply(args) => apply::run(args),
         Command::Status(args) => status::run(args),
         Command::Run(args) => run::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Manpages(args) => manpages::run(args),
     };
     match result {
         Ok(code) => code,
