@@ -232,6 +232,23 @@ impl Vipd {
         self.starts
     }
 
+    /// Waits until the status shows `backend` (of any service) in `state`
+    /// (`quarantined`, `healthy`, ...).
+    pub fn wait_for_backend(
+        &self,
+        backend: std::net::SocketAddr,
+        state: &str,
+        timeout: Duration,
+    ) -> DaemonView {
+        let addr = backend.to_string();
+        self.wait_for(&format!("{addr} {state}"), timeout, |v| {
+            v.services
+                .iter()
+                .flat_map(|s| &s.backends)
+                .any(|b| b.addr == addr && b.state == state)
+        })
+    }
+
     /// Waits until `f(status)` holds; panics with the last status and the log otherwise.
     pub fn wait_for(
         &self,

@@ -269,16 +269,7 @@ fn the_units_sandbox_serves_a_vip_and_quarantines_a_refusing_backend() {
     watcher
         .wait_for(backends[0], fault, Duration::from_secs(5), quarantined)
         .unwrap_or_else(|| panic!("backend 1 not quarantined:\n{}", vipd.log(1)));
-    vipd.wait_for(
-        "the quarantine in the status",
-        Duration::from_secs(5),
-        |v| {
-            v.services[0]
-                .backends
-                .iter()
-                .any(|b| b.addr == backends[0].to_string() && b.state == "quarantined")
-        },
-    );
+    vipd.wait_for_backend(backends[0], "quarantined", Duration::from_secs(5));
     load.stop();
 
     // UMask: the ownership record and the runtime files are root's alone.
