@@ -18,7 +18,8 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 APT_PACKAGES=(ipvsadm iproute2 busybox-static kmod cpio xz-utils zstd
               socat curl nftables iptables conntrack binutils ca-certificates
               dnsmasq-base bind9-dnsutils
-              ethtool iputils-ping python3)  # the XDP lab (host tier)
+              ethtool iputils-ping python3  # the XDP lab (host tier)
+              dpkg-dev mmdebstrap lintian man-db)  # the Debian package (deb, deb-test)
 BACKPORTS=/etc/apt/sources.list.d/vipd-backports.sources
 
 apt_updated=0

@@ -13,6 +13,7 @@ echo "== host tier"
 cargo fmt --all -- --check
 cargo clippy --workspace --exclude vipd-ebpf --all-targets --quiet -- -D warnings
 cargo test --quiet
+cargo xtask deb-test  # the Debian package: lintian, install, upgrade, purge
 
 echo "== VM tier"
 cargo xtask vm-test "$@"

@@ -83,7 +83,8 @@ const KERNEL_CONFIG: &str = "vipd/kernel.config";
 /// Host programs the tests call, found on PATH: `nft` injects faults (SYN and UDP
 /// drops) and is the client host's firewall, `conntrack` empties the connection tracking
 /// table between tests, `keepalived` is the peer the failover benchmark compares with,
-/// `dnsmasq` is the UDP tests' DNS backend and `dig` their real client.
+/// `dnsmasq` is the UDP tests' DNS backend and `dig` their real client, `setpriv` runs
+/// vipd with the systemd unit's capability bounding set.
 const TOOLS: &[&str] = &[
     "bash",
     "ip",
@@ -94,6 +95,7 @@ const TOOLS: &[&str] = &[
     "keepalived",
     "dnsmasq",
     "dig",
+    "setpriv",
 ];
 
 /// The init script. It prints `VIPD_VM_RESULT <rc>` last; the runner treats a boot

@@ -1,7 +1,11 @@
 //! vipd's developer tasks. `cargo xtask vm-test` boots Debian kernels that have IPVS and
-//! kprobes under qemu and runs the VM integration tests (`tests/vm`) inside them.
+//! kprobes under qemu and runs the VM integration tests (`tests/vm`) inside them;
+//! `cargo xtask deb` builds the Debian package.
 
 mod build;
+mod cmd;
+mod deb;
+mod deb_test;
 mod initramfs;
 mod kernel;
 mod qemu;
@@ -23,11 +27,18 @@ enum Command {
     /// Run a benchmark (an example or a test file of tests/vm) inside each VM kernel and
     /// print its figures.
     VmBench(vm_test::BenchArgs),
+    /// Build the Debian package: target/debian/vipd_<version>_<arch>.deb.
+    Deb(deb::Args),
+    /// Test the Debian package: lintian, then install, use, upgrade, remove and purge it
+    /// in a fresh Debian root.
+    DebTest,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::VmTest(args) => vm_test::run(args),
         Command::VmBench(args) => vm_test::bench(args),
+        Command::Deb(args) => deb::run(args),
+        Command::DebTest => deb_test::run(),
     }
 }

@@ -103,13 +103,27 @@ impl Vipd {
     /// loaded ([`crate::lab::unload_ipvs`]); vipd loads what it needs. Later starts (a
     /// restart within a test) keep the kernel's state.
     pub fn start(&mut self) {
+        self.start_under(&[]);
+    }
+
+    /// Like [`Vipd::start`], with `vipd run ...` run by `launcher` (a program and its
+    /// first arguments, e.g. setpriv's), which must exec it.
+    pub fn start_under(&mut self, launcher: &[String]) {
         assert!(self.child.is_none(), "vipd already running");
         if self.starts == 0 {
             crate::lab::unload_ipvs();
         }
         self.starts += 1;
         let log = File::create(self.dir.join(format!("vipd.{}.log", self.starts))).unwrap();
-        let child = Command::new("vipd")
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg("vipd");
+                c
+            }
+            None => Command::new("vipd"),
+        };
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(&self.config)
@@ -231,6 +245,23 @@ impl Vipd {
     /// Which start this is (1 for the first).
     pub fn starts(&self) -> u32 {
         self.starts
+    }
+
+    /// Waits until the status shows `backend` (of any service) in `state`
+    /// (`quarantined`, `healthy`, ...).
+    pub fn wait_for_backend(
+        &self,
+        backend: std::net::SocketAddr,
+        state: &str,
+        timeout: Duration,
+    ) -> DaemonView {
+        let addr = backend.to_string();
+        self.wait_for(&format!("{addr} {state}"), timeout, |v| {
+            v.services
+                .iter()
+                .flat_map(|s| &s.backends)
+                .any(|b| b.addr == addr && b.state == state)
+        })
     }
 
     /// Waits until `f(status)` holds; panics with the last status and the log otherwise.

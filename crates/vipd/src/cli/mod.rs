@@ -3,6 +3,8 @@
 mod apply;
 mod apply_xdp;
 mod check;
+mod completions;
+mod manpages;
 mod operator;
 mod reload;
 mod run;
@@ -52,6 +54,10 @@ enum Command {
     Quarantine(operator::QuarantineArgs),
     /// End a backend's quarantine now: it re-enters rotation in slow start.
     Readmit(operator::Args),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(completions::Args),
+    #[command(hide = true)]
+    Manpages(manpages::Args),
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -71,6 +77,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Undrain(args) => operator::run(operator::Action::Undrain, args),
         Command::Quarantine(args) => operator::quarantine(args),
         Command::Readmit(args) => operator::run(operator::Action::Readmit, args),
+        Command::Completions(args) => completions::run(args),
+        Command::Manpages(args) => manpages::run(args),
     };
     match result {
         Ok(code) => code,
