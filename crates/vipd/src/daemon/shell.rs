@@ -148,14 +148,14 @@ impl Shell {
         let metrics = Arc::new(Metrics::default());
         if let Some(addr) = config.daemon.metrics_address {
             let l = super::metrics::bind_metrics(addr).await?;
-            info!("metrics on http://{addr}/metrics");
+            info!(address = %addr, "serving metrics on http://{addr}/metrics");
             tokio::spawn(super::metrics::serve_metrics(l, metrics.clone()));
         }
 
         let record = match persist::load(&persist::path(&opts.runtime_dir)) {
             Ok(r) => r,
             Err(e) => {
-                warn!("ignoring the health record: {e}; every backend starts healthy");
+                warn!(error = %e, "ignoring the health record; every backend starts healthy");
                 None
             }
         };
@@ -219,8 +219,8 @@ impl Shell {
                 .map_or(housekeeping, |d| d.min(housekeeping));
             tokio::select! {
                 biased;
-                _ = term.recv() => { info!("SIGTERM: stopping; {}", self.plane.on_stop()); break; }
-                _ = int.recv() => { info!("SIGINT: stopping; {}", self.plane.on_stop()); break; }
+                _ = term.recv() => { info!(signal = "SIGTERM", "stopping; {}", self.plane.on_stop()); break; }
+                _ = int.recv() => { info!(signal = "SIGINT", "stopping; {}", self.plane.on_stop()); break; }
                 ready = readable(&mut self.events) => match ready {
                     Ok(mut guard) => {
                         if drain(&mut *self.plane, &mut self.core, &mut self.reports) < EVENT_BATCH {
@@ -234,7 +234,7 @@ impl Shell {
                     drain(&mut *self.plane, &mut self.core, &mut self.reports);
                 }
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
-                _ = hup.recv() => { info!("SIGHUP: reloading {}", self.opts.config.display()); self.reload(); }
+                _ = hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload(); }
                 _ = sleep_until(wake) => {}
             }
             let now = Instant::now();
@@ -256,9 +256,9 @@ impl Shell {
         Ok(())
     }
 
-    /// Waiting on the event source failed: passive detection stops.
+    /// Waiting on the event source failed: passive detection stops (the core logs the
+    /// plane's new mode, which names the error).
     fn events_failed(&mut self, e: &io::Error) {
-        error!("event ring buffer: {e}; passive detection stops");
         self.events = None;
         self.plane.events_failed(e);
         self.core.plane_mode(self.plane.mode());
@@ -287,7 +287,7 @@ impl Shell {
     fn housekeeping(&mut self, now: Instant) {
         self.core.read_counters(&mut *self.plane);
         if self.file.changed() {
-            info!("{} changed: reloading", self.opts.config.display());
+            info!("the config file changed: reloading");
             self.reload();
         }
         self.core.maintain(&mut *self.plane, now);
