@@ -58,13 +58,13 @@ ensure_packages() {
   fi
 }
 
-# keepalived: a peer the failover benchmark compares with. Only its binary is used (copied
-# into the VM's initramfs); a policy-rc.d that denies every action keeps the package from
-# starting a service on this machine while it installs.
-ensure_keepalived() {
-  dpkg-query -W -f='${Status}' keepalived 2>/dev/null | grep -q 'install ok installed' && return
+# ensure_unstarted PACKAGE WHY: installs a package whose binary alone is wanted, with a
+# policy-rc.d that denies every action, so that it starts no service on this machine.
+ensure_unstarted() {
+  local pkg="$1" why="$2"
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' && return
   apt_update
-  log "installing keepalived (benchmark peer; not started here)"
+  log "installing $pkg ($why; not started here)"
   local policy=/usr/sbin/policy-rc.d had_policy=0
   [ -e "$policy" ] && had_policy=1
   if [ $had_policy -eq 0 ]; then
@@ -72,8 +72,19 @@ ensure_keepalived() {
     $SUDO chmod 755 "$policy"
   fi
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq --no-install-recommends \
-    keepalived >/dev/null || { [ $had_policy -eq 1 ] || $SUDO rm -f "$policy"; exit 1; }
+    "$pkg" >/dev/null || { [ $had_policy -eq 1 ] || $SUDO rm -f "$policy"; exit 1; }
   [ $had_policy -eq 1 ] || $SUDO rm -f "$policy"
+}
+
+# keepalived: a peer the failover benchmark compares with. Only its binary is used (copied
+# into the VM's initramfs).
+ensure_keepalived() { ensure_unstarted keepalived "benchmark peer"; }
+
+# prometheus: for promtool, which checks the metrics exposition and the alert rules in
+# dist/prometheus (crates/vipd/tests/dist_monitoring.rs).
+ensure_promtool() {
+  command -v promtool >/dev/null && return
+  ensure_unstarted prometheus "promtool for the monitoring tests"
 }
 
 ensure_rust() {
@@ -119,6 +130,7 @@ ensure_kernel() {
 ensure_backports
 ensure_packages
 ensure_keepalived
+ensure_promtool
 ensure_rust
 ensure_bpf_linker
 ensure_kernel 6.1 bookworm

@@ -4,6 +4,7 @@ mod apply;
 mod apply_xdp;
 mod check;
 mod completions;
+mod logging;
 mod manpages;
 mod operator;
 mod reload;
@@ -25,6 +26,15 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `vipd=debug`.
     #[arg(long, global = true, default_value = "info", env = "VIPD_LOG")]
     log: String,
+    /// Log line format: `text` or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "VIPD_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,11 +71,7 @@ enum Command {
 }
 
 pub fn main(cli: Cli) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let logging = logging::init(&cli.log, cli.log_format);
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Trace(args) => trace::run(args),
@@ -83,7 +89,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vipd: {e:#}");
+            logging.fatal(&e);
             ExitCode::FAILURE
         }
     }

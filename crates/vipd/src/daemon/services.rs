@@ -231,6 +231,11 @@ impl Services {
     }
 
     /// The earliest time any health machine needs a tick.
+    /// A service's configured name (empty for a key no longer configured).
+    pub fn name(&self, key: &ServiceKey) -> &str {
+        self.by_key.get(key).map_or("", |s| s.name.as_str())
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         self.by_key
             .values()

@@ -207,14 +207,14 @@ impl Shell {
         let metrics = Arc::new(Metrics::default());
         if let Some(addr) = config.daemon.metrics_address {
             let l = super::metrics::bind_metrics(addr).await?;
-            info!("metrics on http://{addr}/metrics");
+            info!(address = %addr, "serving metrics on http://{addr}/metrics");
             tokio::spawn(super::metrics::serve_metrics(l, metrics.clone()));
         }
 
         let health = match persist::load(&persist::path(&opts.runtime_dir)) {
             Ok(r) => r,
             Err(e) => {
-                warn!("ignoring the health record: {e}; every backend starts healthy");
+                warn!(error = %e, "ignoring the health record; every backend starts healthy");
                 None
             }
         };
@@ -308,8 +308,8 @@ impl Shell {
                 .map_or(housekeeping, |d| d.min(housekeeping));
             tokio::select! {
                 biased;
-                _ = self.signals.term.recv() => { info!("SIGTERM: stopping; {}", self.plane.on_stop()); break; }
-                _ = self.signals.int.recv() => { info!("SIGINT: stopping; {}", self.plane.on_stop()); break; }
+                _ = self.signals.term.recv() => { info!(signal = "SIGTERM", "stopping; {}", self.plane.on_stop()); break; }
+                _ = self.signals.int.recv() => { info!(signal = "SIGINT", "stopping; {}", self.plane.on_stop()); break; }
                 ready = readable(&mut self.events) => match ready {
                     Ok(mut guard) => {
                         if drain(&mut *self.plane, &mut self.core, &mut self.reports) < EVENT_BATCH {
@@ -323,7 +323,7 @@ impl Shell {
                     drain(&mut *self.plane, &mut self.core, &mut self.reports);
                 }
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
-                _ = self.signals.hup.recv() => { info!("SIGHUP: reloading {}", self.opts.config.display()); self.reload(); }
+                _ = self.signals.hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload(); }
                 Some(c) = self.commands.recv() => self.command(c),
                 _ = sleep_until(wake) => {}
             }
@@ -353,9 +353,9 @@ impl Shell {
         Ok(())
     }
 
-    /// Waiting on the event source failed: passive detection stops.
+    /// Waiting on the event source failed: passive detection stops (the core logs the
+    /// plane's new mode, which names the error).
     fn events_failed(&mut self, e: &io::Error) {
-        error!("event ring buffer: {e}; passive detection stops");
         self.events = None;
         self.plane.events_failed(e);
         self.core.plane_mode(self.plane.mode());
@@ -388,7 +388,7 @@ impl Shell {
     fn housekeeping(&mut self, now: Instant) {
         self.core.read_counters(&mut *self.plane);
         if self.file.changed() {
-            info!("{} changed: reloading", self.opts.config.display());
+            info!("the config file changed: reloading");
             self.reload();
         }
         self.core.maintain(&mut *self.plane, now);

@@ -29,6 +29,15 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order of the machine's cycle.
+    pub const ALL: [State; 5] = [
+        State::Healthy,
+        State::Failing,
+        State::Quarantined,
+        State::Probing,
+        State::SlowStart,
+    ];
+
     /// The spelling status uses: `healthy`, `failing`, `quarantined`, `probing`,
     /// `slow-start`.
     pub const fn as_str(self) -> &'static str {

@@ -31,6 +31,9 @@ pub struct Applied {
     pub writes: u64,
     /// Writes by kind, as `vipd_reconcile_operations_total` counts them.
     pub ops: Vec<(&'static str, u64)>,
+    /// Writes the kernel refused: the kernel is not yet as wanted (the next apply tries
+    /// again).
+    pub refused: u64,
     /// Removed backends still wait for their connections to end: apply again soon.
     pub draining: bool,
     /// What the operator should know about reachability (logged when they change).

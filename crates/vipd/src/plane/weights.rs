@@ -64,4 +64,6 @@ pub struct WeightWrites {
     pub written: Vec<Written>,
     /// Writes to the kernel it took.
     pub ops: u64,
+    /// Writes the kernel refused (tried again by the next pass).
+    pub failed: u64,
 }

@@ -24,6 +24,8 @@ pub struct Counters {
     pub unattributed: u64,
     /// Open connections dropped from the table because it was full.
     pub evicted: u64,
+    /// Kernel records that could not be decoded (counted by the reader, not here).
+    pub decode_failures: u64,
 }
 
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use super::super::{metrics::Metrics, services::ServiceRt};
 use crate::{
     config::UdpProbe,
-    health::{Signal, Transition},
+    health::{Signal, State, Transition},
     model::{BackendId, Report, ServiceKey},
 };
 
@@ -75,21 +75,28 @@ impl Effects {
                 warn!(
                     service = name,
                     backend,
+                    state = State::Quarantined.as_str(),
                     cause = cause_name,
                     client,
                     ejections,
-                    "quarantined for {}",
-                    crate::config::format_duration(*duration)
+                    duration = %crate::config::format_duration(*duration),
+                    "quarantined"
                 );
             }
             Transition::HeldInRotation { dest, cause } => warn!(
                 service = name,
                 backend = %dest,
+                state = State::Failing.as_str(),
                 cause = cause.as_str(),
                 "failing, but kept in rotation by the ejection limit"
             ),
             Transition::ProbeWanted { dest } => {
-                info!(service = name, backend = %dest, "quarantine over: probing before re-admission");
+                info!(
+                    service = name,
+                    backend = %dest,
+                    state = State::Probing.as_str(),
+                    "probing before re-admission"
+                );
                 self.probes.push(ProbeRequest {
                     service: key,
                     dest: *dest,
@@ -97,17 +104,24 @@ impl Effects {
                     udp: s.udp_probe.clone(),
                 });
             }
-            Transition::Readmitted { dest } => {
-                info!(service = name, backend = %dest, "re-admitted (slow start)")
-            }
-            Transition::Recovered { dest } => {
-                info!(service = name, backend = %dest, "back at full weight")
-            }
+            Transition::Readmitted { dest } => info!(
+                service = name,
+                backend = %dest,
+                state = s.health.state(dest).map_or("", State::as_str),
+                "re-admitted"
+            ),
+            Transition::Recovered { dest } => info!(
+                service = name,
+                backend = %dest,
+                state = State::Healthy.as_str(),
+                "back at full weight"
+            ),
             Transition::PanicEntered => warn!(
                 service = name,
+                panic = true,
                 "PANIC: too few healthy backends; every backend is in rotation at its configured weight"
             ),
-            Transition::PanicExited => info!(service = name, "panic over"),
+            Transition::PanicExited => info!(service = name, panic = false, "panic over"),
         }
     }
 }

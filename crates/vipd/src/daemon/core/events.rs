@@ -95,7 +95,7 @@ impl Core {
             .metrics
             .outcome(&s.name, &backend, &format!("{what}_{verdict}"));
         if !r.passed {
-            info!(service = %s.name, backend, "{what} failed: {}", r.detail);
+            info!(service = %s.name, backend, check = what, detail = %r.detail, "{what} failed");
         }
         let signal = if r.passed {
             Signal::CheckPassed

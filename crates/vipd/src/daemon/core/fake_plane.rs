@@ -8,6 +8,7 @@ use crate::{
     model::{BackendId, Report, ServiceKey},
     plane::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written},
     reconcile::ReconcileError,
+    watcher::Counters,
 };
 
 /// Calls in order, shared with the test (`apply`, `write`, `restore`, ...).
@@ -20,10 +21,14 @@ pub struct FakePlane {
     pub log: CallLog,
     pub fail_apply: bool,
     pub fail_writes: bool,
-    /// What the next applies say.
+    /// What the next applies say: draining, and writes the kernel refused.
     pub draining: bool,
+    pub refused: u64,
+    /// Weight writes the next fast-path writes say failed.
+    pub failed_writes: u64,
     pub notes: Vec<String>,
     pub lost: Option<u64>,
+    pub counters: Counters,
     pub watched: Vec<ServiceKey>,
 }
 
@@ -80,6 +85,10 @@ impl DataPlane for FakePlane {
         }
     }
 
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+
     fn on_stop(&self) -> &'static str {
         "nothing stays"
     }
@@ -94,6 +103,7 @@ impl DataPlane for FakePlane {
         Ok(Applied {
             writes,
             ops: vec![("fake", writes)],
+            refused: self.refused,
             draining: self.draining,
             notes: self.notes.clone(),
         })
@@ -108,6 +118,7 @@ impl DataPlane for FakePlane {
         Ok(WeightWrites {
             ops: written.len() as u64,
             written,
+            failed: self.failed_writes,
         })
     }
 

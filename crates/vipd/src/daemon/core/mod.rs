@@ -87,6 +87,8 @@ pub struct Core {
     lost_events: u64,
     /// The last apply's reachability notes, logged when they change.
     reach_notes: Vec<String>,
+    /// The plane's detection mode as last told (empty before), logged when it changes.
+    watcher_mode: String,
     started: SystemTime,
     loaded: SystemTime,
     last_reload: Option<ReloadView>,
@@ -125,6 +127,7 @@ impl Core {
             wall,
             seed,
         );
+        metrics.config_loaded(wall);
         let mut core = Core {
             config,
             config_path,
@@ -139,6 +142,7 @@ impl Core {
             counts_cursor: 0,
             lost_events: 0,
             reach_notes: Vec::new(),
+            watcher_mode: String::new(),
             started: wall,
             loaded: wall,
             last_reload: None,
@@ -176,9 +180,23 @@ impl Core {
         self.publish = true;
     }
 
-    /// The plane's detection mode changed (or is first known): `vipd_watcher_mode`.
+    /// The plane's detection mode changed (or is first known): `vipd_watcher_mode`, and
+    /// a log event when it changed from a known one (the first is in the start line).
     pub fn plane_mode(&mut self, mode: &str) {
-        self.metrics().set_watcher_mode(mode_kind(mode));
+        if mode == self.watcher_mode {
+            return;
+        }
+        let kind = mode_kind(mode);
+        if !self.watcher_mode.is_empty() {
+            let previous = mode_kind(&self.watcher_mode);
+            if matches!(kind, "full" | "xdp") {
+                info!(mode = kind, previous, detail = mode, "watcher mode changed");
+            } else {
+                warn!(mode = kind, previous, detail = mode, "watcher mode changed");
+            }
+        }
+        self.metrics().set_watcher_mode(kind);
+        mode.clone_into(&mut self.watcher_mode);
         self.publish = true;
     }
 
@@ -192,9 +210,15 @@ impl Core {
     }
 
     /// A full apply of the config with the health weights on top; returns the writes.
+    /// A failure, or writes the kernel refused, count in `vipd_reconcile_failures_total`.
     pub fn apply(&mut self, plane: &mut dyn DataPlane, now: Instant) -> Result<u64, PlaneError> {
         let weights = self.services.weights(now, None);
-        let applied = plane.apply(&self.config, &weights)?;
+        let applied = plane
+            .apply(&self.config, &weights)
+            .inspect_err(|_| self.metrics().reconcile_failure())?;
+        if applied.refused > 0 {
+            self.metrics().reconcile_failure();
+        }
         if applied.notes != self.reach_notes {
             for n in &applied.notes {
                 warn!("reachability: {n}");
@@ -231,27 +255,38 @@ impl Core {
         let written = match plane.write_weights(&weights) {
             Ok(w) => {
                 self.metrics().reconcile_ops(plane.name(), w.ops);
+                self.metrics().weight_write_failures(w.failed);
                 w.written
             }
             Err(e) => {
                 // The next full apply (housekeeping) writes it again.
-                warn!("writing weights failed: {}", e.chain());
+                warn!(error = %e.chain(), "writing weights failed");
+                self.metrics().weight_write_failures(1);
                 self.next_resync = now;
                 Vec::new()
             }
         };
         let mut measured = Vec::new();
-        for w in written.iter().filter(|w| w.to == 0) {
-            let Some((fault_ns, cause)) = self.effects.faults.remove(&(w.service, w.dest)) else {
+        for w in &written {
+            let service = self.services.name(&w.service);
+            let backend = SocketAddr::from(w.dest);
+            let fault = (w.to == 0)
+                .then(|| self.effects.faults.remove(&(w.service, w.dest)))
+                .flatten();
+            let Some((fault_ns, cause)) = fault else {
+                debug!(service, %backend, from = w.from, weight = w.to, "weight written");
                 continue;
             };
             let seconds = kernel_now().saturating_sub(fault_ns) as f64 / 1e9;
-            self.metrics().fault_to_quarantine(cause, seconds);
+            self.effects.metrics.fault_to_quarantine(cause, seconds);
             info!(
-                backend = %SocketAddr::from(w.dest),
-                service = %w.service,
-                "weight 0 written {:.1} ms after the fault ({cause})",
-                seconds * 1e3
+                service,
+                %backend,
+                cause,
+                from = w.from,
+                weight = 0,
+                fault_to_weight_ms = (seconds * 1e4).round() / 10.0,
+                "quarantine written"
             );
             measured.push(Measured {
                 service: w.service,
@@ -281,8 +316,9 @@ impl Core {
             Some(Ok(n)) => {
                 if n > self.lost_events {
                     warn!(
-                        "{} kernel events lost (ring buffer full)",
-                        n - self.lost_events
+                        lost = n - self.lost_events,
+                        lost_total = n,
+                        "kernel events lost (ring buffer full)"
                     );
                 }
                 self.lost_events = n;
@@ -291,15 +327,16 @@ impl Core {
             Some(Err(e)) => debug!("reading the lost-event counter: {}", e.chain()),
             None => {}
         }
-        self.metrics()
-            .set_unattributed(plane.counters().unattributed);
+        let counters = plane.counters();
+        self.metrics().set_unattributed(counters.unattributed);
+        self.metrics().set_decode_failures(counters.decode_failures);
     }
 
     /// Housekeeping: the full apply when due, and some connection counts.
     pub fn maintain(&mut self, plane: &mut dyn DataPlane, now: Instant) {
         if now >= self.next_resync {
             if let Err(e) = self.apply(plane, now) {
-                warn!("periodic reconcile failed: {}", e.chain());
+                warn!(error = %e.chain(), "periodic reconcile failed");
                 self.next_resync = now + RESYNC;
             }
         }
@@ -364,7 +401,7 @@ impl Core {
         for s in self.services.by_key.values() {
             for v in s.health.views(now) {
                 let backend = SocketAddr::from(v.dest).to_string();
-                metrics.set_backend(&s.name, &backend, v.weight, v.state.as_str());
+                metrics.set_backend(&s.name, &backend, v.weight, v.state);
             }
             metrics.set_panic(&s.name, s.health.in_panic());
         }

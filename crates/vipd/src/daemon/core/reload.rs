@@ -39,10 +39,6 @@ impl Core {
         let config = match loaded {
             Ok(c) => c,
             Err(rejected) => {
-                for l in &rejected.lines {
-                    error!("{l}");
-                }
-                error!("config rejected; the running config stays in force");
                 self.reloaded(wall, Err(rejected.to_string()));
                 return false;
             }
@@ -60,14 +56,11 @@ impl Core {
         let accepted = match self.apply(plane, now) {
             Ok(writes) => {
                 self.loaded = wall;
-                info!(netlink_writes = writes, "config reloaded");
                 self.reloaded(wall, Ok((writes, plane.write_unit())));
                 true
             }
             Err(e) => {
-                let message = e.chain();
-                error!("config rejected: {message}; the running config stays in force");
-                self.reloaded(wall, Err(message));
+                self.reloaded(wall, Err(e.chain()));
                 self.config = old_config;
                 let new = std::mem::take(&mut self.services);
                 self.services =
@@ -89,10 +82,26 @@ impl Core {
         self.last_reload.as_ref()
     }
 
-    /// Records a reload's result: `Ok((writes, what a write is called))` or the
-    /// rejection's message.
+    /// Logs and records a reload's result: `Ok((writes, what a write is called))` or
+    /// why it was rejected (every line of it).
     fn reloaded(&mut self, wall: SystemTime, result: Result<(u64, &str), String>) {
-        self.metrics().reload(result.is_ok());
+        self.metrics().reload(result.is_ok(), wall);
+        match &result {
+            Ok((writes, _)) => info!(
+                config = self.config_path.as_str(),
+                result = "applied",
+                services = self.config.services.len(),
+                backends = self.config.backend_count(),
+                writes,
+                "config reloaded"
+            ),
+            Err(reason) => error!(
+                config = self.config_path.as_str(),
+                result = "rejected",
+                reason = reason.as_str(),
+                "config rejected; the running config stays in force"
+            ),
+        }
         self.last_reload = Some(match result {
             Ok((writes, unit)) => ReloadView {
                 unix_ms: clock::unix_ms(wall),

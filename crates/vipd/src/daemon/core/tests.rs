@@ -540,3 +540,6 @@ async fn a_udp_service_that_keeps_stale_flows_holds_its_quarantined_backend_at_z
     assert_eq!(r.plane.weight(dns(), b(1)), Some(Some(0)));
     assert_eq!(r.state(1), state("quarantined", 0));
 }
+
+#[path = "metrics_tests.rs"]
+mod metrics_tests;

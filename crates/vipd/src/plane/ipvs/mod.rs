@@ -10,7 +10,7 @@ mod udp_watch;
 mod watcher;
 mod weights;
 
-use std::{net::SocketAddr, os::fd::OwnedFd, path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, net::SocketAddr, os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -27,7 +27,7 @@ use super::{
 use crate::{
     config::Config,
     model::{BackendId, Report, ServiceKey, Vip},
-    reconcile::{self, ApplyOptions, DesiredState, WeightOverrides},
+    reconcile::{self, summary::DrainStatus, ApplyOptions, DesiredState, WeightOverrides},
     watcher::{Counters, Flavour},
 };
 
@@ -61,6 +61,40 @@ pub struct IpvsPlane {
     /// path).
     desired: DesiredState,
     watcher: Watcher,
+    /// Backends removed from the config that wait for their connections to end, as
+    /// (IPVS service, backend): each start and end of a drain is logged once.
+    draining: BTreeSet<(String, String)>,
+}
+
+/// Logs the drains that began or ended since `before`; returns the ones going on.
+fn drain_changes(
+    before: &BTreeSet<(String, String)>,
+    now: &[DrainStatus],
+) -> BTreeSet<(String, String)> {
+    let mut going_on = BTreeSet::new();
+    for d in now {
+        let key = (d.service.clone(), d.backend.clone());
+        if !before.contains(&key) {
+            info!(
+                ipvs_service = %d.service,
+                backend = %d.backend,
+                state = "draining",
+                active_conns = d.active_conns,
+                inactive_conns = d.inactive_conns,
+                "removed from the config: draining at weight 0"
+            );
+        }
+        going_on.insert(key);
+    }
+    for (service, backend) in before.difference(&going_on) {
+        info!(
+            ipvs_service = %service,
+            backend = %backend,
+            state = "drained",
+            "no longer draining (deleted, or back in the config)"
+        );
+    }
+    going_on
 }
 
 /// The longest wait for the kernel's answer to a weight write.
@@ -86,6 +120,7 @@ impl IpvsPlane {
             state_file,
             desired: DesiredState::default(),
             watcher: Watcher::start(probes, now),
+            draining: BTreeSet::new(),
         })
     }
 }
@@ -157,9 +192,10 @@ impl DataPlane for IpvsPlane {
         };
         let summary = reconcile::apply(config, &opts)?;
         for f in &summary.failures {
-            warn!("kernel refused a write: {f:?}");
+            warn!(op = %f.op, errno = ?f.errno, error = %f.error, "kernel refused a write");
         }
         self.writer.reset(weights);
+        self.draining = drain_changes(&self.draining, &summary.draining);
         if summary.netlink_writes > 0 {
             info!(
                 ipvs = summary.ipvs_writes,
@@ -174,12 +210,14 @@ impl DataPlane for IpvsPlane {
                 ("ipvs", summary.ipvs_writes as u64),
                 ("rtnetlink", summary.rtnetlink_writes as u64),
             ],
+            refused: summary.failures.len() as u64,
             draining: !summary.draining.is_empty(),
             notes: summary.notes,
         })
     }
 
     fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
+        let failures_before = self.writer.failures();
         let written = self.writer.sync(weights, &self.desired);
         for w in &written {
             match w.service.vip() {
@@ -195,6 +233,7 @@ impl DataPlane for IpvsPlane {
         Ok(WeightWrites {
             ops: written.len() as u64,
             written,
+            failed: self.writer.failures() - failures_before,
         })
     }
 

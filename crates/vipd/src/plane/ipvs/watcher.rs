@@ -11,7 +11,7 @@ use std::{
 };
 
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{retry::RetrySchedule, udp_watch::UdpWatch};
 use crate::{
@@ -92,7 +92,11 @@ impl Watcher {
     pub fn start(flavour: Flavour, now: Instant) -> Self {
         let (probes, mode, hooks) = load(flavour);
         if mode != "full" {
-            warn!("watcher: {mode}; vipd retries the missing hooks");
+            warn!(
+                mode = mode_kind(&mode),
+                detail = %mode,
+                "connection watcher not fully attached; vipd retries the missing hooks"
+            );
         }
         let retry = (mode_kind(&mode) != "full").then(|| RetrySchedule::first(now));
         Watcher {
@@ -122,7 +126,10 @@ impl Watcher {
     }
 
     pub fn counters(&self) -> Counters {
-        self.correlator.counters()
+        Counters {
+            decode_failures: self.decode_errors,
+            ..self.correlator.counters()
+        }
     }
 
     /// Connections the correlator follows.
@@ -179,8 +186,9 @@ impl Watcher {
                     self.decode_errors += 1;
                     if self.decode_errors.is_power_of_two() {
                         warn!(
-                            "undecodable kernel event ({} so far): {e}",
-                            self.decode_errors
+                            error = %e,
+                            decode_failures = self.decode_errors,
+                            "undecodable kernel event"
                         );
                     }
                 }
@@ -286,7 +294,8 @@ impl Watcher {
         };
         let better = match load(self.flavour) {
             (Some(p), mode, hooks) if mode_rank(&mode) > mode_rank(&self.mode) => {
-                info!(watcher = %mode, hooks = %hooks, "connection watcher attached on retry");
+                // The core logs the mode change.
+                debug!(hooks = %hooks, "connection watcher attached on retry");
                 self.mode = mode;
                 self.hooks = hooks;
                 self.lost_before += self.lost_last;

@@ -4,9 +4,9 @@
 //! (`IPVS_CMD_DEL_DEST`) and added back (`IPVS_CMD_NEW_DEST`) on re-admission. It
 //! remembers what it last wrote, so a loop iteration without changes writes nothing.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::SocketAddr};
 
-use tracing::{debug, warn};
+use tracing::warn;
 use vipd_ipvs::{Client, Destination};
 
 use super::ipvs_key;
@@ -78,7 +78,6 @@ impl WeightWriter {
                 Ok(()) => {
                     self.writes += 1;
                     self.applied.insert((key, dest), to);
-                    debug!(service = %key, backend = ?dest, ?to, "weight written");
                     let old = from.flatten().unwrap_or(0);
                     done.push(Written {
                         service: key,
@@ -91,7 +90,13 @@ impl WeightWriter {
                     // Not recorded as applied: the next pass (and the next reconcile,
                     // which recreates a missing destination) tries again.
                     self.failures += 1;
-                    warn!(service = %key, backend = ?dest, weight = to, "setting the weight failed: {e}");
+                    warn!(
+                        ipvs_service = %key,
+                        backend = %SocketAddr::from(dest),
+                        weight = to.unwrap_or(0),
+                        error = %e,
+                        "setting the weight failed"
+                    );
                 }
             }
         }

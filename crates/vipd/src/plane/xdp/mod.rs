@@ -25,6 +25,7 @@ use super::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, We
 use crate::{
     config::{Config, XdpSettings},
     model::{BackendId, Report, ServiceKey},
+    watcher::Counters,
     xdp::{
         loader::{ensure_bpffs, Sizes},
         maps::BadRecord,
@@ -186,6 +187,13 @@ impl DataPlane for XdpPlane {
         }
     }
 
+    fn counters(&self) -> Counters {
+        Counters {
+            decode_failures: self.decode_errors,
+            ..Counters::default()
+        }
+    }
+
     fn on_stop(&self) -> &'static str {
         if self.pinned {
             "the XDP program and its flow table stay in place"
@@ -211,6 +219,7 @@ impl DataPlane for XdpPlane {
         Ok(WeightWrites {
             written,
             ops: ops as u64,
+            failed: 0,
         })
     }
 
@@ -242,8 +251,9 @@ impl DataPlane for XdpPlane {
                     self.decode_errors += 1;
                     if self.decode_errors.is_power_of_two() {
                         warn!(
-                            "unusable XDP health record ({} so far): {e}",
-                            self.decode_errors
+                            error = %e,
+                            decode_failures = self.decode_errors,
+                            "unusable XDP health record"
                         );
                     }
                 }

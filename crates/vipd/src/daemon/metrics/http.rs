@@ -1,0 +1,170 @@
+//! The metrics endpoint: a minimal HTTP/1.1 server answering `GET /metrics` (and
+//! `HEAD`) with the rendered metrics, one task per connection, bounded in clients, time
+//! and request size.
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{
+    io::AsyncReadExt,
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+};
+
+use super::Metrics;
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The longest request head (request line and headers) read.
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// How long a client has to send its request head, and to take the answer.
+pub const HTTP_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections handled at once; more are closed at once.
+pub const MAX_HTTP_CONNECTIONS: usize = 32;
+
+/// Binds the metrics address; the error names it.
+pub async fn bind_metrics(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("metrics address {addr}: {e}")))
+}
+
+/// Serves `GET /metrics` on `listener` forever, one task per connection. Accept errors
+/// (e.g. out of file descriptors) are logged and retried.
+pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
+    let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "metrics: too many clients, closing one");
+                    continue;
+                };
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    if let Err(e) = handle(stream, &metrics).await {
+                        tracing::debug!(%peer, "metrics client: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("metrics: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+enum Head {
+    Complete(Vec<u8>),
+    TooLarge,
+    /// The client closed before a full head.
+    Closed,
+}
+
+async fn read_head(stream: &mut TcpStream) -> io::Result<Head> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Head::Closed);
+        }
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        let tail = &buf[from..];
+        let end = tail
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| from + i + 4)
+            .or_else(|| {
+                tail.windows(2)
+                    .position(|w| w == b"\n\n")
+                    .map(|i| from + i + 2)
+            });
+        if let Some(end) = end.filter(|e| *e <= MAX_REQUEST_HEAD) {
+            buf.truncate(end);
+            return Ok(Head::Complete(buf));
+        }
+        if buf.len() >= MAX_REQUEST_HEAD {
+            return Ok(Head::TooLarge);
+        }
+    }
+}
+
+fn response(status: &str, content_type: &str, extra: &str, body: &str, head_only: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    if !head_only {
+        out.push_str(body);
+    }
+    out.into_bytes()
+}
+
+/// The answer to one request head.
+fn route(head: &[u8], metrics: &Metrics) -> Vec<u8> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    let text = String::from_utf8_lossy(head);
+    let line = text.lines().next().unwrap_or("");
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return response("400 Bad Request", PLAIN, "", "bad request\n", false);
+    };
+    if !version.starts_with("HTTP/1.") {
+        return response("400 Bad Request", PLAIN, "", "bad request\n", false);
+    }
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    if path != "/metrics" {
+        let head_only = method == "HEAD";
+        return response(
+            "404 Not Found",
+            PLAIN,
+            "",
+            "not found: see /metrics\n",
+            head_only,
+        );
+    }
+    match method {
+        "GET" | "HEAD" => response(
+            "200 OK",
+            CONTENT_TYPE,
+            "",
+            &metrics.render(),
+            method == "HEAD",
+        ),
+        _ => response(
+            "405 Method Not Allowed",
+            PLAIN,
+            "Allow: GET, HEAD\r\n",
+            "method not allowed\n",
+            false,
+        ),
+    }
+}
+
+async fn handle(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
+    let answer = match tokio::time::timeout(HTTP_DEADLINE, read_head(&mut stream)).await {
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no request head in time",
+            ))
+        }
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Head::Closed)) => return Ok(()),
+        Ok(Ok(Head::TooLarge)) => response(
+            "431 Request Header Fields Too Large",
+            "text/plain; charset=utf-8",
+            "",
+            "request head too large\n",
+            false,
+        ),
+        Ok(Ok(Head::Complete(head))) => route(&head, metrics),
+    };
+    super::super::reply::answer_and_close(&mut stream, &answer, HTTP_DEADLINE).await
+}
