@@ -57,7 +57,8 @@ fn run(dir: &Path, journal: Journal, args: &[&str]) -> String {
         .stderr(stderr)
         .status()
         .unwrap();
-    assert_eq!(status.code(), Some(1));
+    // 78: the config is invalid (EX_CONFIG), nothing was touched.
+    assert_eq!(status.code(), Some(78));
     std::fs::read_to_string(&path).unwrap()
 }
 
@@ -119,7 +120,7 @@ fn the_environment_chooses_json_too() {
         .stderr(File::create(&path).unwrap())
         .status()
         .unwrap();
-    assert_eq!(out.code(), Some(1));
+    assert_eq!(out.code(), Some(78));
     let text = std::fs::read_to_string(&path).unwrap();
     let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect(&text);
     assert_eq!(v["level"], "ERROR", "{text}");

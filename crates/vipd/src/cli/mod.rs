@@ -90,7 +90,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             logging.fatal(&e);
-            ExitCode::FAILURE
+            run::exit_code(&e)
         }
     }
 }

@@ -38,12 +38,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         runtime_dir: args.runtime_dir,
         probes: args.probes,
     });
-    match result {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) if e.is::<ConfigInvalid>() => {
-            eprintln!("vipd: {e:#}");
-            Ok(ExitCode::from(EXIT_CONFIG))
-        }
-        Err(e) => Err(e),
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The exit status for an error that ended a command: [`EXIT_CONFIG`] for an invalid
+/// config at the daemon's start-up, 1 for anything else.
+pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    if e.is::<ConfigInvalid>() {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::FAILURE
     }
 }
