@@ -402,6 +402,7 @@ impl Core {
             for v in s.health.views(now) {
                 let backend = SocketAddr::from(v.dest).to_string();
                 metrics.set_backend(&s.name, &backend, v.weight, v.state);
+                metrics.set_drained(&s.name, &backend, s.drained.contains(&v.dest));
             }
             metrics.set_panic(&s.name, s.health.in_panic());
         }

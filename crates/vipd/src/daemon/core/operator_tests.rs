@@ -56,6 +56,8 @@ async fn a_drain_writes_weight_0_at_once_and_holds_across_reloads_until_undrain(
     assert_eq!(r.plane.weight(web(), b(2)), Some(Some(10)));
     let v = r.backend(1);
     assert!(v.drained);
+    assert!(r.metric("vipd_backend_drained{service=\"web\",backend=\"198.18.1.1:8080\"} 1"));
+    assert!(r.metric("vipd_backend_drained{service=\"web\",backend=\"198.18.1.2:8080\"} 0"));
     assert_eq!((v.weight, v.config_weight), (0, 10));
     // Idempotent.
     let again = operate(&mut r, OperatorAction::Drain, 1);

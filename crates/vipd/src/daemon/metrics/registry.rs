@@ -38,6 +38,8 @@ pub(super) struct Inner {
     pub last_reload_success: f64,
     /// Effective weight and state.
     pub backends: BTreeMap<ServiceBackend, (u32, State)>,
+    /// Whether an operator drained the backend (`vipd drain`).
+    pub drained: BTreeMap<ServiceBackend, bool>,
     pub panic: BTreeMap<String, bool>,
 }
 
@@ -179,6 +181,13 @@ impl Metrics {
             .insert((service.to_owned(), backend.to_owned()), (weight, state));
     }
 
+    /// `vipd_backend_drained{service,backend}`: 1 while an operator's drain holds it.
+    pub fn set_drained(&self, service: &str, backend: &str, drained: bool) {
+        self.lock()
+            .drained
+            .insert((service.to_owned(), backend.to_owned()), drained);
+    }
+
     /// `vipd_service_panic{service}`: 1 while every backend is out and weights are
     /// restored.
     pub fn set_panic(&self, service: &str, panic: bool) {
@@ -201,6 +210,7 @@ impl Metrics {
         inner.outcomes.retain(|(s, b, _), _| keep(s, b));
         inner.quarantines.retain(|(s, b, _), _| keep(s, b));
         inner.backends.retain(|(s, b), _| keep(s, b));
+        inner.drained.retain(|(s, b), _| keep(s, b));
     }
 
     /// Keeps only the series of services for which `keep(service)` holds.

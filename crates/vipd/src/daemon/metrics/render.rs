@@ -80,6 +80,14 @@ fn backends(x: &mut Exposition, inner: &Inner) {
     for ((s, b), (weight, _)) in &inner.backends {
         f.sample(&[("service", s), ("backend", b)], *weight);
     }
+    let mut f = x.family(
+        "vipd_backend_drained",
+        Kind::Gauge,
+        "1 while an operator's drain (vipd drain) holds the backend at weight 0.",
+    );
+    for ((s, b), drained) in &inner.drained {
+        f.sample(&[("service", s), ("backend", b)], *drained);
+    }
     x.by_label(
         "vipd_service_panic",
         Kind::Gauge,

@@ -12,6 +12,7 @@ pub(super) fn example() -> Metrics {
     m.set_backend("web", "198.18.1.2:8080", 100, State::Healthy);
     // A new state replaces the old series.
     m.set_backend("web", "198.18.1.2:8080", 0, State::Quarantined);
+    m.set_drained("web", "198.18.1.2:8080", false);
     m.set_panic("web", true);
     m.outcome("web", "198.18.1.2:8080", "refused");
     m.outcome("web", "198.18.1.2:8080", "refused");
@@ -57,6 +58,9 @@ vipd_backend_state{service="web",backend="198.18.1.2:8080",state="slow-start"} 0
 # HELP vipd_backend_weight A backend's effective weight, as written to the data plane.
 # TYPE vipd_backend_weight gauge
 vipd_backend_weight{service="web",backend="198.18.1.2:8080"} 0
+# HELP vipd_backend_drained 1 while an operator's drain (vipd drain) holds the backend at weight 0.
+# TYPE vipd_backend_drained gauge
+vipd_backend_drained{service="web",backend="198.18.1.2:8080"} 0
 # HELP vipd_service_panic 1 while every backend of the service is out and weights are restored.
 # TYPE vipd_service_panic gauge
 vipd_service_panic{service="web"} 1
