@@ -54,6 +54,26 @@ use crate::{
 pub const RESYNC: Duration = Duration::from_secs(30);
 /// While removed backends drain, apply this often to delete the finished ones.
 pub const DRAIN_RESYNC: Duration = Duration::from_secs(2);
+/// The first retry of a failed weight write comes this soon; each further one waits
+/// twice as long, up to [`WRITE_RETRY_MAX`].
+pub const WRITE_RETRY_FIRST: Duration = Duration::from_millis(50);
+pub const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// How long retry number `attempt` (1-based) of a failed weight write waits.
+pub fn write_retry_delay(attempt: u32) -> Duration {
+    WRITE_RETRY_FIRST
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(WRITE_RETRY_MAX)
+}
+
+/// Weight writes that failed, to be tried again.
+#[derive(Debug, Clone)]
+struct Retry {
+    services: BTreeSet<ServiceKey>,
+    attempt: u32,
+    at: Instant,
+}
+
 /// Backends whose connection counts are read per [`Core::maintain`].
 const COUNTS_PER_PASS: usize = 64;
 
@@ -75,6 +95,8 @@ pub struct Core {
     seed: u64,
     /// Services whose weights may have changed since the last write.
     dirty: BTreeSet<ServiceKey>,
+    /// Failed weight writes waiting for their next try.
+    retry: Option<Retry>,
     /// Health changed since the last [`Core::record`].
     health_dirty: bool,
     /// Something `vipd status` shows changed since the last [`Core::view`].
@@ -135,6 +157,7 @@ impl Core {
             effects: Effects::new(metrics),
             seed,
             dirty: BTreeSet::new(),
+            retry: None,
             health_dirty: true,
             publish: true,
             checks_changed: true,
@@ -163,7 +186,11 @@ impl Core {
 
     /// The earliest time a health machine needs [`Core::tick`].
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.services.next_deadline()
+        let retry = self.retry.as_ref().map(|r| r.at);
+        match (self.services.next_deadline(), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn keys(&self) -> Vec<ServiceKey> {
@@ -247,25 +274,55 @@ impl Core {
         now: Instant,
         kernel_now: &dyn Fn() -> u64,
     ) -> Vec<Measured> {
+        let retrying = self.retry.as_ref().is_some_and(|r| now >= r.at);
+        if retrying {
+            let services = self.retry.as_ref().map(|r| r.services.clone());
+            self.dirty.extend(services.unwrap_or_default());
+        }
         if self.dirty.is_empty() {
             return Vec::new();
         }
         let dirty = std::mem::take(&mut self.dirty);
         let weights = self.services.weights(now, Some(&dirty));
-        let written = match plane.write_weights(&weights) {
+        let (written, failed) = match plane.write_weights(&weights) {
             Ok(w) => {
                 self.metrics().reconcile_ops(plane.name(), w.ops);
                 self.metrics().weight_write_failures(w.failed);
-                w.written
+                if w.failed > 0 {
+                    // A refused write (ENOENT: someone deleted the destination; ENOMEM)
+                    // is retried below, and the next full apply repairs what it can.
+                    self.next_resync = now;
+                }
+                (w.written, w.failed > 0)
             }
             Err(e) => {
-                // The next full apply (housekeeping) writes it again.
+                // Tried again soon (below), and the next full apply repairs the rest.
                 warn!(error = %e.chain(), "writing weights failed");
                 self.metrics().weight_write_failures(1);
                 self.next_resync = now;
-                Vec::new()
+                (Vec::new(), true)
             }
         };
+        if failed {
+            let (mut services, attempt) = match self.retry.take() {
+                Some(r) => (r.services, r.attempt + 1),
+                None => (BTreeSet::new(), 1),
+            };
+            services.extend(dirty.iter().copied());
+            let delay = write_retry_delay(attempt);
+            debug!(
+                attempt,
+                retry_in_ms = delay.as_millis() as u64,
+                "weight write failed"
+            );
+            self.retry = Some(Retry {
+                services,
+                attempt,
+                at: now + delay,
+            });
+        } else if retrying {
+            self.retry = None;
+        }
         let mut measured = Vec::new();
         for w in &written {
             let service = self.services.name(&w.service);
@@ -295,8 +352,11 @@ impl Core {
                 seconds,
             });
         }
-        // A quarantine that wrote nothing (panic, or already at 0) measures nothing.
-        self.effects.faults.retain(|(k, _), _| !dirty.contains(k));
+        // A quarantine that wrote nothing (panic, or already at 0) measures nothing; one
+        // whose write failed is measured when the retry writes it.
+        if !failed {
+            self.effects.faults.retain(|(k, _), _| !dirty.contains(k));
+        }
         measured
     }
 

@@ -426,6 +426,49 @@ async fn a_plane_error_on_the_fast_path_brings_the_full_apply_forward() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_weight_write_is_retried_with_backoff_and_measured_when_it_lands() {
+    let mut r = Rig::new(&web_with(2));
+    r.plane.fail_writes = true;
+    r.core.on_report(&refused(b(1), SEC), Instant::now());
+    assert!(r.turn(SEC).is_empty());
+    assert_eq!(r.plane.calls("write"), 1);
+    // The retry is a deadline of its own: 50 ms, then 100 ms, ...
+    let t0 = Instant::now();
+    assert_eq!(r.core.next_deadline(), Some(t0 + super::WRITE_RETRY_FIRST));
+    r.turn(SEC);
+    assert_eq!(r.plane.calls("write"), 1, "not before it is due");
+    tokio::time::advance(super::WRITE_RETRY_FIRST).await;
+    r.turn(SEC);
+    assert_eq!(r.plane.calls("write"), 2);
+    assert_eq!(
+        r.core.next_deadline(),
+        Some(Instant::now() + 2 * super::WRITE_RETRY_FIRST)
+    );
+    // The kernel takes writes again: the next retry lands and is measured from the fault.
+    r.plane.fail_writes = false;
+    tokio::time::advance(2 * super::WRITE_RETRY_FIRST).await;
+    let measured = r.turn(SEC + 200 * MS);
+    assert_eq!(r.plane.calls("write"), 3);
+    assert_eq!(r.plane.weight(web(), b(1)), Some(Some(0)));
+    assert_eq!(measured.len(), 1);
+    assert!((measured[0].seconds - 0.2).abs() < 1e-9, "{measured:?}");
+    assert!(r.metric("vipd_weight_write_failures_total 2"));
+    // Nothing left to retry.
+    let quarantine_end = r.core.next_deadline().unwrap();
+    assert!(quarantine_end > Instant::now() + Duration::from_secs(1));
+}
+
+#[test]
+fn write_retries_back_off_to_a_ceiling() {
+    use super::{write_retry_delay, WRITE_RETRY_MAX};
+    assert_eq!(write_retry_delay(1), Duration::from_millis(50));
+    assert_eq!(write_retry_delay(2), Duration::from_millis(100));
+    assert_eq!(write_retry_delay(7), Duration::from_millis(3200));
+    assert_eq!(write_retry_delay(8), WRITE_RETRY_MAX);
+    assert_eq!(write_retry_delay(u32::MAX), WRITE_RETRY_MAX);
+}
+
+#[tokio::test(start_paused = true)]
 async fn draining_backends_bring_the_next_apply_to_two_seconds() {
     let t0 = Instant::now();
     let draining = FakePlane {
