@@ -1,5 +1,10 @@
 //! Writing an event to the ring buffer, counting it as lost when there is no room.
 //!
+//! The last quarter of the ring is kept for events that can fail a backend: once three
+//! quarters hold unread data, other events (successes, closes) are shed and counted, so
+//! a flood of successes the reader has not caught up with can never crowd out a
+//! refusal or a retransmitted SYN.
+//!
 //! Waking the reader costs more than the rest of a hook (measured: about 2 us of a
 //! 2.5 us run), so only events that can fail a backend wake it at once; the others wait
 //! for the reader's periodic drain (`RING_DRAIN` in vipd's watcher) or for enough data
@@ -18,6 +23,14 @@ const TCP_CLOSE: u8 = 7;
 /// the 4 MiB ring.
 const WAKE_AT_BYTES: u64 = 512 << 10;
 
+/// Pending bytes from which only urgent events are queued: three quarters of the ring
+/// (the last 1 MiB holds about 13,000 urgent records).
+const SHED_AT_BYTES: u64 = 3 << 20;
+
+/// `LOST` entries.
+const LOST_FULL: u32 = 0;
+const LOST_SHED: u32 = 1;
+
 /// Whether userspace must see `event` now: it can fail a backend.
 #[inline(always)]
 fn urgent(event: &ConnEvent) -> bool {
@@ -32,16 +45,27 @@ fn urgent(event: &ConnEvent) -> bool {
 
 #[inline(always)]
 pub fn emit(event: &ConnEvent) {
-    let flags = if urgent(event) || EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= WAKE_AT_BYTES {
+    let urgent = urgent(event);
+    let pending = EVENTS.query(BPF_RB_AVAIL_DATA.into());
+    if !urgent && pending >= SHED_AT_BYTES {
+        count(LOST_SHED);
+        return;
+    }
+    let flags = if urgent || pending >= WAKE_AT_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
     if EVENTS.output::<ConnEvent>(event, flags.into()).is_err() {
-        if let Some(lost) = LOST.get_ptr_mut(0) {
-            // SAFETY: a per-CPU slot, touched only by programs on this CPU.
-            unsafe { *lost += 1 };
-        }
+        count(LOST_FULL);
+    }
+}
+
+#[inline(always)]
+fn count(slot: u32) {
+    if let Some(n) = LOST.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot, touched only by programs on this CPU.
+        unsafe { *n += 1 };
     }
 }
 

@@ -10,9 +10,11 @@ use vipd_common::{Backend, DestKey, FlowKey, UdpTraffic, VipKey};
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
-/// Events that did not fit into `EVENTS`, per CPU. Userspace sums and reports them.
+/// Per CPU: entry 0, events that did not fit into `EVENTS` (lost); entry 1, events that
+/// can fail no backend, not queued so that those that can always find room (shed).
+/// Userspace sums and reports both.
 #[map(name = "LOST")]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
 /// The virtual services vipd manages; only connections to these produce events.
 /// Userspace keeps it in step with its config; the value is a service id.

@@ -282,3 +282,66 @@ fn tracepoint_reports_syn_retransmit() {
 fn tp_btf_reports_syn_retransmit() {
     dropped_syn_reports_retransmit(Flavour::Btf);
 }
+
+/// Successes the reader has not caught up with never crowd out a failure: with the ring
+/// three quarters full, success and close records are shed (and counted) and a refusal
+/// still gets in; nothing is lost.
+#[test]
+fn a_success_flood_never_hides_a_refusal() {
+    use std::os::fd::AsRawFd;
+    let mut probes = load(Flavour::Auto);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    probes.watch(server, IPPROTO_TCP as u8, 1).unwrap();
+    let accepting = std::thread::spawn(move || {
+        for s in listener.incoming() {
+            if s.is_err() {
+                break;
+            }
+        }
+    });
+    // About 3 records per connection (closed by RST: no TIME_WAIT, no port shortage);
+    // 24,000 connections are far more than the 4 MiB ring holds, and nobody reads.
+    for _ in 0..24_000 {
+        let s = TcpStream::connect(server).unwrap();
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket and a linger struct of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger as *const libc::linger as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+    assert!(
+        probes.shed_events().unwrap() > 0,
+        "the flood filled the ring"
+    );
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    probes.watch(closed, IPPROTO_TCP as u8, 2).unwrap();
+    let err = TcpStream::connect(closed).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let mut reset = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !reset {
+        match probes.next_event() {
+            Some(Ok(Event::ReceiveReset { dst, .. })) => reset |= dst == closed,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("undecodable event: {e}"),
+            None => break,
+        }
+    }
+    assert!(reset, "the refusal was not in the ring");
+    assert_eq!(probes.lost_events().unwrap(), 0, "nothing lost");
+    drop(accepting);
+}

@@ -26,6 +26,9 @@ pub struct Counters {
     pub evicted: u64,
     /// Kernel records that could not be decoded (counted by the reader, not here).
     pub decode_failures: u64,
+    /// Records that could fail no backend, not queued by the kernel programs while the
+    /// ring was nearly full, to keep room for those that can (counted there, not here).
+    pub shed: u64,
 }
 
 #[derive(Debug)]

@@ -457,10 +457,23 @@ impl Probes {
 
     /// Events the kernel programs could not queue because the ring buffer was full.
     pub fn lost_events(&self) -> Result<u64, WatcherError> {
-        let per_cpu = self.lost.get(&0, 0).map_err(|source| WatcherError::Map {
-            map: "LOST",
-            source,
-        })?;
+        self.lost_slot(0)
+    }
+
+    /// Events that could fail no backend (successes, closes), not queued while the ring
+    /// was three quarters full so that failures always find room.
+    pub fn shed_events(&self) -> Result<u64, WatcherError> {
+        self.lost_slot(1)
+    }
+
+    fn lost_slot(&self, slot: u32) -> Result<u64, WatcherError> {
+        let per_cpu = self
+            .lost
+            .get(&slot, 0)
+            .map_err(|source| WatcherError::Map {
+                map: "LOST",
+                source,
+            })?;
         Ok(per_cpu.iter().sum())
     }
 

@@ -390,6 +390,7 @@ impl Core {
         let counters = plane.counters();
         self.metrics().set_unattributed(counters.unattributed);
         self.metrics().set_decode_failures(counters.decode_failures);
+        self.metrics().set_shed(counters.shed);
     }
 
     /// Housekeeping: the full apply when due, and some connection counts.

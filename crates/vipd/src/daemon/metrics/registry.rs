@@ -25,6 +25,7 @@ pub(super) struct Inner {
     pub lost_events: u64,
     pub unattributed: u64,
     pub decode_failures: u64,
+    pub shed: u64,
     /// One of [`WATCHER_MODES`]; empty before the first report.
     pub watcher_mode: String,
     pub reconcile_ops: BTreeMap<String, u64>,
@@ -129,6 +130,11 @@ impl Metrics {
     /// Kernel records that could not be decoded: `vipd_event_decode_failures_total`.
     pub fn set_decode_failures(&self, n: u64) {
         self.lock().decode_failures = n;
+    }
+
+    /// Records shed to keep ring room for failures: `vipd_events_shed_total`.
+    pub fn set_shed(&self, n: u64) {
+        self.lock().shed = n;
     }
 
     /// `n` netlink writes of `kind` (`ipvs` or `rtnetlink`):

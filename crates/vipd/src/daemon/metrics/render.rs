@@ -166,6 +166,11 @@ fn watcher(x: &mut Exposition, inner: &Inner) {
             "Kernel records that could not be decoded (and were dropped).",
             inner.decode_failures,
         ),
+        (
+            "vipd_events_shed_total",
+            "Success and close records not queued while the ring was nearly full, to keep room for failures.",
+            inner.shed,
+        ),
     ];
     for (name, help, n) in counters {
         x.single(name, Kind::Counter, help, n);

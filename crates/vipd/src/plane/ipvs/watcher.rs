@@ -85,6 +85,8 @@ pub struct Watcher {
     lost_before: u64,
     /// The running watcher's counter as last read.
     lost_last: u64,
+    /// Events shed (see the kernel programs' `emit`) by watchers replaced since start.
+    shed_before: u64,
 }
 
 impl Watcher {
@@ -114,6 +116,7 @@ impl Watcher {
             decode_errors: 0,
             lost_before: 0,
             lost_last: 0,
+            shed_before: 0,
         }
     }
 
@@ -128,8 +131,17 @@ impl Watcher {
     pub fn counters(&self) -> Counters {
         Counters {
             decode_failures: self.decode_errors,
+            shed: self.shed_before + self.shed(),
             ..self.correlator.counters()
         }
+    }
+
+    /// What the running watcher shed; 0 without one (or if the map cannot be read).
+    fn shed(&self) -> u64 {
+        self.probes
+            .as_ref()
+            .and_then(|p| p.shed_events().ok())
+            .unwrap_or(0)
     }
 
     /// Connections the correlator follows.
@@ -300,6 +312,7 @@ impl Watcher {
                 self.hooks = hooks;
                 self.lost_before += self.lost_last;
                 self.lost_last = 0;
+                self.shed_before += self.shed();
                 self.probes = Some(p);
                 self.watched.clear();
                 self.watched_marks.clear();
