@@ -39,6 +39,13 @@ fn apply(lab: &Lab, pins: &str, cfg: &str) -> String {
         .arg(env!("CARGO_BIN_EXE_vipd"))
         .args(["apply", "--config"])
         .arg(&path)
+        // A record of its own, not the host's.
+        .arg("--state-file")
+        .arg(
+            std::env::temp_dir()
+                .join(format!("vipd-xdp-apply-{}", std::process::id()))
+                .join("state.json"),
+        )
         .env("VIPD_XDP_PIN_DIR", pins)
         .output()
         .unwrap();

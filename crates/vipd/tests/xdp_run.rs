@@ -36,6 +36,10 @@ impl Daemon {
             .arg(env!("CARGO_BIN_EXE_vipd"))
             .args(["run", "--config"])
             .arg(cfg)
+            // Its own ownership record too: one daemon per record (and none of the
+            // host's).
+            .arg("--state-file")
+            .arg(runtime.with_file_name("state.json"))
             .env("VIPD_RUNTIME_DIR", runtime)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap());
