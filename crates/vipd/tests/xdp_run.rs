@@ -607,3 +607,65 @@ fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A SIGHUP sent while the daemon starts (a `systemctl reload` racing the start, a
+/// config tool) waits for the daemon's loop: vipd does not die of it.
+#[test]
+fn sighup_during_start_up_does_not_kill_the_daemon() {
+    let lab = Lab::new();
+    let scratch = Scratch::new("sighup");
+    let dir = &scratch.0;
+    let cfg = dir.join("vipd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dataplane = \"xdp\"\n[xdp]\ninterface = \"eth0\"\npin_maps = false\n\n\
+             [[service]]\nname = \"web\"\nvip = \"{VIP}:80\"\n  [[service.backend]]\n  \
+             address = \"198.18.2.11:8080\"\n"
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&lab, &cfg, &dir.join("run"), &dir.join("vipd.log"), &[]);
+    let pid = daemon.child.id();
+    // nsenter execs vipd, whose `main` holds SIGHUP first thing: from then on (the
+    // process's SigBlk has SIGHUP, bit 0) nothing may kill it. Before its `main` runs
+    // (the dynamic loader) no program can catch a signal.
+    let status = format!("/proc/{pid}/status");
+    let holds_sighup = || {
+        std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & 1 == 1)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !holds_sighup() {
+        assert!(Instant::now() < deadline, "vipd never held SIGHUP");
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let socket = control::socket_path(&daemon.runtime);
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while control::query_status(&socket, Duration::from_millis(200)).is_err() {
+        assert!(
+            daemon.child.try_wait().unwrap().is_none(),
+            "vipd died during start-up after {sent} SIGHUPs:\n{}",
+            daemon.log()
+        );
+        assert!(Instant::now() < deadline, "no status:\n{}", daemon.log());
+        // SAFETY: kill with a valid pid and signal.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(sent > 0, "the daemon answered before any SIGHUP was sent");
+    let v = daemon.wait_status("a reload after start-up", Duration::from_secs(5), |v| {
+        v.last_reload.is_some()
+    });
+    assert!(v.last_reload.unwrap().ok);
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "vipd is running"
+    );
+}

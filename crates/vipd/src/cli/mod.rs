@@ -72,6 +72,10 @@ enum Command {
 
 pub fn main(cli: Cli) -> ExitCode {
     let logging = logging::init(&cli.log, cli.log_format);
+    if !matches!(cli.command, Command::Run(_)) {
+        // Only the daemon handles them; other commands get their defaults back.
+        vipd::daemon::start_signals::release();
+    }
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Trace(args) => trace::run(args),

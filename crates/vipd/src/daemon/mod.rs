@@ -28,6 +28,7 @@ pub mod persist;
 mod reply;
 pub mod services;
 pub mod shell;
+pub mod start_signals;
 pub mod view;
 pub mod view_build;
 

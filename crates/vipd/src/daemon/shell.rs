@@ -99,8 +99,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     rt.block_on(async move { Shell::start(opts, notifier).await?.run().await })
 }
 
-/// The signals the daemon acts on, installed before anything else so that a reload or
-/// stop sent during start-up waits for the loop instead of killing the process.
+/// The signals the daemon acts on. Their handlers are installed first thing in
+/// start-up; the signals themselves are held until start-up is done (`start_signals`).
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -271,6 +271,9 @@ impl Shell {
         shell.persist();
         shell.publish();
         shell.notify(|n, status| n.ready(status));
+        // Held since `main` (see `start_signals`): what was sent during start-up
+        // reaches its handler now and is acted on by the loop.
+        super::start_signals::release();
         Ok(shell)
     }
 
