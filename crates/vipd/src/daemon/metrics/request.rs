@@ -30,15 +30,13 @@ impl HeadReader {
         let from = self.buf.len().saturating_sub(3);
         self.buf.extend_from_slice(data);
         let tail = &self.buf[from..];
-        let end = tail
+        // The first blank line, of either kind, ends the head.
+        let crlf = tail
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
-            .map(|i| from + i + 4)
-            .or_else(|| {
-                tail.windows(2)
-                    .position(|w| w == b"\n\n")
-                    .map(|i| from + i + 2)
-            });
+            .map(|i| i + 4);
+        let lf = tail.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+        let end = crlf.into_iter().chain(lf).min().map(|e| from + e);
         if let Some(end) = end.filter(|e| *e <= MAX_REQUEST_HEAD) {
             let mut head = std::mem::take(&mut self.buf);
             head.truncate(end);
@@ -121,5 +119,26 @@ mod tests {
         assert_eq!(r.feed(b""), Some(Head::Closed));
         let mut r = HeadReader::default();
         assert_eq!(r.feed(&[b'x'; MAX_REQUEST_HEAD]), Some(Head::TooLarge));
+    }
+
+    /// Found by fuzzing: a `\r\n\r\n` later in the same read won over an earlier `\n\n`,
+    /// so a head was read past its end, and refused as too large when that later blank
+    /// line was past the limit.
+    #[test]
+    fn the_first_blank_line_ends_the_head_whatever_its_kind() {
+        let mut r = HeadReader::default();
+        assert_eq!(
+            r.feed(b"GET / HTTP/1.1\n\nX: y\r\n\r\n"),
+            Some(Head::Complete(b"GET / HTTP/1.1\n\n".to_vec()))
+        );
+        let mut head = b"GET /metrics HTTP/1.1\nX-Pad: ".to_vec();
+        head.resize(MAX_REQUEST_HEAD - 100, b'a');
+        let mut r = HeadReader::default();
+        assert_eq!(r.feed(&head), None);
+        let mut last = b"\n\n".to_vec();
+        last.resize(200, b'b');
+        last.extend_from_slice(b"\r\n\r\n");
+        head.extend_from_slice(b"\n\n");
+        assert_eq!(r.feed(&last), Some(Head::Complete(head)));
     }
 }
