@@ -4,6 +4,7 @@
 #   - Debian packages (qemu, ipvsadm, iproute2, busybox for the VM initramfs, ...)
 #   - rustup component rust-src (the eBPF crate is built with -Z build-std=core)
 #   - bpf-linker, built against rustc's own LLVM
+#   - cargo-fuzz (the fuzz targets, `cargo xtask fuzz`) and g++ for the libFuzzer it builds
 #   - the VM kernels: Debian 6.1 (bookworm) and 6.12 (bookworm-backports), extracted
 #     from their packages into the cache, never installed into /boot
 set -euo pipefail
@@ -19,7 +20,8 @@ APT_PACKAGES=(ipvsadm iproute2 busybox-static kmod cpio xz-utils zstd
               socat curl nftables iptables conntrack binutils ca-certificates
               dnsmasq-base bind9-dnsutils
               ethtool iputils-ping python3  # the XDP lab (host tier)
-              dpkg-dev mmdebstrap lintian man-db)  # the Debian package (deb, deb-test)
+              dpkg-dev mmdebstrap lintian man-db  # the Debian package (deb, deb-test)
+              g++)  # libFuzzer, built from source by the fuzz targets (xtask fuzz)
 BACKPORTS=/etc/apt/sources.list.d/vipd-backports.sources
 
 apt_updated=0
@@ -105,6 +107,14 @@ ensure_bpf_linker() {
   LLVM_PREFIX="$prefix" cargo install --locked bpf-linker --no-default-features --features llvm-22
 }
 
+# cargo-fuzz, the version the fuzz targets were verified with on the stable toolchain.
+CARGO_FUZZ_VERSION=0.13.2
+ensure_cargo_fuzz() {
+  cargo fuzz --version 2>/dev/null | grep -qF "$CARGO_FUZZ_VERSION" && return
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+}
+
 # ensure_kernel NAME SUITE: the kernel package that linux-image-amd64 in SUITE depends on,
 # extracted into $CACHE/kernels/NAME (vmlinuz + lib/modules/<release>).
 ensure_kernel() {
@@ -133,6 +143,7 @@ ensure_keepalived
 ensure_promtool
 ensure_rust
 ensure_bpf_linker
+ensure_cargo_fuzz
 ensure_kernel 6.1 bookworm
 ensure_kernel 6.12 bookworm-backports
 log "ready (cache: $CACHE)"

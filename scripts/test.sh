@@ -13,6 +13,7 @@ echo "== host tier"
 cargo fmt --all -- --check
 cargo clippy --workspace --exclude vipd-ebpf --all-targets --quiet -- -D warnings
 cargo test --quiet
+cargo xtask fuzz --seconds 10  # every parser of untrusted input, 10 s each
 cargo xtask deb-test  # the Debian package: lintian, install, upgrade, purge
 
 echo "== VM tier"

@@ -1,11 +1,12 @@
 //! vipd's developer tasks. `cargo xtask vm-test` boots Debian kernels that have IPVS and
 //! kprobes under qemu and runs the VM integration tests (`tests/vm`) inside them;
-//! `cargo xtask deb` builds the Debian package.
+//! `cargo xtask deb` builds the Debian package; `cargo xtask fuzz` fuzzes the parsers.
 
 mod build;
 mod cmd;
 mod deb;
 mod deb_test;
+mod fuzz;
 mod initramfs;
 mod kernel;
 mod qemu;
@@ -32,6 +33,9 @@ enum Command {
     /// Test the Debian package: lintian, then install, use, upgrade, remove and purge it
     /// in a fresh Debian root.
     DebTest,
+    /// Fuzz the parsers of untrusted input (cargo-fuzz, libFuzzer) for a bounded time
+    /// each; fails on any crash.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Command::VmBench(args) => vm_test::bench(args),
         Command::Deb(args) => deb::run(args),
         Command::DebTest => deb_test::run(),
+        Command::Fuzz(args) => fuzz::run(args),
     }
 }

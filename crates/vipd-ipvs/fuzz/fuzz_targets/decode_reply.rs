@@ -1,7 +1,7 @@
 //! Fuzzes the reply decoders: whole datagrams, and the first bytes used as a command number
 //! and family for the per-message decoder.
 //!
-//! `cargo +nightly fuzz run decode_reply` from `crates/vipd-ipvs/fuzz`.
+//! `cargo xtask fuzz decode_reply` (stable toolchain, no sanitizer; see docs/testing.md).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

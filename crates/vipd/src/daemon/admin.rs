@@ -129,7 +129,12 @@ pub fn load(path: &Path) -> Result<Drains, DrainsError> {
             })
         }
     };
-    let d: Drains = serde_json::from_str(&text).map_err(|source| DrainsError::Format {
+    from_json(path, &text)
+}
+
+/// Parses a record; `path` is only used in messages.
+pub fn from_json(path: &Path, text: &str) -> Result<Drains, DrainsError> {
+    let d: Drains = serde_json::from_str(text).map_err(|source| DrainsError::Format {
         path: path.to_owned(),
         source,
     })?;

@@ -24,7 +24,9 @@ use tokio::{
     sync::{mpsc, oneshot, watch, Semaphore},
 };
 
+pub use super::control_line::MAX_REQUEST;
 use super::{
+    control_line::{Line, LineReader},
     control_proto::{
         error_line, message_line, view_line, Request, CODE_BAD_REQUEST, CODE_DENIED, CODE_TOO_LONG,
         CODE_UNAVAILABLE,
@@ -38,8 +40,6 @@ pub use super::control_client::{command, query_status, ControlError};
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/vipd";
 /// The socket's file name in the runtime directory.
 pub const SOCKET_NAME: &str = "vipd.sock";
-/// The longest request line accepted, newline included (a reload names a path).
-pub const MAX_REQUEST: usize = 8192;
 /// How long a client has to send its request, and to take the answer.
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
 /// Connections handled at once; more are closed at once.
@@ -276,26 +276,14 @@ async fn run_command(request: Request, commands: Option<mpsc::Sender<Command>>) 
     }
 }
 
-enum Line {
-    Text(String),
-    TooLong,
-}
-
 /// One line, at most [`MAX_REQUEST`] bytes with its newline; end of stream ends it too.
 async fn read_request(stream: &mut UnixStream) -> io::Result<Line> {
-    let mut buf = Vec::with_capacity(64);
+    let mut reader = LineReader::default();
     let mut chunk = [0u8; MAX_REQUEST];
     loop {
         let n = stream.read(&mut chunk).await?;
-        let data = &chunk[..n];
-        let end = data.iter().position(|&b| b == b'\n');
-        buf.extend_from_slice(&data[..end.unwrap_or(n)]);
-        if buf.len() >= MAX_REQUEST {
-            return Ok(Line::TooLong);
-        }
-        if n == 0 || end.is_some() {
-            let line = String::from_utf8_lossy(&buf);
-            return Ok(Line::Text(line.trim().to_owned()));
+        if let Some(line) = reader.feed(&chunk[..n]) {
+            return Ok(line);
         }
     }
 }

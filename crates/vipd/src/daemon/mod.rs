@@ -20,6 +20,7 @@ pub mod checks;
 pub mod config_file;
 pub mod control;
 mod control_client;
+pub mod control_line;
 pub mod control_proto;
 pub mod core;
 pub mod metrics;

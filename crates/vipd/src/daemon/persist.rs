@@ -71,8 +71,13 @@ pub fn load(path: &Path) -> Result<Option<HealthRecord>, PersistError> {
             })
         }
     };
+    from_json(path, &text).map(Some)
+}
+
+/// Parses a record; `path` is only used in messages.
+pub fn from_json(path: &Path, text: &str) -> Result<HealthRecord, PersistError> {
     let record: HealthRecord =
-        serde_json::from_str(&text).map_err(|source| PersistError::Format {
+        serde_json::from_str(text).map_err(|source| PersistError::Format {
             path: path.to_owned(),
             source,
         })?;
@@ -82,7 +87,7 @@ pub fn load(path: &Path) -> Result<Option<HealthRecord>, PersistError> {
             found: record.version,
         });
     }
-    Ok(Some(record))
+    Ok(record)
 }
 
 /// Replaces the record atomically ([`write_atomic`]). Not fsynced: it lives on a

@@ -21,6 +21,10 @@ const KIND_RESTRICT: u32 = 11;
 const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
 
+/// How deep anonymous structs and unions may nest, and how long a chain of typedefs and
+/// modifiers may be: far beyond any kernel's, and a bound on a looping blob.
+const MAX_DEPTH: u32 = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     #[error("cannot read BTF {path}: {source}")]
@@ -232,17 +236,21 @@ impl Btf {
         std::str::from_utf8(&rest[..end]).unwrap_or("")
     }
 
+    /// The size of a type in bytes, following typedefs, modifiers and array elements
+    /// (arrays multiply, saturating) at most [`MAX_DEPTH`] steps.
     fn size_of(&self, mut id: u32) -> Result<u32, BtfError> {
-        for _ in 0..32 {
+        let mut elements = 1u32;
+        for _ in 0..MAX_DEPTH {
             let ty = self.ty(id).ok_or(BtfError::BadType(id))?;
             match ty.kind {
                 KIND_INT | KIND_STRUCT | KIND_UNION | KIND_ENUM | KIND_ENUM64 => {
-                    return Ok(ty.size_or_type);
+                    return Ok(ty.size_or_type.saturating_mul(elements));
                 }
-                KIND_PTR => return Ok(8),
+                KIND_PTR => return Ok(8u32.saturating_mul(elements)),
                 KIND_ARRAY => {
                     let (elem, n) = ty.array.ok_or(BtfError::BadType(id))?;
-                    return Ok(self.size_of(elem)?.saturating_mul(n));
+                    elements = elements.saturating_mul(n);
+                    id = elem;
                 }
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     id = ty.size_or_type;
@@ -268,7 +276,7 @@ impl Btf {
                 })
             })
             .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
-        self.find_member(id, member, 0, strukt)?
+        self.find_member(id, member, 0, strukt, 0)?
             .ok_or_else(|| BtfError::NoMember {
                 strukt: strukt.into(),
                 member: member.into(),
@@ -281,7 +289,15 @@ impl Btf {
         member: &str,
         base_bits: u32,
         strukt: &str,
+        depth: u32,
     ) -> Result<Option<MemberInfo>, BtfError> {
+        let malformed = |problem: &str| BtfError::Malformed {
+            what: format!("struct {strukt}"),
+            problem: problem.into(),
+        };
+        if depth > MAX_DEPTH {
+            return Err(malformed("anonymous members nest too deep (a loop?)"));
+        }
         let ty = self.ty(id).ok_or(BtfError::BadType(id))?;
         for m in &ty.members {
             let (bits, bitfield) = if ty.kind_flag {
@@ -289,6 +305,9 @@ impl Btf {
             } else {
                 (m.offset, false)
             };
+            let bits = base_bits
+                .checked_add(bits)
+                .ok_or_else(|| malformed("a member offset overflows"))?;
             let name = self.name(m.name_off);
             if name == member {
                 if bitfield || bits % 8 != 0 {
@@ -299,16 +318,14 @@ impl Btf {
                 }
                 let size = self.size_of(m.type_id)?;
                 return Ok(Some(MemberInfo {
-                    offset: (base_bits + bits) / 8,
+                    offset: bits / 8,
                     size,
                 }));
             }
             if name.is_empty() {
                 let inner = self.resolve(m.type_id);
                 if let Some(inner) = inner {
-                    if let Some(found) =
-                        self.find_member(inner, member, base_bits + bits, strukt)?
-                    {
+                    if let Some(found) = self.find_member(inner, member, bits, strukt, depth + 1)? {
                         return Ok(Some(found));
                     }
                 }
@@ -319,7 +336,7 @@ impl Btf {
 
     /// Follows typedefs and modifiers to a struct or union id.
     fn resolve(&self, mut id: u32) -> Option<u32> {
-        for _ in 0..32 {
+        for _ in 0..MAX_DEPTH {
             let ty = self.ty(id)?;
             match ty.kind {
                 KIND_STRUCT | KIND_UNION => return Some(id),
@@ -425,6 +442,40 @@ mod tests {
         let mut truncated = blob(&[(0, info(KIND_STRUCT, 5), 4, &[1, 2])], b"\0");
         truncated.truncate(truncated.len() - 1);
         assert!(Btf::parse(&truncated, None).is_err());
+    }
+
+    /// Found by fuzzing: an anonymous member of its own struct's type, or an array of
+    /// itself, recursed until the stack overflowed, and offsets near 2^32 bits
+    /// overflowed their sum.
+    #[test]
+    fn looping_and_overflowing_structs_are_errors() {
+        // 1 = struct s { struct s; } (anonymous, of its own type). strings: "\0s\0x\0"
+        let looping = blob(&[(1, info(KIND_STRUCT, 1), 4, &[0, 1, 0])], b"\0s\0x\0");
+        let btf = Btf::parse(&looping, None).unwrap();
+        let e = btf.member("s", "x").unwrap_err().to_string();
+        assert!(e.contains("nest too deep"), "{e}");
+        // 1 = an array of itself, 2 = struct s { 1 x; }
+        let array = blob(
+            &[
+                (0, info(KIND_ARRAY, 0), 0, &[1, 1, 2]),
+                (1, info(KIND_STRUCT, 1), 4, &[3, 1, 0]),
+            ],
+            b"\0s\0x\0",
+        );
+        let btf = Btf::parse(&array, None).unwrap();
+        assert!(matches!(btf.member("s", "x"), Err(BtfError::BadType(1))));
+        // 1 = int, 2 = union { int x; } at bit 2^32 - 8 inside 3 = struct s { union; }
+        let far = blob(
+            &[
+                (0, info(KIND_INT, 0), 4, &[32]),
+                (0, info(KIND_UNION, 1), 4, &[3, 1, 16]),
+                (1, info(KIND_STRUCT, 1), 4, &[0, 2, u32::MAX - 7]),
+            ],
+            b"\0s\0x\0",
+        );
+        let btf = Btf::parse(&far, None).unwrap();
+        let e = btf.member("s", "x").unwrap_err().to_string();
+        assert!(e.contains("overflows"), "{e}");
     }
 
     #[test]

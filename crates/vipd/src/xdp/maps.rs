@@ -161,15 +161,18 @@ impl XdpMaps {
     /// The next health record, if one is queued (non-blocking).
     pub fn next_health(&mut self) -> Option<Result<XdpHealthEvent, BadRecord>> {
         let item = self.health.next()?;
-        if item.len() != XdpHealthEvent::SIZE {
-            return Some(Err(BadRecord(item.len())));
-        }
-        // SAFETY: the length matches and XdpHealthEvent is plain integers (any bytes are
-        // a valid value); read_unaligned copes with the ring buffer's alignment.
-        Some(Ok(unsafe {
-            std::ptr::read_unaligned(item.as_ptr() as *const XdpHealthEvent)
-        }))
+        Some(health_event(&item))
     }
+}
+
+/// A health record from the bytes of one ring buffer item.
+pub fn health_event(item: &[u8]) -> Result<XdpHealthEvent, BadRecord> {
+    if item.len() != XdpHealthEvent::SIZE {
+        return Err(BadRecord(item.len()));
+    }
+    // SAFETY: the length matches and XdpHealthEvent is plain integers (any bytes are a
+    // valid value); read_unaligned copes with the ring buffer's alignment.
+    Ok(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const XdpHealthEvent) })
 }
 
 impl std::os::fd::AsFd for XdpMaps {

@@ -10,12 +10,13 @@ use tokio::{
     sync::Semaphore,
 };
 
-use super::Metrics;
+use super::{
+    request::{parse_request_head, Head, HeadReader, RequestLine},
+    Metrics,
+};
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// The longest request head (request line and headers) read.
-pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// How long a client has to send its request head, and to take the answer.
 pub const HTTP_DEADLINE: Duration = Duration::from_secs(5);
 /// Connections handled at once; more are closed at once.
@@ -55,39 +56,13 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
     }
 }
 
-enum Head {
-    Complete(Vec<u8>),
-    TooLarge,
-    /// The client closed before a full head.
-    Closed,
-}
-
 async fn read_head(stream: &mut TcpStream) -> io::Result<Head> {
-    let mut buf = Vec::with_capacity(512);
+    let mut reader = HeadReader::default();
     let mut chunk = [0u8; 1024];
     loop {
         let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(Head::Closed);
-        }
-        let from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
-        let tail = &buf[from..];
-        let end = tail
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| from + i + 4)
-            .or_else(|| {
-                tail.windows(2)
-                    .position(|w| w == b"\n\n")
-                    .map(|i| from + i + 2)
-            });
-        if let Some(end) = end.filter(|e| *e <= MAX_REQUEST_HEAD) {
-            buf.truncate(end);
-            return Ok(Head::Complete(buf));
-        }
-        if buf.len() >= MAX_REQUEST_HEAD {
-            return Ok(Head::TooLarge);
+        if let Some(head) = reader.feed(&chunk[..n]) {
+            return Ok(head);
         }
     }
 }
@@ -107,18 +82,9 @@ fn response(status: &str, content_type: &str, extra: &str, body: &str, head_only
 /// The answer to one request head.
 fn route(head: &[u8], metrics: &Metrics) -> Vec<u8> {
     const PLAIN: &str = "text/plain; charset=utf-8";
-    let text = String::from_utf8_lossy(head);
-    let line = text.lines().next().unwrap_or("");
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let Ok(RequestLine { method, path }) = parse_request_head(head) else {
         return response("400 Bad Request", PLAIN, "", "bad request\n", false);
     };
-    if !version.starts_with("HTTP/1.") {
-        return response("400 Bad Request", PLAIN, "", "bad request\n", false);
-    }
-    let path = target.split(['?', '#']).next().unwrap_or("");
     if path != "/metrics" {
         let head_only = method == "HEAD";
         return response(
@@ -129,7 +95,7 @@ fn route(head: &[u8], metrics: &Metrics) -> Vec<u8> {
             head_only,
         );
     }
-    match method {
+    match method.as_str() {
         "GET" | "HEAD" => response(
             "200 OK",
             CONTENT_TYPE,

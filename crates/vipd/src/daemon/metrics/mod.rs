@@ -15,6 +15,7 @@ mod histogram;
 mod http;
 mod registry;
 mod render;
+mod request;
 mod text;
 
 #[cfg(test)]
@@ -23,8 +24,8 @@ mod http_tests;
 mod render_tests;
 
 pub use histogram::FAULT_TO_QUARANTINE_BUCKETS;
-pub use http::{
-    bind_metrics, serve_metrics, CONTENT_TYPE, HTTP_DEADLINE, MAX_HTTP_CONNECTIONS,
-    MAX_REQUEST_HEAD,
-};
+pub use http::{bind_metrics, serve_metrics, CONTENT_TYPE, HTTP_DEADLINE, MAX_HTTP_CONNECTIONS};
 pub use registry::{Metrics, WATCHER_MODES};
+pub use request::{
+    parse_request_head, BadRequest, Head, HeadReader, RequestLine, MAX_REQUEST_HEAD,
+};

@@ -19,7 +19,7 @@ use std::{
 
 use tracing::{debug, info, warn};
 
-pub use records::{report_of, RecordError};
+pub use records::{decode_record, report_of, RecordError};
 
 use super::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written};
 use crate::{

@@ -7,10 +7,19 @@ use vipd_common::{
     AF_INET6,
 };
 
-use crate::model::{
-    kernel::{socket_addr, UnknownFamily},
-    IcmpCode, Outcome, Report,
+use crate::{
+    model::{
+        kernel::{socket_addr, UnknownFamily},
+        IcmpCode, Outcome, Report,
+    },
+    xdp::maps::{health_event, BadRecord},
 };
+
+/// The bytes of one health ring buffer item as a report.
+pub fn decode_record(item: &[u8]) -> Result<Report, RecordError> {
+    let ev = health_event(item).map_err(|BadRecord(size)| RecordError::Size(size))?;
+    report_of(&ev)
+}
 
 /// A health record as a report.
 pub fn report_of(ev: &XdpHealthEvent) -> Result<Report, RecordError> {
