@@ -31,8 +31,9 @@ const BOOT_MODULES: &[&str] = &[
 
 /// Modules shipped for the kernel to load on demand (through `/sbin/modprobe`), never at
 /// boot, as on a real host: IPVS (its generic netlink family's request autoloads
-/// `ip_vs`; a service autoloads its scheduler `ip_vs_<name>`), conntrack and NAT, and the
-/// nftables expressions a firewall uses (`ct state` needs `nft_ct`).
+/// `ip_vs`; a service autoloads its scheduler `ip_vs_<name>`), conntrack and NAT, the
+/// nftables expressions a firewall uses (`ct state` needs `nft_ct`), and netem (`tc`
+/// loads it) for a slow backend.
 const ON_DEMAND_MODULES: &[&str] = &[
     "ip_vs",
     "ip_vs_rr",
@@ -60,6 +61,7 @@ const ON_DEMAND_MODULES: &[&str] = &[
     "nft_fib_inet",
     "nft_limit",
     "nft_log",
+    "sch_netem",
 ];
 
 /// On-demand modules that a kernel of the matrix may be built without, with their build
@@ -84,7 +86,8 @@ const KERNEL_CONFIG: &str = "vipd/kernel.config";
 /// drops) and is the client host's firewall, `conntrack` empties the connection tracking
 /// table between tests, `keepalived` is the peer the failover benchmark compares with,
 /// `dnsmasq` is the UDP tests' DNS backend and `dig` their real client, `setpriv` runs
-/// vipd with the systemd unit's capability bounding set.
+/// vipd with the systemd unit's capability bounding set, `tc` (with `sch_netem`) makes a
+/// backend slow.
 const TOOLS: &[&str] = &[
     "bash",
     "ip",
@@ -96,6 +99,7 @@ const TOOLS: &[&str] = &[
     "dnsmasq",
     "dig",
     "setpriv",
+    "tc",
 ];
 
 /// The init script. It prints `VIPD_VM_RESULT <rc>` last; the runner treats a boot

@@ -54,3 +54,9 @@ pub static UDP_TRAFFIC: LruHashMap<DestKey, UdpTraffic> = LruHashMap::with_max_e
 /// ICMPv6 checksum fix), so that one error is one event.
 #[map(name = "ICMP6_SEEN")]
 pub static ICMP6_SEEN: LruHashMap<FlowKey, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// The initial SYN retransmission timeout, in jiffies, of each TCP VIP that has one
+/// configured; read by the `sock_ops` program when a connection to the VIP starts.
+/// A VIP without an entry keeps the kernel's default (1 s).
+#[map(name = "SYN_RTO")]
+pub static SYN_RTO: HashMap<VipKey, u32> = HashMap::with_max_entries(4096, 0);

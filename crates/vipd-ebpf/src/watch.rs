@@ -1,5 +1,6 @@
 //! The connection watcher's object (`vipd-watch`): the tracepoints, kprobes and fentry
-//! programs that observe connection outcomes, and the maps they share. Built for
+//! programs that observe connection outcomes, the cgroup `sock_ops` program that sets a
+//! VIP's initial SYN retransmission timeout, and the maps they share. Built for
 //! `bpfel-unknown-none` by `crates/vipd/build.rs`; vipd's watcher loads it with aya.
 #![no_std]
 #![no_main]
@@ -17,6 +18,7 @@ mod object;
 mod skb;
 mod sock;
 mod sock_tracepoint;
+mod syn_rto;
 mod tcp_connect;
 mod tcp_connect_fentry;
 mod tcp_receive_reset;

@@ -58,11 +58,13 @@ fn the_watcher_object_holds_no_xdp_program_or_map() {
             "ICMP6_SEEN",
             "LOST",
             "NAT_FLOWS",
+            "SYN_RTO",
             "UDP_TRAFFIC",
             "VIPS",
         ])
     );
     assert!(programs.contains("inet_sock_set_state"), "{programs:?}");
+    assert!(programs.contains("syn_rto"), "{programs:?}");
     let foreign: Vec<&String> = programs.iter().filter(|p| p.contains("xdp")).collect();
     assert!(
         foreign.is_empty(),

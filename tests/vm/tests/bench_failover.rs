@@ -124,14 +124,18 @@ const VIPD_WEIGHT: u32 = 10;
 
 /// `vipd run` with its default detection, and quarantines kept short (1 s, no growth)
 /// so that the repeated faults recover quickly and alike.
-fn run_vipd(lab: &Lab, backends: &[SocketAddr]) -> Figures {
+/// `vipd run` in charge of the service; `health` adds to its `[service.health]`, and
+/// `system` names the figures.
+fn run_vipd(lab: &Lab, backends: &[SocketAddr], system: &str, health: &str) -> Figures {
     let vip = SocketAddr::new(lab.vip, VPORT);
     let t = tcp_service(
         "web",
         vip,
         backends,
         VIPD_WEIGHT,
-        "  base_ejection = \"1s\"\n  max_ejection = \"1s\"\n  slow_start = \"1s\"\n",
+        &format!(
+            "  base_ejection = \"1s\"\n  max_ejection = \"1s\"\n  slow_start = \"1s\"\n{health}"
+        ),
     );
     let mut vipd = Vipd::new("bench-failover");
     vipd.write_config(&t);
@@ -152,9 +156,9 @@ fn run_vipd(lab: &Lab, backends: &[SocketAddr]) -> Figures {
         full_weight: VIPD_WEIGHT,
         ..Timing::default()
     };
-    let figures = scenario("vipd", lab, service, &timing);
+    let figures = scenario(system, lab, service, &timing);
     let cpu = (cpu_of("vipd") - cpu0).as_secs_f64() / started.elapsed().as_secs_f64();
-    println!("BENCH failover system=vipd build=release cpu_share={cpu:.3}");
+    println!("BENCH failover system={system} build=release cpu_share={cpu:.3}");
     vipd.stop();
     figures
 }
@@ -185,11 +189,29 @@ fn cpu_of(comm: &str) -> Duration {
 fn bench_failover() {
     let (lab, backends) = lab();
     let keepalived = run_keepalived(&lab, &backends);
-    let vipd = run_vipd(&lab, &backends);
+    let vipd = run_vipd(&lab, &backends, "vipd", "");
+    let fast = run_vipd(&lab, &backends, SYN_RTO_SYSTEM, SYN_RTO_HEALTH);
     println!("BENCH failover begin");
     println!("{}", keepalived.lines());
     println!("{}", vipd.lines());
+    println!("{}", fast.lines());
     println!("{}", ratio_lines(&vipd, &keepalived));
+    println!("{}", ratio_lines(&fast, &keepalived));
+    println!("BENCH failover end");
+}
+
+/// vipd with a 200 ms initial SYN timeout on the VIP (see docs/watcher.md).
+const SYN_RTO_SYSTEM: &str = "vipd-syn_rto_200ms";
+const SYN_RTO_HEALTH: &str = "  syn_rto = \"200ms\"\n";
+
+/// vipd with `syn_rto` alone, to compare with a full run's figures.
+#[test]
+#[ignore = "benchmark: cargo xtask vm-bench bench_failover bench_failover_syn_rto"]
+fn bench_failover_syn_rto() {
+    let (lab, backends) = lab();
+    let fast = run_vipd(&lab, &backends, SYN_RTO_SYSTEM, SYN_RTO_HEALTH);
+    println!("BENCH failover begin");
+    println!("{}", fast.lines());
     println!("BENCH failover end");
 }
 

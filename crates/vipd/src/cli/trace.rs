@@ -269,7 +269,10 @@ impl Printer {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&args.config).map_err(|d| anyhow::anyhow!("{d}"))?;
-    let mut probes = match Probes::load(Hooks::ALL.with_flavour(args.probes)) {
+    let mut probes = match Probes::load(Hooks {
+        syn_rto: false,
+        ..Hooks::ALL.with_flavour(args.probes)
+    }) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(

@@ -7,7 +7,7 @@
 //! Layers, one file each: `raw` reads the TOML tree with the location of every key and
 //! value; `validate` (top level, `[daemon]`, services), `dataplane` (`dataplane`, `[xdp]`
 //! and what only IPVS has), `policy` (tunnel, persistence,
-//! flags, health) and `backend` turn it into the `model` types (re-exported here); `addr` and `duration`
+//! flags, health; `syn_rto` its SYN timeout) and `backend` turn it into the `model` types (re-exported here); `addr` and `duration`
 //! parse the string forms; `error` holds the diagnostics.
 
 mod addr;
@@ -20,6 +20,7 @@ mod payload;
 mod policy;
 mod raw;
 mod suggest;
+mod syn_rto;
 mod validate;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ use std::path::Path;
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{Diagnostic, Diagnostics, Location};
 pub use model::*;
+pub use syn_rto::{SYN_RTO_MAX, SYN_RTO_MIN};
 
 /// Where the config lives unless a command is told otherwise (`--config` or
 /// `VIPD_CONFIG`).
@@ -81,5 +83,7 @@ pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Config, Diagnostics> 
 
 #[cfg(test)]
 mod dataplane_tests;
+#[cfg(test)]
+mod syn_rto_tests;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ use super::{
     payload,
     raw::{Field, Table},
     suggest,
+    syn_rto::syn_rto,
     validate::Traffic,
 };
 
@@ -33,6 +34,7 @@ const HEALTH_KEYS: &[&str] = &[
     "probe_timeout",
     "check",
     "silence_window",
+    "syn_rto",
     "payload",
     "payload_hex",
     "expect",
@@ -321,6 +323,7 @@ pub(crate) fn health(f: Field<'_>, traffic: Traffic, r: &mut Reporter<'_>) -> Op
             }
         }
     };
+    let syn_rto = syn_rto(t, traffic, r);
     if let (Some(Some(base)), Some(Some(max))) = (base_ejection, max_ejection) {
         if base > max {
             let at = t.get("base_ejection").and_then(|f| f.at);
@@ -347,6 +350,7 @@ pub(crate) fn health(f: Field<'_>, traffic: Traffic, r: &mut Reporter<'_>) -> Op
         probe_timeout: probe_timeout?,
         check: check?,
         silence_window: silence_window?,
+        syn_rto: syn_rto?,
         udp_probe: udp_probe?,
     })
 }

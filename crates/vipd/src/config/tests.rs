@@ -10,7 +10,7 @@ fn text(t: &str) -> &str {
 }
 
 /// The diagnostics of an invalid config, rendered.
-fn errors(t: &str) -> Vec<String> {
+pub(super) fn errors(t: &str) -> Vec<String> {
     match parse("vipd.toml", text(t)) {
         Ok(cfg) => panic!("expected errors, got {cfg:#?}"),
         Err(d) => d.iter().map(ToString::to_string).collect(),
@@ -24,7 +24,7 @@ fn error(t: &str) -> String {
     all.remove(0)
 }
 
-fn ok(t: &str) -> Config {
+pub(super) fn ok(t: &str) -> Config {
     parse("vipd.toml", text(t)).unwrap_or_else(|d| panic!("unexpected errors:\n{d}"))
 }
 
@@ -139,6 +139,7 @@ tunnel = { type = "gre", checksum = "csum" }
                         rise: 2,
                     }),
                     silence_window: None,
+                    syn_rto: None,
                     udp_probe: None,
                 }),
             },
@@ -429,7 +430,7 @@ ejection = "1s"
             "vipd.toml:3:1: unknown key `metrics_listen` in [daemon] (expected one of vip_interface, drain_timeout, metrics_address)",
             "vipd.toml:7:1: unknown key `schedular` in [[service]] (expected one of name, vip, fwmark, family, protocol, scheduler, forwarding, tunnel, persistence, flags, drain_timeout, udp_stale_flows, backend, health; did you mean `scheduler`?)",
             "vipd.toml:8:41: unknown key `wieght` in [[service.backend]] (expected one of address, weight, upper_threshold, lower_threshold; did you mean `weight`?)",
-            "vipd.toml:10:1: unknown key `ejection` in [service.health] (expected one of refuse_threshold, retransmit_threshold, base_ejection, max_ejection, max_ejection_percent, panic_threshold, slow_start, probe, probe_timeout, check, silence_window, payload, payload_hex, expect, expect_hex)",
+            "vipd.toml:10:1: unknown key `ejection` in [service.health] (expected one of refuse_threshold, retransmit_threshold, base_ejection, max_ejection, max_ejection_percent, panic_threshold, slow_start, probe, probe_timeout, check, silence_window, syn_rto, payload, payload_hex, expect, expect_hex)",
         ]
     );
 }

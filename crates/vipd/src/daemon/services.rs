@@ -44,6 +44,9 @@ pub struct ServiceRt {
     /// UDP: how long a backend may stay silent (datagrams sent, no reply) before that
     /// counts as a failure; `None`: not watched.
     pub silence_window: Option<Duration>,
+    /// TCP: the initial SYN retransmission timeout the plane gives clients'
+    /// connections to the VIP; `None`: the kernel's default.
+    pub syn_rto: Option<Duration>,
     /// UDP: what checks and probes send and expect (`None` on TCP services).
     pub udp_probe: Option<UdpProbe>,
     /// UDP with `udp_stale_flows = "expire"`: a backend the health machine takes out
@@ -190,6 +193,7 @@ impl Services {
                     .and_then(|h| h.check)
                     .filter(|_| tcp || (udp && hp.is_some_and(|h| h.udp_probe.is_some()))),
                 silence_window: hp.and_then(|h| h.silence_window).filter(|_| udp),
+                syn_rto: hp.and_then(|h| h.syn_rto).filter(|_| tcp),
                 udp_probe: hp.and_then(|h| h.udp_probe.clone()).filter(|_| udp),
                 expire_on_quarantine: udp
                     && spec.udp_stale_flows.unwrap_or(UdpStaleFlows::Expire)

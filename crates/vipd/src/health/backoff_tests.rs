@@ -96,6 +96,7 @@ fn policy_from_config_takes_every_field() {
             rise: 3,
         }),
         silence_window: None,
+        syn_rto: None,
         udp_probe: None,
     };
     assert_eq!(

@@ -11,7 +11,7 @@ pub mod ipvs;
 mod weights;
 pub mod xdp;
 
-use std::{io, os::fd::OwnedFd, time::Duration};
+use std::{io, net::SocketAddr, os::fd::OwnedFd, time::Duration};
 
 use tokio::time::Instant;
 
@@ -128,6 +128,11 @@ pub trait DataPlane {
 
     /// Report on exactly these services.
     fn watch(&mut self, _services: &[ServiceKey]) {}
+
+    /// Give clients' connections to exactly these TCP VIPs this initial SYN
+    /// retransmission timeout; every other VIP keeps the kernel's default. A plane that
+    /// cannot logs why, once; it is never an error.
+    fn set_syn_rto(&mut self, _vips: &[(SocketAddr, Duration)]) {}
 
     /// A descriptor that is readable while reports wait; `None`: no event source. A new
     /// one is needed after [`DataPlane::maintain`] returns true.

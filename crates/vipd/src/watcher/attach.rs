@@ -45,6 +45,8 @@ pub enum HookKind {
     BtfTracePoint,
     KProbe,
     FEntry,
+    /// A cgroup `sock_ops` program.
+    SockOps,
 }
 
 impl fmt::Display for HookKind {
@@ -54,6 +56,7 @@ impl fmt::Display for HookKind {
             Self::BtfTracePoint => "tp_btf",
             Self::KProbe => "kprobe",
             Self::FEntry => "fentry",
+            Self::SockOps => "sock_ops",
         })
     }
 }
@@ -76,6 +79,7 @@ pub fn summary(attached: &[Attachment]) -> String {
         HookKind::FEntry,
         HookKind::TracePoint,
         HookKind::KProbe,
+        HookKind::SockOps,
     ] {
         let mut hooks: Vec<&str> = attached
             .iter()

@@ -1,7 +1,7 @@
 //! Loads vipd's kernel programs, fills in their offsets, attaches them, and manages the
 //! set of VIPs they watch.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
@@ -17,6 +17,7 @@ use super::{
     btf::{Btf, BtfError},
     event::{DecodeError, Event},
     offsets::{self, SockTracepoint},
+    syn_rto::SynRto,
     tracefs::{Format, TracefsError},
 };
 use crate::model::kernel::socket_addr;
@@ -78,6 +79,10 @@ pub struct Hooks {
     /// errors), `udp_rcv`/`udpv6_rcv` (replies) and IPVS's transmit functions (datagrams
     /// sent). Needs kprobes, the ip_vs module and `ipvs_conn` (the join).
     pub udp: bool,
+    /// The cgroup `sock_ops` program that gives VIPs their configured initial SYN
+    /// timeout (see [`Probes::set_syn_rto`]). Optional even when asked for: a failure
+    /// is logged and leaves the kernel's default.
+    pub syn_rto: bool,
     /// tp_btf/fentry or classic tracepoints/kprobes for the socket hooks.
     pub flavour: Flavour,
 }
@@ -91,6 +96,7 @@ impl Hooks {
         connect: true,
         ipvs_conn: true,
         udp: true,
+        syn_rto: true,
         flavour: Flavour::Auto,
     };
     /// Everything but the UDP hooks: the fallback when those cannot be attached.
@@ -106,6 +112,7 @@ impl Hooks {
         connect: false,
         ipvs_conn: false,
         udp: false,
+        syn_rto: false,
         flavour: Flavour::Auto,
     };
     /// The socket hooks without IPVS: the tracepoints and `tcp_connect` (events carry
@@ -141,6 +148,8 @@ pub struct Probes {
     /// Whether this kernel's IPVS names a connection's fwmark (`ip_vs_dest.vfwmark`).
     fwmark_supported: bool,
     attached: Vec<Attachment>,
+    /// The SYN timeout program, or why it is not attached.
+    syn_rto: Result<SynRto, String>,
 }
 
 /// IPVS's transmit functions, one per forwarding method and family; the UDP hook counts
@@ -314,6 +323,27 @@ impl Probes {
                 attached.extend(attach::kprobes(&mut ebpf, program, module, symbols)?);
             }
         }
+        let syn_rto = if hooks.syn_rto {
+            match SynRto::attach(&mut ebpf, None) {
+                Ok(s) => {
+                    attached.push(Attachment {
+                        hook: "syn_rto",
+                        kind: attach::HookKind::SockOps,
+                        fallback: None,
+                    });
+                    Ok(s)
+                }
+                Err(e) => {
+                    let e = super::syn_rto::chain(&e);
+                    tracing::warn!(
+                        "syn_rto not available, VIPs keep the kernel's SYN timeout: {e}"
+                    );
+                    Err(e)
+                }
+            }
+        } else {
+            Err("not asked for".to_owned())
+        };
         for a in &attached {
             if let Some(why) = &a.fallback {
                 tracing::info!("{}: attached as {} ({why})", a.hook, a.kind);
@@ -340,6 +370,7 @@ impl Probes {
             fwmark_services,
             fwmark_supported: hooks.ipvs_conn && ipvs.dest_vfwmark != NO_FIELD,
             attached,
+            syn_rto,
         })
     }
 
@@ -437,6 +468,20 @@ impl Probes {
         let n = self.fwmark_services.get(&0, 0).map_err(err)?;
         let n = (i64::from(n) + delta).max(0) as u32;
         self.fwmark_services.set(0, n, 0).map_err(err)
+    }
+
+    /// Connections to TCP VIP `vip` start with initial SYN timeout `rto` (`None`: the
+    /// kernel's default). An error if the `sock_ops` program is not attached.
+    pub fn set_syn_rto(&mut self, vip: SocketAddr, rto: Option<Duration>) -> Result<(), String> {
+        match &mut self.syn_rto {
+            Ok(s) => s.set(vip, rto).map_err(|e| e.to_string()),
+            Err(why) => Err(format!("the syn_rto program is not attached ({why})")),
+        }
+    }
+
+    /// The SYN timeout program and its map, or why it is not attached.
+    pub fn syn_rto(&self) -> Result<&SynRto, &str> {
+        self.syn_rto.as_ref().map_err(String::as_str)
     }
 
     /// Stops producing events for `vip`. Not watching it is not an error.

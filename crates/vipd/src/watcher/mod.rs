@@ -7,6 +7,7 @@ pub mod correlator;
 pub mod event;
 pub mod loader;
 pub mod offsets;
+pub mod syn_rto;
 pub mod tracefs;
 
 pub use attach::{Attachment, Flavour, HookKind};

@@ -30,6 +30,8 @@ pub struct FakePlane {
     pub lost: Option<u64>,
     pub counters: Counters,
     pub watched: Vec<ServiceKey>,
+    /// The VIPs and SYN timeouts last given.
+    pub syn_rto: Vec<(std::net::SocketAddr, std::time::Duration)>,
 }
 
 fn refused() -> PlaneError {
@@ -130,6 +132,10 @@ impl DataPlane for FakePlane {
 
     fn watch(&mut self, services: &[ServiceKey]) {
         self.watched = services.to_vec();
+    }
+
+    fn set_syn_rto(&mut self, vips: &[(std::net::SocketAddr, std::time::Duration)]) {
+        self.syn_rto = vips.to_vec();
     }
 
     fn event_fd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {

@@ -20,6 +20,8 @@ mod operator;
 mod operator_tests;
 mod reload;
 #[cfg(test)]
+mod syn_rto_tests;
+#[cfg(test)]
 mod tests;
 
 use std::{
@@ -197,6 +199,22 @@ impl Core {
         self.services.by_key.keys().copied().collect()
     }
 
+    /// The TCP VIPs with a configured `syn_rto`, and their timeouts.
+    fn syn_rtos(&self) -> Vec<(SocketAddr, Duration)> {
+        self.services
+            .by_key
+            .iter()
+            .filter_map(|(key, s)| Some((key.vip()?.addr, s.syn_rto?)))
+            .collect()
+    }
+
+    /// The plane reports on the configured services and gives their VIPs their SYN
+    /// timeouts.
+    fn watch(&self, plane: &mut dyn DataPlane) {
+        plane.watch(&self.keys());
+        plane.set_syn_rto(&self.syn_rtos());
+    }
+
     fn metrics(&self) -> &Metrics {
         &self.effects.metrics
     }
@@ -230,7 +248,7 @@ impl Core {
     /// Start-up: the plane reports on the services and holds the config with the
     /// restored health on top (after a restart with nothing changed: no writes).
     pub fn start(&mut self, plane: &mut dyn DataPlane, now: Instant) -> Result<u64, PlaneError> {
-        plane.watch(&self.keys());
+        self.watch(plane);
         let writes = self.apply(plane, now)?;
         self.checks_changed = true;
         Ok(writes)

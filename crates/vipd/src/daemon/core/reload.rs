@@ -69,7 +69,7 @@ impl Core {
                 false
             }
         };
-        plane.watch(&self.keys());
+        self.watch(plane);
         self.checks_changed = true;
         self.prune_drains();
         self.forget_removed();

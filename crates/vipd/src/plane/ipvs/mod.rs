@@ -4,6 +4,7 @@
 
 mod conntrack;
 mod retry;
+mod syn_rto;
 #[cfg(test)]
 mod tests;
 mod udp_watch;
@@ -244,6 +245,10 @@ impl DataPlane for IpvsPlane {
 
     fn watch(&mut self, services: &[ServiceKey]) {
         self.watcher.watch(services);
+    }
+
+    fn set_syn_rto(&mut self, vips: &[(SocketAddr, Duration)]) {
+        self.watcher.set_syn_rto(vips);
     }
 
     fn event_fd(&self) -> Option<std::io::Result<OwnedFd>> {

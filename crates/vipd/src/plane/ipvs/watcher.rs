@@ -13,7 +13,7 @@ use std::{
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{retry::RetrySchedule, udp_watch::UdpWatch};
+use super::{retry::RetrySchedule, syn_rto::SynRtoVips, udp_watch::UdpWatch};
 use crate::{
     clock,
     model::{Family, Outcome, Protocol, Report, ServiceKey, Vip},
@@ -87,6 +87,8 @@ pub struct Watcher {
     lost_last: u64,
     /// Events shed (see the kernel programs' `emit`) by watchers replaced since start.
     shed_before: u64,
+    /// The TCP VIPs' initial SYN timeouts.
+    syn_rto: SynRtoVips,
 }
 
 impl Watcher {
@@ -117,6 +119,7 @@ impl Watcher {
             lost_before: 0,
             lost_last: 0,
             shed_before: 0,
+            syn_rto: SynRtoVips::default(),
         }
     }
 
@@ -254,6 +257,11 @@ impl Watcher {
         self.watched_marks = marks;
     }
 
+    /// Gives exactly `vips` their initial SYN timeouts.
+    pub fn set_syn_rto(&mut self, vips: &[(SocketAddr, Duration)]) {
+        self.syn_rto.set(vips, self.probes.as_mut());
+    }
+
     /// Reads the UDP backends' counters: replies are successes, a long wait silence.
     pub fn poll_udp(&mut self, window: &dyn Fn(Vip) -> Option<Duration>) -> Vec<UdpFinding> {
         let Some(probes) = self.probes.as_mut() else {
@@ -318,6 +326,9 @@ impl Watcher {
                 self.watched_marks.clear();
                 let wanted = std::mem::take(&mut self.wanted);
                 self.watch(&wanted);
+                if let Some(p) = self.probes.as_mut() {
+                    self.syn_rto.reloaded(p);
+                }
                 true
             }
             _ => false,

@@ -1,0 +1,204 @@
+//! The per-VIP initial SYN retransmission timeout: the cgroup `sock_ops` program
+//! `syn_rto`, attached to the cgroup v2 root so that it sees every local client's
+//! connections, and its `SYN_RTO` map (VIP → timeout in jiffies).
+
+use std::{
+    fs::File,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya::{
+    maps::{HashMap, MapData},
+    programs::{CgroupAttachMode, SockOps},
+    Ebpf,
+};
+use vipd_common::VipKey;
+
+use super::loader::vip_key;
+
+/// The program and map names in the `vipd-watch` object.
+const PROGRAM: &str = "syn_rto";
+const MAP: &str = "SYN_RTO";
+
+/// The attached program's map, and the kernel's tick rate to convert timeouts with.
+pub struct SynRto {
+    map: HashMap<MapData, VipKey, u32>,
+    hz: u32,
+    /// The cgroup the program is attached to.
+    cgroup: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynRtoError {
+    #[error("no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo)")]
+    NoCgroup2,
+    #[error("opening cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the kernel's tick rate is unknown: {0}")]
+    Hz(std::io::Error),
+    #[error("the eBPF object has no {0}")]
+    Missing(&'static str),
+    #[error("program {PROGRAM}: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("map {MAP}: {0}")]
+    Map(#[from] aya::maps::MapError),
+}
+
+impl SynRto {
+    /// Loads the program and attaches it to `cgroup` (`None`: the cgroup v2 root) as a
+    /// BPF link, alongside any other `sock_ops` programs there; the link goes with the
+    /// process.
+    pub fn attach(ebpf: &mut Ebpf, cgroup: Option<&Path>) -> Result<Self, SynRtoError> {
+        let hz = kernel_hz().map_err(SynRtoError::Hz)?;
+        let cgroup = match cgroup {
+            Some(p) => p.to_owned(),
+            None => cgroup2_root().ok_or(SynRtoError::NoCgroup2)?,
+        };
+        let dir = File::open(&cgroup).map_err(|source| SynRtoError::Cgroup {
+            path: cgroup.clone(),
+            source,
+        })?;
+        let p: &mut SockOps = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(SynRtoError::Missing(PROGRAM))?
+            .try_into()?;
+        p.load()?;
+        // `Single` is what a BPF link takes (the kernel rejects any flag there); a
+        // cgroup link always runs alongside the cgroup's other programs.
+        p.attach(&dir, CgroupAttachMode::Single)?;
+        let map = HashMap::try_from(ebpf.take_map(MAP).ok_or(SynRtoError::Missing(MAP))?)?;
+        Ok(Self { map, hz, cgroup })
+    }
+
+    /// The cgroup the program is attached to.
+    pub fn cgroup(&self) -> &Path {
+        &self.cgroup
+    }
+
+    /// Connections to TCP VIP `vip` start with initial timeout `rto` (`None`: the
+    /// kernel's default).
+    pub fn set(&mut self, vip: SocketAddr, rto: Option<Duration>) -> Result<(), SynRtoError> {
+        let key = vip_key(vip, libc::IPPROTO_TCP as u8);
+        match rto {
+            Some(rto) => Ok(self.map.insert(key, jiffies(rto, self.hz), 0)?),
+            None => match self.map.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// The VIPs that have a timeout now, and the timeouts as the kernel applies them
+    /// (whole jiffies).
+    pub fn entries(&self) -> Vec<(VipKey, Duration)> {
+        self.map
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, j)| {
+                (
+                    k,
+                    Duration::from_nanos(u64::from(j) * 1_000_000_000 / u64::from(self.hz)),
+                )
+            })
+            .collect()
+    }
+}
+
+/// `e` and its sources, joined by ": " (aya's errors keep the errno in a source).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `d` in jiffies at `hz` ticks per second, rounded up and at least one: the kernel
+/// reads the program's reply in jiffies, and 0 would mean its default.
+pub fn jiffies(d: Duration, hz: u32) -> u32 {
+    let j = (d.as_nanos() * u128::from(hz)).div_ceil(1_000_000_000);
+    u32::try_from(j).unwrap_or(u32::MAX).max(1)
+}
+
+/// The kernel's tick rate (`CONFIG_HZ`): the coarse clocks advance once per tick, so
+/// their resolution is the tick.
+pub fn kernel_hz() -> std::io::Result<u32> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill in.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    if ns == 0 || ns > 1_000_000_000 {
+        return Err(std::io::Error::other(format!(
+            "coarse clock resolution {ns} ns is not a tick"
+        )));
+    }
+    Ok(((1_000_000_000 + ns / 2) / ns) as u32)
+}
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` in the hybrid layout), from this process's mount table.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    cgroup2_in(&table)
+}
+
+/// The first cgroup2 mount point in a `mountinfo` table.
+fn cgroup2_in(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        left.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jiffies_round_up_and_are_never_zero() {
+        assert_eq!(jiffies(Duration::from_millis(200), 250), 50);
+        assert_eq!(jiffies(Duration::from_millis(200), 1000), 200);
+        assert_eq!(jiffies(Duration::from_millis(201), 250), 51);
+        assert_eq!(jiffies(Duration::from_millis(20), 100), 2);
+        assert_eq!(jiffies(Duration::from_millis(1), 100), 1);
+        assert_eq!(jiffies(Duration::ZERO, 250), 1);
+    }
+
+    #[test]
+    fn the_tick_rate_is_one_the_kernel_builds_with() {
+        let hz = kernel_hz().expect("coarse clock resolution");
+        assert!([100, 250, 300, 1000].contains(&hz), "HZ {hz}");
+    }
+
+    #[test]
+    fn the_cgroup2_mount_is_found_in_either_layout() {
+        let hybrid = "\
+25 30 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate
+27 25 0:25 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
+";
+        assert_eq!(
+            cgroup2_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let unified = "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_in(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(cgroup2_in("22 1 0:5 / /proc rw - proc proc rw\n"), None);
+    }
+}
