@@ -2,9 +2,10 @@
 //! slow starts in progress, ejection counts), written to `<runtime dir>/health.json`
 //! whenever a backend changes state, and read at start-up. It is what lets a restarted
 //! vipd (an upgrade, a crash, `kill -9`) adopt the kernel's weights as they are instead
-//! of flapping a quarantined backend back to full weight (kube-proxy#92019 and
-//! keepalived#187 in reverse). It lives in the runtime directory (a tmpfs under
-//! /run), so it is gone after a reboot, as is the kernel's IPVS table it describes.
+//! of flapping a quarantined backend back to full weight (what kube-proxy and
+//! keepalived do to a backend after their own restarts). It lives in the runtime
+//! directory (a tmpfs under /run), so it is gone after a reboot, as is the kernel's IPVS
+//! table it describes.
 
 use std::{
     collections::BTreeMap,

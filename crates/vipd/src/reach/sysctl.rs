@@ -18,8 +18,9 @@ pub struct Sysctl {
 /// Needed by the UDP rule (`udp_stale_flows = "expire"`) and by drains that time out:
 /// without it, packets of a connection or flow whose destination was deleted are dropped
 /// until the entry times out (5 min for UDP, 15 min for established TCP), so a DNS client
-/// that keeps its source port never reaches a live backend (kubernetes#71514). With it,
-/// IPVS expires such an entry at its next packet and schedules that packet again.
+/// that keeps its source port never reaches a live backend (kube-proxy's long-standing
+/// UDP problem). With it, IPVS expires such an entry at its next packet and schedules
+/// that packet again.
 pub const EXPIRE_NODEST_CONN: Sysctl = Sysctl {
     name: "net.ipv4.vs.expire_nodest_conn",
     value: "1",
