@@ -197,7 +197,11 @@ fn kill_9_under_load_fails_nothing_and_the_restart_writes_nothing() {
     let r = load.stop();
     let failed = r.failures_in(fault, Instant::now());
     assert!(failed.len() <= 2, "{} failed: {failed:?}", failed.len());
-    assert!(failed.iter().all(|a| a.outcome == Outcome::Refused));
+    assert!(
+        failed.iter().all(|a| a.outcome == Outcome::Refused),
+        "a failure other than a refusal: {failed:?}\n{}",
+        r.summary()
+    );
     vipd.stop();
 }
 
