@@ -52,6 +52,16 @@ pub fn write_atomic(path: &Path, content: &[u8], durability: Durability) -> io::
     Ok(())
 }
 
+/// The text of the record at `path`; `Ok(None)` when there is none (a first start, or a
+/// record never written).
+pub fn read_if_present(path: &Path) -> io::Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Takes an exclusive `flock` on `path` (created 0600 if missing, never through a
 /// symlink) without waiting: `Ok(None)` when another process holds it. The lock lasts
 /// as long as the returned file is open.

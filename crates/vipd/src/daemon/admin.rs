@@ -10,14 +10,13 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::record_file::{write_atomic, Durability};
+use crate::record_file::{read_if_present, secure_dir, write_atomic, Durability};
 
 const VERSION: u32 = 1;
 /// The record's file name in the state directory.
@@ -119,17 +118,11 @@ pub fn path(state_file: &Path) -> PathBuf {
 
 /// Reads the record; a missing file is no drain.
 pub fn load(path: &Path) -> Result<Drains, DrainsError> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Drains::default()),
-        Err(source) => {
-            return Err(DrainsError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
-    from_json(path, &text)
+    let text = read_if_present(path).map_err(|source| DrainsError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.map_or_else(|| Ok(Drains::default()), |t| from_json(path, &t))
 }
 
 /// Parses a record; `path` is only used in messages.
@@ -147,21 +140,15 @@ pub fn from_json(path: &Path, text: &str) -> Result<Drains, DrainsError> {
     Ok(d)
 }
 
-/// Replaces the record atomically and durably, creating its directory (0700) if needed.
+/// Replaces the record atomically and durably, creating its directory (0700) if needed
+/// and refusing one that others control ([`secure_dir`]).
 pub fn store(path: &Path, drains: &Drains) -> Result<(), DrainsError> {
     let io = |source| DrainsError::Io {
         path: path.to_owned(),
         source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
+        secure_dir(dir).map_err(io)?;
     }
     let mut d = drains.clone();
     d.version = VERSION;
@@ -171,6 +158,8 @@ pub fn store(path: &Path, drains: &Drains) -> Result<(), DrainsError> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn a(s: &str) -> SocketAddr {

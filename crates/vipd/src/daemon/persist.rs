@@ -9,14 +9,13 @@
 
 use std::{
     collections::BTreeMap,
-    fs,
     path::{Path, PathBuf},
 };
 
 use crate::{
     health::PersistedService,
     model::ServiceKey,
-    record_file::{write_atomic, Durability},
+    record_file::{read_if_present, write_atomic, Durability},
 };
 use serde::{Deserialize, Serialize};
 
@@ -62,17 +61,11 @@ pub fn path(runtime_dir: &Path) -> PathBuf {
 
 /// Reads the record; a missing file is `Ok(None)` (first start, or after a reboot).
 pub fn load(path: &Path) -> Result<Option<HealthRecord>, PersistError> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(PersistError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
-    from_json(path, &text).map(Some)
+    let text = read_if_present(path).map_err(|source| PersistError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.map(|t| from_json(path, &t)).transpose()
 }
 
 /// Parses a record; `path` is only used in messages.
@@ -108,6 +101,8 @@ pub fn store(path: &Path, mut record: HealthRecord) -> Result<(), PersistError> 
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

@@ -25,7 +25,7 @@ use vipd_ipvs::{AddressFamily, Protocol, ServiceKey};
 use super::desired::{DestId, RemovalPolicy, RemovalRule};
 use crate::{
     reach::ReachRecord,
-    record_file::{secure_dir, try_lock, write_atomic, Durability},
+    record_file::{read_if_present, secure_dir, try_lock, write_atomic, Durability},
 };
 
 /// Where `vipd apply` keeps its ownership record unless told otherwise.
@@ -177,15 +177,12 @@ impl DaemonLock {
 
 /// Reads a record without taking the lock (for `vipd status`). Missing file: empty record.
 pub fn read(path: &Path) -> Result<Ownership, StateError> {
-    match fs::read_to_string(path) {
-        Ok(text) => from_json(path, &text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ownership::default()),
-        Err(source) => Err(StateError::Io {
-            path: path.to_owned(),
-            action: "read it",
-            source,
-        }),
-    }
+    let text = read_if_present(path).map_err(|source| StateError::Io {
+        path: path.to_owned(),
+        action: "read it",
+        source,
+    })?;
+    text.map_or_else(|| Ok(Ownership::default()), |t| from_json(path, &t))
 }
 
 // ---- the file format ----
