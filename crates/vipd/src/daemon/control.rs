@@ -12,7 +12,7 @@
 
 use std::{
     io,
-    os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt},
+    os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -76,7 +76,8 @@ pub struct ControlListener {
     _lock: std::fs::File,
 }
 
-/// Binds the control socket at `path`, creating its directory (mode 0700) when missing.
+/// Binds the control socket at `path`, creating its directory (mode 0700) when missing
+/// and refusing one that others control ([`crate::record_file::secure_dir`]).
 ///
 /// A socket file nobody answers on (a daemon that died) is replaced; if a daemon answers,
 /// this fails with [`io::ErrorKind::AddrInUse`] and "another vipd is running". Every error
@@ -86,13 +87,7 @@ pub fn bind(path: &Path) -> io::Result<ControlListener> {
         io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| named("creating the directory of", e))?;
-        }
+        crate::record_file::secure_dir(dir)?;
     }
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");

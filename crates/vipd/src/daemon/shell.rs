@@ -56,7 +56,6 @@ use crate::{
     clock,
     plane::{ipvs::IpvsPlane, xdp::XdpPlane, DataPlane},
     reconcile::DaemonLock,
-    record_file::secure_dir,
     watcher::{Flavour, Report},
 };
 
@@ -184,7 +183,6 @@ impl Shell {
         // Everything vipd creates from here on (socket, records) is its own alone.
         // SAFETY: umask has no preconditions and cannot fail.
         unsafe { libc::umask(0o077) };
-        secure_dir(&opts.runtime_dir)?;
         let lock = DaemonLock::try_acquire(&opts.state_file)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "another vipd holds {}: a daemon or a `vipd apply` is running with the \
