@@ -12,6 +12,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 echo "== host tier"
 cargo fmt --all -- --check
 cargo clippy --workspace --exclude vipd-ebpf --all-targets --quiet -- -D warnings
+# The fuzz crate is a workspace of its own (cargo-fuzz builds it apart): same checks.
+cargo fmt --manifest-path crates/vipd/fuzz/Cargo.toml -- --check
+cargo clippy --manifest-path crates/vipd/fuzz/Cargo.toml --all-targets --quiet \
+  --target-dir target/fuzz-clippy -- -D warnings
 cargo test --quiet
 cargo xtask fuzz --seconds 10  # every parser of untrusted input, 10 s each
 cargo xtask deb-test  # the Debian package: lintian, install, upgrade, purge

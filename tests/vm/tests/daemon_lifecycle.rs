@@ -151,6 +151,7 @@ fn kill_9_under_load_fails_nothing_and_the_restart_writes_nothing() {
     // Now with a backend in quarantine: kill its server, wait for weight 0, kill -9.
     let fault = Instant::now();
     lab.kill_server(0);
+    let killed = Instant::now();
     watcher
         .wait_for(web[0], fault, Duration::from_secs(5), quarantined)
         .expect("backend 1 quarantined");
@@ -197,8 +198,12 @@ fn kill_9_under_load_fails_nothing_and_the_restart_writes_nothing() {
     let r = load.stop();
     let failed = r.failures_in(fault, Instant::now());
     assert!(failed.len() <= 2, "{} failed: {failed:?}", failed.len());
+    // Refusals are the fault as the client sees it. A connection the killed server had
+    // completed but not yet accepted is reset when its listener closes: that is the
+    // fault too, and only possible for attempts that started before the kill was done.
     assert!(
-        failed.iter().all(|a| a.outcome == Outcome::Refused),
+        failed.iter().all(|a| a.outcome == Outcome::Refused
+            || (a.outcome == Outcome::Reset && a.started < killed)),
         "a failure other than a refusal: {failed:?}\n{}",
         r.summary()
     );
