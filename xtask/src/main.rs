@@ -38,12 +38,21 @@ enum Command {
     Fuzz(fuzz::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+/// Runs the task; a failure prints its chain of causes once, on one line, without the
+/// backtrace that `RUST_BACKTRACE` would add to the debug form.
+fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
         Command::VmTest(args) => vm_test::run(args),
         Command::VmBench(args) => vm_test::bench(args),
         Command::Deb(args) => deb::run(args),
         Command::DebTest => deb_test::run(),
         Command::Fuzz(args) => fuzz::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
