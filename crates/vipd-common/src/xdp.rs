@@ -49,12 +49,24 @@ pub struct XdpBackend {
     /// Host byte order.
     pub port: u16,
     pub family: u8,
-    pub _pad: u8,
+    /// [`BACKEND_OUT`] or 0.
+    pub flags: u8,
     pub gen: u32,
     /// The service (Maglev slot) it belongs to; lets a restarted vipd adopt the ids.
     pub slot: u32,
     pub _pad1: u32,
 }
+
+/// `XdpBackend::flags`: the backend takes no new flows, although its service's Maglev
+/// table may still name it. Userspace sets it with one map write when the backend's
+/// weight drops to 0, before it rewrites the table (tens of thousands of entries); a new
+/// flow whose entry names it is hashed again, up to [`MAGLEV_REHASHES`] times, so it
+/// leaves rotation at once instead of when the table write ends.
+pub const BACKEND_OUT: u8 = 1;
+
+/// How many more table entries a new flow tries when its own names a backend that is
+/// out ([`maglev_rehash`]); if all of them are out too, it keeps its own.
+pub const MAGLEV_REHASHES: u32 = 7;
 
 /// A connection's addresses as one side sends them. Forward packets (client to VIP) are
 /// keyed `src = client, dst = VIP`; replies `src = backend, dst = client`. IPv4 uses the
@@ -247,6 +259,14 @@ pub const fn flow_hash(t: &XdpTuple) -> u32 {
     }
     h = fmix32(h ^ ((t.sport as u32) << 16 | t.dport as u32));
     fmix32(h ^ ((t.family as u32) << 8 | t.protocol as u32))
+}
+
+/// The `k`-th other table entry (1-based) a new flow tries when the entry of its
+/// `flow_hash` names a backend that is out: spread evenly over the table, so the flows of
+/// a backend that left go to the others in proportion to their weights.
+#[inline(always)]
+pub const fn maglev_rehash(hash: u32, k: u32) -> u32 {
+    fmix32(hash ^ k.wrapping_mul(0x9e37_79b9))
 }
 
 const _: () = assert!(core::mem::size_of::<XdpService>() == 8);

@@ -2,10 +2,13 @@
 //! remembering the choice in `XDP_FLOWS` (and how to translate the replies in
 //! `XDP_REPLIES`), and the health events a flow's packets reveal.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::bpf_ktime_get_ns,
+};
 use vipd_common::xdp::{
-    flow_hash, stat, XdpBackend, XdpFlow, XdpHealthEvent, XdpHealthKind, XdpReply, XdpService,
-    XdpTuple, FLOW_SYN, MAGLEV_M, NO_BACKEND,
+    flow_hash, maglev_rehash, stat, XdpBackend, XdpFlow, XdpHealthEvent, XdpHealthKind, XdpReply,
+    XdpService, XdpTuple, BACKEND_OUT, FLOW_SYN, MAGLEV_M, MAGLEV_REHASHES, NO_BACKEND,
 };
 
 use crate::xdp_maps::{count, XDP_BACKENDS, XDP_FLOWS, XDP_HEALTH, XDP_MAGLEV, XDP_REPLIES};
@@ -15,15 +18,37 @@ use crate::xdp_maps::{count, XDP_BACKENDS, XDP_FLOWS, XDP_HEALTH, XDP_MAGLEV, XD
 pub const SYN_RETRANSMIT_NS: u64 = 200_000_000;
 
 /// The backend id the service's Maglev table gives this flow, if it names a live one.
-#[inline(always)]
+/// An entry naming a backend that is out (weight 0, table not yet rewritten) sends the
+/// flow to another entry, up to `MAGLEV_REHASHES` times; if every one is out, the flow
+/// keeps its own. Not inlined: the caller's stack frame has no room for the search.
+#[inline(never)]
 pub fn maglev_id(svc: &XdpService, t: &XdpTuple) -> Option<u32> {
-    let index = svc.slot.wrapping_mul(MAGLEV_M) + flow_hash(t) % MAGLEV_M;
+    let hash = flow_hash(t);
+    let (id, out) = table_entry(svc, hash)?;
+    if !out {
+        return Some(id);
+    }
+    let mut k = 1;
+    while k <= MAGLEV_REHASHES {
+        if let Some((other, false)) = table_entry(svc, maglev_rehash(hash, k)) {
+            return Some(other);
+        }
+        k += 1;
+    }
+    Some(id)
+}
+
+/// The live backend id at the entry for `hash` in the service's table, and whether that
+/// backend is out.
+#[inline(always)]
+fn table_entry(svc: &XdpService, hash: u32) -> Option<(u32, bool)> {
+    let index = svc.slot.wrapping_mul(MAGLEV_M) + hash % MAGLEV_M;
     let id = *XDP_MAGLEV.get(index)?;
     if id == NO_BACKEND {
         return None;
     }
     match XDP_BACKENDS.get(id) {
-        Some(b) if b.gen != 0 => Some(id),
+        Some(b) if b.gen != 0 => Some((id, b.flags & BACKEND_OUT != 0)),
         _ => None,
     }
 }
@@ -116,7 +141,19 @@ pub fn health(kind: XdpHealthKind, t: &XdpTuple, f: &XdpFlow, icmp: u16) {
         (*e).vip = t.dst;
         (*e).backend = f.backend;
     }
-    slot.submit(0);
+    slot.submit(wakeup(kind));
+}
+
+/// How a health record wakes the daemon: a failure at once (a backend may have to
+/// leave rotation), a success never (the daemon drains those on its tick). The kernel's
+/// default, a wake-up only when the reader has caught up, can leave a failure behind
+/// successes until that tick.
+#[inline(always)]
+fn wakeup(kind: XdpHealthKind) -> u64 {
+    match kind {
+        XdpHealthKind::Established => BPF_RB_NO_WAKEUP.into(),
+        _ => BPF_RB_FORCE_WAKEUP.into(),
+    }
 }
 
 /// Reports a health event about a flow known from its reply side: `r` is the tuple the
@@ -148,7 +185,7 @@ pub fn health_reply(kind: XdpHealthKind, r: &XdpTuple, rep: &XdpReply, icmp: u16
         (*e).vip = rep.vip;
         (*e).backend = r.src;
     }
-    slot.submit(0);
+    slot.submit(wakeup(kind));
 }
 
 /// The client's tuple of a flow known from its reply side (`r`: backend -> client).

@@ -15,7 +15,9 @@ use vipd::xdp::{
     test_run::{self, XDP_DROP, XDP_PASS, XDP_TX},
     Dataplane, Sizes, XdpProgram, XdpServiceSpec,
 };
-use vipd_common::xdp::{stat, XdpHealthKind};
+use vipd_common::xdp::{
+    flow_hash, maglev_rehash, stat, XdpHealthKind, XdpTuple, BACKEND_OUT, MAGLEV_M, MAGLEV_REHASHES,
+};
 use xdp_common::Netns;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
@@ -418,6 +420,101 @@ fn flows_spread_per_weights_and_stick_to_their_backend() {
             first[i]
         );
     }
+}
+
+/// The backend a new TCP flow from `client` to VIP:80 should get by the table of `slot`,
+/// with backend `out` marked out: as the program computes it.
+fn expected_pick(table: &[u32], client: SocketAddrV4, out: u32) -> u32 {
+    let mut t = XdpTuple {
+        sport: client.port(),
+        dport: 80,
+        family: 2,
+        protocol: PROTO_TCP,
+        ..Default::default()
+    };
+    t.src[..4].copy_from_slice(&client.ip().octets());
+    t.dst[..4].copy_from_slice(&VIP.octets());
+    let hash = flow_hash(&t);
+    let own = table[(hash % MAGLEV_M) as usize];
+    if own != out {
+        return own;
+    }
+    (1..=MAGLEV_REHASHES)
+        .map(|k| table[(maglev_rehash(hash, k) % MAGLEV_M) as usize])
+        .find(|&id| id != out)
+        .unwrap_or(own)
+}
+
+/// A backend marked out takes no new flow even while its service's table still names
+/// it (the mark is one write, the table tens of thousands): each new flow lands where
+/// the rehash rule says, flows already on it stay. `Dataplane::apply` marks a backend
+/// whose weight drops to 0 before it rewrites the table, says when, and clears the mark
+/// when the weight comes back.
+#[test]
+fn a_backend_marked_out_takes_no_new_flow_before_its_table_changes() {
+    let two = |w1| [svc(80, PROTO_TCP, &[(B1, 8080, w1), (B2, 8080, 1)])];
+    let mut lab = lab(&two(1));
+    let key = two(1)[0].key();
+    let id = lab
+        .dp
+        .backend_id(&key, SocketAddr::new(B1.into(), 8080))
+        .unwrap();
+    let slot = lab
+        .dp
+        .maps()
+        .services()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .unwrap()
+        .1
+        .slot;
+    let table = lab.dp.maps().table(slot).unwrap();
+    let syn = |lab: &Lab, c: SocketAddrV4| {
+        assert_forwarded(&lab.run(&tcp_frame(c, sa(VIP, 80), TCP_SYN)), c, 8080)
+    };
+    let kept = (30000..31000u16)
+        .map(|p| sa(CLIENT, p))
+        .find(|c| syn(&lab, *c) == B1)
+        .expect("a flow on B1");
+
+    // Marked out by hand, the table untouched.
+    let entry = lab.dp.maps().backend(id).unwrap();
+    let out = vipd_common::xdp::XdpBackend {
+        flags: BACKEND_OUT,
+        ..entry
+    };
+    lab.dp.maps_mut().set_backend(id, out).unwrap();
+    let mut to_b1 = 0;
+    for port in 20000..22000u16 {
+        let c = sa(CLIENT, port);
+        let want_b1 = expected_pick(&table, c, id) == id;
+        let got = syn(&lab, c);
+        assert_eq!(got == B1, want_b1, "flow {port} went to {got}");
+        to_b1 += usize::from(got == B1);
+    }
+    // Half the entries name B1; a flow stays on it only if 7 more tries all do too.
+    assert!(to_b1 < 20, "{to_b1} of 2000 new flows still went to B1");
+    let r = lab.run(&tcp_frame(kept, sa(VIP, 80), TCP_ACK));
+    assert_eq!(
+        assert_forwarded(&r, kept, 8080),
+        B1,
+        "an established flow moved"
+    );
+    lab.dp.maps_mut().set_backend(id, entry).unwrap();
+
+    // Weight 0: marked, then the table rewritten without it.
+    let ch = lab.dp.apply(&two(0)).unwrap();
+    assert_eq!(ch.backends_flagged, 1, "{ch:?}");
+    assert!(ch.out_at_ns.is_some() && ch.maglev_entries > 0, "{ch:?}");
+    assert_eq!(lab.dp.maps().backend(id).unwrap().flags, BACKEND_OUT);
+    assert!(!lab.dp.maps().table(slot).unwrap().contains(&id));
+    // Back: unmarked, in the table again; then nothing left to write.
+    let ch = lab.dp.apply(&two(1)).unwrap();
+    assert_eq!((ch.backends_flagged, ch.out_at_ns), (1, None), "{ch:?}");
+    assert_eq!(lab.dp.maps().backend(id).unwrap().flags, 0);
+    assert!(lab.dp.maps().table(slot).unwrap().contains(&id));
+    assert_eq!(lab.dp.apply(&two(1)).unwrap().total(), 0);
 }
 
 #[test]

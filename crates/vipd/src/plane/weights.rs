@@ -55,6 +55,10 @@ pub struct Written {
     pub dest: BackendId,
     pub from: u32,
     pub to: u32,
+    /// `CLOCK_MONOTONIC` (ns) when the kernel stopped giving the backend new connections,
+    /// if that was before the write returned (the XDP plane marks a backend out before it
+    /// rewrites its table); `None`: when the write returned.
+    pub out_at_ns: Option<u64>,
 }
 
 /// What the fast path wrote.

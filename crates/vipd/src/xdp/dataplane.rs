@@ -7,7 +7,10 @@
 //! entries that change, then new or changed services, then removed backends are freed
 //! (their flows move on their next packet) and removed services deleted. A backend
 //! whose weight drops to 0 (drained or quarantined) keeps its id: its table entries go to
-//! others, its existing flows stay, as with IPVS.
+//! others, its existing flows stay, as with IPVS. Before its table entries are rewritten
+//! (tens of thousands of them), one write marks its entry out (`BACKEND_OUT`), which the
+//! program already obeys for new flows: the backend leaves rotation at that write, and
+//! [`Changes::out_at_ns`] says when it landed.
 //!
 //! ICMP echo to a VIP address is balanced with the first service (in key order) on that
 //! address: a `VipKey` with protocol ICMP (ICMPv6 for IPv6) and port 0 points at that
@@ -19,7 +22,7 @@ use std::{
 };
 
 use vipd_common::{
-    xdp::{XdpBackend, XdpService, IPPROTO_ICMP, IPPROTO_ICMPV6, MAGLEV_M},
+    xdp::{XdpBackend, XdpService, BACKEND_OUT, IPPROTO_ICMP, IPPROTO_ICMPV6, MAGLEV_M},
     VipKey, AF_INET6,
 };
 
@@ -52,7 +55,12 @@ pub struct Changes {
     pub services_removed: usize,
     pub backends_written: usize,
     pub backends_freed: usize,
+    /// Backends marked out or back in (one write each).
+    pub backends_flagged: usize,
     pub maglev_entries: usize,
+    /// `CLOCK_MONOTONIC` (ns) when the last backend marked out was marked: from then on
+    /// it took no new flow, whenever the table write after it ended.
+    pub out_at_ns: Option<u64>,
 }
 
 impl Changes {
@@ -62,6 +70,7 @@ impl Changes {
             + self.services_removed
             + self.backends_written
             + self.backends_freed
+            + self.backends_flagged
             + self.maglev_entries
     }
 }
@@ -85,18 +94,20 @@ pub struct Dataplane {
     built: BTreeMap<VipKey, Vec<(SocketAddr, u32)>>,
     /// (slot, backend) to id.
     ids: BTreeMap<(u32, SocketAddr), u32>,
+    /// What `XDP_BACKENDS` holds for each id in use.
+    entries: BTreeMap<u32, XdpBackend>,
     /// ICMP keys and the slot they point at.
     icmp: BTreeMap<VipKey, u32>,
     next_gen: u32,
 }
 
-fn backend_entry(addr: SocketAddr, slot: u32, gen: u32) -> XdpBackend {
+fn backend_entry(addr: SocketAddr, slot: u32, gen: u32, out: bool) -> XdpBackend {
     let key = crate::model::kernel::vip_key(addr, 0);
     XdpBackend {
         addr: key.addr,
         port: addr.port(),
         family: key.family,
-        _pad: 0,
+        flags: if out { BACKEND_OUT } else { 0 },
         gen,
         slot,
         _pad1: 0,
@@ -123,6 +134,7 @@ impl Dataplane {
             tables: BTreeMap::new(),
             built: BTreeMap::new(),
             ids: BTreeMap::new(),
+            entries: BTreeMap::new(),
             icmp: BTreeMap::new(),
             next_gen: 1,
         };
@@ -137,6 +149,7 @@ impl Dataplane {
             let b = dp.maps.backend(id)?;
             if b.gen != 0 {
                 dp.ids.insert((b.slot, addr_of(&b)), id);
+                dp.entries.insert(id, b);
                 dp.next_gen = dp.next_gen.max(b.gen.wrapping_add(1)).max(1);
             }
         }
@@ -211,14 +224,37 @@ impl Dataplane {
         // Backends: new ids first, so the tables can point at them.
         for (key, spec) in &want_keys {
             let slot = self.slots[key];
-            for (addr, _) in &spec.backends {
+            for (addr, weight) in &spec.backends {
                 if !self.ids.contains_key(&(slot, *addr)) {
                     let id = self.free_id()?;
                     let gen = self.next_gen;
                     self.next_gen = self.next_gen.wrapping_add(1).max(1);
-                    self.maps.set_backend(id, backend_entry(*addr, slot, gen))?;
+                    let entry = backend_entry(*addr, slot, gen, *weight == 0);
+                    self.maps.set_backend(id, entry)?;
                     self.ids.insert((slot, *addr), id);
+                    self.entries.insert(id, entry);
                     ch.backends_written += 1;
+                }
+            }
+        }
+        // Backends whose weight went to 0 leave rotation now, one write each; those back
+        // above 0 are marked in before their table names them again.
+        for (key, spec) in &want_keys {
+            let slot = self.slots[key];
+            for (addr, weight) in &spec.backends {
+                let id = self.ids[&(slot, *addr)];
+                let Some(entry) = self.entries.get_mut(&id) else {
+                    continue;
+                };
+                let out = *weight == 0;
+                if (entry.flags & BACKEND_OUT != 0) == out {
+                    continue;
+                }
+                entry.flags = if out { BACKEND_OUT } else { 0 };
+                self.maps.set_backend(id, *entry)?;
+                ch.backends_flagged += 1;
+                if out {
+                    ch.out_at_ns = Some(crate::clock::mono_ns());
                 }
             }
         }
@@ -321,6 +357,7 @@ impl Dataplane {
         for (k, id) in freed {
             self.maps.set_backend(id, XdpBackend::default())?;
             self.ids.remove(&k);
+            self.entries.remove(&id);
             ch.backends_freed += 1;
         }
         Ok(ch)

@@ -32,6 +32,9 @@ pub struct FakePlane {
     pub watched: Vec<ServiceKey>,
     /// The VIPs and SYN timeouts last given.
     pub syn_rto: Vec<(std::net::SocketAddr, std::time::Duration)>,
+    /// When the writes of weight 0 say the backend left rotation (as the XDP plane's
+    /// mark does, before its write returns).
+    pub out_at_ns: Option<u64>,
 }
 
 fn refused() -> PlaneError {
@@ -61,6 +64,7 @@ impl FakePlane {
                 dest,
                 from: from.map_or(to, |f| f.unwrap_or(0)),
                 to,
+                out_at_ns: self.out_at_ns.filter(|_| to == 0),
             });
         }
         out

@@ -352,7 +352,8 @@ impl Core {
                 debug!(service, %backend, from = w.from, weight = w.to, "weight written");
                 continue;
             };
-            let seconds = kernel_now().saturating_sub(fault_ns) as f64 / 1e9;
+            let out_ns = w.out_at_ns.unwrap_or_else(kernel_now);
+            let seconds = out_ns.saturating_sub(fault_ns) as f64 / 1e9;
             self.effects.metrics.fault_to_quarantine(cause, seconds);
             info!(
                 service,
@@ -360,7 +361,7 @@ impl Core {
                 cause,
                 from = w.from,
                 weight = 0,
-                fault_to_weight_ms = (seconds * 1e4).round() / 10.0,
+                fault_to_weight_ms = (seconds * 1e6).round() / 1e3,
                 "quarantine written"
             );
             measured.push(Measured {

@@ -314,6 +314,15 @@ async fn fault_to_quarantine_runs_from_the_kernel_time_to_the_confirmed_write() 
     );
     assert!(r.metric("vipd_fault_to_quarantine_seconds_count{cause=\"refused\"} 1"));
 
+    // A plane that says when the backend left rotation (before its write returned):
+    // measured to that moment, not to the end of the write.
+    let mut r = Rig::new(&web_with(2));
+    r.plane.out_at_ns = Some(5 * SEC + MS);
+    r.core.on_report(&refused(b(1), 5 * SEC), Instant::now());
+    let measured = r.turn(5 * SEC + 9 * MS);
+    assert_eq!(measured.len(), 1);
+    assert!((measured[0].seconds - 0.001).abs() < 1e-9, "{measured:?}");
+
     // An unanswered SYN's fault begins with the connection's first SYN.
     let mut r = Rig::new(&web_with(2));
     let syn = report(web(), Outcome::SynRetransmit(1), b(2), 5 * SEC, 4 * SEC);

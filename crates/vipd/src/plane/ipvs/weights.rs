@@ -84,6 +84,7 @@ impl WeightWriter {
                         dest,
                         from: if from.is_none() { to.unwrap_or(0) } else { old },
                         to: to.unwrap_or(0),
+                        out_at_ns: None,
                     });
                 }
                 Err(e) => {

@@ -156,6 +156,7 @@ impl XdpPlane {
                 // Unknown before (start, reload): as if it had been what it is now.
                 from: from.map_or(to_w, |f| f.unwrap_or(0)),
                 to: to_w,
+                out_at_ns: if to_w == 0 { changes.out_at_ns } else { None },
             });
         }
         if full {
