@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::watcher::Probes;
 
@@ -55,7 +55,7 @@ impl SynRtoVips {
             match probes.set_syn_rto(vip, Some(rto)) {
                 Ok(()) => {
                     self.applied.insert(vip, rto);
-                    info!(%vip, syn_rto_ms = rto.as_millis() as u64, "SYN timeout set");
+                    debug!(%vip, syn_rto_ms = rto.as_millis() as u64, "SYN timeout set");
                 }
                 Err(e) => {
                     if self.warned.as_deref() != Some(e.as_str()) {
