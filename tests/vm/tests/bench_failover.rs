@@ -204,6 +204,24 @@ fn bench_failover() {
 const SYN_RTO_SYSTEM: &str = "vipd-syn_rto_200ms";
 const SYN_RTO_HEALTH: &str = "  syn_rto = \"200ms\"\n";
 
+/// vipd with `syn_rto = "auto"` (see docs/watcher.md).
+const SYN_RTO_AUTO_SYSTEM: &str = "vipd-syn_rto_auto";
+const SYN_RTO_AUTO_HEALTH: &str = "  syn_rto = \"auto\"\n";
+
+/// keepalived and vipd with `syn_rto = "auto"`, in the same VM run.
+#[test]
+#[ignore = "benchmark: cargo xtask vm-bench bench_failover bench_failover_auto"]
+fn bench_failover_auto() {
+    let (lab, backends) = lab();
+    let keepalived = run_keepalived(&lab, &backends);
+    let auto = run_vipd(&lab, &backends, SYN_RTO_AUTO_SYSTEM, SYN_RTO_AUTO_HEALTH);
+    println!("BENCH failover begin");
+    println!("{}", keepalived.lines());
+    println!("{}", auto.lines());
+    println!("{}", ratio_lines(&auto, &keepalived));
+    println!("BENCH failover end");
+}
+
 /// vipd with `syn_rto` alone, to compare with a full run's figures.
 #[test]
 #[ignore = "benchmark: cargo xtask vm-bench bench_failover bench_failover_syn_rto"]

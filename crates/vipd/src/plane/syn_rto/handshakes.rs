@@ -48,7 +48,8 @@ impl Handshakes {
         Some(Duration::from_micros(u64::from(*p)))
     }
 
-    pub fn len(&self) -> usize {
+    /// Handshakes kept now (the window is trimmed by [`Handshakes::p99`]).
+    pub fn kept(&self) -> usize {
         self.samples.len()
     }
 }
@@ -93,7 +94,7 @@ mod tests {
         assert_eq!(h.p99(1_000 * MS), Some(ms(100)));
         // One more slow one pushes the oldest fast one out: the 10th slowest is slower.
         h.observe(1_000 * MS, ms(200));
-        assert_eq!(h.len(), SAMPLES);
+        assert_eq!(h.kept(), SAMPLES);
         assert_eq!(h.p99(1_000 * MS), Some(ms(101)));
     }
 
@@ -117,7 +118,7 @@ mod tests {
             h.observe(later + i * MS, ms(4));
         }
         assert_eq!(h.p99(later + 30 * MS), Some(ms(4)));
-        assert_eq!(h.len(), 30);
+        assert_eq!(h.kept(), 30);
         assert_eq!(h.p99(later + 2 * WINDOW.as_nanos() as u64), None);
     }
 
