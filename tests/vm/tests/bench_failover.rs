@@ -159,6 +159,9 @@ fn run_vipd(lab: &Lab, backends: &[SocketAddr], system: &str, health: &str) -> F
     let figures = scenario(system, lab, service, &timing);
     let cpu = (cpu_of("vipd") - cpu0).as_secs_f64() / started.elapsed().as_secs_f64();
     println!("BENCH failover system={system} build=release cpu_share={cpu:.3}");
+    for line in vipd.log(1).lines().filter(|l| l.contains("SYN timeout")) {
+        println!("BENCH failover system={system} log {line}");
+    }
     vipd.stop();
     figures
 }

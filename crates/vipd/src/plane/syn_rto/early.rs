@@ -1,13 +1,14 @@
 //! The rule for a SYN retransmitted early: under an adaptive timeout, a connection's
 //! first SYN retransmission is not yet a failure of its backend. It is held for one
-//! more timeout (the time from the first SYN to that retransmission); if the handshake
+//! half a timeout more (half the time from the first SYN to that retransmission); if
+//! the handshake
 //! completes meanwhile, the backend is slow, not dead: the retransmission is dropped and
 //! the handshake time raises the VIP's timeout at once. If not, the held report goes on
 //! as the failure it is, at the deadline, or earlier if a later outcome of the same
 //! connection (another retransmission, an RST, the client giving up) arrives first.
 //!
-//! So a backend whose handshakes jump to up to twice the VIP's timeout is never
-//! quarantined for it, and a blackholed one is quarantined about two timeouts after the
+//! So a backend whose handshakes jump to up to 1.5 times the VIP's timeout is never
+//! quarantined for it, and a blackholed one is quarantined about 1.5 timeouts after the
 //! first dropped SYN.
 
 use std::{
@@ -73,7 +74,7 @@ impl Early {
                 if adaptive(r.vip)
                     && !matches!(self.conns.get(&conn), Some(Entry::Held { .. })) =>
             {
-                let grace = r.ts_ns.saturating_sub(r.syn_ns);
+                let grace = r.ts_ns.saturating_sub(r.syn_ns) / 2;
                 let deadline_ns = r.ts_ns.saturating_add(grace);
                 if self.conns.len() >= CAPACITY {
                     self.release_all(out);
@@ -193,17 +194,17 @@ mod tests {
     fn a_retransmission_answered_before_the_deadline_is_no_failure() {
         let mut e = Early::default();
         let mut out = Vec::new();
-        // Timeout 50 ms: the SYN at 1000 ms is resent at 1050, held until 1100.
-        let retx = report(VIP, 5000, 1_000, 1_050, Outcome::SynRetransmit(1));
+        // Timeout 100 ms: the SYN at 1000 ms is resent at 1100, held until 1150.
+        let retx = report(VIP, 5000, 1_000, 1_100, Outcome::SynRetransmit(1));
         assert_eq!(e.feed(retx, adaptive, &mut out), None);
         assert!(out.is_empty());
-        assert_eq!(e.next_deadline_ns(), Some(1_100 * MS));
-        e.release_due(1_090 * MS, &mut out);
+        assert_eq!(e.next_deadline_ns(), Some(1_150 * MS));
+        e.release_due(1_140 * MS, &mut out);
         assert!(out.is_empty());
-        let done = report(VIP, 5000, 1_000, 1_095, established(95));
+        let done = report(VIP, 5000, 1_000, 1_145, established(145));
         assert_eq!(
             e.feed(done.clone(), adaptive, &mut out),
-            Some(Handshake::AnsweredLate(Duration::from_millis(95)))
+            Some(Handshake::AnsweredLate(Duration::from_millis(145)))
         );
         assert_eq!(out, [done]);
         assert_eq!(e.held(), 0);
@@ -218,9 +219,9 @@ mod tests {
         let mut out = Vec::new();
         let retx = report(VIP, 5000, 1_000, 1_050, Outcome::SynRetransmit(1));
         e.feed(retx.clone(), adaptive, &mut out);
-        e.release_due(1_099 * MS, &mut out);
+        e.release_due(1_074 * MS, &mut out);
         assert!(out.is_empty());
-        e.release_due(1_100 * MS, &mut out);
+        e.release_due(1_075 * MS, &mut out);
         assert_eq!(out, [retx]);
         assert_eq!(e.next_deadline_ns(), None);
         // The connection then completes on another backend: not a handshake time.
