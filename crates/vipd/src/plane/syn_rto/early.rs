@@ -91,10 +91,25 @@ impl Early {
             }
             Outcome::Established { latency } => {
                 let learnt = match self.conns.remove(&conn) {
-                    Some(Entry::Held { deadline_ns, .. }) => {
+                    // Answered by the backend that left the first SYN unanswered: slow,
+                    // not dead.
+                    Some(Entry::Held {
+                        deadline_ns,
+                        report,
+                    }) if report.backend == r.backend => {
                         self.deadlines.remove(&(deadline_ns, conn));
                         self.answered_late += 1;
                         latency.map(Handshake::AnsweredLate)
+                    }
+                    // Completed on another backend (IPVS moved the retransmitted SYN
+                    // off a quarantined one): the first backend never answered.
+                    Some(Entry::Held {
+                        deadline_ns,
+                        report,
+                    }) => {
+                        self.deadlines.remove(&(deadline_ns, conn));
+                        out.push(report);
+                        None
                     }
                     Some(Entry::Released { .. }) => None,
                     None => latency.map(Handshake::Normal),
@@ -229,6 +244,20 @@ mod tests {
         let rescued = report(VIP, 5000, 1_000, 1_160, established(160));
         assert_eq!(e.feed(rescued, adaptive, &mut out), None);
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_handshake_completed_on_another_backend_releases_the_retransmission() {
+        let mut e = Early::default();
+        let mut out = Vec::new();
+        let retx = report(VIP, 5000, 1_000, 1_100, Outcome::SynRetransmit(1));
+        e.feed(retx.clone(), adaptive, &mut out);
+        let mut moved = report(VIP, 5000, 1_000, 1_130, established(130));
+        moved.backend = Some(a("198.18.1.3:80"));
+        assert_eq!(e.feed(moved.clone(), adaptive, &mut out), None);
+        assert_eq!(out, [retx, moved]);
+        assert_eq!(e.answered_late, 0);
+        assert_eq!(e.held(), 0);
     }
 
     #[test]
