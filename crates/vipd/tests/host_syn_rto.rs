@@ -1,6 +1,7 @@
 //! Host tier: the `syn_rto` `sock_ops` program, attached to the running kernel's cgroup
 //! v2 root, gives connections to a VIP in its map that initial SYN timeout, and leaves
-//! every other destination at the kernel's 1 s. The destinations are addresses in a
+//! every other destination at the kernel's 1 s. The program is linked to the cgroup only
+//! while some VIP has a timeout. The destinations are addresses in a
 //! network namespace the test creates, on a veth whose peer drops every SYN (they are
 //! sent to a MAC address nobody has). Needs root (CAP_BPF, netns); it fails, never skips, without it.
 
@@ -131,9 +132,14 @@ fn syn_rto_sets_the_first_retransmission_of_a_configured_vip_only() {
             .attachments()
             .iter()
             .any(|a| a.kind == HookKind::SockOps && a.hook == "syn_rto"),
-        "syn_rto not attached: {:?} ({})",
+        "syn_rto not loaded: {:?} ({})",
         probes.syn_rto().err(),
         probes.describe()
+    );
+    assert_eq!(
+        probes.syn_rto_kernel_links(),
+        Ok(0),
+        "linked to a cgroup before any VIP has a timeout"
     );
     let ns = Netns::new("10.253.7.1");
     let fast: SocketAddr = "10.253.7.2:9".parse().unwrap();
@@ -145,6 +151,8 @@ fn syn_rto_sets_the_first_retransmission_of_a_configured_vip_only() {
     probes
         .set_syn_rto(fast, Some(Duration::from_millis(200)))
         .unwrap();
+    assert!(probes.syn_rto().unwrap().attached());
+    assert_eq!(probes.syn_rto_kernel_links(), Ok(1));
     let entries = probes.syn_rto().unwrap().entries();
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0].1, Duration::from_millis(200), "{entries:?}");
@@ -167,6 +175,12 @@ fn syn_rto_sets_the_first_retransmission_of_a_configured_vip_only() {
     // Taken off: new connections get the kernel's default again.
     probes.set_syn_rto(fast, None).unwrap();
     assert!(probes.syn_rto().unwrap().entries().is_empty());
+    assert!(!probes.syn_rto().unwrap().attached());
+    assert_eq!(
+        probes.syn_rto_kernel_links(),
+        Ok(0),
+        "still linked with no VIP left"
+    );
     let mut c = ns.connect(fast, 2);
     let seen = first_retransmits(&mut probes, &[fast], Duration::from_secs(2));
     let _ = c.kill();

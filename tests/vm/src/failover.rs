@@ -82,6 +82,10 @@ impl Default for Timing {
 
 /// A successful attempt that took longer than this counts as slow.
 pub const SLOW: Duration = Duration::from_millis(500);
+/// A successful attempt that took longer than this was caught on the faulty backend:
+/// its SYN was retransmitted (every initial SYN timeout is at least 20 ms; an
+/// untroubled connect and greeting take a few ms in the lab).
+pub const CAUGHT: Duration = Duration::from_millis(40);
 
 /// What one fault did.
 #[derive(Clone, Debug)]
@@ -117,6 +121,8 @@ pub struct FaultReport {
     /// Successful attempts in that window that took longer than [`SLOW`] (e.g. a
     /// dropped SYN whose retransmission IPVS sent to another backend).
     pub slow: usize,
+    /// How long each successful attempt longer than [`CAUGHT`] took, in ms.
+    pub caught_ms: Vec<f64>,
     /// Successful attempts per backend in that window.
     pub served: BTreeMap<String, usize>,
     pub ended: Instant,
@@ -352,6 +358,11 @@ impl<'a> Failover<'a> {
                 .iter()
                 .filter(|a| a.outcome.is_ok() && a.ended - a.started > SLOW)
                 .count(),
+            caught_ms: window
+                .iter()
+                .filter(|a| a.outcome.is_ok() && a.ended - a.started > CAUGHT)
+                .map(|a| (a.ended - a.started).as_secs_f64() * 1e3)
+                .collect(),
             served: report.per_backend_in(injecting, ended),
             ended,
         }
@@ -454,13 +465,19 @@ impl Figures {
             let (cmed, cmax, cmissing) = stats(runs.iter().map(FaultReport::client_detect_ms));
             let fmax = runs.iter().map(|r| r.failures.len()).max().unwrap_or(0);
             let (imed, imax, _) = stats(runs.iter().map(FaultReport::since_injection_ms));
+            let caught = runs
+                .iter()
+                .flat_map(|r| r.caught_ms.iter().copied().map(Some));
+            let (caught_med, caught_max, _) = stats(caught);
+            let caught_n: usize = runs.iter().map(|r| r.caught_ms.len()).sum();
             out.push(format!(
                 "BENCH failover summary system={} fault={} runs={} detect_median_ms={} \
                  detect_max_ms={} runs_without_backend_trigger={no_trigger} \
                  not_quarantined={missing} injected_median_ms={} \
                  injected_max_ms={} client_detect_median_ms={} \
                  client_detect_max_ms={} runs_without_client_trigger={cmissing} \
-                 client_failures_total={} client_failures_max={fmax} client_slow_total={}",
+                 client_failures_total={} client_failures_max={fmax} client_slow_total={} \
+                 client_caught_total={caught_n} client_caught_median_ms={} client_caught_max_ms={}",
                 self.system,
                 fault.name(),
                 runs.len(),
@@ -472,6 +489,8 @@ impl Figures {
                 opt_ms(cmax),
                 self.total_failures(fault),
                 runs.iter().map(|r| r.slow).sum::<usize>(),
+                opt_ms(caught_med),
+                opt_ms(caught_max),
             ));
         }
         out.join("\n")

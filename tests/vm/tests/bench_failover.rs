@@ -159,6 +159,9 @@ fn run_vipd(lab: &Lab, backends: &[SocketAddr], system: &str, health: &str) -> F
     let figures = scenario(system, lab, service, &timing);
     let cpu = (cpu_of("vipd") - cpu0).as_secs_f64() / started.elapsed().as_secs_f64();
     println!("BENCH failover system={system} build=release cpu_share={cpu:.3}");
+    for line in vipd.log(1).lines().filter(|l| l.contains("SYN timeout")) {
+        println!("BENCH failover system={system} log {line}");
+    }
     vipd.stop();
     figures
 }
@@ -203,6 +206,24 @@ fn bench_failover() {
 /// vipd with a 200 ms initial SYN timeout on the VIP (see docs/watcher.md).
 const SYN_RTO_SYSTEM: &str = "vipd-syn_rto_200ms";
 const SYN_RTO_HEALTH: &str = "  syn_rto = \"200ms\"\n";
+
+/// vipd with `syn_rto = "auto"` (see docs/watcher.md).
+const SYN_RTO_AUTO_SYSTEM: &str = "vipd-syn_rto_auto";
+const SYN_RTO_AUTO_HEALTH: &str = "  syn_rto = \"auto\"\n";
+
+/// keepalived and vipd with `syn_rto = "auto"`, in the same VM run.
+#[test]
+#[ignore = "benchmark: cargo xtask vm-bench bench_failover bench_failover_auto"]
+fn bench_failover_auto() {
+    let (lab, backends) = lab();
+    let keepalived = run_keepalived(&lab, &backends);
+    let auto = run_vipd(&lab, &backends, SYN_RTO_AUTO_SYSTEM, SYN_RTO_AUTO_HEALTH);
+    println!("BENCH failover begin");
+    println!("{}", keepalived.lines());
+    println!("{}", auto.lines());
+    println!("{}", ratio_lines(&auto, &keepalived));
+    println!("BENCH failover end");
+}
 
 /// vipd with `syn_rto` alone, to compare with a full run's figures.
 #[test]

@@ -28,7 +28,7 @@ use std::path::Path;
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{Diagnostic, Diagnostics, Location};
 pub use model::*;
-pub use syn_rto::{SYN_RTO_MAX, SYN_RTO_MIN};
+pub use syn_rto::{AutoRto, SynRto, SYN_RTO_MAX, SYN_RTO_MIN};
 
 /// Where the config lives unless a command is told otherwise (`--config` or
 /// `VIPD_CONFIG`).

@@ -280,10 +280,10 @@ pub struct HealthPolicy {
     /// UDP: a backend that gets datagrams but sends no reply for this long is silent
     /// (a failure). `None`: silence is not watched. Never set on a TCP service.
     pub silence_window: Option<Duration>,
-    /// TCP: the initial SYN retransmission timeout of clients' connections to the VIP,
-    /// within [`crate::config::SYN_RTO_MIN`]..=[`crate::config::SYN_RTO_MAX`]. `None`: the kernel's default (1 s).
+    /// TCP: the initial SYN retransmission timeout of clients' connections to the VIP
+    /// (fixed or adaptive), within [`crate::config::SYN_RTO_MIN`]..=[`crate::config::SYN_RTO_MAX`]. `None`: the kernel's default (1 s).
     /// Never set on a UDP or fwmark service.
-    pub syn_rto: Option<Duration>,
+    pub syn_rto: Option<crate::config::SynRto>,
     /// UDP: what active checks and probation probes send and expect back. Never set on
     /// a TCP service.
     pub udp_probe: Option<UdpProbe>,

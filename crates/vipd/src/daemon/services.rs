@@ -45,8 +45,8 @@ pub struct ServiceRt {
     /// counts as a failure; `None`: not watched.
     pub silence_window: Option<Duration>,
     /// TCP: the initial SYN retransmission timeout the plane gives clients'
-    /// connections to the VIP; `None`: the kernel's default.
-    pub syn_rto: Option<Duration>,
+    /// connections to the VIP (fixed or adaptive); `None`: the kernel's default.
+    pub syn_rto: Option<crate::config::SynRto>,
     /// UDP: what checks and probes send and expect (`None` on TCP services).
     pub udp_probe: Option<UdpProbe>,
     /// UDP with `udp_stale_flows = "expire"`: a backend the health machine takes out

@@ -307,6 +307,9 @@ impl Shell {
                 .core
                 .next_deadline()
                 .map_or(housekeeping, |d| d.min(housekeeping));
+            // Held reports (an early SYN retransmission) are due without a kernel event.
+            let plane_due = self.plane.next_deadline().filter(|_| listening);
+            let wake = plane_due.map_or(wake, |d| d.min(wake));
             tokio::select! {
                 biased;
                 _ = self.signals.term.recv() => { info!(signal = "SIGTERM", "stopping; {}", self.plane.on_stop()); break; }
@@ -326,7 +329,11 @@ impl Shell {
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
                 _ = self.signals.hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload(); }
                 Some(c) = self.commands.recv() => self.command(c),
-                _ = sleep_until(wake) => {}
+                _ = sleep_until(wake) => {
+                    if plane_due.is_some_and(|d| d <= Instant::now()) {
+                        drain(&mut *self.plane, &mut self.core, &mut self.reports);
+                    }
+                }
             }
             let now = Instant::now();
             self.core.tick(now);

@@ -8,6 +8,7 @@
 
 mod error;
 pub mod ipvs;
+pub mod syn_rto;
 mod weights;
 pub mod xdp;
 
@@ -19,7 +20,7 @@ pub use error::PlaneError;
 pub use weights::{Held, WeightWrites, Weights, Written};
 
 use crate::{
-    config::Config,
+    config::{Config, SynRto},
     model::{BackendId, Report, ServiceKey, Vip},
     watcher::Counters,
 };
@@ -130,9 +131,16 @@ pub trait DataPlane {
     fn watch(&mut self, _services: &[ServiceKey]) {}
 
     /// Give clients' connections to exactly these TCP VIPs this initial SYN
-    /// retransmission timeout; every other VIP keeps the kernel's default. A plane that
-    /// cannot logs why, once; it is never an error.
-    fn set_syn_rto(&mut self, _vips: &[(SocketAddr, Duration)]) {}
+    /// retransmission timeout (fixed, or adapted to the handshakes the plane sees);
+    /// every other VIP keeps the kernel's default. A plane that cannot logs why, once;
+    /// it is never an error.
+    fn set_syn_rto(&mut self, _vips: &[(SocketAddr, SynRto)]) {}
+
+    /// When the plane next has reports to give without a kernel event (a held SYN
+    /// retransmission whose deadline passes): take them then.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
 
     /// A descriptor that is readable while reports wait; `None`: no event source. A new
     /// one is needed after [`DataPlane::maintain`] returns true.

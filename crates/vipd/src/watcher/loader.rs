@@ -17,7 +17,7 @@ use super::{
     btf::{Btf, BtfError},
     event::{DecodeError, Event},
     offsets::{self, SockTracepoint},
-    syn_rto::SynRto,
+    syn_rto::{chain, SynRto},
     tracefs::{Format, TracefsError},
 };
 use crate::model::kernel::socket_addr;
@@ -80,8 +80,9 @@ pub struct Hooks {
     /// sent). Needs kprobes, the ip_vs module and `ipvs_conn` (the join).
     pub udp: bool,
     /// The cgroup `sock_ops` program that gives VIPs their configured initial SYN
-    /// timeout (see [`Probes::set_syn_rto`]). Optional even when asked for: a failure
-    /// is logged and leaves the kernel's default.
+    /// timeout (see [`Probes::set_syn_rto`]): loaded now, attached to the cgroup only
+    /// while some VIP has a timeout. Optional even when asked for: a failure is logged
+    /// and leaves the kernel's default.
     pub syn_rto: bool,
     /// tp_btf/fentry or classic tracepoints/kprobes for the socket hooks.
     pub flavour: Flavour,
@@ -324,7 +325,7 @@ impl Probes {
             }
         }
         let syn_rto = if hooks.syn_rto {
-            match SynRto::attach(&mut ebpf, None) {
+            match SynRto::load(&mut ebpf, None) {
                 Ok(s) => {
                     attached.push(Attachment {
                         hook: "syn_rto",
@@ -334,7 +335,7 @@ impl Probes {
                     Ok(s)
                 }
                 Err(e) => {
-                    let e = super::syn_rto::chain(&e);
+                    let e = chain(&e);
                     tracing::warn!(
                         "syn_rto not available, VIPs keep the kernel's SYN timeout: {e}"
                     );
@@ -474,14 +475,21 @@ impl Probes {
     /// kernel's default). An error if the `sock_ops` program is not attached.
     pub fn set_syn_rto(&mut self, vip: SocketAddr, rto: Option<Duration>) -> Result<(), String> {
         match &mut self.syn_rto {
-            Ok(s) => s.set(vip, rto).map_err(|e| e.to_string()),
+            Ok(s) => s.set(&mut self.ebpf, vip, rto).map_err(|e| chain(&e)),
             Err(why) => Err(format!("the syn_rto program is not attached ({why})")),
         }
     }
 
-    /// The SYN timeout program and its map, or why it is not attached.
+    /// The SYN timeout program and its map, or why it is not available.
     pub fn syn_rto(&self) -> Result<&SynRto, &str> {
         self.syn_rto.as_ref().map_err(String::as_str)
+    }
+
+    /// How many links the kernel has to the SYN timeout program: 1 while some VIP has
+    /// a timeout, else 0.
+    pub fn syn_rto_kernel_links(&self) -> Result<usize, String> {
+        let s = self.syn_rto.as_ref().map_err(Clone::clone)?;
+        s.kernel_links(&self.ebpf).map_err(|e| chain(&e))
     }
 
     /// Stops producing events for `vip`. Not watching it is not an error.

@@ -1,6 +1,8 @@
 //! The per-VIP initial SYN retransmission timeout: the cgroup `sock_ops` program
 //! `syn_rto`, attached to the cgroup v2 root so that it sees every local client's
-//! connections, and its `SYN_RTO` map (VIP → timeout in jiffies).
+//! connections, and its `SYN_RTO` map (VIP → timeout in jiffies). The program is
+//! loaded with the watcher but attached only while some VIP has a timeout, and detached
+//! (vipd's own link, nothing else) when none has.
 
 use std::{
     fs::File,
@@ -11,7 +13,7 @@ use std::{
 
 use aya::{
     maps::{HashMap, MapData},
-    programs::{CgroupAttachMode, SockOps},
+    programs::{loaded_links, sock_ops::SockOpsLinkId, CgroupAttachMode, SockOps},
     Ebpf,
 };
 use vipd_common::VipKey;
@@ -22,12 +24,15 @@ use super::loader::vip_key;
 const PROGRAM: &str = "syn_rto";
 const MAP: &str = "SYN_RTO";
 
-/// The attached program's map, and the kernel's tick rate to convert timeouts with.
+/// The loaded program's map, the kernel's tick rate to convert timeouts with, and the
+/// program's link to the cgroup while it is attached.
 pub struct SynRto {
     map: HashMap<MapData, VipKey, u32>,
     hz: u32,
-    /// The cgroup the program is attached to.
+    /// The cgroup the program is attached to while some VIP has a timeout.
     cgroup: PathBuf,
+    /// vipd's link, while attached.
+    link: Option<SockOpsLinkId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,47 +55,99 @@ pub enum SynRtoError {
 }
 
 impl SynRto {
-    /// Loads the program and attaches it to `cgroup` (`None`: the cgroup v2 root) as a
-    /// BPF link, alongside any other `sock_ops` programs there; the link goes with the
-    /// process.
-    pub fn attach(ebpf: &mut Ebpf, cgroup: Option<&Path>) -> Result<Self, SynRtoError> {
+    /// Loads the program (the verifier runs now, so that an unusable kernel shows at
+    /// start) and finds `cgroup` (`None`: the cgroup v2 root); attaches nothing.
+    pub fn load(ebpf: &mut Ebpf, cgroup: Option<&Path>) -> Result<Self, SynRtoError> {
         let hz = kernel_hz().map_err(SynRtoError::Hz)?;
         let cgroup = match cgroup {
             Some(p) => p.to_owned(),
             None => cgroup2_root().ok_or(SynRtoError::NoCgroup2)?,
         };
-        let dir = File::open(&cgroup).map_err(|source| SynRtoError::Cgroup {
-            path: cgroup.clone(),
-            source,
-        })?;
-        let p: &mut SockOps = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(SynRtoError::Missing(PROGRAM))?
-            .try_into()?;
-        p.load()?;
-        // `Single` is what a BPF link takes (the kernel rejects any flag there); a
-        // cgroup link always runs alongside the cgroup's other programs.
-        p.attach(&dir, CgroupAttachMode::Single)?;
+        open(&cgroup)?;
+        program(ebpf)?.load()?;
         let map = HashMap::try_from(ebpf.take_map(MAP).ok_or(SynRtoError::Missing(MAP))?)?;
-        Ok(Self { map, hz, cgroup })
+        Ok(Self {
+            map,
+            hz,
+            cgroup,
+            link: None,
+        })
     }
 
-    /// The cgroup the program is attached to.
+    /// The cgroup the program is attached to while some VIP has a timeout.
     pub fn cgroup(&self) -> &Path {
         &self.cgroup
     }
 
+    /// Whether vipd's link to the cgroup exists now.
+    pub fn attached(&self) -> bool {
+        self.link.is_some()
+    }
+
     /// Connections to TCP VIP `vip` start with initial timeout `rto` (`None`: the
-    /// kernel's default).
-    pub fn set(&mut self, vip: SocketAddr, rto: Option<Duration>) -> Result<(), SynRtoError> {
+    /// kernel's default). The program is attached with the first VIP that has a timeout
+    /// and detached when the last one goes.
+    pub fn set(
+        &mut self,
+        ebpf: &mut Ebpf,
+        vip: SocketAddr,
+        rto: Option<Duration>,
+    ) -> Result<(), SynRtoError> {
         let key = vip_key(vip, libc::IPPROTO_TCP as u8);
         match rto {
-            Some(rto) => Ok(self.map.insert(key, jiffies(rto, self.hz), 0)?),
-            None => match self.map.remove(&key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-                Err(e) => Err(e.into()),
-            },
+            Some(rto) => {
+                self.map.insert(key, jiffies(rto, self.hz), 0)?;
+                self.attach(ebpf)
+            }
+            None => {
+                match self.map.remove(&key) {
+                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                if self.map.keys().next().is_none() {
+                    self.detach(ebpf)?;
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// Attaches the program to the cgroup as a BPF link, alongside any other `sock_ops`
+    /// programs there (the link goes with the process), unless it is.
+    fn attach(&mut self, ebpf: &mut Ebpf) -> Result<(), SynRtoError> {
+        if self.link.is_some() {
+            return Ok(());
+        }
+        let dir = open(&self.cgroup)?;
+        // `Single` is what a BPF link takes (the kernel rejects any flag there); a
+        // cgroup link always runs alongside the cgroup's other programs.
+        let link = program(ebpf)?.attach(&dir, CgroupAttachMode::Single)?;
+        self.link = Some(link);
+        tracing::info!(cgroup = %self.cgroup.display(), "syn_rto sock_ops program attached");
+        Ok(())
+    }
+
+    /// Detaches vipd's link, if there is one; no other program is touched.
+    fn detach(&mut self, ebpf: &mut Ebpf) -> Result<(), SynRtoError> {
+        let Some(link) = self.link.take() else {
+            return Ok(());
+        };
+        program(ebpf)?.detach(link)?;
+        tracing::info!(cgroup = %self.cgroup.display(), "syn_rto sock_ops program detached: no VIP has a SYN timeout");
+        Ok(())
+    }
+
+    /// Links in the kernel to this program (any cgroup): what `attached` should match.
+    pub fn kernel_links(&self, ebpf: &Ebpf) -> Result<usize, SynRtoError> {
+        let p: &SockOps = ebpf
+            .program(PROGRAM)
+            .ok_or(SynRtoError::Missing(PROGRAM))?
+            .try_into()?;
+        let id = p.info()?.id();
+        Ok(loaded_links()
+            .filter_map(Result::ok)
+            .filter(|l| l.program_id() == id)
+            .count())
     }
 
     /// The VIPs that have a timeout now, and the timeouts as the kernel applies them
@@ -107,6 +164,21 @@ impl SynRto {
             })
             .collect()
     }
+}
+
+/// The `sock_ops` program in `ebpf`.
+fn program(ebpf: &mut Ebpf) -> Result<&mut SockOps, SynRtoError> {
+    Ok(ebpf
+        .program_mut(PROGRAM)
+        .ok_or(SynRtoError::Missing(PROGRAM))?
+        .try_into()?)
+}
+
+fn open(cgroup: &Path) -> Result<File, SynRtoError> {
+    File::open(cgroup).map_err(|source| SynRtoError::Cgroup {
+        path: cgroup.to_owned(),
+        source,
+    })
 }
 
 /// `e` and its sources, joined by ": " (aya's errors keep the errno in a source).

@@ -31,7 +31,7 @@ pub struct FakePlane {
     pub counters: Counters,
     pub watched: Vec<ServiceKey>,
     /// The VIPs and SYN timeouts last given.
-    pub syn_rto: Vec<(std::net::SocketAddr, std::time::Duration)>,
+    pub syn_rto: Vec<(std::net::SocketAddr, crate::config::SynRto)>,
     /// When the writes of weight 0 say the backend left rotation (as the XDP plane's
     /// mark does, before its write returns).
     pub out_at_ns: Option<u64>,
@@ -138,7 +138,7 @@ impl DataPlane for FakePlane {
         self.watched = services.to_vec();
     }
 
-    fn set_syn_rto(&mut self, vips: &[(std::net::SocketAddr, std::time::Duration)]) {
+    fn set_syn_rto(&mut self, vips: &[(std::net::SocketAddr, crate::config::SynRto)]) {
         self.syn_rto = vips.to_vec();
     }
 

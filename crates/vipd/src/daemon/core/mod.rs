@@ -200,7 +200,7 @@ impl Core {
     }
 
     /// The TCP VIPs with a configured `syn_rto`, and their timeouts.
-    fn syn_rtos(&self) -> Vec<(SocketAddr, Duration)> {
+    fn syn_rtos(&self) -> Vec<(SocketAddr, crate::config::SynRto)> {
         self.services
             .by_key
             .iter()

@@ -247,12 +247,16 @@ impl DataPlane for IpvsPlane {
         self.watcher.watch(services);
     }
 
-    fn set_syn_rto(&mut self, vips: &[(SocketAddr, Duration)]) {
+    fn set_syn_rto(&mut self, vips: &[(SocketAddr, crate::config::SynRto)]) {
         self.watcher.set_syn_rto(vips);
     }
 
     fn event_fd(&self) -> Option<std::io::Result<OwnedFd>> {
         self.watcher.event_fd()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.watcher.next_deadline()
     }
 
     fn take_reports(&mut self, max: usize, out: &mut Vec<Report>) -> usize {
@@ -272,6 +276,7 @@ impl DataPlane for IpvsPlane {
     }
 
     fn maintain(&mut self, now: Instant) -> bool {
+        self.watcher.update_syn_rto();
         self.watcher.retry(now)
     }
 

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::watcher::Probes;
 
@@ -54,8 +54,13 @@ impl SynRtoVips {
             }
             match probes.set_syn_rto(vip, Some(rto)) {
                 Ok(()) => {
-                    self.applied.insert(vip, rto);
-                    info!(%vip, syn_rto_ms = rto.as_millis() as u64, "SYN timeout set");
+                    let ms = rto.as_millis() as u64;
+                    // Adaptive timeouts change often: only the first is worth a line.
+                    if self.applied.insert(vip, rto).is_none() {
+                        info!(%vip, syn_rto_ms = ms, "SYN timeout set");
+                    } else {
+                        debug!(%vip, syn_rto_ms = ms, "SYN timeout set");
+                    }
                 }
                 Err(e) => {
                     if self.warned.as_deref() != Some(e.as_str()) {

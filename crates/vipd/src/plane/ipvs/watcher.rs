@@ -16,8 +16,9 @@ use tracing::{debug, warn};
 use super::{retry::RetrySchedule, syn_rto::SynRtoVips, udp_watch::UdpWatch};
 use crate::{
     clock,
+    config::SynRto,
     model::{Family, Outcome, Protocol, Report, ServiceKey, Vip},
-    plane::{mode_kind, PlaneError, UdpFinding},
+    plane::{mode_kind, syn_rto::Timeouts, PlaneError, UdpFinding},
     watcher::{dest_key, Correlator, Counters, Flavour, Hooks, Probes},
 };
 
@@ -87,8 +88,12 @@ pub struct Watcher {
     lost_last: u64,
     /// Events shed (see the kernel programs' `emit`) by watchers replaced since start.
     shed_before: u64,
-    /// The TCP VIPs' initial SYN timeouts.
+    /// The TCP VIPs' initial SYN timeouts: what they should be (adaptive ones follow
+    /// the handshakes), and what the kernel's map holds.
+    timeouts: Timeouts,
     syn_rto: SynRtoVips,
+    /// Reports the correlator made, before [`Timeouts::feed`].
+    fed: Vec<Report>,
 }
 
 impl Watcher {
@@ -119,7 +124,9 @@ impl Watcher {
             lost_before: 0,
             lost_last: 0,
             shed_before: 0,
+            timeouts: Timeouts::default(),
             syn_rto: SynRtoVips::default(),
+            fed: Vec::new(),
         }
     }
 
@@ -196,7 +203,7 @@ impl Watcher {
         let mut n = 0;
         while n < max {
             match probes.next_event() {
-                Some(Ok(ev)) => out.extend(self.correlator.feed(&ev)),
+                Some(Ok(ev)) => self.fed.extend(self.correlator.feed(&ev)),
                 Some(Err(e)) => {
                     self.decode_errors += 1;
                     if self.decode_errors.is_power_of_two() {
@@ -211,7 +218,21 @@ impl Watcher {
             }
             n += 1;
         }
+        for r in self.fed.drain(..) {
+            self.timeouts.feed(r, out);
+        }
+        self.timeouts.release_due(clock::mono_ns(), out);
+        if self.timeouts.take_changed() {
+            self.apply_syn_rto();
+        }
         n
+    }
+
+    /// When a held SYN retransmission is due (see [`Timeouts`]).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let due = self.timeouts.next_deadline_ns()?;
+        let wait = due.saturating_sub(clock::mono_ns());
+        Some(Instant::now() + Duration::from_nanos(wait))
     }
 
     /// Makes the kernel programs report on exactly the VIPs (TCP and UDP) and fwmark
@@ -258,8 +279,24 @@ impl Watcher {
     }
 
     /// Gives exactly `vips` their initial SYN timeouts.
-    pub fn set_syn_rto(&mut self, vips: &[(SocketAddr, Duration)]) {
-        self.syn_rto.set(vips, self.probes.as_mut());
+    pub fn set_syn_rto(&mut self, vips: &[(SocketAddr, SynRto)]) {
+        self.timeouts.configure(vips);
+        self.timeouts.take_changed();
+        self.apply_syn_rto();
+    }
+
+    /// Recomputes the adaptive SYN timeouts from recent handshakes (about once a
+    /// second) and writes those that changed.
+    pub fn update_syn_rto(&mut self) {
+        self.timeouts.update(clock::mono_ns());
+        if self.timeouts.take_changed() {
+            self.apply_syn_rto();
+        }
+    }
+
+    fn apply_syn_rto(&mut self) {
+        self.syn_rto
+            .set(&self.timeouts.timeouts(), self.probes.as_mut());
     }
 
     /// Reads the UDP backends' counters: replies are successes, a long wait silence.

@@ -61,6 +61,8 @@ pub struct XdpPlane {
     /// Waiting on the health ring buffer failed: no more records are read.
     events_failed: bool,
     decode_errors: u64,
+    /// `syn_rto` was asked for and its not being applied logged (once).
+    syn_rto_warned: bool,
 }
 
 /// The program's count of records it could not queue.
@@ -97,6 +99,7 @@ impl XdpPlane {
             mode: MODE.to_owned(),
             events_failed: false,
             decode_errors: 0,
+            syn_rto_warned: false,
         })
     }
 
@@ -170,6 +173,16 @@ impl XdpPlane {
 impl DataPlane for XdpPlane {
     fn name(&self) -> &'static str {
         "xdp"
+    }
+
+    fn set_syn_rto(&mut self, vips: &[(std::net::SocketAddr, crate::config::SynRto)]) {
+        if !vips.is_empty() && !self.syn_rto_warned {
+            self.syn_rto_warned = true;
+            warn!(
+                vips = vips.len(),
+                "syn_rto is not applied by the XDP data plane yet; VIPs keep the kernel's 1 s SYN timeout"
+            );
+        }
     }
 
     fn write_unit(&self) -> &'static str {
