@@ -11,6 +11,7 @@
 //! * [`admin`]: the operator's drains, kept across restarts and reboots.
 //! * [`control`] and [`view`]: the root-only status socket and what it answers.
 //! * [`metrics`]: the Prometheus endpoint.
+//! * [`writer`]: the thread that writes weights off the loop.
 //!
 //! The data planes themselves (IPVS with the connection watcher, XDP) are in
 //! [`crate::plane`].
@@ -32,5 +33,6 @@ pub mod shell;
 pub mod start_signals;
 pub mod view;
 pub mod view_build;
+pub mod writer;
 
 pub use shell::{run, ConfigInvalid, Options};

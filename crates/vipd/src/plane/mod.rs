@@ -16,7 +16,7 @@ use std::{io, net::SocketAddr, os::fd::OwnedFd, time::Duration};
 use tokio::time::Instant;
 
 pub use error::PlaneError;
-pub use weights::{Held, WeightWrites, Weights, Written};
+pub use weights::{Held, WeightSink, WeightWrites, Weights, Written};
 
 use crate::{
     config::Config,
@@ -121,6 +121,18 @@ pub trait DataPlane {
     /// The fast path: writes the `weights` of the services given (all their backends)
     /// that differ from what the plane last wrote.
     fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError>;
+
+    /// A plane whose weight writes may wait on the kernel hands its fast path out here,
+    /// once, to run off the daemon's loop; its results come back through
+    /// [`DataPlane::weights_written`]. `None`: [`DataPlane::write_weights`] is quick
+    /// (XDP map writes) and runs on the loop.
+    fn weight_sink(&mut self) -> Option<Box<dyn WeightSink>> {
+        None
+    }
+
+    /// What the fast path wrote off the loop, for what the plane does after a weight
+    /// change (IPVS: releasing the handshakes caught on a quarantined backend).
+    fn weights_written(&mut self, _written: &[Written]) {}
 
     /// After a reload whose apply failed: the plane is to hold `config` (the running
     /// one) with `weights` again, as far as it tracks what it wrote.

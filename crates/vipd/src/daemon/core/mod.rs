@@ -15,6 +15,9 @@ mod effects;
 mod events;
 #[cfg(test)]
 mod fake_plane;
+mod flush;
+#[cfg(test)]
+mod offloop_tests;
 mod operator;
 #[cfg(test)]
 mod operator_tests;
@@ -99,6 +102,8 @@ pub struct Core {
     dirty: BTreeSet<ServiceKey>,
     /// Failed weight writes waiting for their next try.
     retry: Option<Retry>,
+    /// The batch of weights being written off the loop, if one is.
+    in_flight: Option<flush::InFlight>,
     /// Health changed since the last [`Core::record`].
     health_dirty: bool,
     /// Something `vipd status` shows changed since the last [`Core::view`].
@@ -160,6 +165,7 @@ impl Core {
             seed,
             dirty: BTreeSet::new(),
             retry: None,
+            in_flight: None,
             health_dirty: true,
             publish: true,
             checks_changed: true,
@@ -282,102 +288,6 @@ impl Core {
         Ok(applied.writes)
     }
 
-    /// The fast path: writes the weights of the services whose health changed, then
-    /// measures fault-to-quarantine for every weight 0 written, against `kernel_now`
-    /// (the kernel's clock, read once the write is done). A plane error brings the next
-    /// full apply forward to now.
-    pub fn flush(
-        &mut self,
-        plane: &mut dyn DataPlane,
-        now: Instant,
-        kernel_now: &dyn Fn() -> u64,
-    ) -> Vec<Measured> {
-        let retrying = self.retry.as_ref().is_some_and(|r| now >= r.at);
-        if retrying {
-            let services = self.retry.as_ref().map(|r| r.services.clone());
-            self.dirty.extend(services.unwrap_or_default());
-        }
-        if self.dirty.is_empty() {
-            return Vec::new();
-        }
-        let dirty = std::mem::take(&mut self.dirty);
-        let weights = self.services.weights(now, Some(&dirty));
-        let (written, failed) = match plane.write_weights(&weights) {
-            Ok(w) => {
-                self.metrics().reconcile_ops(plane.name(), w.ops);
-                self.metrics().weight_write_failures(w.failed);
-                if w.failed > 0 {
-                    // A refused write (ENOENT: someone deleted the destination; ENOMEM)
-                    // is retried below, and the next full apply repairs what it can.
-                    self.next_resync = now;
-                }
-                (w.written, w.failed > 0)
-            }
-            Err(e) => {
-                // Tried again soon (below), and the next full apply repairs the rest.
-                warn!(error = %e.chain(), "writing weights failed");
-                self.metrics().weight_write_failures(1);
-                self.next_resync = now;
-                (Vec::new(), true)
-            }
-        };
-        if failed {
-            let (mut services, attempt) = match self.retry.take() {
-                Some(r) => (r.services, r.attempt + 1),
-                None => (BTreeSet::new(), 1),
-            };
-            services.extend(dirty.iter().copied());
-            let delay = write_retry_delay(attempt);
-            debug!(
-                attempt,
-                retry_in_ms = delay.as_millis() as u64,
-                "weight write failed"
-            );
-            self.retry = Some(Retry {
-                services,
-                attempt,
-                at: now + delay,
-            });
-        } else if retrying {
-            self.retry = None;
-        }
-        let mut measured = Vec::new();
-        for w in &written {
-            let service = self.services.name(&w.service);
-            let backend = SocketAddr::from(w.dest);
-            let fault = (w.to == 0)
-                .then(|| self.effects.faults.remove(&(w.service, w.dest)))
-                .flatten();
-            let Some((fault_ns, cause)) = fault else {
-                debug!(service, %backend, from = w.from, weight = w.to, "weight written");
-                continue;
-            };
-            let seconds = kernel_now().saturating_sub(fault_ns) as f64 / 1e9;
-            self.effects.metrics.fault_to_quarantine(cause, seconds);
-            info!(
-                service,
-                %backend,
-                cause,
-                from = w.from,
-                weight = 0,
-                fault_to_weight_ms = (seconds * 1e4).round() / 10.0,
-                "quarantine written"
-            );
-            measured.push(Measured {
-                service: w.service,
-                backend: w.dest,
-                cause,
-                seconds,
-            });
-        }
-        // A quarantine that wrote nothing (panic, or already at 0) measures nothing; one
-        // whose write failed is measured when the retry writes it.
-        if !failed {
-            self.effects.faults.retain(|(k, _), _| !dirty.contains(k));
-        }
-        measured
-    }
-
     /// The probes asked for since the last call.
     pub fn take_probes(&mut self) -> Vec<ProbeRequest> {
         std::mem::take(&mut self.effects.probes)
@@ -413,7 +323,9 @@ impl Core {
 
     /// Housekeeping: the full apply when due, and some connection counts.
     pub fn maintain(&mut self, plane: &mut dyn DataPlane, now: Instant) {
-        if now >= self.next_resync {
+        // Not while weights are being written: the apply would race them (it waits for
+        // the next housekeeping after their result).
+        if now >= self.next_resync && self.in_flight.is_none() {
             if let Err(e) = self.apply(plane, now) {
                 warn!(error = %e.chain(), "periodic reconcile failed");
                 self.next_resync = now + RESYNC;

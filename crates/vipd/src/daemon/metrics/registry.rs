@@ -17,7 +17,7 @@ pub const WATCHER_MODES: [&str; 4] = ["full", "partial", "degraded", "xdp"];
 type ServiceBackend = (String, String);
 type Labelled3 = (String, String, String);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Inner {
     pub outcomes: BTreeMap<Labelled3, u64>,
     pub quarantines: BTreeMap<Labelled3, u64>,

@@ -8,9 +8,10 @@ use super::{
 use crate::health::State;
 
 impl Metrics {
-    /// Every family in the text exposition format 0.0.4.
+    /// Every family in the text exposition format 0.0.4. The registry is locked only
+    /// to copy it: the daemon's loop never waits on a rendering in progress.
     pub fn render(&self) -> String {
-        let inner = self.lock();
+        let inner = self.lock().clone();
         let mut x = Exposition::default();
         build_info(&mut x);
         config(&mut x, &inner);

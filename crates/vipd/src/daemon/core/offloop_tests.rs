@@ -1,0 +1,135 @@
+//! Weights written off the loop (the writer thread, [`crate::daemon::writer`]): a write
+//! the kernel takes 2 s to answer delays no decision, and what changes meanwhile goes
+//! in the next batch at its latest weight.
+
+use std::{
+    collections::BTreeMap,
+    sync::mpsc::{channel, Receiver, Sender},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use super::tests::{b, refused, state, web, web_with, Rig};
+use crate::{
+    daemon::writer::Writer,
+    model::{BackendId, ServiceKey},
+    plane::{PlaneError, WeightSink, WeightWrites, Weights, Written},
+};
+
+const SEC: u64 = 1_000_000_000;
+
+/// A fast path whose every write waits until the test opens the gate, as a kernel
+/// slow to answer would; it tells the test what it was given first.
+struct SlowSink {
+    given: Sender<Weights>,
+    gate: Receiver<()>,
+    held: BTreeMap<(ServiceKey, BackendId), u32>,
+}
+
+impl WeightSink for SlowSink {
+    fn write(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
+        self.given.send(weights.clone()).unwrap();
+        self.gate.recv().unwrap();
+        let mut written = Vec::new();
+        for (service, dest, held) in weights.iter() {
+            let to = held.weight.unwrap_or(0);
+            let from = self
+                .held
+                .insert((service, dest), to)
+                .unwrap_or(held.configured);
+            if from != to {
+                written.push(Written {
+                    service,
+                    dest,
+                    from,
+                    to,
+                });
+            }
+        }
+        Ok(WeightWrites {
+            ops: written.len() as u64,
+            written,
+            failed: 0,
+        })
+    }
+}
+
+fn weight(w: &Weights, n: u8) -> Option<u32> {
+    w.iter()
+        .find(|(_, d, _)| *d == b(n))
+        .and_then(|(_, _, h)| h.weight)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_takes_2_s_does_not_delay_the_next_quarantine() {
+    let mut r = Rig::new(&web_with(4));
+    let (given_tx, given) = channel();
+    let (gate, gate_rx) = channel();
+    let mut writer = Writer::spawn(Box::new(SlowSink {
+        given: given_tx,
+        gate: gate_rx,
+        held: BTreeMap::new(),
+    }))
+    .unwrap();
+
+    let t0 = Instant::now();
+    r.core.on_report(&refused(b(1), SEC), t0);
+    r.core.tick(t0);
+    writer.submit(r.core.take_write(t0).unwrap()).unwrap();
+    // The writer thread has the batch and waits on the kernel.
+    let first = given.recv().unwrap();
+    assert_eq!(weight(&first, 1), Some(0));
+    assert!(r.core.writing());
+
+    // Backend 2 fails while that write is outstanding: decided at once, at t0.
+    r.core.on_report(&refused(b(2), SEC + 1), t0);
+    r.core.tick(t0);
+    assert_eq!(Instant::now(), t0);
+    assert_eq!(r.state(2), state("quarantined", 0));
+    // One batch in flight at a time: backend 2's weight waits for the next one.
+    assert!(r.core.take_write(t0).is_none());
+
+    // The kernel answers 2 s later.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    gate.send(()).unwrap();
+    let done = writer.done().await;
+    let measured = r.core.written(done, "fake", Instant::now(), &|| 3 * SEC);
+    assert_eq!(measured.len(), 1);
+    assert_eq!(measured[0].backend, b(1));
+    assert!(!r.core.writing());
+
+    // The next batch carries backend 2 at its latest weight.
+    let second = r.core.take_write(Instant::now()).unwrap();
+    assert_eq!(weight(&second, 2), Some(0));
+    writer.submit(second).unwrap();
+    given.recv().unwrap();
+    gate.send(()).unwrap();
+    let done = writer.done().await;
+    let measured = r.core.written(done, "fake", Instant::now(), &|| 3 * SEC);
+    assert_eq!(measured.len(), 1);
+    assert_eq!(measured[0].backend, b(2));
+    assert!((measured[0].seconds - 2.0).abs() < 1e-6, "{measured:?}");
+    assert!(r.core.take_write(Instant::now()).is_none());
+    assert_eq!(web(), measured[0].service);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_periodic_apply_waits_for_the_write_in_flight() {
+    let mut r = Rig::new(&web_with(4));
+    r.core.on_report(&refused(b(1), SEC), Instant::now());
+    r.core.tick(Instant::now());
+    let batch = r.core.take_write(Instant::now()).unwrap();
+    tokio::time::advance(super::RESYNC).await;
+    r.core.maintain(&mut r.plane, Instant::now());
+    assert_eq!(r.plane.calls("apply"), 1, "only the start's apply");
+    let result = Ok(WeightWrites {
+        ops: 0,
+        written: Vec::new(),
+        failed: 0,
+    });
+    drop(batch);
+    r.core.written(result, "fake", Instant::now(), &|| 0);
+    r.core.maintain(&mut r.plane, Instant::now());
+    assert_eq!(r.plane.calls("apply"), 2);
+}
