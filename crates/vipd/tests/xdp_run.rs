@@ -515,14 +515,7 @@ fn a_restart_with_pinned_maps_keeps_connections() {
     let lab = Lab::new();
     let scratch = Scratch::new("restart");
     let dir = &scratch.0;
-    let pins = format!("/sys/fs/bpf/vipd-restart-{}", std::process::id());
-    struct Pins(String);
-    impl Drop for Pins {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _pins = Pins(pins.clone());
+    let pins = Pins::new("restart");
     let mut servers = Procs::default();
     for (ns, addr, _) in lab.backends() {
         servers.spawn(ns, "socat TCP6-LISTEN:7000,fork,reuseaddr EXEC:cat");
@@ -547,7 +540,7 @@ backend = [{{ address = "198.18.2.11:7000" }}, {{ address = "198.18.2.12:7000" }
     let _peer = lab.pass_on_peer();
     let runtime = dir.join("run");
     let start =
-        |log: &Path| Daemon::start(&lab, &cfg, &runtime, log, &[("VIPD_XDP_PIN_DIR", &pins)]);
+        |log: &Path| Daemon::start(&lab, &cfg, &runtime, log, &[("VIPD_XDP_PIN_DIR", &pins.0)]);
     let first = start(&dir.join("first.log"));
     // A client that keeps one connection busy for 4 s, one line every 50 ms, each of
     // which must come back.
@@ -600,6 +593,21 @@ backend = [{{ address = "198.18.2.11:7000" }}, {{ address = "198.18.2.12:7000" }
     );
     drop(second);
     drop(servers);
+}
+
+/// A directory for pinned maps under /sys/fs/bpf, removed when the test ends.
+struct Pins(String);
+
+impl Pins {
+    fn new(tag: &str) -> Pins {
+        Pins(format!("/sys/fs/bpf/vipd-{tag}-{}", std::process::id()))
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// SIGKILL: no chance to clean up, like a crash.
@@ -681,14 +689,7 @@ fn a_panic_in_a_task_aborts_the_daemon_and_a_restart_adopts() {
     let lab = Lab::new();
     let scratch = Scratch::new("panic");
     let dir = &scratch.0;
-    let pins = format!("/sys/fs/bpf/vipd-panic-{}", std::process::id());
-    struct Pins(String);
-    impl Drop for Pins {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _pins = Pins(pins.clone());
+    let pins = Pins::new("panic");
     let cfg = dir.join("vipd.toml");
     std::fs::write(
         &cfg,
@@ -701,7 +702,7 @@ fn a_panic_in_a_task_aborts_the_daemon_and_a_restart_adopts() {
     .unwrap();
     let runtime = dir.join("run");
     let log = dir.join("first.log");
-    let env = [("VIPD_XDP_PIN_DIR", pins.as_str())];
+    let env = [("VIPD_XDP_PIN_DIR", pins.0.as_str())];
     let faulty = [env[0], ("VIPD_FAULT", "panic-in-control-task")];
     let mut daemon = Daemon::start(&lab, &cfg, &runtime, &log, &faulty);
     // Started: the control socket is there. The first client's task panics.
