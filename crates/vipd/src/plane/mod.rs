@@ -34,6 +34,8 @@ pub struct Applied {
     /// Writes the kernel refused: the kernel is not yet as wanted (the next apply tries
     /// again).
     pub refused: u64,
+    /// Messages of the kernel's answers skipped because they could not be decoded.
+    pub skipped: u64,
     /// Removed backends still wait for their connections to end: apply again soon.
     pub draining: bool,
     /// What the operator should know about reachability (logged when they change).

@@ -24,6 +24,8 @@ pub struct FakePlane {
     /// What the next applies say: draining, and writes the kernel refused.
     pub draining: bool,
     pub refused: u64,
+    /// Undecodable messages the next applies say they skipped.
+    pub skipped: u64,
     /// Weight writes the next fast-path writes say failed.
     pub failed_writes: u64,
     pub notes: Vec<String>,
@@ -106,6 +108,7 @@ impl DataPlane for FakePlane {
             writes,
             ops: vec![("fake", writes)],
             refused: self.refused,
+            skipped: self.skipped,
             draining: self.draining,
             notes: self.notes.clone(),
         })

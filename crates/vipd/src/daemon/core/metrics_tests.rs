@@ -118,3 +118,21 @@ async fn the_planes_decode_failures_are_exported() {
     assert!(r.metric("vipd_event_decode_failures_total 4"));
     assert!(r.metric("vipd_events_unattributed_total 2"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn rtnetlink_messages_skipped_by_applies_are_counted() {
+    let plane = FakePlane {
+        skipped: 2,
+        ..FakePlane::default()
+    };
+    // The start's apply skipped 2, and so does each later one.
+    let mut r = Rig::with(&web_with(1), plane);
+    assert!(r.metric("vipd_rtnetlink_messages_skipped_total 2"));
+    tokio::time::advance(super::super::RESYNC).await;
+    r.core.maintain(&mut r.plane, Instant::now());
+    assert!(r.metric("vipd_rtnetlink_messages_skipped_total 4"));
+    r.plane.skipped = 0;
+    tokio::time::advance(super::super::RESYNC).await;
+    r.core.maintain(&mut r.plane, Instant::now());
+    assert!(r.metric("vipd_rtnetlink_messages_skipped_total 4"));
+}

@@ -270,6 +270,7 @@ impl Core {
         if applied.refused > 0 {
             self.metrics().reconcile_failure();
         }
+        self.metrics().rtnetlink_skipped(applied.skipped);
         if applied.notes != self.reach_notes {
             for n in &applied.notes {
                 warn!("reachability: {n}");

@@ -198,4 +198,10 @@ fn writes(x: &mut Exposition, inner: &Inner) {
         "Backend weight writes that failed (each is tried again).",
         inner.weight_write_failures,
     );
+    x.single(
+        "vipd_rtnetlink_messages_skipped_total",
+        Kind::Counter,
+        "Rtnetlink messages in the kernel's answers that could not be decoded and were skipped.",
+        inner.rtnetlink_skipped,
+    );
 }

@@ -218,6 +218,7 @@ impl DataPlane for IpvsPlane {
                 ("rtnetlink", summary.rtnetlink_writes as u64),
             ],
             refused: summary.failures.len() as u64,
+            skipped: summary.rtnetlink_skipped as u64,
             draining: !summary.draining.is_empty(),
             notes: summary.notes,
         })
