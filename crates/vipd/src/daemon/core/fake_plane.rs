@@ -28,6 +28,9 @@ pub struct FakePlane {
     pub skipped: u64,
     /// Weight writes the next fast-path writes say failed.
     pub failed_writes: u64,
+    /// The kernel refuses every weight the fast path would change (as IPVS does with
+    /// ENOMEM): nothing is held, each counts as a failed write.
+    pub refuse_writes: bool,
     pub notes: Vec<String>,
     pub lost: Option<u64>,
     pub counters: Counters,
@@ -118,6 +121,16 @@ impl DataPlane for FakePlane {
         self.log.borrow_mut().push("write");
         if self.fail_writes {
             return Err(refused());
+        }
+        if self.refuse_writes {
+            let wanted = weights
+                .iter()
+                .filter(|(k, d, h)| self.held.get(&(*k, *d)) != Some(&h.weight))
+                .count();
+            return Ok(WeightWrites {
+                failed: wanted as u64,
+                ..WeightWrites::default()
+            });
         }
         let written = self.hold(weights);
         Ok(WeightWrites {
