@@ -147,6 +147,14 @@ impl Core {
         wall: SystemTime,
         seed: u64,
     ) -> Self {
+        for entry in restored
+            .health
+            .as_ref()
+            .map(|h| h.unmatched(&config))
+            .unwrap_or_default()
+        {
+            warn!("health record: ignoring {entry}: not in the config");
+        }
         let (services, _) = Services::build(
             &config,
             Services::default(),
