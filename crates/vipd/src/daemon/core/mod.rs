@@ -202,7 +202,12 @@ impl Core {
 
     /// The earliest time a health machine needs [`Core::tick`].
     pub fn next_deadline(&self) -> Option<Instant> {
-        let retry = self.retry.as_ref().map(|r| r.at);
+        // While a batch is in flight its result wakes the loop, not the retry's time.
+        let retry = self
+            .retry
+            .as_ref()
+            .filter(|_| self.in_flight.is_none())
+            .map(|r| r.at);
         match (self.services.next_deadline(), retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -133,3 +133,33 @@ async fn a_periodic_apply_waits_for_the_write_in_flight() {
     r.core.maintain(&mut r.plane, Instant::now());
     assert_eq!(r.plane.calls("apply"), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_due_while_a_batch_is_in_flight_waits_for_its_result() {
+    let mut r = Rig::new(&web_with(4));
+    r.core.on_report(&refused(b(1), SEC), Instant::now());
+    r.core.tick(Instant::now());
+    let batch = r.core.take_write(Instant::now()).unwrap();
+    let failed = Ok(WeightWrites {
+        failed: 1,
+        ..WeightWrites::default()
+    });
+    r.core.written(failed, "fake", Instant::now(), &|| 0);
+    let retry_at = r.core.next_deadline().unwrap();
+    assert!(retry_at <= Instant::now() + super::WRITE_RETRY_FIRST);
+    // Another change goes out before the retry is due, and is still in flight then.
+    r.core.on_report(&refused(b(2), SEC), Instant::now());
+    r.core.tick(Instant::now());
+    drop(batch);
+    let second = r.core.take_write(Instant::now()).unwrap();
+    tokio::time::advance(super::WRITE_RETRY_FIRST).await;
+    // No deadline in the past to spin on: the loop waits for the result.
+    assert!(r.core.next_deadline().is_none_or(|d| d > Instant::now()));
+    assert!(r.core.take_write(Instant::now()).is_none());
+    drop(second);
+    r.core
+        .written(Ok(WeightWrites::default()), "fake", Instant::now(), &|| 0);
+    // Now the retry is due, and taken.
+    assert!(r.core.next_deadline().is_some_and(|d| d <= Instant::now()));
+    assert!(r.core.take_write(Instant::now()).is_some());
+}
