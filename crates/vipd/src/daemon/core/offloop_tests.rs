@@ -114,12 +114,18 @@ async fn a_write_that_takes_2_s_does_not_delay_the_next_quarantine() {
     assert_eq!(web(), measured[0].service);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_periodic_apply_waits_for_the_write_in_flight() {
+/// Four backends, the first refused: its batch handed out and in flight.
+fn backend_1_refused() -> (Rig, Weights) {
     let mut r = Rig::new(&web_with(4));
     r.core.on_report(&refused(b(1), SEC), Instant::now());
     r.core.tick(Instant::now());
     let batch = r.core.take_write(Instant::now()).unwrap();
+    (r, batch)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_periodic_apply_waits_for_the_write_in_flight() {
+    let (mut r, batch) = backend_1_refused();
     tokio::time::advance(super::RESYNC).await;
     r.core.maintain(&mut r.plane, Instant::now());
     assert_eq!(r.plane.calls("apply"), 1, "only the start's apply");
@@ -136,10 +142,7 @@ async fn a_periodic_apply_waits_for_the_write_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn a_retry_due_while_a_batch_is_in_flight_waits_for_its_result() {
-    let mut r = Rig::new(&web_with(4));
-    r.core.on_report(&refused(b(1), SEC), Instant::now());
-    r.core.tick(Instant::now());
-    let batch = r.core.take_write(Instant::now()).unwrap();
+    let (mut r, batch) = backend_1_refused();
     let failed = Ok(WeightWrites {
         failed: 1,
         ..WeightWrites::default()
