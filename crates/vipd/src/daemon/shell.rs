@@ -53,7 +53,7 @@ use super::{
     notify::Notifier,
     persist,
     view::DaemonView,
-    writer::{WriteResult, Writer},
+    writer::{Done, Job, WriteResult, Writer},
 };
 use crate::{
     clock,
@@ -131,8 +131,8 @@ fn register(fd: Option<io::Result<OwnedFd>>) -> io::Result<Option<AsyncFd<OwnedF
         .map_err(|e| e.into_parts().1)
 }
 
-/// The result of the batch on the writer thread; never, without a writer.
-async fn write_done(writer: &mut Option<Writer>) -> WriteResult {
+/// The result of the job on the writer thread; never, without a writer.
+async fn write_done(writer: &mut Option<Writer>) -> Done {
     match writer {
         Some(w) => w.done().await,
         None => std::future::pending().await,
@@ -344,7 +344,7 @@ impl Shell {
                     }
                     Err(e) => self.events_failed(&e),
                 },
-                done = write_done(&mut self.writer), if self.core.writing() => self.written(done),
+                done = write_done(&mut self.writer), if self.core.writing() => self.done(done),
                 Some(r) = self.check_rx.recv() => self.core.on_check(r, Instant::now()),
                 _ = drain_tick.tick(), if listening && ticks.drain => {
                     drain(&mut *self.plane, &mut self.core, &mut self.reports);
@@ -392,13 +392,21 @@ impl Shell {
         let Some(weights) = self.core.take_write(now) else {
             return false;
         };
-        match writer.submit(weights) {
+        match writer.submit(Job::Write(weights)) {
             Ok(()) => true,
             Err(e) => {
                 self.core
                     .written(Err(e), self.plane.name(), now, &clock::mono_ns);
                 false
             }
+        }
+    }
+
+    /// The writer thread's result for the job in flight.
+    fn done(&mut self, done: Done) {
+        match done {
+            Done::Written(result) => self.written(result),
+            Done::Applied(result) => self.core.resynced(result, Instant::now()),
         }
     }
 
@@ -413,11 +421,24 @@ impl Shell {
         send(&mut self.after_batch);
     }
 
-    /// Waits for the batch in flight, if any: a full apply must not race it.
+    /// Waits for the job in flight, if any: a full apply must not race it.
     async fn settle_writes(&mut self) {
         if self.core.writing() {
-            let result = write_done(&mut self.writer).await;
-            self.written(result);
+            let done = write_done(&mut self.writer).await;
+            self.done(done);
+        }
+    }
+
+    /// The periodic full apply on the writer thread, when it is due and the writer is
+    /// free (without a writer, [`Core::maintain`] applies on the loop).
+    fn resync(&mut self, now: Instant) {
+        let Some(writer) = &self.writer else {
+            return;
+        };
+        if let Some((config, weights)) = self.core.take_resync(now) {
+            if let Err(e) = writer.submit(Job::Apply(Box::new(config), weights)) {
+                self.core.resynced(Err(e), now);
+            }
         }
     }
 
@@ -460,6 +481,7 @@ impl Shell {
             info!("the config file changed: reloading");
             self.reload().await;
         }
+        self.resync(now);
         self.core.maintain(&mut *self.plane, now);
         if self.plane.maintain(now) {
             // The plane replaced its event source.

@@ -124,10 +124,10 @@ pub trait DataPlane {
     /// that differ from what the plane last wrote.
     fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError>;
 
-    /// A plane whose weight writes may wait on the kernel hands its fast path out here,
-    /// once, to run off the daemon's loop; its results come back through
-    /// [`DataPlane::weights_written`]. `None`: [`DataPlane::write_weights`] is quick
-    /// (XDP map writes) and runs on the loop.
+    /// A plane whose writes may wait on the kernel hands its fast path and its periodic
+    /// full apply out here, once, to run off the daemon's loop; what the fast path wrote
+    /// comes back through [`DataPlane::weights_written`]. `None`:
+    /// [`DataPlane::write_weights`] is quick (XDP map writes) and runs on the loop.
     fn weight_sink(&mut self) -> Option<Box<dyn WeightSink>> {
         None
     }

@@ -16,13 +16,18 @@ use crate::{
     plane::{DataPlane, PlaneError, WeightWrites, Weights},
 };
 
-/// A batch of weights handed out and not yet written.
+/// What was handed out to be written off the loop and has no result yet: one at a time.
 #[derive(Debug)]
-pub(super) struct InFlight {
-    /// The services it carries.
-    dirty: BTreeSet<ServiceKey>,
-    /// Whether it carries a retry of failed writes.
-    retrying: bool,
+pub(super) enum InFlight {
+    /// A batch of weights.
+    Write {
+        /// The services it carries.
+        dirty: BTreeSet<ServiceKey>,
+        /// Whether it carries a retry of failed writes.
+        retrying: bool,
+    },
+    /// A full apply (the periodic resync, see [`Core::take_resync`]).
+    Apply,
 }
 
 impl Core {
@@ -43,11 +48,12 @@ impl Core {
         }
         let dirty = std::mem::take(&mut self.dirty);
         let weights = self.services.weights(now, Some(&dirty));
-        self.in_flight = Some(InFlight { dirty, retrying });
+        self.in_flight = Some(InFlight::Write { dirty, retrying });
         Some(weights)
     }
 
-    /// Whether a batch from [`Core::take_write`] waits for its result.
+    /// Whether a batch from [`Core::take_write`] or an apply from [`Core::take_resync`]
+    /// waits for its result.
     pub fn writing(&self) -> bool {
         self.in_flight.is_some()
     }
@@ -63,8 +69,12 @@ impl Core {
         now: Instant,
         kernel_now: &dyn Fn() -> u64,
     ) -> Vec<Measured> {
-        let Some(InFlight { dirty, retrying }) = self.in_flight.take() else {
-            return Vec::new();
+        let (dirty, retrying) = match self.in_flight.take() {
+            Some(InFlight::Write { dirty, retrying }) => (dirty, retrying),
+            other => {
+                self.in_flight = other;
+                return Vec::new();
+            }
         };
         let (written, failed) = match result {
             Ok(w) => {

@@ -52,7 +52,7 @@ use super::{
 use crate::{
     config::Config,
     model::{BackendId, ServiceKey},
-    plane::{mode_kind, DataPlane, PlaneError, PlaneStatus},
+    plane::{mode_kind, Applied, DataPlane, PlaneError, PlaneStatus, Weights},
 };
 
 /// A full apply repairs drift (someone changed a vipd-owned weight) this often.
@@ -277,9 +277,50 @@ impl Core {
     /// A failure, or writes the kernel refused, count in `vipd_reconcile_failures_total`.
     pub fn apply(&mut self, plane: &mut dyn DataPlane, now: Instant) -> Result<u64, PlaneError> {
         let weights = self.services.weights(now, None);
-        let applied = plane
-            .apply(&self.config, &weights)
-            .inspect_err(|_| self.metrics().reconcile_failure())?;
+        let result = plane.apply(&self.config, &weights);
+        self.applied(result, now)
+    }
+
+    /// The periodic full apply, to run off the loop, when it is due and nothing else is
+    /// in flight: the config and every weight as the health machines want them now. Its
+    /// result goes to [`Core::resynced`]; until then no weight batch is handed out.
+    pub fn take_resync(&mut self, now: Instant) -> Option<(Config, Weights)> {
+        if self.in_flight.is_some() || now < self.next_resync {
+            return None;
+        }
+        self.in_flight = Some(flush::InFlight::Apply);
+        Some((self.config.clone(), self.services.weights(now, None)))
+    }
+
+    /// The result of the apply from [`Core::take_resync`].
+    pub fn resynced(&mut self, result: Result<Applied, PlaneError>, now: Instant) {
+        match self.in_flight.take() {
+            Some(flush::InFlight::Apply) => {}
+            other => {
+                self.in_flight = other;
+                return;
+            }
+        }
+        let result = self.applied(result, now);
+        self.resync_result(result, now);
+    }
+
+    /// A failed periodic apply is logged and tried again after [`RESYNC`].
+    fn resync_result(&mut self, result: Result<u64, PlaneError>, now: Instant) {
+        if let Err(e) = result {
+            warn!(error = %e.chain(), "periodic reconcile failed");
+            self.next_resync = now + RESYNC;
+        }
+    }
+
+    /// What a full apply's result does: metrics, reachability notes, the next resync;
+    /// returns the writes.
+    fn applied(
+        &mut self,
+        result: Result<Applied, PlaneError>,
+        now: Instant,
+    ) -> Result<u64, PlaneError> {
+        let applied = result.inspect_err(|_| self.metrics().reconcile_failure())?;
         if applied.refused > 0 {
             self.metrics().reconcile_failure();
         }
@@ -337,13 +378,11 @@ impl Core {
 
     /// Housekeeping: the full apply when due, and some connection counts.
     pub fn maintain(&mut self, plane: &mut dyn DataPlane, now: Instant) {
-        // Not while weights are being written: the apply would race them (it waits for
-        // the next housekeeping after their result).
+        // Not while something is in flight (a weight batch would race it; a resync on
+        // the writer thread is this one): it waits for the next housekeeping.
         if now >= self.next_resync && self.in_flight.is_none() {
-            if let Err(e) = self.apply(plane, now) {
-                warn!(error = %e.chain(), "periodic reconcile failed");
-                self.next_resync = now + RESYNC;
-            }
+            let result = self.apply(plane, now);
+            self.resync_result(result, now);
         }
         self.refresh_counts(plane);
         self.publish = true;

@@ -12,9 +12,10 @@ use tokio::time::Instant;
 
 use super::tests::{b, refused, state, web, web_with, Rig};
 use crate::{
-    daemon::writer::Writer,
+    config::Config,
+    daemon::writer::{Done, Job, Writer},
     model::{BackendId, ServiceKey},
-    plane::{PlaneError, WeightSink, WeightWrites, Weights, Written},
+    plane::{Applied, PlaneError, WeightSink, WeightWrites, Weights, Written},
 };
 
 const SEC: u64 = 1_000_000_000;
@@ -28,6 +29,12 @@ struct SlowSink {
 }
 
 impl WeightSink for SlowSink {
+    fn apply(&mut self, _config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
+        self.given.send(weights.clone()).unwrap();
+        self.gate.recv().unwrap();
+        Ok(Applied::default())
+    }
+
     fn write(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
         self.given.send(weights.clone()).unwrap();
         self.gate.recv().unwrap();
@@ -55,6 +62,28 @@ impl WeightSink for SlowSink {
     }
 }
 
+/// The result of the write batch on `writer`.
+async fn written(writer: &mut Writer) -> Result<WeightWrites, PlaneError> {
+    match writer.done().await {
+        Done::Written(r) => r,
+        Done::Applied(_) => panic!("an apply's result, not a write's"),
+    }
+}
+
+/// A writer running a [`SlowSink`]: what it is given, and the gate that lets one job
+/// finish.
+fn slow_writer() -> (Writer, Receiver<Weights>, Sender<()>) {
+    let (given_tx, given) = channel();
+    let (gate, gate_rx) = channel();
+    let writer = Writer::spawn(Box::new(SlowSink {
+        given: given_tx,
+        gate: gate_rx,
+        held: BTreeMap::new(),
+    }))
+    .unwrap();
+    (writer, given, gate)
+}
+
 fn weight(w: &Weights, n: u8) -> Option<u32> {
     w.iter()
         .find(|(_, d, _)| *d == b(n))
@@ -64,19 +93,14 @@ fn weight(w: &Weights, n: u8) -> Option<u32> {
 #[tokio::test(start_paused = true)]
 async fn a_write_that_takes_2_s_does_not_delay_the_next_quarantine() {
     let mut r = Rig::new(&web_with(4));
-    let (given_tx, given) = channel();
-    let (gate, gate_rx) = channel();
-    let mut writer = Writer::spawn(Box::new(SlowSink {
-        given: given_tx,
-        gate: gate_rx,
-        held: BTreeMap::new(),
-    }))
-    .unwrap();
+    let (mut writer, given, gate) = slow_writer();
 
     let t0 = Instant::now();
     r.core.on_report(&refused(b(1), SEC), t0);
     r.core.tick(t0);
-    writer.submit(r.core.take_write(t0).unwrap()).unwrap();
+    writer
+        .submit(Job::Write(r.core.take_write(t0).unwrap()))
+        .unwrap();
     // The writer thread has the batch and waits on the kernel.
     let first = given.recv().unwrap();
     assert_eq!(weight(&first, 1), Some(0));
@@ -93,8 +117,11 @@ async fn a_write_that_takes_2_s_does_not_delay_the_next_quarantine() {
     // The kernel answers 2 s later.
     tokio::time::advance(Duration::from_secs(2)).await;
     gate.send(()).unwrap();
-    let done = writer.done().await;
-    let measured = r.core.written(done, "fake", Instant::now(), &|| 3 * SEC);
+    let measured = r
+        .core
+        .written(written(&mut writer).await, "fake", Instant::now(), &|| {
+            3 * SEC
+        });
     assert_eq!(measured.len(), 1);
     assert_eq!(measured[0].backend, b(1));
     assert!(!r.core.writing());
@@ -102,11 +129,14 @@ async fn a_write_that_takes_2_s_does_not_delay_the_next_quarantine() {
     // The next batch carries backend 2 at its latest weight.
     let second = r.core.take_write(Instant::now()).unwrap();
     assert_eq!(weight(&second, 2), Some(0));
-    writer.submit(second).unwrap();
+    writer.submit(Job::Write(second)).unwrap();
     given.recv().unwrap();
     gate.send(()).unwrap();
-    let done = writer.done().await;
-    let measured = r.core.written(done, "fake", Instant::now(), &|| 3 * SEC);
+    let measured = r
+        .core
+        .written(written(&mut writer).await, "fake", Instant::now(), &|| {
+            3 * SEC
+        });
     assert_eq!(measured.len(), 1);
     assert_eq!(measured[0].backend, b(2));
     assert!((measured[0].seconds - 2.0).abs() < 1e-6, "{measured:?}");
@@ -165,4 +195,44 @@ async fn a_retry_due_while_a_batch_is_in_flight_waits_for_its_result() {
     // Now the retry is due, and taken.
     assert!(r.core.next_deadline().is_some_and(|d| d <= Instant::now()));
     assert!(r.core.take_write(Instant::now()).is_some());
+}
+
+/// The periodic resync runs on the writer too: handed out when due, nothing else handed
+/// out while the kernel takes 2 s over it, a failure decided meanwhile at once, and its
+/// weight written by the next batch.
+#[tokio::test(start_paused = true)]
+async fn a_resync_that_takes_2_s_on_the_writer_delays_no_decision() {
+    let mut r = Rig::new(&web_with(4));
+    let (mut writer, given, gate) = slow_writer();
+    assert!(r.core.take_resync(Instant::now()).is_none(), "not due yet");
+    tokio::time::advance(super::RESYNC).await;
+    let t0 = Instant::now();
+    let (config, weights) = r.core.take_resync(t0).unwrap();
+    writer
+        .submit(Job::Apply(Box::new(config), weights))
+        .unwrap();
+    given.recv().unwrap();
+    // The loop's own housekeeping does not apply beside it.
+    r.core.maintain(&mut r.plane, t0);
+    assert_eq!(r.plane.calls("apply"), 1, "only the start's apply");
+
+    r.core.on_report(&refused(b(1), SEC), t0);
+    r.core.tick(t0);
+    assert_eq!(r.state(1), state("quarantined", 0));
+    assert!(r.core.take_write(t0).is_none(), "one job at a time");
+
+    tokio::time::advance(Duration::from_secs(2)).await;
+    gate.send(()).unwrap();
+    match writer.done().await {
+        Done::Applied(result) => r.core.resynced(result, Instant::now()),
+        Done::Written(_) => panic!("a write's result, not the apply's"),
+    }
+    assert!(!r.core.writing());
+    let batch = r.core.take_write(Instant::now()).unwrap();
+    assert_eq!(weight(&batch, 1), Some(0));
+    // The next resync is a full interval away.
+    drop(batch);
+    r.core
+        .written(Ok(WeightWrites::default()), "fake", Instant::now(), &|| 0);
+    assert!(r.core.take_resync(Instant::now()).is_none());
 }

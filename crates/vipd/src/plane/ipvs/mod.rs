@@ -3,6 +3,7 @@
 //! connection watcher as its event source.
 
 mod conntrack;
+mod full_apply;
 mod retry;
 mod syn_rto;
 #[cfg(test)]
@@ -11,12 +12,13 @@ mod udp_watch;
 mod watcher;
 mod weights;
 
-use std::{collections::BTreeSet, net::SocketAddr, os::fd::OwnedFd, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use vipd_ipvs::Client;
 
+pub use full_apply::SharedApply;
 pub use udp_watch::{Finding, UdpWatch, POLL as UDP_POLL};
 pub use watcher::Watcher;
 pub use weights::{SharedTable, WeightWriter};
@@ -28,7 +30,7 @@ use super::{
 use crate::{
     config::Config,
     model::{BackendId, Report, ServiceKey, Vip},
-    reconcile::{self, summary::DrainStatus, ApplyOptions, DesiredState, WeightOverrides},
+    reconcile::{self, DesiredState, WeightOverrides},
     watcher::{Counters, Flavour},
 };
 
@@ -61,43 +63,9 @@ pub struct IpvsPlane {
     /// Releases the tracking entries of handshakes caught on a quarantined backend
     /// (`None` if the kernel has no ctnetlink: nothing to release then).
     conntrack: Option<conntrack::Conntrack>,
-    /// The ownership record the reconciler keeps.
-    state_file: PathBuf,
+    /// The full apply, shared with the writer.
+    full: SharedApply,
     watcher: Watcher,
-    /// Backends removed from the config that wait for their connections to end, as
-    /// (IPVS service, backend): each start and end of a drain is logged once.
-    draining: BTreeSet<(String, String)>,
-}
-
-/// Logs the drains that began or ended since `before`; returns the ones going on.
-fn drain_changes(
-    before: &BTreeSet<(String, String)>,
-    now: &[DrainStatus],
-) -> BTreeSet<(String, String)> {
-    let mut going_on = BTreeSet::new();
-    for d in now {
-        let key = (d.service.clone(), d.backend.clone());
-        if !before.contains(&key) {
-            info!(
-                ipvs_service = %d.service,
-                backend = %d.backend,
-                state = "draining",
-                active_conns = d.active_conns,
-                inactive_conns = d.inactive_conns,
-                "removed from the config: draining at weight 0"
-            );
-        }
-        going_on.insert(key);
-    }
-    for (service, backend) in before.difference(&going_on) {
-        info!(
-            ipvs_service = %service,
-            backend = %backend,
-            state = "drained",
-            "no longer draining (deleted, or back in the config)"
-        );
-    }
-    going_on
 }
 
 /// The longest wait for the kernel's answer to a weight write.
@@ -118,17 +86,17 @@ impl IpvsPlane {
             Ok(client)
         };
         let table = SharedTable::default();
+        let full = SharedApply::new(state_file);
         let conntrack = conntrack::Conntrack::open()
             .map_err(|e| debug!("no ctnetlink ({e}): handshakes caught on a quarantined backend keep their tracking entries"))
             .ok();
         Ok(IpvsPlane {
-            writer: Some(WeightWriter::new(connect()?, table.clone())),
+            writer: Some(WeightWriter::new(connect()?, table.clone(), full.clone())),
             table,
             client: connect()?,
             conntrack,
-            state_file,
+            full,
             watcher: Watcher::start(probes, now),
-            draining: BTreeSet::new(),
         })
     }
 }
@@ -192,36 +160,7 @@ impl DataPlane for IpvsPlane {
     }
 
     fn apply(&mut self, config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
-        let opts = ApplyOptions {
-            state_file: self.state_file.clone(),
-            dry_run: false,
-            overrides: overrides(weights),
-        };
-        let summary = reconcile::apply(config, &opts)?;
-        for f in &summary.failures {
-            warn!(op = %f.op, errno = ?f.errno, error = %f.error, "kernel refused a write");
-        }
-        self.table.reset(weights, DesiredState::from_config(config));
-        self.draining = drain_changes(&self.draining, &summary.draining);
-        if summary.netlink_writes > 0 {
-            info!(
-                ipvs = summary.ipvs_writes,
-                rtnetlink = summary.rtnetlink_writes,
-                draining = summary.draining.len(),
-                "reconciled"
-            );
-        }
-        Ok(Applied {
-            writes: summary.netlink_writes as u64,
-            ops: vec![
-                ("ipvs", summary.ipvs_writes as u64),
-                ("rtnetlink", summary.rtnetlink_writes as u64),
-            ],
-            refused: summary.failures.len() as u64,
-            skipped: summary.rtnetlink_skipped as u64,
-            draining: !summary.draining.is_empty(),
-            notes: summary.notes,
-        })
+        self.full.run(config, weights, &self.table)
     }
 
     fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {

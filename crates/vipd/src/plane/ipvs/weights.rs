@@ -4,10 +4,11 @@
 //! (`IPVS_CMD_DEL_DEST`) and added back (`IPVS_CMD_NEW_DEST`) on re-admission. It
 //! remembers what it last wrote, so a loop iteration without changes writes nothing.
 //!
-//! The writer owns its netlink socket and runs on the daemon's writer thread; what it
-//! knows of the kernel ([`Table`]) is shared with the plane, which resets it after each
-//! full apply. The daemon starts no apply while a write is in flight, so the two never
-//! interleave; the lock is held for bookkeeping only, never across a netlink call.
+//! The writer owns its netlink socket and runs on the daemon's writer thread, with the
+//! periodic full apply; what it knows of the kernel ([`Table`]) is shared with the
+//! plane, whose own applies (start-up, reloads) reset it too. The daemon runs one write
+//! or apply at a time, so they never interleave; the lock is held for bookkeeping only,
+//! never across a netlink call.
 
 use std::{
     collections::BTreeMap,
@@ -18,10 +19,11 @@ use std::{
 use tracing::warn;
 use vipd_ipvs::{Client, Destination};
 
-use super::ipvs_key;
+use super::{ipvs_key, SharedApply};
 use crate::{
+    config::Config,
     model::{BackendId, ServiceKey},
-    plane::{PlaneError, WeightSink, WeightWrites, Weights, Written},
+    plane::{Applied, PlaneError, WeightSink, WeightWrites, Weights, Written},
     reconcile::DesiredState,
 };
 
@@ -60,6 +62,7 @@ impl SharedTable {
 pub struct WeightWriter {
     client: Client,
     table: SharedTable,
+    full: SharedApply,
     failures: u64,
 }
 
@@ -73,10 +76,11 @@ struct Pending {
 }
 
 impl WeightWriter {
-    pub fn new(client: Client, table: SharedTable) -> Self {
+    pub fn new(client: Client, table: SharedTable, full: SharedApply) -> Self {
         Self {
             client,
             table,
+            full,
             failures: 0,
         }
     }
@@ -170,5 +174,9 @@ impl WeightSink for WeightWriter {
             written,
             failed: self.failures - failures_before,
         })
+    }
+
+    fn apply(&mut self, config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
+        self.full.run(config, weights, &self.table)
     }
 }
