@@ -378,6 +378,9 @@ impl Shell {
             }
         }
         self.notify(|n, _| n.stopping());
+        // A job on the writer (a weight batch, a resync) finishes first: vipd stops
+        // between kernel writes, not in the middle of an apply.
+        self.settle_writes().await;
         self.persist();
         Ok(())
     }
