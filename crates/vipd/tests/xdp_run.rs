@@ -365,14 +365,7 @@ fn a_restart_with_pinned_maps_keeps_connections() {
     let lab = Lab::new();
     let scratch = Scratch::new("restart");
     let dir = &scratch.0;
-    let pins = format!("/sys/fs/bpf/vipd-restart-{}", std::process::id());
-    struct Pins(String);
-    impl Drop for Pins {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _pins = Pins(pins.clone());
+    let pins = Pins::new("restart");
     let mut servers = Procs::default();
     for (ns, addr, _) in lab.backends() {
         servers.spawn(ns, "socat TCP6-LISTEN:7000,fork,reuseaddr EXEC:cat");
@@ -397,7 +390,7 @@ backend = [{{ address = "198.18.2.11:7000" }}, {{ address = "198.18.2.12:7000" }
     let _peer = lab.pass_on_peer();
     let runtime = dir.join("run");
     let start =
-        |log: &Path| Daemon::start(&lab, &cfg, &runtime, log, &[("VIPD_XDP_PIN_DIR", &pins)]);
+        |log: &Path| Daemon::start(&lab, &cfg, &runtime, log, &[("VIPD_XDP_PIN_DIR", &pins.0)]);
     let first = start(&dir.join("first.log"));
     // A client that keeps one connection busy for 4 s, one line every 50 ms, each of
     // which must come back.
@@ -450,6 +443,21 @@ backend = [{{ address = "198.18.2.11:7000" }}, {{ address = "198.18.2.12:7000" }
     );
     drop(second);
     drop(servers);
+}
+
+/// A directory for pinned maps under /sys/fs/bpf, removed when the test ends.
+struct Pins(String);
+
+impl Pins {
+    fn new(tag: &str) -> Pins {
+        Pins(format!("/sys/fs/bpf/vipd-{tag}-{}", std::process::id()))
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A SIGHUP sent while the daemon starts (a `systemctl reload` racing the start, a
@@ -512,4 +520,79 @@ fn sighup_during_start_up_does_not_kill_the_daemon() {
         daemon.child.try_wait().unwrap().is_none(),
         "vipd is running"
     );
+}
+
+/// A panic in a spawned task (injected into the control socket's client task, debug
+/// builds only) ends the whole daemon by SIGABRT (`panic = "abort"`), the panic printed
+/// once, instead of leaving it running without that task; started again, as the
+/// service manager does, it adopts the pinned balancer with zero writes.
+#[test]
+fn a_panic_in_a_task_aborts_the_daemon_and_a_restart_adopts() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let lab = Lab::new();
+    let scratch = Scratch::new("panic");
+    let dir = &scratch.0;
+    let pins = Pins::new("panic");
+    let cfg = dir.join("vipd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dataplane = \"xdp\"\n[xdp]\ninterface = \"eth0\"\n\n\
+             [[service]]\nname = \"web\"\nvip = \"{VIP}:80\"\nbackend = [\
+             {{ address = \"198.18.2.11:8080\" }}, {{ address = \"198.18.2.12:8080\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let runtime = dir.join("run");
+    let log = dir.join("first.log");
+    let env = [("VIPD_XDP_PIN_DIR", pins.0.as_str())];
+    let faulty = [env[0], ("VIPD_FAULT", "panic-in-control-task")];
+    let mut daemon = Daemon::start(&lab, &cfg, &runtime, &log, &faulty);
+    // Started: the control socket is there. The first client's task panics.
+    let socket = control::socket_path(&runtime);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() || !daemon.log().contains("vipd running") {
+        assert!(
+            Instant::now() < deadline,
+            "never started:\n{}",
+            daemon.log()
+        );
+        assert!(
+            daemon.child.try_wait().unwrap().is_none(),
+            "{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let asked = control::query_status(&socket, Duration::from_secs(2));
+    assert!(asked.is_err(), "the client's task answered: {asked:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = daemon.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vipd still runs:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = daemon.log();
+    assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}\n{text}");
+    assert_eq!(
+        text.matches("injected fault (VIPD_FAULT=panic-in-control-task)")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("panicked at").count(), 1, "{text}");
+
+    // Restarted without the fault: the pinned balancer is adopted as it is.
+    let again = Daemon::start(&lab, &cfg, &runtime, &dir.join("again.log"), &env);
+    let v = again.status();
+    assert_eq!(v.services[0].backends.len(), 2, "{v:#?}");
+    let text = again.log();
+    assert!(text.contains("writes=0"), "the restart wrote:\n{text}");
 }

@@ -5,7 +5,9 @@
 //!   the running config kept, `RELOADING=1` then `READY=1` notified);
 //! * `vipd apply` beside the daemon refuses and changes nothing;
 //! * drain, quarantine, readmit and undrain move the kernel's weights before the command
-//!   returns; a drain and a quarantine survive `kill -9` and a restart without a flap.
+//!   returns; a drain and a quarantine survive `kill -9` and a restart without a flap;
+//! * weight writes the kernel refuses (ENOENT, EEXIST) because someone changed vipd's
+//!   service behind its back are logged, counted and repaired by the next full apply.
 
 use std::{
     net::{IpAddr, SocketAddr, TcpStream},
@@ -15,7 +17,7 @@ use std::{
 };
 
 use vipd_vmtests::{
-    daemon::{tcp_service, Vipd},
+    daemon::{tcp_service, udp_service, Vipd},
     lab::{Family, Lab},
     require_vm, sh,
 };
@@ -42,7 +44,12 @@ fn exited(out: &Output, code: i32, what: &str) -> (String, String) {
 
 /// The kernel's weight of `backend` in the TCP service `vip` (`None`: not there).
 fn kernel_weight(vip: SocketAddr, backend: SocketAddr) -> Option<u32> {
-    sh(&format!("ipvsadm -Ln -t {vip}"))
+    kernel_weight_in("-t", vip, backend)
+}
+
+/// Like [`kernel_weight`], in the service `vip` of `protocol` (`-t`, `-u`).
+fn kernel_weight_in(protocol: &str, vip: SocketAddr, backend: SocketAddr) -> Option<u32> {
+    sh(&format!("ipvsadm -Ln {protocol} {vip}"))
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .find(|w| w.first() == Some(&"->") && w.get(1) == Some(&backend.to_string().as_str()))
@@ -284,4 +291,114 @@ fn drain_quarantine_readmit_and_undrain_hold_across_a_restart() {
     let record = std::fs::read_to_string(vipd.dir.join("admin.json")).unwrap();
     assert!(!record.contains(&b(0)), "{record}");
     vipd.stop();
+}
+
+/// The log line of a refused weight write for `backend` that carries `error`.
+fn refusal_logged(log: &str, backend: SocketAddr, error: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains("setting the weight failed")
+            && l.contains(&format!("backend={backend}"))
+            && l.contains(error)
+    })
+}
+
+/// Someone changes vipd's services behind its back, then vipd needs a weight written:
+/// a destination deleted by hand (`ipvsadm -d`) answers vipd's weight write with ENOENT;
+/// a destination vipd deleted (a quarantined UDP backend) and someone added back by hand
+/// answers vipd's re-add with EEXIST. Each refusal is logged naming the backend and the
+/// kernel's error and counted in `vipd_weight_write_failures_total`; the next full apply
+/// (brought forward to the next second) puts back what vipd owns, at vipd's weight,
+/// without deleting the hand-added destination; a service vipd did not create is never
+/// touched.
+#[test]
+fn weight_writes_refused_by_the_kernel_are_logged_counted_and_repaired() {
+    fresh();
+    let lab = Lab::new(Family::V4, 3);
+    let web: Vec<SocketAddr> = (0..3).map(|i| at(lab.backends[i].addr, 8080)).collect();
+    let dns: Vec<SocketAddr> = (0..2).map(|i| at(lab.backends[i].addr, 53)).collect();
+    let (web_vip, dns_vip) = (at(lab.vip, 80), at(lab.vip, 53));
+    let mut vipd = Vipd::new("admin-refused");
+    vipd.write_config(&format!(
+        "{}{}",
+        tcp_service("web", web_vip, &web, 10, ""),
+        udp_service("dns", dns_vip, &dns, 10, "  slow_start = \"1m\"\n")
+    ));
+    vipd.start();
+    // Someone else's service: vipd must never touch it.
+    let foreign = format!("198.18.0.99:9 -r {} -m -w 3", at(lab.backends[2].addr, 9));
+    sh(&format!(
+        "ipvsadm -A -t 198.18.0.99:9 -s rr && ipvsadm -a -t {foreign}"
+    ));
+    let foreign_table = || sh("ipvsadm -Ln -t 198.18.0.99:9");
+    let foreign_before = foreign_table();
+    let failures = || vipd.metric_sum("vipd_weight_write_failures_total");
+    assert_eq!(failures(), 0.0);
+
+    // ENOENT: web's first backend deleted by hand, then vipd quarantines it.
+    sh(&format!("ipvsadm -d -t {web_vip} -r {}", web[0]));
+    assert_eq!(kernel_weight(web_vip, web[0]), None);
+    exited(
+        &vipd.cli(&["quarantine", "web", &web[0].to_string(), "--for", "4m"]),
+        0,
+        "quarantine",
+    );
+    vipd.wait_for(
+        "web's backend back in IPVS at weight 0",
+        Duration::from_secs(5),
+        |_| kernel_weight(web_vip, web[0]) == Some(0),
+    );
+    let log = vipd.log(1);
+    assert!(
+        refusal_logged(&log, web[0], "No such file or directory"),
+        "no ENOENT line naming {}:\n{log}",
+        web[0]
+    );
+    let after_enoent = failures();
+    assert!(after_enoent >= 1.0, "{after_enoent}");
+    for b in &web[1..] {
+        assert_eq!(kernel_weight(web_vip, *b), Some(10), "{b}");
+    }
+
+    // EEXIST: dns's first backend quarantined (deleted from IPVS, the UDP rule), added
+    // back by hand, then vipd re-admits it and adds it.
+    exited(
+        &vipd.cli(&["quarantine", "dns", &dns[0].to_string(), "--for", "4m"]),
+        0,
+        "quarantine dns",
+    );
+    assert_eq!(kernel_weight_in("-u", dns_vip, dns[0]), None);
+    sh(&format!("ipvsadm -a -u {dns_vip} -r {} -m -w 7", dns[0]));
+    exited(
+        &vipd.cli(&["readmit", "dns", &dns[0].to_string()]),
+        0,
+        "readmit dns",
+    );
+    // The hand-added destination is never deleted; the next full apply sets vipd's
+    // weight on it (slow start's first steps).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let w = kernel_weight_in("-u", dns_vip, dns[0]);
+        assert!(w.is_some(), "the hand-added destination was deleted");
+        if w.is_some_and(|w| w <= 2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "weight {w:?}, not vipd's:\n{}",
+            vipd.log(1)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = vipd.log(1);
+    assert!(
+        refusal_logged(&log, dns[0], "File exists"),
+        "no EEXIST line naming {}:\n{log}",
+        dns[0]
+    );
+    assert!(failures() > after_enoent, "{}", failures());
+    assert_eq!(kernel_weight_in("-u", dns_vip, dns[1]), Some(10));
+    assert_eq!(foreign_table(), foreign_before);
+    vipd.stop();
+    assert_eq!(foreign_table(), foreign_before);
+    sh("ipvsadm -D -t 198.18.0.99:9");
 }

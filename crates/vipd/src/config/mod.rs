@@ -30,6 +30,8 @@ pub use error::{Diagnostic, Diagnostics, Location};
 pub use model::*;
 pub use syn_rto::{AutoRto, SynRto, SYN_RTO_MAX, SYN_RTO_MIN};
 
+pub(crate) use addr::not_unicast;
+
 /// Where the config lives unless a command is told otherwise (`--config` or
 /// `VIPD_CONFIG`).
 pub const DEFAULT_CONFIG: &str = "/etc/vipd/vipd.toml";

@@ -185,6 +185,7 @@ impl ControlListener {
                         let commands = commands.clone();
                         tokio::spawn(async move {
                             let _slot = slot;
+                            super::fault::hit(super::fault::Fault::PanicInControlTask);
                             if let Err(e) = handle(stream, snapshot, commands, euid).await {
                                 tracing::debug!("control socket client: {e}");
                             }

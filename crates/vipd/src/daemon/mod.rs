@@ -11,6 +11,7 @@
 //! * [`admin`]: the operator's drains, kept across restarts and reboots.
 //! * [`control`] and [`view`]: the root-only status socket and what it answers.
 //! * [`metrics`]: the Prometheus endpoint.
+//! * [`writer`]: the thread that writes weights off the loop.
 //!
 //! The data planes themselves (IPVS with the connection watcher, XDP) are in
 //! [`crate::plane`].
@@ -23,6 +24,7 @@ mod control_client;
 pub mod control_line;
 pub mod control_proto;
 pub mod core;
+pub mod fault;
 pub mod metrics;
 pub mod notify;
 pub mod persist;
@@ -32,5 +34,6 @@ pub mod shell;
 pub mod start_signals;
 pub mod view;
 pub mod view_build;
+pub mod writer;
 
 pub use shell::{run, ConfigInvalid, Options};

@@ -9,12 +9,14 @@
 
 use std::{
     collections::BTreeMap,
+    net::SocketAddr,
     path::{Path, PathBuf},
 };
 
 use crate::{
+    config::Config,
     health::PersistedService,
-    model::ServiceKey,
+    model::{BackendId, ServiceKey},
     record_file::{read_if_present, write_atomic, Durability},
 };
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,37 @@ impl HealthRecord {
 
     pub fn insert(&mut self, key: &ServiceKey, p: PersistedService) {
         self.services.insert(key.to_string(), p);
+    }
+
+    /// The entries no configured service or backend matches (a record of an older
+    /// config, or a planted one). Only configured backends are ever restored: these are
+    /// never acted on, and the caller warns of them.
+    pub fn unmatched(&self, config: &Config) -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, saved) in &self.services {
+            let Some(spec) = config
+                .services
+                .iter()
+                .find(|s| ServiceKey::from(s.key).to_string() == *key)
+            else {
+                out.push(format!("service {key}"));
+                continue;
+            };
+            for b in &saved.backends {
+                let dest = b.dest();
+                if !spec
+                    .backends
+                    .iter()
+                    .any(|c| BackendId::from(c.addr) == dest)
+                {
+                    out.push(format!(
+                        "backend {} of service {key}",
+                        SocketAddr::from(dest)
+                    ));
+                }
+            }
+        }
+        out
     }
 }
 

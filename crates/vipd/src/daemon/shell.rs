@@ -1,7 +1,9 @@
 //! `vipd run`: the daemon's shell. One single-threaded tokio loop waits on the data
 //! plane's event source, the active checks' results, signals, timers and the health
 //! machines' deadlines, hands what comes to the [`Core`] and does what the core asks:
-//! the plane's writes go through the core, probes and periodic checks are started here,
+//! the plane's writes go through the core (weight writes on the writer thread, see
+//! [`super::writer`], their results coming back as events), probes and periodic checks
+//! are started here,
 //! the health record is written and the status published here. The control socket and
 //! the metrics endpoint are tasks beside it. Order of events in one loop turn: take
 //! what is ready, feed the core, run the health timers, write the weights that
@@ -51,6 +53,7 @@ use super::{
     notify::Notifier,
     persist,
     view::DaemonView,
+    writer::{Done, Job, WriteResult, Writer},
 };
 use crate::{
     clock,
@@ -128,6 +131,14 @@ fn register(fd: Option<io::Result<OwnedFd>>) -> io::Result<Option<AsyncFd<OwnedF
         .map_err(|e| e.into_parts().1)
 }
 
+/// The result of the job on the writer thread; never, without a writer.
+async fn write_done(writer: &mut Option<Writer>) -> Done {
+    match writer {
+        Some(w) => w.done().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn readable(
     events: &mut Option<AsyncFd<OwnedFd>>,
 ) -> io::Result<AsyncFdReadyMutGuard<'_, OwnedFd>> {
@@ -147,11 +158,19 @@ fn drain(plane: &mut dyn DataPlane, core: &mut Core, reports: &mut Vec<Report>) 
     n
 }
 
+type Answer = (
+    tokio::sync::oneshot::Sender<control::CommandResult>,
+    control::CommandResult,
+);
+
 struct Shell {
     opts: Options,
     file: ConfigFile,
     core: Core,
     plane: Box<dyn DataPlane>,
+    /// The plane's fast path on its own thread; `None`: its writes are quick and made on
+    /// the loop.
+    writer: Option<Writer>,
     /// The plane's event source; `None`: it has none (or waiting on it failed).
     events: Option<AsyncFd<OwnedFd>>,
     checks: Checks,
@@ -160,11 +179,10 @@ struct Shell {
     reports: Vec<Report>,
     signals: Signals,
     commands: mpsc::Receiver<Command>,
-    /// Answers to send once this loop turn's writes are done.
-    answers: Vec<(
-        tokio::sync::oneshot::Sender<control::CommandResult>,
-        control::CommandResult,
-    )>,
+    /// Answers to send once the weights their commands changed are written.
+    answers: Vec<Answer>,
+    /// Answers waiting for the batch on the writer thread.
+    after_batch: Vec<Answer>,
     notifier: Notifier,
     /// Keeps `vipd apply` and other daemons off this ownership record while it runs.
     _lock: DaemonLock,
@@ -238,6 +256,11 @@ impl Shell {
         let writes = core
             .start(&mut *plane, now)
             .context("applying the config")?;
+        let writer = plane
+            .weight_sink()
+            .map(Writer::spawn)
+            .transpose()
+            .context("starting the weight writer thread")?;
         let status = plane.status();
         info!(
             services = core.config().services.len(),
@@ -254,6 +277,7 @@ impl Shell {
             file,
             core,
             plane,
+            writer,
             events,
             checks,
             check_rx,
@@ -262,6 +286,7 @@ impl Shell {
             signals,
             commands,
             answers: Vec::new(),
+            after_batch: Vec::new(),
             notifier,
             _lock: lock,
         };
@@ -322,13 +347,14 @@ impl Shell {
                     }
                     Err(e) => self.events_failed(&e),
                 },
+                done = write_done(&mut self.writer), if self.core.writing() => self.done(done),
                 Some(r) = self.check_rx.recv() => self.core.on_check(r, Instant::now()),
                 _ = drain_tick.tick(), if listening && ticks.drain => {
                     drain(&mut *self.plane, &mut self.core, &mut self.reports);
                 }
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
-                _ = self.signals.hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload(); }
-                Some(c) = self.commands.recv() => self.command(c),
+                _ = self.signals.hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload().await; }
+                Some(c) = self.commands.recv() => self.command(c).await,
                 _ = sleep_until(wake) => {
                     if plane_due.is_some_and(|d| d <= Instant::now()) {
                         drain(&mut *self.plane, &mut self.core, &mut self.reports);
@@ -337,10 +363,10 @@ impl Shell {
             }
             let now = Instant::now();
             self.core.tick(now);
-            self.core.flush(&mut *self.plane, now, &clock::mono_ns);
+            let submitted = self.write(now);
             if now >= housekeeping {
                 housekeeping = now + HOUSEKEEPING;
-                self.housekeeping(now);
+                self.housekeeping(now).await;
             }
             self.effects();
             if self.core.wants_persist() {
@@ -352,13 +378,78 @@ impl Shell {
             if self.core.wants_publish() {
                 self.publish();
             }
-            for (to, answer) in self.answers.drain(..) {
-                let _ = to.send(answer);
+            if submitted {
+                self.after_batch.append(&mut self.answers);
+            } else if !self.core.writing() {
+                send(&mut self.answers);
             }
         }
         self.notify(|n, _| n.stopping());
+        // A job on the writer (a weight batch, a resync) finishes first: vipd stops
+        // between kernel writes, not in the middle of an apply.
+        self.settle_writes().await;
         self.persist();
         Ok(())
+    }
+
+    /// Writes the weights that changed: on the writer thread (returns true when a batch
+    /// went there), or on the spot for a plane without one.
+    fn write(&mut self, now: Instant) -> bool {
+        let Some(writer) = &self.writer else {
+            self.core.flush(&mut *self.plane, now, &clock::mono_ns);
+            return false;
+        };
+        let Some(weights) = self.core.take_write(now) else {
+            return false;
+        };
+        match writer.submit(Job::Write(weights)) {
+            Ok(()) => true,
+            Err(e) => {
+                self.core
+                    .written(Err(e), self.plane.name(), now, &clock::mono_ns);
+                false
+            }
+        }
+    }
+
+    /// The writer thread's result for the job in flight.
+    fn done(&mut self, done: Done) {
+        match done {
+            Done::Written(result) => self.written(result),
+            Done::Applied(result) => self.core.resynced(result, Instant::now()),
+        }
+    }
+
+    /// The writer thread's result for the batch in flight; the answers waiting for it
+    /// go out.
+    fn written(&mut self, result: WriteResult) {
+        if let Ok(w) = &result {
+            self.plane.weights_written(&w.written);
+        }
+        self.core
+            .written(result, self.plane.name(), Instant::now(), &clock::mono_ns);
+        send(&mut self.after_batch);
+    }
+
+    /// Waits for the job in flight, if any: a full apply must not race it.
+    async fn settle_writes(&mut self) {
+        if self.core.writing() {
+            let done = write_done(&mut self.writer).await;
+            self.done(done);
+        }
+    }
+
+    /// The periodic full apply on the writer thread, when it is due and the writer is
+    /// free (without a writer, [`Core::maintain`] applies on the loop).
+    fn resync(&mut self, now: Instant) {
+        let Some(writer) = &self.writer else {
+            return;
+        };
+        if let Some((config, weights)) = self.core.take_resync(now) {
+            if let Err(e) = writer.submit(Job::Apply(Box::new(config), weights)) {
+                self.core.resynced(Err(e), now);
+            }
+        }
     }
 
     /// Waiting on the event source failed: passive detection stops (the core logs the
@@ -377,7 +468,8 @@ impl Shell {
 
     /// Reload: the core takes the file's config or keeps the running one; returns
     /// whether it took it.
-    fn reload(&mut self) -> bool {
+    async fn reload(&mut self) -> bool {
+        self.settle_writes().await;
         self.notify(|n, _| n.reloading(clock::mono_ns() / 1_000));
         let (loaded, text) = match self.file.load() {
             Ok((config, text)) => (Ok(config), Some(text)),
@@ -393,12 +485,13 @@ impl Shell {
         accepted
     }
 
-    fn housekeeping(&mut self, now: Instant) {
+    async fn housekeeping(&mut self, now: Instant) {
         self.core.read_counters(&mut *self.plane);
         if self.file.changed() {
             info!("the config file changed: reloading");
-            self.reload();
+            self.reload().await;
         }
+        self.resync(now);
         self.core.maintain(&mut *self.plane, now);
         if self.plane.maintain(now) {
             // The plane replaced its event source.
@@ -445,5 +538,11 @@ impl Shell {
     fn publish(&mut self) {
         let view = self.core.view(Instant::now(), self.plane.status());
         self.view_tx.send_replace(Arc::new(view));
+    }
+}
+
+fn send(answers: &mut Vec<Answer>) {
+    for (to, answer) in answers.drain(..) {
+        let _ = to.send(answer);
     }
 }

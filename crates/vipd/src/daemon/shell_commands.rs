@@ -1,6 +1,6 @@
 //! The control socket's commands, carried out in the daemon's loop: a reload, and the
 //! operator's drain, undrain, quarantine and re-admit. The answer goes back once the
-//! loop turn's weight writes are done, so a client that sees "drained" can count on the
+//! weights the command changed are written, so a client that sees "drained" can count on the
 //! kernel having weight 0.
 
 use std::{path::Path, time::Duration, time::SystemTime};
@@ -19,10 +19,10 @@ use super::{
 use crate::clock;
 
 impl Shell {
-    pub(super) fn command(&mut self, Command { request, reply }: Command) {
+    pub(super) async fn command(&mut self, Command { request, reply }: Command) {
         let answer = match request {
             Request::Status => Ok(String::new()),
-            Request::Reload { config } => self.reload_command(config.as_deref()),
+            Request::Reload { config } => self.reload_command(config.as_deref()).await,
             Request::Drain { service, backend } => {
                 self.operator(OperatorAction::Drain, &service, backend)
             }
@@ -46,7 +46,7 @@ impl Shell {
 
     /// `vipd reload`: the daemon's own config file, which must be `expected` when the
     /// client names one.
-    fn reload_command(&mut self, expected: Option<&str>) -> CommandResult {
+    async fn reload_command(&mut self, expected: Option<&str>) -> CommandResult {
         if let Some(expected) = expected {
             let ours = canonical(&self.opts.config);
             if canonical(Path::new(expected)) != ours {
@@ -63,7 +63,7 @@ impl Shell {
             "reload requested on the control socket: {}",
             self.opts.config.display()
         );
-        let accepted = self.reload();
+        let accepted = self.reload().await;
         let message = self
             .core
             .last_reload()

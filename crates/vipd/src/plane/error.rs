@@ -16,6 +16,10 @@ pub enum PlaneError {
     Xdp(#[from] XdpError),
     #[error(transparent)]
     Watcher(#[from] WatcherError),
+    #[error("the weight writer runs on its own thread; the plane has none left")]
+    WriterMoved,
+    #[error("the weight writer thread is gone")]
+    WriterGone,
     #[error("reading connection counts")]
     Counts(#[source] vipd_ipvs::Error),
 }

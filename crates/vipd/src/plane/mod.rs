@@ -17,7 +17,7 @@ use std::{io, net::SocketAddr, os::fd::OwnedFd, time::Duration};
 use tokio::time::Instant;
 
 pub use error::PlaneError;
-pub use weights::{Held, WeightWrites, Weights, Written};
+pub use weights::{Held, WeightSink, WeightWrites, Weights, Written};
 
 use crate::{
     config::{Config, SynRto},
@@ -35,6 +35,8 @@ pub struct Applied {
     /// Writes the kernel refused: the kernel is not yet as wanted (the next apply tries
     /// again).
     pub refused: u64,
+    /// Messages of the kernel's answers skipped because they could not be decoded.
+    pub skipped: u64,
     /// Removed backends still wait for their connections to end: apply again soon.
     pub draining: bool,
     /// What the operator should know about reachability (logged when they change).
@@ -122,6 +124,18 @@ pub trait DataPlane {
     /// The fast path: writes the `weights` of the services given (all their backends)
     /// that differ from what the plane last wrote.
     fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError>;
+
+    /// A plane whose writes may wait on the kernel hands its fast path and its periodic
+    /// full apply out here, once, to run off the daemon's loop; what the fast path wrote
+    /// comes back through [`DataPlane::weights_written`]. `None`:
+    /// [`DataPlane::write_weights`] is quick (XDP map writes) and runs on the loop.
+    fn weight_sink(&mut self) -> Option<Box<dyn WeightSink>> {
+        None
+    }
+
+    /// What the fast path wrote off the loop, for what the plane does after a weight
+    /// change (IPVS: releasing the handshakes caught on a quarantined backend).
+    fn weights_written(&mut self, _written: &[Written]) {}
 
     /// After a reload whose apply failed: the plane is to hold `config` (the running
     /// one) with `weights` again, as far as it tracks what it wrote.

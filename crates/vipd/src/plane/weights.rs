@@ -71,3 +71,19 @@ pub struct WeightWrites {
     /// Writes the kernel refused (tried again by the next pass).
     pub failed: u64,
 }
+
+/// A plane's kernel writes, handed out to run on a thread of their own (see
+/// [`super::DataPlane::weight_sink`]): a write may wait on the kernel, and the daemon's
+/// loop must not.
+pub trait WeightSink: Send {
+    /// Writes the `weights` of the services given (all their backends) that differ from
+    /// what the plane holds.
+    fn write(&mut self, weights: &Weights) -> Result<WeightWrites, super::PlaneError>;
+
+    /// A full apply, as [`super::DataPlane::apply`] does it (the periodic resync).
+    fn apply(
+        &mut self,
+        config: &crate::config::Config,
+        weights: &Weights,
+    ) -> Result<super::Applied, super::PlaneError>;
+}

@@ -132,6 +132,11 @@ impl Reach {
         self.rtnl.writes
     }
 
+    /// Rtnetlink messages skipped so far because they could not be decoded.
+    pub fn skipped(&self) -> usize {
+        self.rtnl.skipped
+    }
+
     /// Chooses each VIP's preferred source from the kernel's routes to its backends
     /// (see [`source`]); `vips` maps a VIP to its backends of the same family.
     pub fn sources(

@@ -22,6 +22,7 @@ pub mod op;
 pub mod run;
 pub mod snapshot;
 pub mod state;
+mod state_vet;
 pub mod status;
 pub mod summary;
 

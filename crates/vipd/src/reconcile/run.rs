@@ -177,6 +177,7 @@ pub fn apply(config: &Config, opts: &ApplyOptions) -> Result<ApplySummary, Recon
         state.store(&done)?;
     }
     summary.rtnetlink_writes = reach.writes();
+    summary.rtnetlink_skipped = reach.skipped();
     summary.netlink_writes = summary.ipvs_writes + summary.rtnetlink_writes;
     summary.failures = outcome.failures;
     summary.draining = draining(&plan, &kernel);

@@ -415,6 +415,7 @@ pub fn from_json(path: &Path, text: &str) -> Result<Ownership, StateError> {
         .into_iter()
         .map(|a| (a.interface, a.address))
         .collect();
+    super::state_vet::vet(&mut o, path);
     Ok(o)
 }
 

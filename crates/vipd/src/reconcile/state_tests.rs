@@ -83,7 +83,11 @@ fn a_record_of_the_address_layout_reads_and_new_records_have_no_address_list() {
 /// drains, and is written back with the same text.
 #[test]
 fn a_record_of_draining_backends_reads_and_writes_the_same() {
-    let old = r#"{"version": 1, "drains": [
+    // Drains are of services the record owns (others are dropped as planted).
+    let old = r#"{"version": 1, "services": [
+        {"key": {"tcp": "198.18.0.10:80"}, "name": "web", "removal": "drain_tcp", "drain_timeout_ms": 1},
+        {"key": {"udp": "[fd00:18::10]:53"}, "name": "dns", "removal": "expire", "drain_timeout_ms": 1}],
+      "drains": [
         {"service": {"tcp": "198.18.0.10:80"}, "backend": "198.18.1.2:8080", "since_unix_ms": 5},
         {"service": {"udp": "[fd00:18::10]:53"}, "backend": "[fd00:18::2]:53", "since_unix_ms": 7}]}"#;
     let o = from_json(Path::new("x"), old).unwrap();
@@ -150,4 +154,51 @@ fn store_then_load_with_lock() {
     drop(f);
     StateFile::lock(&path).unwrap();
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// A planted or corrupt record: services no config can declare and drains of services
+/// the record does not own are dropped as it is read, so vipd never changes or removes
+/// them; what vipd could have written stays.
+#[test]
+fn entries_vipd_could_not_have_written_are_dropped_and_never_owned() {
+    let p = Path::new("/var/lib/vipd/state.json");
+    let planted = r#"{"version": 1, "services": [
+        {"key": {"tcp": "198.18.0.10:80"}, "name": "web", "removal": "drain_tcp", "drain_timeout_ms": 1},
+        {"key": {"sctp": "198.18.0.11:80"}, "name": "a", "removal": "drain_tcp", "drain_timeout_ms": 1},
+        {"key": {"protocol": {"number": 47, "addr": "198.18.0.12:80"}}, "name": "b", "removal": "drain_tcp", "drain_timeout_ms": 1},
+        {"key": {"tcp": "198.18.0.13:0"}, "name": "c", "removal": "drain_tcp", "drain_timeout_ms": 1},
+        {"key": {"udp": "0.0.0.0:53"}, "name": "d", "removal": "expire", "drain_timeout_ms": 1},
+        {"key": {"udp": "[ff02::1]:53"}, "name": "e", "removal": "expire", "drain_timeout_ms": 1},
+        {"key": {"fwmark": {"family": "ipv4", "mark": 0}}, "name": "f", "removal": "drain_tcp", "drain_timeout_ms": 1},
+        {"key": {"tcp": "198.18.0.14:80"}, "name": "not a name", "removal": "drain_tcp", "drain_timeout_ms": 1},
+        {"key": {"fwmark": {"family": "ipv6", "mark": 7}}, "name": "marked", "removal": "drain_tcp", "drain_timeout_ms": 1}],
+      "drains": [
+        {"service": {"tcp": "198.18.0.10:80"}, "backend": "198.18.1.2:8080", "since_unix_ms": 1},
+        {"service": {"tcp": "198.18.0.10:80"}, "backend": "224.0.0.1:8080", "since_unix_ms": 1},
+        {"service": {"tcp": "198.18.0.99:80"}, "backend": "198.18.1.3:8080", "since_unix_ms": 1}]}"#;
+    let o = from_json(p, planted).unwrap();
+    let kept: Vec<String> = o.services.keys().map(|k| k.to_string()).collect();
+    assert_eq!(o.services.len(), 2, "{kept:?}");
+    assert!(o.owns(&ServiceKey::tcp(ip("198.18.0.10"), 80)), "{kept:?}");
+    assert!(o.services.values().any(|s| s.name == "marked"), "{kept:?}");
+    let drains: Vec<String> = o.drains.keys().map(|(_, b)| b.to_string()).collect();
+    assert_eq!(drains, ["198.18.1.2:8080"]);
+    // Each is named with why, and vetting what was kept drops nothing more.
+    let mut again = o.clone();
+    assert!(super::super::state_vet::vet(&mut again, p).is_empty());
+    let mut planted = Ownership::default();
+    planted.services.insert(
+        ServiceKey::tcp(ip("198.18.0.13"), 0),
+        OwnedService {
+            name: "c".to_owned(),
+            removal: sample().services.values().next().unwrap().removal,
+        },
+    );
+    let lines = super::super::state_vet::vet(&mut planted, p);
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].contains("198.18.0.13") && lines[0].contains("port"),
+        "{lines:?}"
+    );
+    assert!(planted.services.is_empty());
 }

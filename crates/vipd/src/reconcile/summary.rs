@@ -26,6 +26,9 @@ pub struct ApplySummary {
     pub ipvs_writes: usize,
     /// Rtnetlink writes sent (interface and VIP routes).
     pub rtnetlink_writes: usize,
+    /// Rtnetlink messages of the kernel's answers skipped as undecodable.
+    #[serde(default)]
+    pub rtnetlink_skipped: usize,
     /// `ipvs_writes + rtnetlink_writes`.
     pub netlink_writes: usize,
     /// Sysctls written.

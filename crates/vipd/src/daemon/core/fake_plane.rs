@@ -24,8 +24,13 @@ pub struct FakePlane {
     /// What the next applies say: draining, and writes the kernel refused.
     pub draining: bool,
     pub refused: u64,
+    /// Undecodable messages the next applies say they skipped.
+    pub skipped: u64,
     /// Weight writes the next fast-path writes say failed.
     pub failed_writes: u64,
+    /// The kernel refuses every weight the fast path would change (as IPVS does with
+    /// ENOMEM): nothing is held, each counts as a failed write.
+    pub refuse_writes: bool,
     pub notes: Vec<String>,
     pub lost: Option<u64>,
     pub counters: Counters,
@@ -110,6 +115,7 @@ impl DataPlane for FakePlane {
             writes,
             ops: vec![("fake", writes)],
             refused: self.refused,
+            skipped: self.skipped,
             draining: self.draining,
             notes: self.notes.clone(),
         })
@@ -119,6 +125,16 @@ impl DataPlane for FakePlane {
         self.log.borrow_mut().push("write");
         if self.fail_writes {
             return Err(refused());
+        }
+        if self.refuse_writes {
+            let wanted = weights
+                .iter()
+                .filter(|(k, d, h)| self.held.get(&(*k, *d)) != Some(&h.weight))
+                .count();
+            return Ok(WeightWrites {
+                failed: wanted as u64,
+                ..WeightWrites::default()
+            });
         }
         let written = self.hold(weights);
         Ok(WeightWrites {

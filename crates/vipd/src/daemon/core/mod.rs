@@ -15,6 +15,9 @@ mod effects;
 mod events;
 #[cfg(test)]
 mod fake_plane;
+mod flush;
+#[cfg(test)]
+mod offloop_tests;
 mod operator;
 #[cfg(test)]
 mod operator_tests;
@@ -49,7 +52,7 @@ use super::{
 use crate::{
     config::Config,
     model::{BackendId, ServiceKey},
-    plane::{mode_kind, DataPlane, PlaneError, PlaneStatus},
+    plane::{mode_kind, Applied, DataPlane, PlaneError, PlaneStatus, Weights},
 };
 
 /// A full apply repairs drift (someone changed a vipd-owned weight) this often.
@@ -99,6 +102,8 @@ pub struct Core {
     dirty: BTreeSet<ServiceKey>,
     /// Failed weight writes waiting for their next try.
     retry: Option<Retry>,
+    /// The batch of weights being written off the loop, if one is.
+    in_flight: Option<flush::InFlight>,
     /// Health changed since the last [`Core::record`].
     health_dirty: bool,
     /// Something `vipd status` shows changed since the last [`Core::view`].
@@ -142,6 +147,14 @@ impl Core {
         wall: SystemTime,
         seed: u64,
     ) -> Self {
+        for entry in restored
+            .health
+            .as_ref()
+            .map(|h| h.unmatched(&config))
+            .unwrap_or_default()
+        {
+            warn!("health record: ignoring {entry}: not in the config");
+        }
         let (services, _) = Services::build(
             &config,
             Services::default(),
@@ -160,6 +173,7 @@ impl Core {
             seed,
             dirty: BTreeSet::new(),
             retry: None,
+            in_flight: None,
             health_dirty: true,
             publish: true,
             checks_changed: true,
@@ -188,7 +202,12 @@ impl Core {
 
     /// The earliest time a health machine needs [`Core::tick`].
     pub fn next_deadline(&self) -> Option<Instant> {
-        let retry = self.retry.as_ref().map(|r| r.at);
+        // While a batch is in flight its result wakes the loop, not the retry's time.
+        let retry = self
+            .retry
+            .as_ref()
+            .filter(|_| self.in_flight.is_none())
+            .map(|r| r.at);
         match (self.services.next_deadline(), retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -258,12 +277,54 @@ impl Core {
     /// A failure, or writes the kernel refused, count in `vipd_reconcile_failures_total`.
     pub fn apply(&mut self, plane: &mut dyn DataPlane, now: Instant) -> Result<u64, PlaneError> {
         let weights = self.services.weights(now, None);
-        let applied = plane
-            .apply(&self.config, &weights)
-            .inspect_err(|_| self.metrics().reconcile_failure())?;
+        let result = plane.apply(&self.config, &weights);
+        self.applied(result, now)
+    }
+
+    /// The periodic full apply, to run off the loop, when it is due and nothing else is
+    /// in flight: the config and every weight as the health machines want them now. Its
+    /// result goes to [`Core::resynced`]; until then no weight batch is handed out.
+    pub fn take_resync(&mut self, now: Instant) -> Option<(Config, Weights)> {
+        if self.in_flight.is_some() || now < self.next_resync {
+            return None;
+        }
+        self.in_flight = Some(flush::InFlight::Apply);
+        Some((self.config.clone(), self.services.weights(now, None)))
+    }
+
+    /// The result of the apply from [`Core::take_resync`].
+    pub fn resynced(&mut self, result: Result<Applied, PlaneError>, now: Instant) {
+        match self.in_flight.take() {
+            Some(flush::InFlight::Apply) => {}
+            other => {
+                self.in_flight = other;
+                return;
+            }
+        }
+        let result = self.applied(result, now);
+        self.resync_result(result, now);
+    }
+
+    /// A failed periodic apply is logged and tried again after [`RESYNC`].
+    fn resync_result(&mut self, result: Result<u64, PlaneError>, now: Instant) {
+        if let Err(e) = result {
+            warn!(error = %e.chain(), "periodic reconcile failed");
+            self.next_resync = now + RESYNC;
+        }
+    }
+
+    /// What a full apply's result does: metrics, reachability notes, the next resync;
+    /// returns the writes.
+    fn applied(
+        &mut self,
+        result: Result<Applied, PlaneError>,
+        now: Instant,
+    ) -> Result<u64, PlaneError> {
+        let applied = result.inspect_err(|_| self.metrics().reconcile_failure())?;
         if applied.refused > 0 {
             self.metrics().reconcile_failure();
         }
+        self.metrics().rtnetlink_skipped(applied.skipped);
         if applied.notes != self.reach_notes {
             for n in &applied.notes {
                 warn!("reachability: {n}");
@@ -280,103 +341,6 @@ impl Core {
                 RESYNC
             };
         Ok(applied.writes)
-    }
-
-    /// The fast path: writes the weights of the services whose health changed, then
-    /// measures fault-to-quarantine for every weight 0 written, against `kernel_now`
-    /// (the kernel's clock, read once the write is done). A plane error brings the next
-    /// full apply forward to now.
-    pub fn flush(
-        &mut self,
-        plane: &mut dyn DataPlane,
-        now: Instant,
-        kernel_now: &dyn Fn() -> u64,
-    ) -> Vec<Measured> {
-        let retrying = self.retry.as_ref().is_some_and(|r| now >= r.at);
-        if retrying {
-            let services = self.retry.as_ref().map(|r| r.services.clone());
-            self.dirty.extend(services.unwrap_or_default());
-        }
-        if self.dirty.is_empty() {
-            return Vec::new();
-        }
-        let dirty = std::mem::take(&mut self.dirty);
-        let weights = self.services.weights(now, Some(&dirty));
-        let (written, failed) = match plane.write_weights(&weights) {
-            Ok(w) => {
-                self.metrics().reconcile_ops(plane.name(), w.ops);
-                self.metrics().weight_write_failures(w.failed);
-                if w.failed > 0 {
-                    // A refused write (ENOENT: someone deleted the destination; ENOMEM)
-                    // is retried below, and the next full apply repairs what it can.
-                    self.next_resync = now;
-                }
-                (w.written, w.failed > 0)
-            }
-            Err(e) => {
-                // Tried again soon (below), and the next full apply repairs the rest.
-                warn!(error = %e.chain(), "writing weights failed");
-                self.metrics().weight_write_failures(1);
-                self.next_resync = now;
-                (Vec::new(), true)
-            }
-        };
-        if failed {
-            let (mut services, attempt) = match self.retry.take() {
-                Some(r) => (r.services, r.attempt + 1),
-                None => (BTreeSet::new(), 1),
-            };
-            services.extend(dirty.iter().copied());
-            let delay = write_retry_delay(attempt);
-            debug!(
-                attempt,
-                retry_in_ms = delay.as_millis() as u64,
-                "weight write failed"
-            );
-            self.retry = Some(Retry {
-                services,
-                attempt,
-                at: now + delay,
-            });
-        } else if retrying {
-            self.retry = None;
-        }
-        let mut measured = Vec::new();
-        for w in &written {
-            let service = self.services.name(&w.service);
-            let backend = SocketAddr::from(w.dest);
-            let fault = (w.to == 0)
-                .then(|| self.effects.faults.remove(&(w.service, w.dest)))
-                .flatten();
-            let Some((fault_ns, cause)) = fault else {
-                debug!(service, %backend, from = w.from, weight = w.to, "weight written");
-                continue;
-            };
-            let out_ns = w.out_at_ns.unwrap_or_else(kernel_now);
-            let seconds = out_ns.saturating_sub(fault_ns) as f64 / 1e9;
-            self.effects.metrics.fault_to_quarantine(cause, seconds);
-            info!(
-                service,
-                %backend,
-                cause,
-                from = w.from,
-                weight = 0,
-                fault_to_weight_ms = (seconds * 1e6).round() / 1e3,
-                "quarantine written"
-            );
-            measured.push(Measured {
-                service: w.service,
-                backend: w.dest,
-                cause,
-                seconds,
-            });
-        }
-        // A quarantine that wrote nothing (panic, or already at 0) measures nothing; one
-        // whose write failed is measured when the retry writes it.
-        if !failed {
-            self.effects.faults.retain(|(k, _), _| !dirty.contains(k));
-        }
-        measured
     }
 
     /// The probes asked for since the last call.
@@ -414,11 +378,11 @@ impl Core {
 
     /// Housekeeping: the full apply when due, and some connection counts.
     pub fn maintain(&mut self, plane: &mut dyn DataPlane, now: Instant) {
-        if now >= self.next_resync {
-            if let Err(e) = self.apply(plane, now) {
-                warn!(error = %e.chain(), "periodic reconcile failed");
-                self.next_resync = now + RESYNC;
-            }
+        // Not while something is in flight (a weight batch would race it; a resync on
+        // the writer thread is this one): it waits for the next housekeeping.
+        if now >= self.next_resync && self.in_flight.is_none() {
+            let result = self.apply(plane, now);
+            self.resync_result(result, now);
         }
         self.refresh_counts(plane);
         self.publish = true;

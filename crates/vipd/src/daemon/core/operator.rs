@@ -9,7 +9,7 @@
 use std::{net::SocketAddr, time::Duration, time::SystemTime};
 
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{super::admin::Drains, Core};
 use crate::{
@@ -247,7 +247,7 @@ impl Core {
                 .any(|s| s.name == name && s.dests.keys().any(|d| SocketAddr::from(*d) == addr))
         });
         for (service, backend) in &dropped {
-            info!(
+            warn!(
                 service = %service,
                 backend = %backend,
                 "operator's drain dropped: no longer configured"

@@ -101,6 +101,47 @@ async fn drains_come_back_after_a_restart_and_stale_ones_are_dropped() {
     assert!(r.core.take_drains_dirty(), "stale drains dropped");
     assert!(!r.core.drains().contains("web", addr(7)));
     assert!(!r.core.drains().drained.contains_key("gone"));
+    // Never acted on: nothing was written for a backend or service not configured.
+    assert_eq!(r.plane.held.len(), 2, "{:?}", r.plane.held);
+}
+
+/// A planted health record naming a service and a backend the config does not have:
+/// they are listed (and warned of) and never acted on; the configured backend it names
+/// is restored, clamped.
+#[tokio::test(start_paused = true)]
+async fn a_planted_health_record_acts_only_on_configured_backends() {
+    let far = 4_000_000_000_000u64;
+    let web_key = web().to_string();
+    let text = format!(
+        r#"{{"version": 1, "services": {{
+        "tcp 198.18.0.99:80": {{"backends": [{{"address": "198.18.1.1", "port": 8080,
+            "state": "quarantined", "quarantined_until_ms": {far}}}]}},
+        "{web_key}": {{"backends": [
+            {{"address": "198.18.1.1", "port": 8080, "state": "quarantined", "quarantined_until_ms": {far}}},
+            {{"address": "198.18.1.9", "port": 8080, "state": "quarantined", "quarantined_until_ms": {far}}}]}}
+        }}}}"#
+    );
+    let health =
+        crate::daemon::persist::from_json(std::path::Path::new("health.json"), &text).unwrap();
+    let unmatched = health.unmatched(&config(&web_with(3)));
+    assert_eq!(
+        unmatched,
+        [
+            "backend 198.18.1.9:8080 of service tcp 198.18.0.10:80".to_owned(),
+            "service tcp 198.18.0.99:80".to_owned(),
+        ],
+    );
+    let restored = Restored {
+        health: Some(health),
+        drains: Drains::default(),
+    };
+    let mut r = Rig::restored(&web_with(3), FakePlane::default(), restored);
+    // Only the three configured backends are in the plane; b1 restored quarantined.
+    assert_eq!(r.plane.held.len(), 3, "{:?}", r.plane.held);
+    assert_eq!(r.plane.weight(web(), b(1)), Some(Some(0)));
+    assert_eq!(r.plane.weight(web(), b(9)), None);
+    assert_eq!(r.state(1).0, "quarantined");
+    assert_eq!(r.state(2), state("healthy", 10));
 }
 
 #[tokio::test(start_paused = true)]

@@ -113,7 +113,7 @@ fn route(head: &[u8], metrics: &Metrics) -> Vec<u8> {
     }
 }
 
-async fn handle(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
+async fn handle(mut stream: TcpStream, metrics: &Arc<Metrics>) -> io::Result<()> {
     let answer = match tokio::time::timeout(HTTP_DEADLINE, read_head(&mut stream)).await {
         Err(_) => {
             return Err(io::Error::new(
@@ -130,7 +130,14 @@ async fn handle(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
             "request head too large\n",
             false,
         ),
-        Ok(Ok(Head::Complete(head))) => route(&head, metrics),
+        Ok(Ok(Head::Complete(head))) => {
+            // Rendering is CPU work proportional to the backends: off the runtime's
+            // thread, which also runs the daemon's loop.
+            let metrics = metrics.clone();
+            tokio::task::spawn_blocking(move || route(&head, &metrics))
+                .await
+                .map_err(io::Error::other)?
+        }
     };
     super::super::reply::answer_and_close(&mut stream, &answer, HTTP_DEADLINE).await
 }

@@ -17,7 +17,7 @@ pub const WATCHER_MODES: [&str; 4] = ["full", "partial", "degraded", "xdp"];
 type ServiceBackend = (String, String);
 type Labelled3 = (String, String, String);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Inner {
     pub outcomes: BTreeMap<Labelled3, u64>,
     pub quarantines: BTreeMap<Labelled3, u64>,
@@ -31,6 +31,7 @@ pub(super) struct Inner {
     pub reconcile_ops: BTreeMap<String, u64>,
     pub reconcile_failures: u64,
     pub weight_write_failures: u64,
+    pub rtnetlink_skipped: u64,
     pub reloads_ok: u64,
     pub reloads_rejected: u64,
     /// Whether the last load of the config (start or reload) was taken.
@@ -155,6 +156,12 @@ impl Metrics {
     /// `n` weight writes that failed: `vipd_weight_write_failures_total`.
     pub fn weight_write_failures(&self, n: u64) {
         self.lock().weight_write_failures += n;
+    }
+
+    /// `n` rtnetlink messages skipped as undecodable:
+    /// `vipd_rtnetlink_messages_skipped_total`.
+    pub fn rtnetlink_skipped(&self, n: u64) {
+        self.lock().rtnetlink_skipped += n;
     }
 
     /// The config taken at start (`at`: when):

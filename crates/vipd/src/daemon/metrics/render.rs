@@ -8,9 +8,10 @@ use super::{
 use crate::health::State;
 
 impl Metrics {
-    /// Every family in the text exposition format 0.0.4.
+    /// Every family in the text exposition format 0.0.4. The registry is locked only
+    /// to copy it: the daemon's loop never waits on a rendering in progress.
     pub fn render(&self) -> String {
-        let inner = self.lock();
+        let inner = self.lock().clone();
         let mut x = Exposition::default();
         build_info(&mut x);
         config(&mut x, &inner);
@@ -196,5 +197,11 @@ fn writes(x: &mut Exposition, inner: &Inner) {
         Kind::Counter,
         "Backend weight writes that failed (each is tried again).",
         inner.weight_write_failures,
+    );
+    x.single(
+        "vipd_rtnetlink_messages_skipped_total",
+        Kind::Counter,
+        "Rtnetlink messages in the kernel's answers that could not be decoded and were skipped.",
+        inner.rtnetlink_skipped,
     );
 }

@@ -29,6 +29,7 @@ pub(super) fn example() -> Metrics {
     m.reconcile_failure();
     m.weight_write_failures(3);
     m.weight_write_failures(1);
+    m.rtnetlink_skipped(3);
     m
 }
 
@@ -121,6 +122,9 @@ vipd_reconcile_failures_total 1
 # HELP vipd_weight_write_failures_total Backend weight writes that failed (each is tried again).
 # TYPE vipd_weight_write_failures_total counter
 vipd_weight_write_failures_total 4
+# HELP vipd_rtnetlink_messages_skipped_total Rtnetlink messages in the kernel's answers that could not be decoded and were skipped.
+# TYPE vipd_rtnetlink_messages_skipped_total counter
+vipd_rtnetlink_messages_skipped_total 3
 "#
 );
 

@@ -3,6 +3,7 @@
 //! connection watcher as its event source.
 
 mod conntrack;
+mod full_apply;
 mod retry;
 mod syn_rto;
 #[cfg(test)]
@@ -11,24 +12,25 @@ mod udp_watch;
 mod watcher;
 mod weights;
 
-use std::{collections::BTreeSet, net::SocketAddr, os::fd::OwnedFd, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, os::fd::OwnedFd, path::PathBuf, time::Duration};
 
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use vipd_ipvs::Client;
 
+pub use full_apply::SharedApply;
 pub use udp_watch::{Finding, UdpWatch, POLL as UDP_POLL};
 pub use watcher::Watcher;
-pub use weights::WeightWriter;
+pub use weights::{SharedTable, WeightWriter};
 
 use super::{
-    Applied, ConnCount, DataPlane, PlaneError, PlaneStatus, Ticks, UdpFinding, WeightWrites,
-    Weights,
+    Applied, ConnCount, DataPlane, PlaneError, PlaneStatus, Ticks, UdpFinding, WeightSink,
+    WeightWrites, Weights, Written,
 };
 use crate::{
     config::Config,
     model::{BackendId, Report, ServiceKey, Vip},
-    reconcile::{self, summary::DrainStatus, ApplyOptions, DesiredState, WeightOverrides},
+    reconcile::{self, DesiredState, WeightOverrides},
     watcher::{Counters, Flavour},
 };
 
@@ -52,50 +54,18 @@ pub fn overrides(weights: &Weights) -> WeightOverrides {
 }
 
 pub struct IpvsPlane {
-    writer: WeightWriter,
+    /// The fast path, until [`DataPlane::weight_sink`] hands it to the writer thread.
+    writer: Option<WeightWriter>,
+    /// What the fast path knows of the kernel, shared with it.
+    table: SharedTable,
+    /// For dumps (connection counts), apart from the fast path's socket.
+    client: Client,
     /// Releases the tracking entries of handshakes caught on a quarantined backend
     /// (`None` if the kernel has no ctnetlink: nothing to release then).
     conntrack: Option<conntrack::Conntrack>,
-    /// The ownership record the reconciler keeps.
-    state_file: PathBuf,
-    /// The config as IPVS should hold it (destinations' other attributes for the fast
-    /// path).
-    desired: DesiredState,
+    /// The full apply, shared with the writer.
+    full: SharedApply,
     watcher: Watcher,
-    /// Backends removed from the config that wait for their connections to end, as
-    /// (IPVS service, backend): each start and end of a drain is logged once.
-    draining: BTreeSet<(String, String)>,
-}
-
-/// Logs the drains that began or ended since `before`; returns the ones going on.
-fn drain_changes(
-    before: &BTreeSet<(String, String)>,
-    now: &[DrainStatus],
-) -> BTreeSet<(String, String)> {
-    let mut going_on = BTreeSet::new();
-    for d in now {
-        let key = (d.service.clone(), d.backend.clone());
-        if !before.contains(&key) {
-            info!(
-                ipvs_service = %d.service,
-                backend = %d.backend,
-                state = "draining",
-                active_conns = d.active_conns,
-                inactive_conns = d.inactive_conns,
-                "removed from the config: draining at weight 0"
-            );
-        }
-        going_on.insert(key);
-    }
-    for (service, backend) in before.difference(&going_on) {
-        info!(
-            ipvs_service = %service,
-            backend = %backend,
-            state = "drained",
-            "no longer draining (deleted, or back in the config)"
-        );
-    }
-    going_on
 }
 
 /// The longest wait for the kernel's answer to a weight write.
@@ -106,22 +76,27 @@ impl IpvsPlane {
     /// generic-netlink family makes the kernel load ip_vs if nothing has yet (a daemon
     /// started at boot), and the watcher's IPVS hooks need the module.
     pub fn start(state_file: PathBuf, probes: Flavour, now: Instant) -> Result<Self, PlaneError> {
-        let mut client = Client::connect().map_err(PlaneError::Connect)?;
-        // The weight fast path runs on the daemon's loop: a kernel that does not answer
-        // must not hold it (and every quarantine behind it) for the library's default.
-        client
-            .set_timeout(Some(WEIGHT_WRITE_TIMEOUT))
-            .map_err(PlaneError::Connect)?;
+        let connect = || -> Result<Client, PlaneError> {
+            let mut client = Client::connect().map_err(PlaneError::Connect)?;
+            // A kernel that does not answer must not hold the writer (and every
+            // quarantine behind it) or a dump for the library's default.
+            client
+                .set_timeout(Some(WEIGHT_WRITE_TIMEOUT))
+                .map_err(PlaneError::Connect)?;
+            Ok(client)
+        };
+        let table = SharedTable::default();
+        let full = SharedApply::new(state_file);
         let conntrack = conntrack::Conntrack::open()
             .map_err(|e| debug!("no ctnetlink ({e}): handshakes caught on a quarantined backend keep their tracking entries"))
             .ok();
         Ok(IpvsPlane {
-            writer: WeightWriter::new(client),
+            writer: Some(WeightWriter::new(connect()?, table.clone(), full.clone())),
+            table,
+            client: connect()?,
             conntrack,
-            state_file,
-            desired: DesiredState::default(),
+            full,
             watcher: Watcher::start(probes, now),
-            draining: BTreeSet::new(),
         })
     }
 }
@@ -185,42 +160,26 @@ impl DataPlane for IpvsPlane {
     }
 
     fn apply(&mut self, config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
-        self.desired = DesiredState::from_config(config);
-        let opts = ApplyOptions {
-            state_file: self.state_file.clone(),
-            dry_run: false,
-            overrides: overrides(weights),
-        };
-        let summary = reconcile::apply(config, &opts)?;
-        for f in &summary.failures {
-            warn!(op = %f.op, errno = ?f.errno, error = %f.error, "kernel refused a write");
-        }
-        self.writer.reset(weights);
-        self.draining = drain_changes(&self.draining, &summary.draining);
-        if summary.netlink_writes > 0 {
-            info!(
-                ipvs = summary.ipvs_writes,
-                rtnetlink = summary.rtnetlink_writes,
-                draining = summary.draining.len(),
-                "reconciled"
-            );
-        }
-        Ok(Applied {
-            writes: summary.netlink_writes as u64,
-            ops: vec![
-                ("ipvs", summary.ipvs_writes as u64),
-                ("rtnetlink", summary.rtnetlink_writes as u64),
-            ],
-            refused: summary.failures.len() as u64,
-            draining: !summary.draining.is_empty(),
-            notes: summary.notes,
-        })
+        self.full.run(config, weights, &self.table)
     }
 
     fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
-        let failures_before = self.writer.failures();
-        let written = self.writer.sync(weights, &self.desired);
-        for w in &written {
+        let w = match self.writer.as_mut() {
+            Some(writer) => writer.write(weights)?,
+            None => return Err(PlaneError::WriterMoved),
+        };
+        self.weights_written(&w.written);
+        Ok(w)
+    }
+
+    fn weight_sink(&mut self) -> Option<Box<dyn WeightSink>> {
+        self.writer
+            .take()
+            .map(|w| Box::new(w) as Box<dyn WeightSink>)
+    }
+
+    fn weights_written(&mut self, written: &[Written]) {
+        for w in written {
             match w.service.vip() {
                 Some(vip) if vip.is_udp() && w.from == 0 && w.to > 0 => {
                     self.watcher.rejoined(vip.addr, SocketAddr::from(w.dest));
@@ -231,16 +190,10 @@ impl DataPlane for IpvsPlane {
                 _ => {}
             }
         }
-        Ok(WeightWrites {
-            ops: written.len() as u64,
-            written,
-            failed: self.writer.failures() - failures_before,
-        })
     }
 
     fn restore(&mut self, config: &Config, weights: &Weights) {
-        self.desired = DesiredState::from_config(config);
-        self.writer.reset(weights);
+        self.table.reset(weights, DesiredState::from_config(config));
     }
 
     fn watch(&mut self, services: &[ServiceKey]) {
@@ -288,7 +241,7 @@ impl DataPlane for IpvsPlane {
         &mut self,
         service: &ServiceKey,
     ) -> Option<Result<Vec<ConnCount>, PlaneError>> {
-        let dests = self.writer.client().destinations(&ipvs_key(*service));
+        let dests = self.client.destinations(&ipvs_key(*service));
         Some(dests.map_err(PlaneError::Counts).map(|dests| {
             dests
                 .into_iter()
