@@ -443,8 +443,17 @@ pub struct Config {
 /// configs that differ only in their origin are equal.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
+    /// The main config file.
     pub file: String,
-    pub vips: std::collections::BTreeMap<IpAddr, super::Location>,
+    /// Where each VIP is first written: the main file or a drop-in.
+    pub vips: std::collections::BTreeMap<IpAddr, Place>,
+}
+
+/// A place in one of the config's files.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Place {
+    pub file: String,
+    pub location: super::Location,
 }
 
 impl PartialEq for Origin {
@@ -458,9 +467,10 @@ impl Eq for Origin {}
 impl Origin {
     /// `file:line:col: VIP <vip> <problem>` (without a location if the VIP is unknown).
     pub fn diagnostic(&self, vip: IpAddr, problem: &str) -> super::Diagnostic {
+        let place = self.vips.get(&vip);
         super::Diagnostic {
-            file: self.file.clone(),
-            location: self.vips.get(&vip).copied(),
+            file: place.map_or_else(|| self.file.clone(), |p| p.file.clone()),
+            location: place.map(|p| p.location),
             message: format!("VIP {vip} {problem}"),
         }
     }
