@@ -16,6 +16,7 @@ mod addr;
 mod backend;
 mod dataplane;
 mod defaults;
+mod dns;
 mod duration;
 mod error;
 mod model;
@@ -177,6 +178,8 @@ fn parse_sources(sources: &[(&Path, &str)]) -> Result<Config, Diagnostics> {
 
 #[cfg(test)]
 mod dataplane_tests;
+#[cfg(test)]
+mod dns_tests;
 #[cfg(test)]
 mod drop_in_tests;
 #[cfg(test)]

@@ -22,7 +22,7 @@ use super::{
     suggest,
 };
 
-const TOP_KEYS: &[&str] = &["daemon", "dataplane", "xdp", "defaults", "service"];
+const TOP_KEYS: &[&str] = &["daemon", "dataplane", "xdp", "dns", "defaults", "service"];
 /// What a drop-in file (`conf.d/*.toml`) may hold.
 const DROP_IN_KEYS: &[&str] = &["service"];
 const DAEMON_KEYS: &[&str] = &["vip_interface", "drain_timeout", "metrics_address"];
@@ -76,6 +76,11 @@ pub(crate) fn config_set(roots: &[Option<Table<'_>>], rs: &mut [Reporter<'_>]) -
         .unwrap_or_default();
     let dataplane = super::dataplane::dataplane(*main, r);
     let xdp = dataplane.xdp().is_some();
+    let dns = main
+        .get("dns")
+        .and_then(|f| f.table("in [dns]", r))
+        .map(|t| super::dns::dns_settings(t, r))
+        .unwrap_or_default();
     let daemon_table = main.get("daemon").and_then(|f| f.item_table("in [daemon]"));
     let defaults = main
         .get("defaults")
@@ -146,6 +151,7 @@ pub(crate) fn config_set(roots: &[Option<Table<'_>>], rs: &mut [Reporter<'_>]) -
     Config {
         daemon: cx.daemon,
         dataplane,
+        dns,
         services,
         origin,
     }
@@ -425,7 +431,7 @@ fn service(
             f.duration(r).map(|d| d.value)
         });
     let udp_stale_flows = udp_stale_flows(t, id.traffic, r);
-    let backends = t.get("backend").map_or(Some(Vec::new()), |f| {
+    let backends = t.get("backend").map_or(Some(Default::default()), |f| {
         backends(
             f,
             &Backends {
@@ -456,7 +462,8 @@ fn service(
         flags: flags?,
         drain_timeout: drain_timeout?,
         udp_stale_flows: udp_stale_flows?,
-        backends: backends?,
+        backends: backends.as_ref()?.0.clone(),
+        dns: backends?.1,
         health: health?,
     })
 }
