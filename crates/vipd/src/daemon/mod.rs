@@ -23,6 +23,7 @@ mod control_client;
 pub mod control_line;
 pub mod control_proto;
 pub mod core;
+pub mod dns_link;
 pub mod metrics;
 pub mod notify;
 pub mod persist;

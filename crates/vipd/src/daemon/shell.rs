@@ -47,6 +47,7 @@ use super::{
     config_file::ConfigFile,
     control::{self, Command},
     core::{Core, Restored},
+    dns_link::DnsLink,
     metrics::Metrics,
     notify::Notifier,
     persist,
@@ -150,6 +151,8 @@ fn drain(plane: &mut dyn DataPlane, core: &mut Core, reports: &mut Vec<Report>) 
 struct Shell {
     opts: Options,
     file: ConfigFile,
+    /// The resolver of DNS backends, and what their names gave.
+    dns: DnsLink,
     core: Core,
     plane: Box<dyn DataPlane>,
     /// The plane's event source; `None`: it has none (or waiting on it failed).
@@ -227,6 +230,7 @@ impl Shell {
         let now = Instant::now();
         let path = opts.config.display().to_string();
         let restored = Restored { health, drains };
+        let dns = DnsLink::start(&config, seed);
         let mut core = Core::new(config, path, restored, metrics, now, started, seed);
 
         let mut plane: Box<dyn DataPlane> = match core.config().dataplane.xdp() {
@@ -252,6 +256,7 @@ impl Shell {
         let mut shell = Shell {
             opts,
             file,
+            dns,
             core,
             plane,
             events,
@@ -326,6 +331,10 @@ impl Shell {
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
                 _ = self.signals.hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload(); }
                 Some(c) = self.commands.recv() => self.command(c),
+                Some(e) = self.dns.events.recv() => {
+                    let expanded = self.dns.on_event(&e);
+                    self.core.on_dns(&e, expanded, &mut *self.plane, Instant::now(), SystemTime::now());
+                }
                 _ = sleep_until(wake) => {}
             }
             let now = Instant::now();
@@ -373,14 +382,15 @@ impl Shell {
     fn reload(&mut self) -> bool {
         self.notify(|n, _| n.reloading(clock::mono_ns() / 1_000));
         let (loaded, text) = match self.file.load() {
-            Ok((config, text)) => (Ok(config), Some(text)),
+            Ok((config, text)) => (Ok(self.dns.expand(&config)), Some((config, text))),
             Err(rejected) => (Err(rejected), None),
         };
         let accepted =
             self.core
                 .reload(loaded, &mut *self.plane, Instant::now(), SystemTime::now());
-        if let (true, Some(text)) = (accepted, text) {
+        if let (true, Some((config, text))) = (accepted, text) {
             self.file.accept(text);
+            self.dns.follow(config);
         }
         self.notify(|n, status| n.ready(status));
         accepted

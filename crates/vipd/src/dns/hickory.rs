@@ -172,3 +172,25 @@ impl Resolve for HickoryResolver {
         Box::pin(self.lookup(lookup))
     }
 }
+
+/// A resolver that could not be set up: every resolution fails with why, so the
+/// names' last good sets are kept and status says what is wrong.
+struct Broken(String);
+
+impl Resolve for Broken {
+    fn resolve(&self, _: Lookup) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
+        let why = self.0.clone();
+        Box::pin(async move { Outcome::Failed(why) })
+    }
+}
+
+/// The resolver for `settings` (see [`super::task::MakeResolver`]).
+pub fn make(settings: &DnsSettings) -> std::sync::Arc<dyn Resolve> {
+    match HickoryResolver::new(settings) {
+        Ok(r) => std::sync::Arc::new(r),
+        Err(e) => {
+            tracing::error!(error = %e, "DNS backends cannot be resolved");
+            std::sync::Arc::new(Broken(e.to_string()))
+        }
+    }
+}

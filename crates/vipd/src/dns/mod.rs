@@ -61,25 +61,28 @@ pub trait Resolve: Send + Sync + 'static {
     fn resolve(&self, lookup: Lookup) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>>;
 }
 
-/// `config` with each service's resolved backends added to its literal ones (an
-/// address written literally keeps its literal settings). Each set's weights: the DNS
-/// backend's `weight` if set, else the record's (SRV) or 1.
-pub fn expand(config: &Config, sets: &BTreeMap<String, Vec<Resolved>>) -> Config {
+/// `config` with the backends of each of its services' DNS names (from `sets`) added
+/// after its literal ones; an address already there (written literally, or from an
+/// earlier name) keeps its first settings. Names `config` does not have are ignored.
+pub fn expand(config: &Config, sets: &BTreeMap<NameKey, Vec<Resolved>>) -> Config {
     let mut out = config.clone();
     for s in &mut out.services {
-        let Some(set) = sets.get(&s.name) else {
-            continue;
-        };
-        for r in set {
-            if s.backends.iter().any(|b| b.addr == r.addr) {
-                continue;
+        for d in &s.dns {
+            let key = NameKey {
+                service: s.name.clone(),
+                backend: d.clone(),
+            };
+            for r in sets.get(&key).into_iter().flatten() {
+                if s.backends.iter().any(|b| b.addr == r.addr) {
+                    continue;
+                }
+                s.backends.push(BackendSpec {
+                    addr: r.addr,
+                    weight: r.weight,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                });
             }
-            s.backends.push(BackendSpec {
-                addr: r.addr,
-                weight: r.weight,
-                upper_threshold: 0,
-                lower_threshold: 0,
-            });
         }
     }
     out

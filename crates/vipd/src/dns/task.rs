@@ -19,7 +19,10 @@ use super::{
     tracker::{Change, NameKey, ResultKind, Tracker},
     Outcome, Resolve, Resolved,
 };
-use crate::{clock, config::Config, config::DnsQuery};
+use crate::{
+    clock,
+    config::{Config, DnsQuery, DnsSettings},
+};
 
 /// Resolutions running at once, at most: a thousand names due together are asked a
 /// few dozen at a time, not in one burst.
@@ -55,8 +58,8 @@ pub struct DnsEvent {
     pub result: ResultKind,
     /// The name's backends, if they changed.
     pub change: Option<Change>,
-    /// Every service's backends from DNS, after this result.
-    pub sets: BTreeMap<String, Vec<Resolved>>,
+    /// Every name's backends, after this result.
+    pub sets: BTreeMap<NameKey, Vec<Resolved>>,
     pub names: Vec<NameView>,
 }
 
@@ -92,23 +95,30 @@ fn views(tracker: &Tracker, now: Instant, wall: SystemTime) -> Vec<NameView> {
         .collect()
 }
 
+/// Makes the resolver for `[dns]`'s settings.
+pub type MakeResolver = Box<dyn Fn(&DnsSettings) -> Arc<dyn Resolve> + Send>;
+
 /// Runs until `configs` closes (the daemon stops) or `events` does. Each config sent on
-/// `configs` is followed from then on (names still configured keep their answers).
+/// `configs` is followed from then on (names still configured keep their answers; new
+/// `[dns]` settings get a new resolver from `make`).
 pub async fn run(
-    resolver: Arc<dyn Resolve>,
+    make: MakeResolver,
     mut configs: watch::Receiver<Arc<Config>>,
     events: mpsc::Sender<DnsEvent>,
     seed: u64,
 ) {
     let mut tracker = Tracker::new(seed);
-    let mut timeout = configs.borrow().dns.timeout;
+    let mut settings = configs.borrow().dns.clone();
+    let mut resolver = make(&settings);
     tracker.sync(&configs.borrow_and_update(), Instant::now());
     let mut running: JoinSet<(NameKey, Outcome)> = JoinSet::new();
     loop {
         let now = Instant::now();
+        let settings_timeout = settings.timeout;
         for (key, lookup) in tracker.take_due(now, MAX_IN_FLIGHT - running.len()) {
             let resolver = resolver.clone();
             running.spawn(async move {
+                let timeout = settings_timeout;
                 let outcome = match tokio::time::timeout(timeout, resolver.resolve(lookup)).await {
                     Ok(o) => o,
                     Err(_) => Outcome::Failed(format!(
@@ -129,7 +139,10 @@ pub async fn run(
                     return;
                 }
                 let config = configs.borrow_and_update().clone();
-                timeout = config.dns.timeout;
+                if config.dns != settings {
+                    settings = config.dns.clone();
+                    resolver = make(&settings);
+                }
                 tracker.sync(&config, Instant::now());
             }
             Some(done) = running.join_next(), if !running.is_empty() => {

@@ -136,7 +136,7 @@ fn a_failure_keeps_the_last_good_set_and_retries_with_backoff() {
         assert_eq!(change, None, "a failure changes nothing");
         retries.push((t.next_due().unwrap() - now).as_secs_f64());
     }
-    assert_eq!(t.sets()["web"].len(), 2);
+    assert_eq!(t.sets()[&key].len(), 2);
     // 2s, 4s, 8s, 16s less up to 10%.
     for (got, want) in retries.iter().zip([2.0, 4.0, 8.0, 16.0]) {
         assert!(
@@ -157,7 +157,7 @@ fn nxdomain_keeps_the_set_by_default() {
     t.on_outcome(&key, answer(&["198.18.1.2:8080"], 30), now);
     let (kind, change) = t.on_outcome(&key, Outcome::NxDomain, now).unwrap();
     assert_eq!((kind, change), (ResultKind::NxDomain, None));
-    assert_eq!(t.sets()["web"], [r("198.18.1.2:8080")]);
+    assert_eq!(t.sets()[&key], [r("198.18.1.2:8080")]);
     let (_, s) = t.names().next().unwrap();
     assert_eq!(s.note, "nxdomain: kept the last 1 (on_empty = \"keep\")");
 }
@@ -182,11 +182,14 @@ backend = [{ dns = "a.lab", port = 80 }, { dns = "b.lab", port = 80 }]
     // b.lab gone while a.lab still gives a backend: removed.
     let (_, change) = t.on_outcome(&keys[1], Outcome::NxDomain, now).unwrap();
     assert_eq!(change.unwrap().after, []);
-    assert_eq!(t.sets()["web"], [r("198.18.1.2:80")]);
+    assert_eq!(
+        t.sets().into_values().collect::<Vec<_>>(),
+        [[r("198.18.1.2:80")]]
+    );
     // a.lab empty too: that would leave nothing, so it stays, and the note says why.
     let (kind, change) = t.on_outcome(&keys[0], Outcome::Empty, now).unwrap();
     assert_eq!((kind, change), (ResultKind::Empty, None));
-    assert_eq!(t.sets()["web"], [r("198.18.1.2:80")]);
+    assert_eq!(t.sets()[&keys[0]], [r("198.18.1.2:80")]);
     assert_eq!(
         t.names().next().unwrap().1.note,
         "empty: kept the last 1: removing them would leave the service with no backend"
@@ -224,7 +227,7 @@ fn a_reload_keeps_the_answers_of_names_still_configured() {
         "{ONE_NAME}\n[[service]]\nname = \"api\"\nvip = \"198.18.0.11:80\"\nbackend = [{{ srv = \"_http._tcp.api.lab\", weight = 3 }}]\n"
     );
     t.sync(&config(&more), now);
-    assert_eq!(t.sets()["web"], [r("198.18.1.2:8080")]);
+    assert_eq!(t.sets()[&key], [r("198.18.1.2:8080")]);
     assert_eq!(t.take_due(now, 10).len(), 1, "only the new name is due");
     // The configured weight overrides the record's.
     let api = t
@@ -244,7 +247,7 @@ fn a_reload_keeps_the_answers_of_names_still_configured() {
         },
         now,
     );
-    assert_eq!(t.sets()["api"][0].weight, 3);
+    assert_eq!(t.sets()[&api][0].weight, 3);
     t.sync(&config(""), now);
     assert!(t.is_empty());
 }
@@ -259,10 +262,21 @@ vip = "198.18.0.10:80"
 backend = [{ address = "198.18.1.2:8080", weight = 5 }, { dns = "web.lab", port = 8080 }]
 "#,
     );
-    let sets = BTreeMap::from([(
-        "web".to_owned(),
-        vec![r("198.18.1.2:8080"), r("198.18.1.3:8080")],
-    )]);
+    let key = NameKey {
+        service: "web".into(),
+        backend: cfg.services[0].dns[0].clone(),
+    };
+    let gone = NameKey {
+        service: "web".into(),
+        backend: crate::config::DnsBackend {
+            name: "old.lab".into(),
+            ..key.backend.clone()
+        },
+    };
+    let sets = BTreeMap::from([
+        (key, vec![r("198.18.1.2:8080"), r("198.18.1.3:8080")]),
+        (gone, vec![r("198.18.1.4:8080")]),
+    ]);
     let out = expand(&cfg, &sets);
     let b: Vec<(String, u16)> = out.services[0]
         .backends
@@ -312,6 +326,12 @@ impl Resolve for Fake {
     }
 }
 
+/// A resolver maker that always hands out `fake`.
+fn make(fake: &Arc<Fake>) -> task::MakeResolver {
+    let fake = fake.clone();
+    Box::new(move |_| fake.clone() as Arc<dyn Resolve>)
+}
+
 fn start(
     cfg: Config,
 ) -> (
@@ -322,7 +342,7 @@ fn start(
     let fake = Arc::new(Fake::default());
     let (config_tx, config_rx) = watch::channel(Arc::new(cfg));
     let (tx, rx) = mpsc::channel(1024);
-    tokio::spawn(task::run(fake.clone(), config_rx, tx, 5));
+    tokio::spawn(task::run(make(&fake), config_rx, tx, 5));
     (fake, config_tx, rx)
 }
 
@@ -334,7 +354,7 @@ async fn the_task_follows_ttls_and_reports_changes() {
     fake.set("web.lab", answer(&["198.18.1.2:8080"], 10));
     let (config_tx, config_rx) = watch::channel(Arc::new(cfg));
     let (tx, mut rx) = mpsc::channel(16);
-    tokio::spawn(task::run(fake.clone(), config_rx, tx, 5));
+    tokio::spawn(task::run(make(&fake), config_rx, tx, 5));
 
     let e = rx.recv().await.unwrap();
     assert_eq!(e.result, ResultKind::Ok);
@@ -363,7 +383,7 @@ async fn the_task_follows_ttls_and_reports_changes() {
     let e = rx.recv().await.unwrap();
     assert_eq!(e.result, ResultKind::Failed);
     assert_eq!(e.change, None);
-    assert_eq!(e.sets["web"], [r("198.18.1.3:8080")]);
+    assert_eq!(e.sets[&e.key], [r("198.18.1.3:8080")]);
     assert!(
         e.names[0].note.starts_with("failed (no answer within 2s)"),
         "{:?}",

@@ -1,11 +1,7 @@
 //! The names being followed and what each last answered: when to ask again, and what a
 //! result does to the name's backends. No I/O: results and time come in as arguments.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
 use tokio::time::Instant;
 
@@ -310,19 +306,12 @@ impl Tracker {
         Some((kind, change))
     }
 
-    /// The backends every name gives now, per service (addresses unique per service;
-    /// the first name to give an address sets its weight).
-    pub fn sets(&self) -> BTreeMap<String, Vec<Resolved>> {
-        let mut out: BTreeMap<String, Vec<Resolved>> = BTreeMap::new();
-        let mut seen: BTreeSet<(String, SocketAddr)> = BTreeSet::new();
-        for (k, s) in &self.names {
-            let set = out.entry(k.service.clone()).or_default();
-            for r in &s.current {
-                if seen.insert((k.service.clone(), r.addr)) {
-                    set.push(*r);
-                }
-            }
-        }
-        out
+    /// The backends each name gives now.
+    pub fn sets(&self) -> BTreeMap<NameKey, Vec<Resolved>> {
+        self.names
+            .iter()
+            .filter(|(_, s)| !s.current.is_empty())
+            .map(|(k, s)| (k.clone(), s.current.clone()))
+            .collect()
     }
 }

@@ -11,6 +11,8 @@
 //! ([`Core::take_probes`]), then persist ([`Core::record`]) and publish ([`Core::view`])
 //! when wanted.
 
+#[cfg(test)]
+mod dns_tests;
 mod effects;
 mod events;
 #[cfg(test)]
@@ -119,6 +121,8 @@ pub struct Core {
     /// The operator's drains, and whether they changed since last written.
     drains: Drains,
     drains_dirty: bool,
+    /// The DNS backends' names as the resolver last reported them.
+    dns_names: Vec<crate::dns::NameView>,
 }
 
 /// What a restart brings back: the health record (from the runtime directory) and the
@@ -173,6 +177,7 @@ impl Core {
             last_reload: None,
             drains: restored.drains,
             drains_dirty: false,
+            dns_names: Vec::new(),
         };
         core.prune_drains();
         core
@@ -485,7 +490,7 @@ impl Core {
             }
             metrics.set_panic(&s.name, s.health.in_panic());
         }
-        view_build::build(
+        let mut view = view_build::build(
             &self.services,
             now,
             view_build::Meta {
@@ -502,6 +507,8 @@ impl Core {
                 tracked: plane.tracked,
                 sysctls: plane.sysctls,
             },
-        )
+        );
+        view.dns = self.dns_names.clone();
+        view
     }
 }

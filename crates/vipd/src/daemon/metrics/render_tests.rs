@@ -29,6 +29,8 @@ pub(super) fn example() -> Metrics {
     m.reconcile_failure();
     m.weight_write_failures(3);
     m.weight_write_failures(1);
+    m.dns_resolution("web", "web.lab", "ok", false);
+    m.dns_resolution("web", "web.lab", "failed", true);
     m
 }
 
@@ -121,6 +123,13 @@ vipd_reconcile_failures_total 1
 # HELP vipd_weight_write_failures_total Backend weight writes that failed (each is tried again).
 # TYPE vipd_weight_write_failures_total counter
 vipd_weight_write_failures_total 4
+# HELP vipd_dns_resolutions_total Resolutions of DNS backends' names, by result: ok, empty, nxdomain, failed.
+# TYPE vipd_dns_resolutions_total counter
+vipd_dns_resolutions_total{service="web",name="web.lab",result="failed"} 1
+vipd_dns_resolutions_total{service="web",name="web.lab",result="ok"} 1
+# HELP vipd_dns_stale 1 while a DNS backend's set is the last good one, kept because the last resolution failed or was empty.
+# TYPE vipd_dns_stale gauge
+vipd_dns_stale{service="web",name="web.lab"} 1
 "#
 );
 
