@@ -40,17 +40,27 @@ impl DnsLink {
         dns::expand(config, &self.sets)
     }
 
-    /// `config` (from the file) is now in force: the resolver follows it.
+    /// `config` (from the file) is now in force: the resolver follows it, and the sets
+    /// of names it no longer has are forgotten.
     pub fn follow(&mut self, config: Config) {
+        self.sets.retain(|k, _| {
+            config
+                .services
+                .iter()
+                .any(|s| s.name == k.service && s.dns.contains(&k.backend))
+        });
         self.base = config.clone();
         let _ = self.configs.send(Arc::new(config));
     }
 
-    /// Takes a result's sets; the expanded config to apply if the result changed a
-    /// name's backends.
+    /// Takes a result; the expanded config to apply if it changed a name's backends.
     pub fn on_event(&mut self, event: &DnsEvent) -> Option<Config> {
-        self.sets = event.sets.clone();
-        event.change.as_ref()?;
+        let change = event.change.as_ref()?;
+        if change.after.is_empty() {
+            self.sets.remove(&change.key);
+        } else {
+            self.sets.insert(change.key.clone(), change.after.clone());
+        }
         Some(dns::expand(&self.base, &self.sets))
     }
 }

@@ -3,7 +3,6 @@
 //! timeout`), and sends every result to the daemon as a [`DnsEvent`].
 
 use std::{
-    collections::BTreeMap,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -16,8 +15,8 @@ use tokio::{
 };
 
 use super::{
-    tracker::{Change, NameKey, ResultKind, Tracker},
-    Outcome, Resolve, Resolved,
+    tracker::{Change, NameKey, NameState, ResultKind, Tracker},
+    Outcome, Resolve,
 };
 use crate::{
     clock,
@@ -58,12 +57,11 @@ pub struct DnsEvent {
     pub result: ResultKind,
     /// The name's backends, if they changed.
     pub change: Option<Change>,
-    /// Every name's backends, after this result.
-    pub sets: BTreeMap<NameKey, Vec<Resolved>>,
-    pub names: Vec<NameView>,
+    /// The name as status shows it, after this result.
+    pub view: NameView,
 }
 
-fn views(tracker: &Tracker, now: Instant, wall: SystemTime) -> Vec<NameView> {
+fn view(key: &NameKey, s: &NameState, now: Instant, wall: SystemTime) -> NameView {
     let at = |t: Instant| {
         let wall_t = if t >= now {
             wall + (t - now)
@@ -72,27 +70,24 @@ fn views(tracker: &Tracker, now: Instant, wall: SystemTime) -> Vec<NameView> {
         };
         clock::unix_ms(wall_t)
     };
-    tracker
-        .names()
-        .map(|(k, s)| NameView {
-            service: k.service.clone(),
-            kind: match k.backend.query {
-                DnsQuery::Host { .. } => "dns".into(),
-                DnsQuery::Srv => "srv".into(),
-            },
-            name: k.backend.name.clone(),
-            result: s.last.map(|r| r.as_str().to_owned()),
-            note: s.note.clone(),
-            answer: s
-                .current
-                .iter()
-                .map(|r| format!("{} (weight {})", r.addr, r.weight))
-                .collect(),
-            ttl_s: s.ttl.map(|t| t.as_secs()),
-            last_unix_ms: s.last_at.map(at),
-            next_unix_ms: at(s.next),
-        })
-        .collect()
+    NameView {
+        service: key.service.clone(),
+        kind: match key.backend.query {
+            DnsQuery::Host { .. } => "dns".into(),
+            DnsQuery::Srv => "srv".into(),
+        },
+        name: key.backend.name.clone(),
+        result: s.last.map(|r| r.as_str().to_owned()),
+        note: s.note.clone(),
+        answer: s
+            .current
+            .iter()
+            .map(|r| format!("{} (weight {})", r.addr, r.weight))
+            .collect(),
+        ttl_s: s.ttl.map(|t| t.as_secs()),
+        last_unix_ms: s.last_at.map(at),
+        next_unix_ms: at(s.next),
+    }
 }
 
 /// Makes the resolver for `[dns]`'s settings.
@@ -151,12 +146,12 @@ pub async fn run(
                 let Some((result, change)) = tracker.on_outcome(&key, outcome, now) else {
                     continue;
                 };
+                let Some(state) = tracker.state(&key) else { continue };
                 let event = DnsEvent {
+                    view: view(&key, state, now, SystemTime::now()),
                     key,
                     result,
                     change,
-                    sets: tracker.sets(),
-                    names: views(&tracker, now, SystemTime::now()),
                 };
                 if events.send(event).await.is_err() {
                     return;

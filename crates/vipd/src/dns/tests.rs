@@ -70,12 +70,43 @@ fn a_new_name_is_due_now_and_asks_for_the_services_family() {
 }
 
 #[test]
+fn the_longest_overdue_names_go_first() {
+    let text = r#"
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+backend = [{ dns = "a.lab", port = 80 }, { dns = "b.lab", port = 80 }, { dns = "c.lab", port = 80 }]
+"#;
+    let now = Instant::now();
+    let mut t = Tracker::new(1);
+    t.sync(&config(text), now);
+    // a.lab answers and comes due again; b.lab and c.lab have waited longer.
+    let a = t.take_due(now, 1).remove(0).0;
+    assert_eq!(a.backend.name, "a.lab");
+    t.on_outcome(&a, Outcome::Failed("x".into()), now);
+    let later = now + Duration::from_secs(60);
+    let names: Vec<String> = t
+        .take_due(later, 2)
+        .into_iter()
+        .map(|(k, _)| k.backend.name)
+        .collect();
+    assert_eq!(names, ["b.lab", "c.lab"]);
+}
+
+#[test]
 fn refresh_follows_the_ttl_within_min_and_max_with_jitter() {
     let now = Instant::now();
     let mut t = Tracker::new(7);
     t.sync(&config(ONE_NAME), now);
     let key = only_key(&t);
-    for (ttl, lo, hi) in [(30, 27.0, 30.0), (1, 2.0, 2.0), (3600, 54.0, 60.0)] {
+    // The first answer's refresh is anywhere from the minimum to the TTL; then in the
+    // last 10% of it, or up to 10% over where the TTL is under the minimum.
+    for (ttl, lo, hi) in [
+        (30, 2.0, 30.0),
+        (30, 27.0, 30.0),
+        (1, 2.0, 2.2),
+        (3600, 54.0, 60.0),
+    ] {
         t.take_due(now, 1);
         t.on_outcome(&key, answer(&["198.18.1.2:8080"], ttl), now);
         let after = (t.next_due().unwrap() - now).as_secs_f64();
@@ -107,7 +138,13 @@ fn jitter_spreads_names_with_the_same_ttl() {
     times.sort();
     times.dedup();
     assert!(times.len() > 90, "{} distinct refresh times", times.len());
-    assert!(times[0] >= Duration::from_secs(27) && times[99] <= Duration::from_secs(30));
+    assert!(times[0] >= Duration::from_secs(1) && times[99] <= Duration::from_secs(30));
+    assert!(
+        times[99] - times[0] > Duration::from_secs(20),
+        "spread over the TTL: {:?}..{:?}",
+        times[0],
+        times[99]
+    );
 }
 
 #[test]
@@ -359,15 +396,16 @@ async fn the_task_follows_ttls_and_reports_changes() {
     let e = rx.recv().await.unwrap();
     assert_eq!(e.result, ResultKind::Ok);
     assert_eq!(e.change.unwrap().after, [r("198.18.1.2:8080")]);
-    assert_eq!(e.names[0].answer, ["198.18.1.2:8080 (weight 1)"]);
-    assert_eq!(e.names[0].ttl_s, Some(10));
+    assert_eq!(e.view.answer, ["198.18.1.2:8080 (weight 1)"]);
+    assert_eq!(e.view.ttl_s, Some(10));
 
-    // The record changes; the next refresh (9-10 s later) sees it.
+    // The record changes; the next refresh (2-10 s later: the first answer's refresh
+    // is anywhere from the minimum to the TTL) sees it.
     fake.set("web.lab", answer(&["198.18.1.3:8080"], 10));
     let e = rx.recv().await.unwrap();
     let at = Instant::now() - t0;
     assert!(
-        at >= Duration::from_secs(9) && at <= Duration::from_secs(10),
+        at >= Duration::from_secs(2) && at <= Duration::from_secs(10),
         "{at:?}"
     );
     let change = e.change.unwrap();
@@ -383,11 +421,11 @@ async fn the_task_follows_ttls_and_reports_changes() {
     let e = rx.recv().await.unwrap();
     assert_eq!(e.result, ResultKind::Failed);
     assert_eq!(e.change, None);
-    assert_eq!(e.sets[&e.key], [r("198.18.1.3:8080")]);
+    assert_eq!(e.view.answer, ["198.18.1.3:8080 (weight 1)"]);
     assert!(
-        e.names[0].note.starts_with("failed (no answer within 2s)"),
+        e.view.note.starts_with("failed (no answer within 2s)"),
         "{:?}",
-        e.names[0]
+        e.view
     );
 
     // A config without the name stops the questions.
@@ -425,7 +463,7 @@ async fn a_thousand_names_are_asked_at_most_max_in_flight_at_a_time_and_spread_o
         .filter(|(t, _)| *t - first < Duration::from_millis(10))
         .count();
     assert_eq!(per_10ms, task::MAX_IN_FLIGHT);
-    // The second round spreads over the jitter window (27..30 s after each answer):
+    // The second round spreads over the jitter window (1..30 s after each answer):
     // no 100 ms has more than a fifth of the names.
     for _ in 0..1000 {
         rx.recv().await.unwrap();

@@ -147,6 +147,10 @@ impl Tracker {
         self.names.is_empty()
     }
 
+    pub fn state(&self, key: &NameKey) -> Option<&NameState> {
+        self.names.get(key)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = (&NameKey, &NameState)> {
         self.names.iter()
     }
@@ -160,19 +164,31 @@ impl Tracker {
             .min()
     }
 
-    /// The names due at `now`, at most `limit`, marked in flight.
+    /// The names due at `now`, the longest overdue first, at most `limit`, marked in
+    /// flight.
     pub fn take_due(&mut self, now: Instant, limit: usize) -> Vec<(NameKey, Lookup)> {
-        let mut out = Vec::new();
-        for (k, s) in &mut self.names {
-            if out.len() >= limit {
-                break;
-            }
-            if !s.in_flight && s.next <= now {
-                s.in_flight = true;
-                out.push((k.clone(), s.lookup.clone()));
-            }
+        if limit == 0 {
+            return Vec::new();
         }
-        out
+        let mut due: Vec<(Instant, &NameKey)> = self
+            .names
+            .iter()
+            .filter(|(_, s)| !s.in_flight && s.next <= now)
+            .map(|(k, s)| (s.next, k))
+            .collect();
+        due.sort();
+        let keys: Vec<NameKey> = due
+            .into_iter()
+            .take(limit)
+            .map(|(_, k)| k.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let s = self.names.get_mut(&k)?;
+                s.in_flight = true;
+                Some((k, s.lookup.clone()))
+            })
+            .collect()
     }
 
     /// A uniform fraction in [0, 1) (xorshift).
@@ -186,12 +202,25 @@ impl Tracker {
     }
 
     /// The next refresh after a good answer with `ttl`: the TTL bounded by min/max
-    /// refresh, less up to 10% jitter (never under the minimum), so that names with
-    /// the same TTL do not come due together.
-    fn refresh_after(&mut self, ttl: Duration) -> Duration {
+    /// refresh (the base), less a random part so that names do not keep coming due
+    /// together: uniform in the last 10% before the base, or, after a name's first
+    /// answer, anywhere from the minimum to the base (names resolved together at start
+    /// spread out at once). Never under the minimum: when the base is the minimum, up to
+    /// 10% is added instead (never over the maximum).
+    fn refresh_after(&mut self, ttl: Duration, first: bool) -> Duration {
         let (min, max) = (self.settings.min_refresh, self.settings.max_refresh);
         let base = ttl.clamp(min, max);
-        base.mul_f64(1.0 - 0.1 * self.fraction()).max(min)
+        let f = self.fraction();
+        let lo = if first {
+            min
+        } else {
+            base.mul_f64(0.9).max(min)
+        };
+        if lo < base {
+            lo + (base - lo).mul_f64(f)
+        } else {
+            (base + base.mul_f64(0.1 * f)).min(max)
+        }
     }
 
     /// The retry after `misses` bad results in a row: the minimum refresh, doubling,
@@ -223,7 +252,10 @@ impl Tracker {
     ) -> Option<(ResultKind, Option<Change>)> {
         let others = self.names.contains_key(key) && self.others_have_backends(key);
         let on_empty = self.settings.on_empty;
-        let misses = self.names.get(key)?.misses;
+        let (misses, first) = {
+            let st = self.names.get(key)?;
+            (st.misses, !st.answered)
+        };
         let (kind, new, note, ttl_or_retry) = match outcome {
             Outcome::Answer { mut backends, ttl } => {
                 for b in &mut backends {
@@ -278,7 +310,7 @@ impl Tracker {
             }
         };
         let after = match ttl_or_retry {
-            Ok(ttl) => self.refresh_after(ttl),
+            Ok(ttl) => self.refresh_after(ttl, first),
             Err(m) => self.retry_after(m),
         };
         let st = self.names.get_mut(key)?;

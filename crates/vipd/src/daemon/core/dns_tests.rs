@@ -51,8 +51,13 @@ fn event(
         key,
         result,
         change,
-        sets: sets.clone(),
-        names: vec![],
+        view: dns::NameView {
+            service: "web".into(),
+            kind: "dns".into(),
+            name: "web.lab".into(),
+            answer: set(after).iter().map(|r| r.addr.to_string()).collect(),
+            ..Default::default()
+        },
     };
     (e, sets)
 }
@@ -113,13 +118,7 @@ async fn a_changed_set_is_applied_keeping_health_and_ramping_new_backends() {
     // A failure changes nothing and writes nothing; it is counted, and the set is
     // marked stale.
     let applies = r.plane.calls("apply");
-    let (mut e, _) = event(&[3, 4], &[3, 4], ResultKind::Failed);
-    e.names = vec![dns::NameView {
-        service: "web".into(),
-        name: "web.lab".into(),
-        answer: vec!["x".into()],
-        ..Default::default()
-    }];
+    let (e, _) = event(&[3, 4], &[3, 4], ResultKind::Failed);
     r.core.on_dns(
         &e,
         None,

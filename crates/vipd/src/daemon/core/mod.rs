@@ -121,8 +121,9 @@ pub struct Core {
     /// The operator's drains, and whether they changed since last written.
     drains: Drains,
     drains_dirty: bool,
-    /// The DNS backends' names as the resolver last reported them.
-    dns_names: Vec<crate::dns::NameView>,
+    /// The DNS backends' names as the resolver last reported them, by (service, kind,
+    /// name).
+    dns_names: std::collections::BTreeMap<(String, String, String), crate::dns::NameView>,
 }
 
 /// What a restart brings back: the health record (from the runtime directory) and the
@@ -177,7 +178,7 @@ impl Core {
             last_reload: None,
             drains: restored.drains,
             drains_dirty: false,
-            dns_names: Vec::new(),
+            dns_names: Default::default(),
         };
         core.prune_drains();
         core
@@ -508,7 +509,7 @@ impl Core {
                 sysctls: plane.sysctls,
             },
         );
-        view.dns = self.dns_names.clone();
+        view.dns = self.dns_names.values().cloned().collect();
         view
     }
 }

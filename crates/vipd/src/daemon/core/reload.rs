@@ -117,19 +117,18 @@ impl Core {
         now: Instant,
         wall: SystemTime,
     ) {
-        let stale = event.result != ResultKind::Ok
-            && event.names.iter().any(|n| {
-                n.service == event.key.service
-                    && n.name == event.key.backend.name
-                    && !n.answer.is_empty()
-            });
+        let stale = event.result != ResultKind::Ok && !event.view.answer.is_empty();
         self.metrics().dns_resolution(
             &event.key.service,
             &event.key.backend.name,
             event.result.as_str(),
             stale,
         );
-        self.dns_names = event.names.clone();
+        let v = &event.view;
+        self.dns_names.insert(
+            (v.service.clone(), v.kind.clone(), v.name.clone()),
+            v.clone(),
+        );
         self.publish = true;
         let (Some(change), Some(expanded)) = (&event.change, expanded) else {
             return;
@@ -249,6 +248,6 @@ impl Core {
             .collect();
         self.metrics().retain_dns(|s, n| names.contains(&(s, n)));
         self.dns_names
-            .retain(|v| names.contains(&(v.service.as_str(), v.name.as_str())));
+            .retain(|(s, _, n), _| names.contains(&(s.as_str(), n.as_str())));
     }
 }
