@@ -12,12 +12,13 @@
 
 use std::{
     net::SocketAddr,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
 use vipd_vmtests::{
     daemon::Vipd,
+    dns::server::dnsmasq,
     lab::{Family, Lab, ROUTER_NS},
     load::hold_connection,
     require_vm, sh,
@@ -33,18 +34,8 @@ const DIR: &str = "/tmp/vipd-dns-lab";
 /// dnsmasq answering for `lab.` only (NXDOMAIN for unknown names there), hosts from
 /// `DIR/hosts` (re-read on SIGHUP), one SRV record, no cache.
 fn dnsmasq() -> Child {
-    let child = Command::new("ip")
-        .args(["netns", "exec", ROUTER_NS, "dnsmasq"])
+    let child = dnsmasq(ROUTER_NS)
         .args([
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--keep-in-foreground",
-            "--bind-interfaces",
-            "--user=root",
-            "--group=root",
-            "--pid-file=",
-            "--cache-size=0",
             "--no-negcache",
             "--local=/lab/",
             "--port=53",

@@ -44,15 +44,21 @@ fn answer(addrs: &[&str], ttl: u64) -> Outcome {
     }
 }
 
+/// A tracker (jitter seed `seed`) following `text`'s names, and the time it started.
+fn tracker(text: &str, seed: u64) -> (Tracker, Instant) {
+    let now = Instant::now();
+    let mut t = Tracker::new(seed);
+    t.sync(&config(text), now);
+    (t, now)
+}
+
 fn only_key(t: &Tracker) -> NameKey {
     t.names().next().unwrap().0.clone()
 }
 
 #[test]
 fn a_new_name_is_due_now_and_asks_for_the_services_family() {
-    let now = Instant::now();
-    let mut t = Tracker::new(1);
-    t.sync(&config(ONE_NAME), now);
+    let (mut t, now) = tracker(ONE_NAME, 1);
     assert_eq!(t.next_due(), Some(now));
     let due = t.take_due(now, 10);
     assert_eq!(due.len(), 1);
@@ -77,9 +83,7 @@ name = "web"
 vip = "198.18.0.10:80"
 backend = [{ dns = "a.lab", port = 80 }, { dns = "b.lab", port = 80 }, { dns = "c.lab", port = 80 }]
 "#;
-    let now = Instant::now();
-    let mut t = Tracker::new(1);
-    t.sync(&config(text), now);
+    let (mut t, now) = tracker(text, 1);
     // a.lab answers and comes due again; b.lab and c.lab have waited longer.
     let a = t.take_due(now, 1).remove(0).0;
     assert_eq!(a.backend.name, "a.lab");
@@ -95,9 +99,7 @@ backend = [{ dns = "a.lab", port = 80 }, { dns = "b.lab", port = 80 }, { dns = "
 
 #[test]
 fn refresh_follows_the_ttl_within_min_and_max_with_jitter() {
-    let now = Instant::now();
-    let mut t = Tracker::new(7);
-    t.sync(&config(ONE_NAME), now);
+    let (mut t, now) = tracker(ONE_NAME, 7);
     let key = only_key(&t);
     // The first answer's refresh is anywhere from the minimum to the TTL; then in the
     // last 10% of it, or up to 10% over where the TTL is under the minimum.
@@ -149,9 +151,7 @@ fn jitter_spreads_names_with_the_same_ttl() {
 
 #[test]
 fn a_failure_keeps_the_last_good_set_and_retries_with_backoff() {
-    let now = Instant::now();
-    let mut t = Tracker::new(1);
-    t.sync(&config(ONE_NAME), now);
+    let (mut t, now) = tracker(ONE_NAME, 1);
     let key = only_key(&t);
     t.take_due(now, 1);
     let (kind, change) = t
@@ -187,9 +187,7 @@ fn a_failure_keeps_the_last_good_set_and_retries_with_backoff() {
 
 #[test]
 fn nxdomain_keeps_the_set_by_default() {
-    let now = Instant::now();
-    let mut t = Tracker::new(1);
-    t.sync(&config(ONE_NAME), now);
+    let (mut t, now) = tracker(ONE_NAME, 1);
     let key = only_key(&t);
     t.on_outcome(&key, answer(&["198.18.1.2:8080"], 30), now);
     let (kind, change) = t.on_outcome(&key, Outcome::NxDomain, now).unwrap();
@@ -210,9 +208,7 @@ name = "web"
 vip = "198.18.0.10:80"
 backend = [{ dns = "a.lab", port = 80 }, { dns = "b.lab", port = 80 }]
 "#;
-    let now = Instant::now();
-    let mut t = Tracker::new(1);
-    t.sync(&config(text), now);
+    let (mut t, now) = tracker(text, 1);
     let keys: Vec<NameKey> = t.names().map(|(k, _)| k.clone()).collect();
     t.on_outcome(&keys[0], answer(&["198.18.1.2:80"], 30), now);
     t.on_outcome(&keys[1], answer(&["198.18.1.3:80"], 30), now);
@@ -244,9 +240,7 @@ name = "web"
 vip = "198.18.0.10:80"
 backend = [{ address = "198.18.1.9:80" }, { dns = "a.lab", port = 80 }]
 "#;
-    let now = Instant::now();
-    let mut t = Tracker::new(1);
-    t.sync(&config(text), now);
+    let (mut t, now) = tracker(text, 1);
     let key = only_key(&t);
     t.on_outcome(&key, answer(&["198.18.1.2:80"], 30), now);
     let (_, change) = t.on_outcome(&key, Outcome::NxDomain, now).unwrap();
@@ -255,9 +249,7 @@ backend = [{ address = "198.18.1.9:80" }, { dns = "a.lab", port = 80 }]
 
 #[test]
 fn a_reload_keeps_the_answers_of_names_still_configured() {
-    let now = Instant::now();
-    let mut t = Tracker::new(1);
-    t.sync(&config(ONE_NAME), now);
+    let (mut t, now) = tracker(ONE_NAME, 1);
     let key = only_key(&t);
     t.on_outcome(&key, answer(&["198.18.1.2:8080"], 30), now);
     let more = format!(

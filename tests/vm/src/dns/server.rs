@@ -30,19 +30,7 @@ pub(crate) struct Dnsmasq {
 impl Dnsmasq {
     fn spawn(&mut self) {
         let log = format!("/tmp/dnsmasq-{}-{}.log", self.ns, self.addr.port());
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "dnsmasq"])
-            .args([
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--keep-in-foreground",
-                "--bind-interfaces",
-                "--user=root",
-                "--group=root",
-                "--pid-file=",
-                "--cache-size=0",
-            ])
+        let child = dnsmasq(&self.ns)
             .arg(format!("--port={}", self.addr.port()))
             .arg(format!("--listen-address={}", self.addr.ip()))
             .arg(format!("--log-facility={log}"))
@@ -87,6 +75,24 @@ impl Dnsmasq {
             None => false,
         }
     }
+}
+
+/// dnsmasq in namespace `ns`, in the foreground, with no config file, no /etc/hosts,
+/// no upstream and no cache; the caller adds where it listens and what it serves.
+pub fn dnsmasq(ns: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "dnsmasq"]).args([
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--keep-in-foreground",
+        "--bind-interfaces",
+        "--user=root",
+        "--group=root",
+        "--pid-file=",
+        "--cache-size=0",
+    ]);
+    c
 }
 
 /// One TXT query for [`WHICH`] to `server` from a fresh socket; the first TXT string.
