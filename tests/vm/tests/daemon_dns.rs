@@ -33,7 +33,7 @@ const DIR: &str = "/tmp/vipd-dns-lab";
 
 /// dnsmasq answering for `lab.` only (NXDOMAIN for unknown names there), hosts from
 /// `DIR/hosts` (re-read on SIGHUP), one SRV record, no cache.
-fn dnsmasq() -> Child {
+fn start_dns() -> Child {
     let child = dnsmasq(ROUTER_NS)
         .args([
             "--no-negcache",
@@ -123,7 +123,7 @@ fn dns_backends_follow_the_records_and_keep_the_set_when_dns_fails() {
         lab.serve_echo(i, 9000);
     }
     write_hosts(&[1, 2, 3]);
-    let mut server = dnsmasq();
+    let mut server = start_dns();
 
     let web = SocketAddr::new(lab.vip, 80);
     let web6: SocketAddr = "[fd00:18::10]:80".parse().unwrap();
@@ -282,7 +282,7 @@ backend = [{{ srv = "_echo._tcp.api.lab" }}]
 
     // Back, without web.lab: NXDOMAIN, and the default rule keeps the set.
     write_hosts(&[]);
-    server = dnsmasq();
+    server = start_dns();
     let v = vipd.wait_for("NXDOMAIN", Duration::from_secs(10), |v| {
         v.dns
             .iter()

@@ -35,6 +35,36 @@ impl DnsLink {
         }
     }
 
+    /// Waits for the first result of every DNS name of the config it follows, at most
+    /// until `deadline`, so that the first apply at start already has their backends
+    /// (a restart must not take out of the kernel what DNS put there). Returns the
+    /// results, for the core to count and show once it exists.
+    pub async fn first_round(&mut self, deadline: tokio::time::Instant) -> Vec<DnsEvent> {
+        let mut waiting: std::collections::BTreeSet<NameKey> = self
+            .base
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.dns.iter().map(|d| NameKey {
+                    service: s.name.clone(),
+                    backend: d.clone(),
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        while !waiting.is_empty() {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(e)) => {
+                    waiting.remove(&e.key);
+                    self.on_event(&e);
+                    got.push(e);
+                }
+                _ => break,
+            }
+        }
+        got
+    }
+
     /// `config` with the backends its DNS names gave last.
     pub fn expand(&self, config: &Config) -> Config {
         dns::expand(config, &self.sets)

@@ -227,10 +227,15 @@ impl Shell {
             }
         };
         let seed = clock::mono_ns() ^ u64::from(std::process::id()).rotate_left(32);
-        let now = Instant::now();
         let path = opts.config.display().to_string();
         let restored = Restored { health, drains };
-        let dns = DnsLink::start(&config, seed);
+        // The DNS backends' first answers, so that the first apply has them.
+        let mut dns = DnsLink::start(&config, seed);
+        let first = dns
+            .first_round(Instant::now() + config.dns.timeout + Duration::from_millis(500))
+            .await;
+        let config = dns.expand(&config);
+        let now = Instant::now();
         let mut core = Core::new(config, path, restored, metrics, now, started, seed);
 
         let mut plane: Box<dyn DataPlane> = match core.config().dataplane.xdp() {
@@ -242,6 +247,9 @@ impl Shell {
         let writes = core
             .start(&mut *plane, now)
             .context("applying the config")?;
+        for e in &first {
+            core.on_dns(e, None, &mut *plane, now, SystemTime::now());
+        }
         let status = plane.status();
         info!(
             services = core.config().services.len(),
