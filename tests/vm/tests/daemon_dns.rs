@@ -160,7 +160,7 @@ backend = [{{ srv = "_echo._tcp.api.lab" }}]
 
     // The first answers.
     let v = vipd.wait_for("the first answers", Duration::from_secs(10), |v| {
-        v.services.iter().all(|s| !s.backends.is_empty())
+        v.services.len() == 3 && v.services.iter().all(|s| !s.backends.is_empty())
     });
     assert_eq!(
         reals(web),
