@@ -11,11 +11,13 @@ use crate::{
 };
 
 /// Results waiting for the loop, at most.
-const EVENT_QUEUE: usize = 256;
+const EVENT_QUEUE: usize = 1024;
+/// Results taken (and their changes applied at once) per loop turn, at most.
+const BATCH: usize = 1024;
 
 pub struct DnsLink {
     configs: watch::Sender<Arc<Config>>,
-    pub events: mpsc::Receiver<DnsEvent>,
+    events: mpsc::Receiver<DnsEvent>,
     sets: BTreeMap<NameKey, Vec<Resolved>>,
     /// The file's config in force (without the resolved backends).
     base: Config,
@@ -56,7 +58,7 @@ impl DnsLink {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(e)) => {
                     waiting.remove(&e.key);
-                    self.on_event(&e);
+                    self.on_events(std::slice::from_ref(&e));
                     got.push(e);
                 }
                 _ => break,
@@ -83,14 +85,29 @@ impl DnsLink {
         let _ = self.configs.send(Arc::new(config));
     }
 
-    /// Takes a result; the expanded config to apply if it changed a name's backends.
-    pub fn on_event(&mut self, event: &DnsEvent) -> Option<Config> {
-        let change = event.change.as_ref()?;
-        if change.after.is_empty() {
-            self.sets.remove(&change.key);
-        } else {
-            self.sets.insert(change.key.clone(), change.after.clone());
+    /// The results waiting, at most [`BATCH`], the first awaited.
+    pub async fn next_batch(&mut self) -> Option<Vec<DnsEvent>> {
+        let mut batch = vec![self.events.recv().await?];
+        while batch.len() < BATCH {
+            match self.events.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
         }
-        Some(dns::expand(&self.base, &self.sets))
+        Some(batch)
+    }
+
+    /// Takes results; the expanded config to apply if any changed a name's backends.
+    pub fn on_events(&mut self, events: &[DnsEvent]) -> Option<Config> {
+        let mut changed = false;
+        for change in events.iter().filter_map(|e| e.change.as_ref()) {
+            changed = true;
+            if change.after.is_empty() {
+                self.sets.remove(&change.key);
+            } else {
+                self.sets.insert(change.key.clone(), change.after.clone());
+            }
+        }
+        changed.then(|| dns::expand(&self.base, &self.sets))
     }
 }

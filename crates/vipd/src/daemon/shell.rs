@@ -247,9 +247,7 @@ impl Shell {
         let writes = core
             .start(&mut *plane, now)
             .context("applying the config")?;
-        for e in &first {
-            core.on_dns(e, None, &mut *plane, now, SystemTime::now());
-        }
+        core.on_dns(&first, None, &mut *plane, now, SystemTime::now());
         let status = plane.status();
         info!(
             services = core.config().services.len(),
@@ -339,9 +337,9 @@ impl Shell {
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
                 _ = self.signals.hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload(); }
                 Some(c) = self.commands.recv() => self.command(c),
-                Some(e) = self.dns.events.recv() => {
-                    let expanded = self.dns.on_event(&e);
-                    self.core.on_dns(&e, expanded, &mut *self.plane, Instant::now(), SystemTime::now());
+                Some(batch) = self.dns.next_batch() => {
+                    let expanded = self.dns.on_events(&batch);
+                    self.core.on_dns(&batch, expanded, &mut *self.plane, Instant::now(), SystemTime::now());
                 }
                 _ = sleep_until(wake) => {}
             }

@@ -66,7 +66,7 @@ fn feed(r: &mut Rig, before: &[u8], after: &[u8], result: ResultKind) {
     let (e, sets) = event(before, after, result);
     let expanded = e.change.as_ref().map(|_| dns::expand(&config(WEB), &sets));
     r.core.on_dns(
-        &e,
+        std::slice::from_ref(&e),
         expanded,
         &mut r.plane,
         Instant::now(),
@@ -120,7 +120,7 @@ async fn a_changed_set_is_applied_keeping_health_and_ramping_new_backends() {
     let applies = r.plane.calls("apply");
     let (e, _) = event(&[3, 4], &[3, 4], ResultKind::Failed);
     r.core.on_dns(
-        &e,
+        std::slice::from_ref(&e),
         None,
         &mut r.plane,
         Instant::now(),
@@ -140,7 +140,7 @@ async fn the_first_backends_of_an_empty_service_take_traffic_at_once() {
     let (e, sets) = event(&[], &[2], ResultKind::Ok);
     let expanded = dns::expand(&config(&text), &sets);
     r.core.on_dns(
-        &e,
+        std::slice::from_ref(&e),
         Some(expanded),
         &mut r.plane,
         Instant::now(),
@@ -148,4 +148,31 @@ async fn the_first_backends_of_an_empty_service_take_traffic_at_once() {
     );
     r.turn(SEC);
     assert_eq!(r.state(2), state("healthy", 10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_of_results_is_applied_once() {
+    let mut r = Rig::new(WEB);
+    let applies = r.plane.calls("apply");
+    let (first, _) = event(&[], &[2], ResultKind::Ok);
+    let (second, sets) = event(&[2], &[2, 3], ResultKind::Ok);
+    let (third, _) = event(&[2, 3], &[2, 3], ResultKind::Failed);
+    let expanded = dns::expand(&config(WEB), &sets);
+    r.core.on_dns(
+        &[first, second, third],
+        Some(expanded),
+        &mut r.plane,
+        Instant::now(),
+        SystemTime::UNIX_EPOCH,
+    );
+    r.turn(SEC);
+    assert_eq!(
+        r.plane.calls("apply"),
+        applies + 1,
+        "one apply for the batch"
+    );
+    assert!(r.plane.weight(web(), b(3)).is_some());
+    assert!(
+        r.metric("vipd_dns_resolutions_total{service=\"web\",name=\"web.lab\",result=\"ok\"} 2")
+    );
 }

@@ -105,18 +105,58 @@ impl Core {
         result
     }
 
-    /// A DNS resolution finished: counted, shown in status; if it changed a name's
-    /// backends, `expanded` (then `Some`: the file's config with every name's backends,
-    /// see [`crate::dns::expand`]) is applied like a reload, and the backends it adds to a
-    /// service that had others enter through slow start.
+    /// DNS resolutions finished (a batch: those that came while the loop was busy):
+    /// each counted and shown in status, each change of a name's backends logged; if any
+    /// changed, `expanded` (then `Some`: the file's config with every name's backends,
+    /// see [`crate::dns::expand`]) is applied once, like a reload, and the backends it
+    /// adds to a service that had others enter through slow start.
     pub fn on_dns(
         &mut self,
-        event: &DnsEvent,
+        events: &[DnsEvent],
         expanded: Option<Config>,
         plane: &mut dyn DataPlane,
         now: Instant,
         wall: SystemTime,
     ) {
+        for event in events {
+            self.dns_result(event);
+        }
+        let Some(expanded) = expanded else {
+            return;
+        };
+        let before: BTreeMap<ServiceKey, BTreeSet<BackendId>> = self
+            .services
+            .by_key
+            .iter()
+            .map(|(k, s)| (*k, s.dests.keys().copied().collect()))
+            .collect();
+        match self.adopt(expanded, plane, now, wall) {
+            Ok(writes) => debug!(writes, changes = events.len(), "DNS changes applied"),
+            Err(e) => error!(
+                error = e.as_str(),
+                "applying DNS changes failed; kept the running sets"
+            ),
+        }
+        for (key, s) in &mut self.services.by_key {
+            let Some(had) = before.get(key).filter(|had| !had.is_empty()) else {
+                continue;
+            };
+            let new: Vec<BackendId> = s
+                .dests
+                .keys()
+                .filter(|d| !had.contains(d))
+                .copied()
+                .collect();
+            for d in new {
+                s.health.start_slow(now, d);
+                self.dirty.insert(*key);
+            }
+        }
+        self.forget_removed();
+    }
+
+    /// One resolution: counted, shown, and its change (if any) logged.
+    fn dns_result(&mut self, event: &DnsEvent) {
         let stale = event.result != ResultKind::Ok && !event.view.answer.is_empty();
         self.metrics().dns_resolution(
             &event.key.service,
@@ -130,7 +170,7 @@ impl Core {
             v.clone(),
         );
         self.publish = true;
-        let (Some(change), Some(expanded)) = (&event.change, expanded) else {
+        let Some(change) = &event.change else {
             return;
         };
         // The addresses of `a` that `b` does not have, as text.
@@ -150,35 +190,6 @@ impl Core {
             backends = minus(&change.after, &[]).as_str(),
             "DNS backends changed"
         );
-        let before: BTreeMap<ServiceKey, BTreeSet<BackendId>> = self
-            .services
-            .by_key
-            .iter()
-            .map(|(k, s)| (*k, s.dests.keys().copied().collect()))
-            .collect();
-        match self.adopt(expanded, plane, now, wall) {
-            Ok(writes) => debug!(writes, "DNS change applied"),
-            Err(e) => error!(
-                error = e.as_str(),
-                "applying a DNS change failed; kept the running set"
-            ),
-        }
-        for (key, s) in &mut self.services.by_key {
-            let Some(had) = before.get(key).filter(|had| !had.is_empty()) else {
-                continue;
-            };
-            let new: Vec<BackendId> = s
-                .dests
-                .keys()
-                .filter(|d| !had.contains(d))
-                .copied()
-                .collect();
-            for d in new {
-                s.health.start_slow(now, d);
-                self.dirty.insert(*key);
-            }
-        }
-        self.forget_removed();
     }
 
     /// The last reload's result, if there was one.
