@@ -12,14 +12,14 @@
 
 use std::{
     net::SocketAddr,
-    process::{Child, Stdio},
+    process::Child,
     time::{Duration, Instant},
 };
 
 use vipd_vmtests::{
     daemon::Vipd,
-    dns::server::dnsmasq,
-    lab::{Family, Lab, ROUTER_NS},
+    dns::server::lab_zone,
+    lab::{Family, Lab},
     load::hold_connection,
     require_vm, sh,
 };
@@ -34,37 +34,14 @@ const DIR: &str = "/tmp/vipd-dns-lab";
 /// dnsmasq answering for `lab.` only (NXDOMAIN for unknown names there), hosts from
 /// `DIR/hosts` (re-read on SIGHUP), one SRV record, no cache.
 fn start_dns() -> Child {
-    let child = dnsmasq(ROUTER_NS)
-        .args([
-            "--no-negcache",
-            "--local=/lab/",
-            "--port=53",
-            "--srv-host=_echo._tcp.api.lab,b4.lab,9000,0,5",
-        ])
-        .arg(format!("--listen-address={DNS_SERVER}"))
-        .arg(format!("--addn-hosts={DIR}/hosts"))
-        .arg(format!("--local-ttl={TTL_S}"))
-        .arg(format!("--log-facility={DIR}/dnsmasq.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning dnsmasq");
-    // Until it answers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sh(&format!(
-        "dig +short +time=1 +tries=1 @{DNS_SERVER} b4.lab A 2>&1; true"
-    ))
-    .contains("198.18.4.2")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "dnsmasq not answering:\n{}",
-            std::fs::read_to_string(format!("{DIR}/dnsmasq.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
+    lab_zone(
+        DNS_SERVER,
+        &format!("{DIR}/hosts"),
+        TTL_S,
+        &["--srv-host=_echo._tcp.api.lab,b4.lab,9000,0,5"],
+        &format!("{DIR}/dnsmasq.log"),
+        ("b4.lab", "198.18.4.2"),
+    )
 }
 
 /// The hosts file: `web.lab` for backends `web` (1-based, both families), and `b4.lab`

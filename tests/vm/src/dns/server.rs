@@ -95,6 +95,46 @@ pub fn dnsmasq(ns: &str) -> Command {
     c
 }
 
+/// A DNS server for the `lab.` zone (NXDOMAIN for unknown names in it) in the router's
+/// namespace on `listen`:53: hosts from `hosts` (re-read on SIGHUP) with TTL `ttl_s`,
+/// no negative cache, the `extra` arguments, its log in `log`. Returns once `probe`
+/// (a name) resolves to `expect` (an address).
+pub fn lab_zone(
+    listen: &str,
+    hosts: &str,
+    ttl_s: u64,
+    extra: &[&str],
+    log: &str,
+    (probe, expect): (&str, &str),
+) -> Child {
+    let child = dnsmasq(crate::lab::ROUTER_NS)
+        .args(["--no-negcache", "--local=/lab/", "--port=53"])
+        .args(extra)
+        .arg(format!("--listen-address={listen}"))
+        .arg(format!("--addn-hosts={hosts}"))
+        .arg(format!("--local-ttl={ttl_s}"))
+        .arg(format!("--log-facility={log}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning dnsmasq");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !crate::sh(&format!(
+        "dig +short +time=1 +tries=1 @{listen} {probe} A 2>&1; true"
+    ))
+    .contains(expect)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "dnsmasq at {listen} not answering:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 /// One TXT query for [`WHICH`] to `server` from a fresh socket; the first TXT string.
 pub fn ask_txt(server: SocketAddr, timeout: Duration) -> Result<String, String> {
     let any: SocketAddr = if server.is_ipv4() {

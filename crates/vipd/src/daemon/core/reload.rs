@@ -165,11 +165,15 @@ impl Core {
             stale,
         );
         let v = &event.view;
-        self.dns_names.insert(
+        let previous = self.dns_names.insert(
             (v.service.clone(), v.kind.clone(), v.name.clone()),
             v.clone(),
         );
-        self.publish = true;
+        // A result that says what the last one said waits for the next periodic
+        // publish (each second): with many names, publishing the whole view per
+        // result would be most of the loop's work.
+        let news = previous.is_none_or(|p| p.result != v.result || p.note != v.note);
+        self.publish |= news || event.change.is_some();
         let Some(change) = &event.change else {
             return;
         };
