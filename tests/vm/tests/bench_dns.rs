@@ -3,6 +3,7 @@
 //! `min_refresh = "1s"`), for 20 s: the first round's time, resolutions per second,
 //! the daemon's CPU time (from /proc), and the busiest second of queries at the server
 //! (from its query log): refreshes are jittered, so no second should hold a burst.
+//! An `#[ignore]`d test (about a minute): `cargo xtask vm-bench bench_dns`.
 
 use std::{
     collections::BTreeMap,
@@ -64,6 +65,7 @@ fn per_second(log: &str) -> BTreeMap<String, usize> {
 }
 
 #[test]
+#[ignore = "benchmark: cargo xtask vm-bench bench_dns"]
 fn bench_dns_1000_names_refreshing() {
     require_vm();
     sh("ipvsadm -C; ip link del vipd0 2>/dev/null; true");

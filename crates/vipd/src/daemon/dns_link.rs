@@ -10,8 +10,10 @@ use crate::{
     dns::{self, DnsEvent, NameKey, Resolved},
 };
 
-/// Results waiting for the loop, at most.
-const EVENT_QUEUE: usize = 1024;
+/// Results waiting for the loop, at most: room for about a minute of results of 1,000
+/// names at a 5 s TTL, so that a loop busy for a while (a large apply) does not hold up
+/// the resolver's schedule (it waits when this is full, and then catches up in a burst).
+const EVENT_QUEUE: usize = 16 * 1024;
 /// Results taken (and their changes applied at once) per loop turn, at most.
 const BATCH: usize = 1024;
 
@@ -24,11 +26,29 @@ pub struct DnsLink {
 }
 
 impl DnsLink {
-    /// Starts the resolver task following `base` (idle while it has no DNS backend).
+    /// Starts the resolver task, on a thread of its own, following `base` (idle while it
+    /// has no DNS backend).
     pub fn start(base: &Config, seed: u64) -> Self {
         let (configs, rx) = watch::channel(Arc::new(base.clone()));
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(dns::task::run(Box::new(dns::hickory::make), rx, tx, seed));
+        // Its own thread: the daemon's loop runs on one thread and does synchronous work
+        // (a large apply), which must not hold up the resolver's schedule.
+        let spawned = std::thread::Builder::new()
+            .name("vipd-dns".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        rt.block_on(dns::task::run(Box::new(dns::hickory::make), rx, tx, seed))
+                    }
+                    Err(e) => tracing::error!("DNS backends cannot be resolved: {e}"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("DNS backends cannot be resolved: starting the resolver: {e}");
+        }
         DnsLink {
             configs,
             events,
