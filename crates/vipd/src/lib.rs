@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod health;
 pub mod model;
 pub mod plane;

@@ -26,6 +26,27 @@ fn check(dir: &Path, config: &str) -> Output {
         .unwrap()
 }
 
+/// Asserts a passing check: `summary` on stdout, nothing on stderr, exit 0.
+fn assert_passes(out: &Output, summary: &str) {
+    assert_eq!(stderr(out), "");
+    assert_eq!(stdout(out), summary);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// `vipd check --config-only --json --config vipd.toml` in `dir`: its exit code and JSON.
+fn check_json(dir: &Path) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .current_dir(dir)
+        .env_remove("VIPD_LOG")
+        .args(["check", "--config-only", "--json", "--config", "vipd.toml"])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        serde_json::from_str(&stdout(&out)).unwrap(),
+    )
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -38,12 +59,7 @@ fn stderr(o: &Output) -> String {
 fn the_example_config_passes() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = check(&root, "examples/vipd.toml");
-    assert_eq!(stderr(&out), "");
-    assert_eq!(
-        stdout(&out),
-        "examples/vipd.toml: ok: 6 services, 11 backends\n"
-    );
-    assert_eq!(out.status.code(), Some(0));
+    assert_passes(&out, "examples/vipd.toml: ok: 6 services, 11 backends\n");
 }
 
 #[test]
@@ -265,4 +281,67 @@ fn more_backends_than_a_service_may_have_are_refused() {
         err.starts_with("vipd.toml:1029:1: 1025 backends: a service has at most 1024"),
         "{err}"
     );
+}
+
+/// `config_dir` plus drop-in files in its `conf.d`.
+fn config_dir_with_drop_ins(case: &str, main: &str, drop_ins: &[(&str, &str)]) -> PathBuf {
+    let dir = config_dir(case, main);
+    let conf_d = dir.join("conf.d");
+    let _ = std::fs::remove_dir_all(&conf_d);
+    std::fs::create_dir_all(&conf_d).unwrap();
+    for (name, text) in drop_ins {
+        std::fs::write(conf_d.join(name), text).unwrap();
+    }
+    dir
+}
+
+const MAIN: &str = "[defaults]\nscheduler = \"rr\"\n\n[[service]]\nname = \"web\"\nvip = \"198.18.0.10:80\"\nbackend = [{ address = \"198.18.1.2:8080\" }]\n";
+const API: &str = "[[service]]\nname = \"api\"\nvip = \"198.18.0.11:80\"\nbackend = [{ address = \"198.18.1.3:8080\" }, { address = \"198.18.1.4:8080\" }]\n";
+
+#[test]
+fn check_validates_the_main_file_and_its_drop_ins_as_one_config() {
+    let dir = config_dir_with_drop_ins(
+        "drop-ins-ok",
+        MAIN,
+        &[
+            ("20-api.toml", API),
+            ("README", "not a config"),
+            ("10-empty.toml", ""),
+        ],
+    );
+    let out = check(&dir, "vipd.toml");
+    assert_passes(&out, "vipd.toml + 2 drop-ins: ok: 2 services, 3 backends\n");
+
+    let (code, v) = check_json(&dir);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["ok"], true);
+    assert_eq!(
+        v["drop_ins"],
+        serde_json::json!(["conf.d/10-empty.toml", "conf.d/20-api.toml"])
+    );
+    assert_eq!(v["services"], 2);
+}
+
+#[test]
+fn check_reports_each_error_in_the_drop_in_it_is_in() {
+    let again = "[[service]]\nname = \"web\"\nvip = \"198.18.0.12:80\"\nscheduler = \"wrrr\"\n";
+    let dir = config_dir_with_drop_ins(
+        "drop-ins-bad",
+        MAIN,
+        &[("20-api.toml", API), ("30-again.toml", again)],
+    );
+    let out = check(&dir, "vipd.toml");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "conf.d/30-again.toml:2:8: duplicate service name \"web\" (first declared at vipd.toml:5:8)\n\
+         conf.d/30-again.toml:4:13: unknown scheduler \"wrrr\" (expected one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos; did you mean \"wrr\"?)\n\
+         vipd.toml + 2 drop-ins: 2 errors\n"
+    );
+
+    let (code, v) = check_json(&dir);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["errors"][1]["file"], "conf.d/30-again.toml");
+    assert_eq!(v["errors"][1]["line"], 4);
+    assert_eq!(v["errors"][1]["column"], 13);
 }

@@ -232,6 +232,26 @@ vip = "{VIP}:80"
         "quarantined",
         "a reload keeps health state"
     );
+    // A drop-in file added beside the config is a change of the config: its service
+    // is added, and the running ones keep their state.
+    std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+    std::fs::write(
+        dir.join("conf.d/api.toml"),
+        format!(
+            "[[service]]\nname = \"api\"\nvip = \"{VIP}:81\"\nbackend = [{{ address = \"198.18.2.12:8080\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let v = daemon.wait_status("the drop-in's reload", Duration::from_secs(5), |v| {
+        v.services.len() == 2
+    });
+    assert!(v.last_reload.as_ref().is_some_and(|r| r.ok), "{v:#?}");
+    assert_eq!(v.services[1].name, "api");
+    assert_eq!(
+        backend(&v, "198.18.2.11:8080").state,
+        "quarantined",
+        "a reload that adds a drop-in keeps health state"
+    );
     // Another interface needs a restart: rejected whole, the running config stays.
     std::fs::write(&cfg, config("eth9", 5)).unwrap();
     let v = daemon.wait_status("the rejection", Duration::from_secs(5), |v| {

@@ -242,6 +242,11 @@ impl Vipd {
         c.wait().unwrap();
     }
 
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("vipd running").id()
+    }
+
     /// Which start this is (1 for the first).
     pub fn starts(&self) -> u32 {
         self.starts

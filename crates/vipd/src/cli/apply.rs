@@ -41,6 +41,30 @@ pub struct Args {
     runtime_dir: PathBuf,
 }
 
+/// The config with its DNS backends resolved once (as the daemon does at start: each
+/// name's first answer, waiting at most the DNS timeout). A name without an answer
+/// gives no backend, and says so on stderr.
+fn resolve_dns(cfg: vipd::config::Config) -> anyhow::Result<vipd::config::Config> {
+    use vipd::daemon::dns_link::DnsLink;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(async {
+        let mut link = DnsLink::start(&cfg, vipd::clock::mono_ns());
+        let deadline =
+            tokio::time::Instant::now() + cfg.dns.timeout + std::time::Duration::from_millis(500);
+        for e in link.first_round(deadline).await {
+            if e.result != vipd::dns::ResultKind::Ok {
+                eprintln!(
+                    "note: service {:?}: {} {}: {}",
+                    e.key.service, e.view.kind, e.view.name, e.view.note
+                );
+            }
+        }
+        link.expand(&cfg)
+    }))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let file = args.config.display();
     let cfg = match config::load(&args.config) {
@@ -56,6 +80,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::FAILURE);
         }
+    };
+    let cfg = if vipd::dns::wanted(&cfg) {
+        resolve_dns(cfg)?
+    } else {
+        cfg
     };
     let _lock = if args.dry_run {
         None

@@ -1,4 +1,5 @@
-//! `vipd check --config FILE`: every problem on stderr, one per line, then a count; exit 1.
+//! `vipd check --config FILE`: the file and its drop-ins (`conf.d/*.toml` beside it) as
+//! one config; every problem on stderr, one per line, then a count; exit 1.
 //! A valid file gets a one-line summary on stdout; exit 0. Unless `--config-only`, the
 //! VIPs of a valid IPVS config are also checked against this host's interfaces and
 //! routes (read-only), as `vipd apply` would before writing anything. `--json` prints
@@ -35,6 +36,8 @@ pub struct Args {
 #[derive(Debug, Default, Serialize)]
 struct Report {
     file: String,
+    /// The drop-in files checked with it, in the order they are merged.
+    drop_ins: Vec<String>,
     ok: bool,
     /// Where the errors were found: `config` or `host`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +74,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let file = args.config.display().to_string();
     let mut report = Report {
         file: file.clone(),
+        drop_ins: config::drop_ins(&args.config)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         ..Report::default()
     };
     match config::load(&args.config) {
@@ -118,7 +126,10 @@ fn finish(
     for n in &report.notes {
         eprintln!("note: {n}");
     }
-    let file = &report.file;
+    let file = match report.drop_ins.len() {
+        0 => report.file.clone(),
+        n => format!("{} + {n} drop-in{}", report.file, plural(n)),
+    };
     if report.ok {
         let services = report.services.unwrap_or(0);
         let backends = report.backends.unwrap_or(0);

@@ -5,7 +5,10 @@
 
 use std::time::SystemTime;
 
-use vipd::daemon::view::{BackendView, DaemonView, RecentOutcome};
+use vipd::{
+    daemon::view::{BackendView, DaemonView, RecentOutcome},
+    dns::NameView,
+};
 
 /// Recent outcomes shown per backend; the rest are counted.
 const RECENT_SHOWN: usize = 4;
@@ -182,14 +185,41 @@ pub fn render(view: &DaemonView, now: SystemTime) -> String {
         out.push('\n');
         if rows.is_empty() {
             out.push_str("  (no backends)\n");
-            continue;
+        } else {
+            out.push_str(&line(&header, &widths));
+            for cells in rows {
+                out.push_str(&line(cells, &widths));
+            }
         }
-        out.push_str(&line(&header, &widths));
-        for cells in rows {
-            out.push_str(&line(cells, &widths));
+        for n in view.dns.iter().filter(|n| n.service == s.name) {
+            out.push_str(&dns_line(n, &ago, now_ms));
         }
     }
     out
+}
+
+/// One DNS name of a service: its last result, answer, TTL and refresh times.
+fn dns_line(n: &NameView, ago: &dyn Fn(u64) -> String, now_ms: u64) -> String {
+    let result = n.result.as_deref().unwrap_or("pending");
+    let mut text = if n.note.starts_with(result) {
+        format!("  {} {}: {}", n.kind, n.name, n.note)
+    } else {
+        format!("  {} {}: {result}, {}", n.kind, n.name, n.note)
+    };
+    if !n.answer.is_empty() {
+        text.push_str(&format!("; answer {}", n.answer.join(", ")));
+    }
+    if let Some(ttl) = n.ttl_s {
+        text.push_str(&format!("; TTL {ttl}s"));
+    }
+    if let Some(last) = n.last_unix_ms {
+        text.push_str(&format!("; resolved {} ago", ago(last)));
+    }
+    text.push_str(&format!(
+        "; next in {}\n",
+        human_ms(n.next_unix_ms.saturating_sub(now_ms))
+    ));
+    text
 }
 
 #[cfg(test)]
@@ -282,6 +312,17 @@ mod tests {
                     backends: vec![],
                 },
             ],
+            dns: vec![NameView {
+                service: "db".into(),
+                kind: "srv".into(),
+                name: "_pg._tcp.db.lab".into(),
+                result: Some("failed".into()),
+                note: "failed (no answer within 2s): kept the last 1".into(),
+                answer: vec!["[fd00:18:1::2]:5432 (weight 10)".into()],
+                ttl_s: Some(30),
+                last_unix_ms: Some(999_998_000),
+                next_unix_ms: 1_000_004_000,
+            }],
         }
     }
 
@@ -303,6 +344,7 @@ web  198.18.0.10:80/tcp  wlc
 
 db  [fd00:18::1]:5432/tcp  sh  PANIC (every backend out: all kept in rotation)
   (no backends)
+  srv _pg._tcp.db.lab: failed (no answer within 2s): kept the last 1; answer [fd00:18:1::2]:5432 (weight 10); TTL 30s; resolved 2.0s ago; next in 4.0s
 ";
         assert_eq!(text, expected, "\n{text}");
     }

@@ -5,12 +5,21 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use super::{
     addr::{not_unicast, parse_endpoint},
+    dns::{dns_backend, DnsNames},
     error::Reporter,
-    model::{BackendSpec, Family},
+    model::{BackendSpec, DnsBackend, Family},
     raw::{Field, Table},
 };
 
-const BACKEND_KEYS: &[&str] = &["address", "weight", "upper_threshold", "lower_threshold"];
+const BACKEND_KEYS: &[&str] = &[
+    "address",
+    "dns",
+    "srv",
+    "port",
+    "weight",
+    "upper_threshold",
+    "lower_threshold",
+];
 
 /// What the backend checks need to know of their service; `None` where the service's own
 /// setting is invalid (then the checks that need it are skipped).
@@ -29,11 +38,12 @@ pub(crate) struct Backends {
 /// on the work of one reconcile.
 pub const MAX_BACKENDS: usize = 1024;
 
+/// A service's backends: the literal ones and those from DNS names.
 pub(crate) fn backends(
     f: Field<'_>,
     svc: &Backends,
     r: &mut Reporter<'_>,
-) -> Option<Vec<BackendSpec>> {
+) -> Option<(Vec<BackendSpec>, Vec<DnsBackend>)> {
     let tables = f.tables("[[service.backend]]", "in [[service.backend]]", r)?;
     if let Some(extra) = tables.get(MAX_BACKENDS) {
         r.error(
@@ -46,10 +56,18 @@ pub(crate) fn backends(
         return None;
     }
     let mut first_at = HashMap::new();
-    let mut out = Some(Vec::with_capacity(tables.len()));
+    let mut names = DnsNames::default();
+    let mut out = Some((Vec::with_capacity(tables.len()), Vec::new()));
     for t in tables {
+        if t.get("dns").is_some() || t.get("srv").is_some() {
+            match (dns_backend(t, svc, &mut names, r), &mut out) {
+                (Some(d), Some((_, all))) => all.push(d),
+                _ => out = None,
+            }
+            continue;
+        }
         match (backend(t, svc, &mut first_at, r), &mut out) {
-            (Some(b), Some(all)) => all.push(b),
+            (Some(b), Some((all, _))) => all.push(b),
             _ => out = None,
         }
     }
@@ -63,9 +81,18 @@ fn backend(
     r: &mut Reporter<'_>,
 ) -> Option<BackendSpec> {
     t.deny_unknown(BACKEND_KEYS, r);
+    if let Some(f) = t.get("port") {
+        r.error(
+            f.at,
+            "`port` goes with `dns` (an address backend writes its port in `address`)",
+        );
+    }
     let addr = match t.get("address") {
         None => {
-            r.error(t.at, "backend has no `address`");
+            r.error(
+                t.at,
+                "backend has no `address` (or `dns` with `port`, or `srv`)",
+            );
             None
         }
         Some(f) => address(f, svc, first_at, r),

@@ -3,6 +3,8 @@
 //! [`load`] and [`parse`] check the whole file and either return a [`Config`] in which every
 //! value is valid and typed, or [`Diagnostics`] listing every problem found, each with
 //! `file:line:col`. Nothing is returned half-checked, so nothing is half-applied.
+//! [`load`] takes the drop-in files (`conf.d/*.toml` beside the main file) too, as one
+//! config ([`parse_set`]); `[defaults]` (in `defaults`) is what services inherit.
 //!
 //! Layers, one file each: `raw` reads the TOML tree with the location of every key and
 //! value; `validate` (top level, `[daemon]`, services), `dataplane` (`dataplane`, `[xdp]`
@@ -13,6 +15,8 @@
 mod addr;
 mod backend;
 mod dataplane;
+mod defaults;
+mod dns;
 mod duration;
 mod error;
 mod model;
@@ -23,7 +27,7 @@ mod suggest;
 mod syn_rto;
 mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{Diagnostic, Diagnostics, Location};
@@ -40,18 +44,78 @@ pub const DEFAULT_CONFIG: &str = "/etc/vipd/vipd.toml";
 /// small enough that a wrong path (a device, a log) cannot exhaust memory.
 pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
 
-/// Reads and checks a config file. Messages name the file as `path` is written.
-pub fn load(path: impl AsRef<Path>) -> Result<Config, Diagnostics> {
-    let path = path.as_ref();
-    match read(path) {
-        Ok(text) => parse(path, &text),
-        Err(message) => Err(vec![Diagnostic {
-            file: path.display().to_string(),
-            location: None,
-            message,
-        }]
-        .into()),
+/// The directory of drop-in files beside the main config file `main`:
+/// `<dir of main>/conf.d`.
+pub fn drop_in_dir(main: &Path) -> PathBuf {
+    main.parent().unwrap_or(Path::new("")).join("conf.d")
+}
+
+/// The drop-in files of the config `main`: the `*.toml` files of [`drop_in_dir`] (not
+/// those whose name starts with a dot, as editors' and tools' temporary files do),
+/// in byte order of their names. No directory: none. A directory that cannot be read is
+/// a problem, as a message.
+pub fn drop_ins(main: &Path) -> Result<Vec<PathBuf>, String> {
+    let dir = drop_in_dir(main);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read the drop-in directory: {e}")),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read the drop-in directory: {e}"))?;
+        let name = entry.file_name();
+        let bytes = name.as_encoded_bytes();
+        if bytes.starts_with(b".") || !bytes.ends_with(b".toml") {
+            continue;
+        }
+        found.push(dir.join(name));
     }
+    found.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(found)
+}
+
+/// One file of the config and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Reads the main config file `main` and its drop-ins ([`drop_ins`]), main first. A file
+/// that cannot be read is a diagnostic naming it; every file is tried.
+pub fn read_set(main: &Path) -> Result<Vec<Source>, Diagnostics> {
+    let whole_file = |file: &Path, message| Diagnostic {
+        file: file.display().to_string(),
+        location: None,
+        message,
+    };
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    let paths = match drop_ins(main) {
+        Ok(more) => std::iter::once(main.to_owned()).chain(more).collect(),
+        Err(message) => {
+            problems.push(whole_file(&drop_in_dir(main), message));
+            vec![main.to_owned()]
+        }
+    };
+    for path in paths {
+        match read(&path) {
+            Ok(text) => sources.push(Source { path, text }),
+            Err(message) => problems.push(whole_file(&path, message)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(sources)
+    } else {
+        Err(problems.into())
+    }
+}
+
+/// Reads and checks the config: the file at `path` and its drop-ins (`conf.d/*.toml`
+/// beside it). Messages name the files as `path` is written.
+pub fn load(path: impl AsRef<Path>) -> Result<Config, Diagnostics> {
+    parse_set(&read_set(path.as_ref())?)
 }
 
 /// The text of the config file at `path`, at most [`MAX_CONFIG_BYTES`]; else what is
@@ -71,20 +135,55 @@ pub fn read(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// Checks config text; `path` is only used in messages.
+/// Checks the text of one config file without drop-ins; `path` is only used in messages.
 pub fn parse(path: impl AsRef<Path>, text: &str) -> Result<Config, Diagnostics> {
-    let mut r = error::Reporter::new(path.as_ref().display().to_string(), text);
-    let config = raw::parse_document(text, &mut r)
-        .map(|doc| validate::config(raw::Table::root(&doc), &mut r));
-    match (r.finish(), config) {
-        (None, Some(config)) => Ok(config),
-        (Some(diagnostics), _) => Err(diagnostics),
-        (None, None) => unreachable!("a TOML syntax error is always reported"),
+    parse_sources(&[(path.as_ref(), text)])
+}
+
+/// Checks a main config file and its drop-ins (in the order given, main first) as one
+/// config: services from every file, names and VIPs unique across them. Diagnostics
+/// come file by file, each in file order.
+pub fn parse_set(sources: &[Source]) -> Result<Config, Diagnostics> {
+    let pairs: Vec<(&Path, &str)> = sources
+        .iter()
+        .map(|s| (s.path.as_path(), s.text.as_str()))
+        .collect();
+    parse_sources(&pairs)
+}
+
+fn parse_sources(sources: &[(&Path, &str)]) -> Result<Config, Diagnostics> {
+    let mut rs: Vec<error::Reporter<'_>> = sources
+        .iter()
+        .map(|(path, text)| error::Reporter::new(path.display().to_string(), text))
+        .collect();
+    let docs: Vec<_> = sources
+        .iter()
+        .zip(rs.iter_mut())
+        .map(|((_, text), r)| raw::parse_document(text, r))
+        .collect();
+    let roots: Vec<_> = docs
+        .iter()
+        .map(|d| d.as_ref().map(raw::Table::root))
+        .collect();
+    let config = validate::config_set(&roots, &mut rs);
+    let all: Vec<Diagnostic> = rs
+        .into_iter()
+        .filter_map(error::Reporter::finish)
+        .flatten()
+        .collect();
+    if all.is_empty() {
+        Ok(config)
+    } else {
+        Err(all.into())
     }
 }
 
 #[cfg(test)]
 mod dataplane_tests;
+#[cfg(test)]
+mod dns_tests;
+#[cfg(test)]
+mod drop_in_tests;
 #[cfg(test)]
 mod syn_rto_tests;
 #[cfg(test)]

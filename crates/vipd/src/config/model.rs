@@ -251,6 +251,76 @@ pub struct BackendSpec {
     pub lower_threshold: u32,
 }
 
+/// What a DNS backend asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DnsQuery {
+    /// A and/or AAAA records (those of the service's family; both with tunnel
+    /// forwarding), each address with this port.
+    Host { port: u16 },
+    /// SRV records (`_service._proto.name`): each target's addresses with the record's
+    /// port and weight.
+    Srv,
+}
+
+/// A backend set from DNS (`{ dns = "name", port = 8080 }` or `{ srv = "_x._tcp.name" }`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DnsBackend {
+    /// A valid DNS name, lower case, without the trailing dot.
+    pub name: String,
+    pub query: DnsQuery,
+    /// The weight of every backend from this name; `None`: 1 for A/AAAA, the record's
+    /// weight for SRV (an SRV weight of 0 counts as 1: IPVS weight 0 takes no traffic).
+    pub weight: Option<u16>,
+}
+
+/// How vipd resolves DNS backends (`[dns]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Ask this server (UDP, then TCP for truncated answers) instead of the ones in
+    /// /etc/resolv.conf.
+    pub server: Option<SocketAddr>,
+    /// A name is resolved again when its answer's TTL runs out, but never sooner than
+    /// this after the last answer...
+    pub min_refresh: Duration,
+    /// ... and never later than this.
+    pub max_refresh: Duration,
+    /// How long one resolution may take before it counts as failed.
+    pub timeout: Duration,
+    /// What an empty answer or NXDOMAIN does to the backends from that name.
+    pub on_empty: OnEmpty,
+}
+
+impl DnsSettings {
+    pub const DEFAULT_MIN_REFRESH: Duration = Duration::from_secs(5);
+    pub const DEFAULT_MAX_REFRESH: Duration = Duration::from_secs(300);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        DnsSettings {
+            server: None,
+            min_refresh: Self::DEFAULT_MIN_REFRESH,
+            max_refresh: Self::DEFAULT_MAX_REFRESH,
+            timeout: Self::DEFAULT_TIMEOUT,
+            on_empty: OnEmpty::Keep,
+        }
+    }
+}
+
+keywords! {
+    /// The rule for an empty answer or NXDOMAIN (an authoritative "there is none").
+    pub enum OnEmpty {
+        /// Keep the last good set (the default): a mistake in the zone does not empty a
+        /// service.
+        Keep = "keep",
+        /// Remove the name's backends (they drain as config removals do), unless that
+        /// would leave the service with no backend at all: then the last set is kept and
+        /// status says so.
+        Remove = "remove",
+    }
+}
+
 /// The per-service health policy (`[service.health]`); the semantics are in
 /// [`crate::health`]. `None` fields take the defaults of [`crate::health::Policy`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -348,6 +418,9 @@ pub struct ServiceSpec {
     pub udp_stale_flows: Option<UdpStaleFlows>,
     /// Unique addresses, in file order; may be empty.
     pub backends: Vec<BackendSpec>,
+    /// Backends from DNS names, in file order, each name once; never on a fwmark
+    /// service. Resolved by the daemon, which adds their addresses to `backends`.
+    pub dns: Vec<DnsBackend>,
     pub health: Option<HealthPolicy>,
 }
 
@@ -431,6 +504,7 @@ impl Dataplane {
 pub struct Config {
     pub daemon: DaemonSettings,
     pub dataplane: Dataplane,
+    pub dns: DnsSettings,
     /// In file order; names and keys are unique.
     pub services: Vec<ServiceSpec>,
     /// Where it was written, for problems found later against the host.
@@ -443,8 +517,17 @@ pub struct Config {
 /// configs that differ only in their origin are equal.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
+    /// The main config file.
     pub file: String,
-    pub vips: std::collections::BTreeMap<IpAddr, super::Location>,
+    /// Where each VIP is first written: the main file or a drop-in.
+    pub vips: std::collections::BTreeMap<IpAddr, Place>,
+}
+
+/// A place in one of the config's files.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Place {
+    pub file: String,
+    pub location: super::Location,
 }
 
 impl PartialEq for Origin {
@@ -458,9 +541,10 @@ impl Eq for Origin {}
 impl Origin {
     /// `file:line:col: VIP <vip> <problem>` (without a location if the VIP is unknown).
     pub fn diagnostic(&self, vip: IpAddr, problem: &str) -> super::Diagnostic {
+        let place = self.vips.get(&vip);
         super::Diagnostic {
-            file: self.file.clone(),
-            location: self.vips.get(&vip).copied(),
+            file: place.map_or_else(|| self.file.clone(), |p| p.file.clone()),
+            location: place.map(|p| p.location),
             message: format!("VIP {vip} {problem}"),
         }
     }

@@ -22,7 +22,9 @@ use super::{
 const TUNNEL_KEYS: &[&str] = &["type", "port", "checksum"];
 const TUNNEL_TYPES: &[&str] = &["ipip", "gue", "gre"];
 const PERSISTENCE_KEYS: &[&str] = &["timeout", "netmask"];
-const HEALTH_KEYS: &[&str] = &[
+/// The `[service.health]` keys that mean the same for every protocol, which
+/// `[defaults.health]` may set too.
+pub(crate) const GENERIC_HEALTH_KEYS: &[&str] = &[
     "refuse_threshold",
     "retransmit_threshold",
     "base_ejection",
@@ -30,6 +32,11 @@ const HEALTH_KEYS: &[&str] = &[
     "max_ejection_percent",
     "panic_threshold",
     "slow_start",
+];
+/// The `[service.health]` keys that depend on the service: `syn_rto` is TCP's,
+/// `silence_window` and the payload UDP's, `probe` and `check` need a payload on UDP
+/// (and `probe_timeout` goes with `probe`).
+pub(crate) const PER_SERVICE_HEALTH_KEYS: &[&str] = &[
     "probe",
     "probe_timeout",
     "check",
@@ -267,7 +274,7 @@ pub(crate) fn flags(
 /// reply, so a UDP service needs a payload for them; `silence_window` is UDP only.
 pub(crate) fn health(f: Field<'_>, traffic: Traffic, r: &mut Reporter<'_>) -> Option<HealthPolicy> {
     let t = f.table("in [service.health]", r)?;
-    t.deny_unknown(HEALTH_KEYS, r);
+    t.deny_unknown(&[GENERIC_HEALTH_KEYS, PER_SERVICE_HEALTH_KEYS].concat(), r);
     let refuse_threshold = count(t, "refuse_threshold", "refuse_threshold", r);
     let retransmit_threshold = count(t, "retransmit_threshold", "retransmit_threshold", r);
     let base_ejection = positive_duration(t, "base_ejection", "base_ejection", r);

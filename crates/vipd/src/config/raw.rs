@@ -251,6 +251,15 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// The value if it is a table, reporting nothing (see [`Field::item_str`]).
+    pub(crate) fn item_table(&self, context: &'static str) -> Option<Table<'a>> {
+        self.item.as_table_like().map(|inner| Table {
+            inner,
+            at: self.at,
+            context,
+        })
+    }
+
     /// A table (`[x]`, `x = { ... }` or dotted keys).
     pub(crate) fn table(&self, context: &'static str, r: &mut Reporter<'_>) -> Option<Table<'a>> {
         match self.item.as_table_like() {

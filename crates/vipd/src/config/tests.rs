@@ -122,6 +122,7 @@ tunnel = { type = "gre", checksum = "csum" }
                         lower_threshold: 150,
                     },
                 ],
+                dns: vec![],
                 health: Some(HealthPolicy {
                     refuse_threshold: Some(3),
                     retransmit_threshold: None,
@@ -164,6 +165,7 @@ tunnel = { type = "gre", checksum = "csum" }
                     upper_threshold: 0,
                     lower_threshold: 0,
                 }],
+                dns: vec![],
                 health: None,
             },
             ServiceSpec {
@@ -195,9 +197,11 @@ tunnel = { type = "gre", checksum = "csum" }
                         lower_threshold: 0,
                     },
                 ],
+                dns: vec![],
                 health: None,
             },
         ],
+        dns: DnsSettings::default(),
         origin: Origin::default(),
     };
     assert_eq!(cfg, expected);
@@ -426,10 +430,10 @@ backend = [{ address = "198.18.1.2:80", wieght = 2 }]
 ejection = "1s"
 "#),
         [
-            "vipd.toml:1:1: unknown key `services` at the top level (expected one of daemon, dataplane, xdp, service; did you mean `service`?)",
+            "vipd.toml:1:1: unknown key `services` at the top level (expected one of daemon, dataplane, xdp, dns, defaults, service; did you mean `service`?)",
             "vipd.toml:3:1: unknown key `metrics_listen` in [daemon] (expected one of vip_interface, drain_timeout, metrics_address)",
             "vipd.toml:7:1: unknown key `schedular` in [[service]] (expected one of name, vip, fwmark, family, protocol, scheduler, forwarding, tunnel, persistence, flags, drain_timeout, udp_stale_flows, backend, health; did you mean `scheduler`?)",
-            "vipd.toml:8:41: unknown key `wieght` in [[service.backend]] (expected one of address, weight, upper_threshold, lower_threshold; did you mean `weight`?)",
+            "vipd.toml:8:41: unknown key `wieght` in [[service.backend]] (expected one of address, dns, srv, port, weight, upper_threshold, lower_threshold; did you mean `weight`?)",
             "vipd.toml:10:1: unknown key `ejection` in [service.health] (expected one of refuse_threshold, retransmit_threshold, base_ejection, max_ejection, max_ejection_percent, panic_threshold, slow_start, probe, probe_timeout, check, silence_window, syn_rto, payload, payload_hex, expect, expect_hex)",
         ]
     );
@@ -1020,7 +1024,7 @@ vip = "198.18.0.10:80"
   address = "224.0.0.5:80"
 "#),
         [
-            "vipd.toml:4:3: backend has no `address`",
+            "vipd.toml:4:3: backend has no `address` (or `dns` with `port`, or `srv`)",
             "vipd.toml:7:13: port 0 out of range (1..=65535) in backend address \"198.18.1.2:0\"",
             "vipd.toml:9:13: port 65536 out of range (1..=65535) in backend address \"198.18.1.2:65536\"",
             "vipd.toml:11:13: backend address \"198.18.1.3\" has no port (expected \"IPv4:port\" or \"[IPv6]:port\")",

@@ -11,9 +11,10 @@ use std::{
 use super::{
     addr::{not_unicast, parse_endpoint},
     backend::{backends, Backends},
+    defaults::{defaults, Defaults},
     error::Reporter,
     model::{
-        Config, DaemonSettings, Family, Forwarding, Origin, Protocol, Scheduler, ServiceKey,
+        Config, DaemonSettings, Family, Forwarding, Origin, Place, Protocol, Scheduler, ServiceKey,
         ServiceSpec, Tunnel, TunnelChecksum, TunnelEncap, UdpStaleFlows,
     },
     policy::{flags, health, persistence, tunnel},
@@ -21,8 +22,11 @@ use super::{
     suggest,
 };
 
-const TOP_KEYS: &[&str] = &["daemon", "dataplane", "xdp", "service"];
+const TOP_KEYS: &[&str] = &["daemon", "dataplane", "xdp", "dns", "defaults", "service"];
+/// What a drop-in file (`conf.d/*.toml`) may hold.
+const DROP_IN_KEYS: &[&str] = &["service"];
 const DAEMON_KEYS: &[&str] = &["vip_interface", "drain_timeout", "metrics_address"];
+pub(crate) const DEFAULTS_KEYS: &[&str] = &["scheduler", "drain_timeout", "health"];
 const SERVICE_KEYS: &[&str] = &[
     "name",
     "vip",
@@ -46,64 +50,136 @@ const FORWARDING_NAMES: &[&str] = &["masq", "tunnel", "route"];
 /// would be balanced but never watched.
 pub const MAX_SERVICES: usize = 4096;
 
-/// Builds the config; problems go to `r` (the result is only meaningful if there are none).
-pub(crate) fn config(root: Table<'_>, r: &mut Reporter<'_>) -> Config {
-    root.deny_unknown(TOP_KEYS, r);
-    let daemon = root
+/// What the main file sets for every service: `[daemon]`, the data plane and
+/// `[defaults]`.
+struct Context {
+    daemon: DaemonSettings,
+    xdp: bool,
+    defaults: Defaults,
+}
+
+/// Builds the config from the main file (`roots[0]`) and its drop-ins, in order; `None`
+/// for a file whose TOML did not parse. Problems go to the file's reporter in `rs` (the
+/// result is only meaningful if there are none).
+pub(crate) fn config_set(roots: &[Option<Table<'_>>], rs: &mut [Reporter<'_>]) -> Config {
+    let Some(Some(main)) = roots.first() else {
+        // The main file's syntax error is reported; without its settings the drop-ins
+        // cannot be judged.
+        return Config::default();
+    };
+    let r = &mut rs[0];
+    main.deny_unknown(TOP_KEYS, r);
+    let daemon = main
         .get("daemon")
         .and_then(|f| f.table("in [daemon]", r))
         .map(|t| daemon(t, r))
         .unwrap_or_default();
-    let dataplane = super::dataplane::dataplane(root, r);
+    let dataplane = super::dataplane::dataplane(*main, r);
     let xdp = dataplane.xdp().is_some();
-    let mut seen = Seen::default();
-    let tables = root
-        .get("service")
-        .and_then(|f| f.tables("[[service]]", "in [[service]]", r))
+    let dns = main
+        .get("dns")
+        .and_then(|f| f.table("in [dns]", r))
+        .map(|t| super::dns::dns_settings(t, r))
         .unwrap_or_default();
-    if let Some(extra) = tables.get(MAX_SERVICES) {
-        r.error(
-            extra.at,
-            format!(
-                "{} services: at most {MAX_SERVICES} (the kernel's VIP map holds that many); \
-                 this is the first one over",
-                tables.len()
-            ),
+    let daemon_table = main.get("daemon").and_then(|f| f.item_table("in [daemon]"));
+    let defaults = main
+        .get("defaults")
+        .and_then(|f| f.table("in [defaults]", r))
+        .map(|t| defaults(t, daemon_table, xdp, r))
+        .unwrap_or_default();
+    let cx = Context {
+        daemon,
+        xdp,
+        defaults,
+    };
+
+    let files: Vec<Vec<Table<'_>>> = roots
+        .iter()
+        .zip(rs.iter_mut())
+        .enumerate()
+        .map(|(file, (root, r))| {
+            let Some(root) = root else { return Vec::new() };
+            if file > 0 {
+                drop_in_keys(*root, r);
+            }
+            root.get("service")
+                .and_then(|f| f.tables("[[service]]", "in [[service]]", r))
+                .unwrap_or_default()
+        })
+        .collect();
+    let total: usize = files.iter().map(Vec::len).sum();
+    let mut before = 0;
+    let mut seen = Seen::default();
+    let mut services = Vec::new();
+    for (file, (tables, r)) in files.into_iter().zip(rs.iter_mut()).enumerate() {
+        if let Some(extra) = MAX_SERVICES.checked_sub(before).and_then(|i| tables.get(i)) {
+            r.error(
+                extra.at,
+                format!(
+                    "{total} services: at most {MAX_SERVICES} (the kernel's VIP map holds that \
+                     many); this is the first one over"
+                ),
+            );
+        }
+        before += tables.len();
+        if xdp {
+            for t in &tables {
+                super::dataplane::xdp_restrictions(*t, r);
+            }
+        }
+        services.extend(
+            tables
+                .into_iter()
+                .filter_map(|t| service(t, &cx, &mut seen, file, r)),
         );
     }
-    if xdp {
-        for t in &tables {
-            super::dataplane::xdp_restrictions(*t, r);
-        }
-    }
-    let services: Vec<ServiceSpec> = tables
-        .into_iter()
-        .filter_map(|t| service(t, &daemon, xdp, &mut seen, r))
-        .collect();
     let vips = vip_offsets(&seen);
-    vips_are_not_backends(&services, &vips, r);
+    vips_are_not_backends(&services, &vips, rs);
     let origin = Origin {
-        file: r.file().to_owned(),
+        file: rs[0].file().to_owned(),
         vips: vips
             .into_iter()
-            .map(|(ip, at)| (ip, r.location(at)))
+            .map(|(ip, (file, at))| {
+                let place = Place {
+                    file: rs[file].file().to_owned(),
+                    location: rs[file].location(at),
+                };
+                (ip, place)
+            })
             .collect(),
     };
     Config {
-        daemon,
+        daemon: cx.daemon,
         dataplane,
+        dns,
         services,
         origin,
     }
 }
 
-/// The byte offset where each VIP address is first written.
-fn vip_offsets(seen: &Seen) -> BTreeMap<IpAddr, usize> {
-    let mut first: BTreeMap<IpAddr, usize> = BTreeMap::new();
-    for (key, (_, at)) in &seen.keys {
-        if let (ServiceKey::Addr { addr, .. }, Some(at)) = (key, at) {
-            let e = first.entry(addr.ip()).or_insert(*at);
-            *e = (*e).min(*at);
+/// A drop-in holds services only; the rest is the main file's.
+fn drop_in_keys(root: Table<'_>, r: &mut Reporter<'_>) {
+    for key in TOP_KEYS.iter().filter(|k| !DROP_IN_KEYS.contains(k)) {
+        if let Some(f) = root.get(key) {
+            r.error(
+                f.at,
+                format!(
+                    "`{key}` belongs in the main config file: a drop-in file (conf.d/*.toml) \
+                     holds only [[service]] tables"
+                ),
+            );
+        }
+    }
+    root.deny_unknown(TOP_KEYS, r);
+}
+
+/// The first place (file, byte offset) each VIP address is written.
+fn vip_offsets(seen: &Seen) -> BTreeMap<IpAddr, (usize, usize)> {
+    let mut first: BTreeMap<IpAddr, (usize, usize)> = BTreeMap::new();
+    for (key, declared) in &seen.keys {
+        if let (ServiceKey::Addr { addr, .. }, Some(at)) = (key, declared.at) {
+            let e = first.entry(addr.ip()).or_insert((declared.file, at));
+            *e = (*e).min((declared.file, at));
         }
     }
     first
@@ -113,10 +189,10 @@ fn vip_offsets(seen: &Seen) -> BTreeMap<IpAddr, usize> {
 /// address: that backend would become unreachable.
 fn vips_are_not_backends(
     services: &[ServiceSpec],
-    vips: &BTreeMap<IpAddr, usize>,
-    r: &mut Reporter<'_>,
+    vips: &BTreeMap<IpAddr, (usize, usize)>,
+    rs: &mut [Reporter<'_>],
 ) {
-    for (vip, at) in vips {
+    for (vip, (file, at)) in vips {
         let hit = services.iter().find_map(|s| {
             s.backends
                 .iter()
@@ -124,7 +200,7 @@ fn vips_are_not_backends(
                 .map(|b| (s.name.as_str(), b.addr))
         });
         if let Some((name, backend)) = hit {
-            r.error(
+            rs[*file].error(
                 Some(*at),
                 format!(
                     "VIP {vip} is also the address of backend {backend} of service {name:?}: \
@@ -217,20 +293,33 @@ pub(crate) fn interface_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
-/// What earlier services declared, for the duplicate checks.
+/// What earlier services declared (in this file or an earlier one), for the duplicate
+/// checks.
 #[derive(Default)]
 struct Seen {
-    names: HashMap<String, Option<usize>>,
-    /// Key → (the declaring service's name if valid, where its key is).
-    keys: HashMap<ServiceKey, (Option<String>, Option<usize>)>,
+    /// Name → where it is declared (`file:line:col`).
+    names: HashMap<String, String>,
+    keys: HashMap<ServiceKey, Declared>,
+}
+
+/// Where a service key was first declared.
+struct Declared {
+    /// The declaring service's name, if valid.
+    name: Option<String>,
+    /// `file:line:col`, for messages.
+    place: String,
+    /// Index of the file in the set, and the byte offset in it.
+    file: usize,
+    at: Option<usize>,
 }
 
 impl Seen {
     /// Reports a key declared before, else remembers it.
-    fn key(&mut self, key: Sp<ServiceKey>, name: Option<&str>, r: &mut Reporter<'_>) {
+    fn key(&mut self, key: Sp<ServiceKey>, name: Option<&str>, file: usize, r: &mut Reporter<'_>) {
         match self.keys.get(&key.value) {
-            Some((first_name, first_at)) => {
-                let by = first_name
+            Some(first) => {
+                let by = first
+                    .name
                     .as_ref()
                     .map(|n| format!("by service {n:?} "))
                     .unwrap_or_default();
@@ -238,14 +327,18 @@ impl Seen {
                     key.at,
                     format!(
                         "duplicate VIP {} (first declared {by}at {})",
-                        key.value,
-                        r.place(*first_at)
+                        key.value, first.place
                     ),
                 );
             }
             None => {
-                self.keys
-                    .insert(key.value, (name.map(str::to_owned), key.at));
+                let declared = Declared {
+                    name: name.map(str::to_owned),
+                    place: r.place(key.at),
+                    file,
+                    at: key.at,
+                };
+                self.keys.insert(key.value, declared);
             }
         }
     }
@@ -272,21 +365,21 @@ struct Identity {
 
 fn service(
     t: Table<'_>,
-    daemon: &DaemonSettings,
-    xdp: bool,
+    cx: &Context,
     seen: &mut Seen,
+    file: usize,
     r: &mut Reporter<'_>,
 ) -> Option<ServiceSpec> {
+    let xdp = cx.xdp;
     t.deny_unknown(SERVICE_KEYS, r);
     let name = service_name(t, seen, r);
     let id = identity(t, name.as_ref().map(|n| n.value.as_str()), r);
     if let Some(key) = id.key {
-        seen.key(key, name.as_ref().map(|n| n.value.as_str()), r);
+        seen.key(key, name.as_ref().map(|n| n.value.as_str()), file, r);
     }
 
     let scheduler = match t.get("scheduler") {
-        None if xdp => Some(Scheduler::MaglevHashing),
-        None => Some(Scheduler::DEFAULT),
+        None => Some(cx.defaults.scheduler(xdp)),
         // With xdp, IPVS names are reported by `xdp_restrictions`.
         Some(f) => super::dataplane::maglev(f, xdp, r).unwrap_or_else(|| {
             f.keyword("scheduler", Scheduler::NAMES, Scheduler::from_name, r)
@@ -334,11 +427,11 @@ fn service(
         });
     let drain_timeout = t
         .get("drain_timeout")
-        .map_or(Some(daemon.drain_timeout), |f| {
+        .map_or(Some(cx.defaults.drain_timeout(&cx.daemon)), |f| {
             f.duration(r).map(|d| d.value)
         });
     let udp_stale_flows = udp_stale_flows(t, id.traffic, r);
-    let backends = t.get("backend").map_or(Some(Vec::new()), |f| {
+    let backends = t.get("backend").map_or(Some(Default::default()), |f| {
         backends(
             f,
             &Backends {
@@ -357,7 +450,8 @@ fn service(
     let health = match t.get("health") {
         None => Some(None),
         Some(f) => health(f, id.traffic, r).map(Some),
-    };
+    }
+    .and_then(|own| cx.defaults.health(own, t, r));
 
     Some(ServiceSpec {
         name: name?.value,
@@ -368,7 +462,8 @@ fn service(
         flags: flags?,
         drain_timeout: drain_timeout?,
         udp_stale_flows: udp_stale_flows?,
-        backends: backends?,
+        backends: backends.as_ref()?.0.clone(),
+        dns: backends?.1,
         health: health?,
     })
 }
@@ -397,14 +492,13 @@ fn service_name(t: Table<'_>, seen: &mut Seen, r: &mut Reporter<'_>) -> Option<S
         r.error(
             s.at,
             format!(
-                "duplicate service name {:?} (first declared at {})",
-                s.value,
-                r.place(*first)
+                "duplicate service name {:?} (first declared at {first})",
+                s.value
             ),
         );
         return None;
     }
-    seen.names.insert(s.value.to_owned(), s.at);
+    seen.names.insert(s.value.to_owned(), r.place(s.at));
     Some(Sp {
         value: s.value.to_owned(),
         at: s.at,

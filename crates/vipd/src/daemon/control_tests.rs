@@ -38,6 +38,7 @@ fn sample_view(pid: u32) -> DaemonView {
                 ..BackendView::default()
             }],
         }],
+        dns: vec![],
     }
 }
 

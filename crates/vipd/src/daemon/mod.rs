@@ -24,6 +24,7 @@ mod control_client;
 pub mod control_line;
 pub mod control_proto;
 pub mod core;
+pub mod dns_link;
 pub mod fault;
 pub mod metrics;
 pub mod notify;

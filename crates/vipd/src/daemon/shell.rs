@@ -49,6 +49,7 @@ use super::{
     config_file::ConfigFile,
     control::{self, Command},
     core::{Core, Restored},
+    dns_link::DnsLink,
     metrics::Metrics,
     notify::Notifier,
     persist,
@@ -166,6 +167,8 @@ type Answer = (
 struct Shell {
     opts: Options,
     file: ConfigFile,
+    /// The resolver of DNS backends, and what their names gave.
+    dns: DnsLink,
     core: Core,
     plane: Box<dyn DataPlane>,
     /// The plane's fast path on its own thread; `None`: its writes are quick and made on
@@ -242,9 +245,15 @@ impl Shell {
             }
         };
         let seed = clock::mono_ns() ^ u64::from(std::process::id()).rotate_left(32);
-        let now = Instant::now();
         let path = opts.config.display().to_string();
         let restored = Restored { health, drains };
+        // The DNS backends' first answers, so that the first apply has them.
+        let mut dns = DnsLink::start(&config, seed);
+        let first = dns
+            .first_round(Instant::now() + config.dns.timeout + Duration::from_millis(500))
+            .await;
+        let config = dns.expand(&config);
+        let now = Instant::now();
         let mut core = Core::new(config, path, restored, metrics, now, started, seed);
 
         let mut plane: Box<dyn DataPlane> = match core.config().dataplane.xdp() {
@@ -256,6 +265,7 @@ impl Shell {
         let writes = core
             .start(&mut *plane, now)
             .context("applying the config")?;
+        core.on_dns(&first, None, &mut *plane, now, SystemTime::now());
         let writer = plane
             .weight_sink()
             .map(Writer::spawn)
@@ -275,6 +285,7 @@ impl Shell {
         let mut shell = Shell {
             opts,
             file,
+            dns,
             core,
             plane,
             writer,
@@ -355,6 +366,12 @@ impl Shell {
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
                 _ = self.signals.hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload().await; }
                 Some(c) = self.commands.recv() => self.command(c).await,
+                Some(batch) = self.dns.next_batch() => {
+                    // A changed set is applied whole: not beside a job on the writer.
+                    self.settle_writes().await;
+                    let expanded = self.dns.on_events(&batch);
+                    self.core.on_dns(&batch, expanded, &mut *self.plane, Instant::now(), SystemTime::now());
+                }
                 _ = sleep_until(wake) => {
                     if plane_due.is_some_and(|d| d <= Instant::now()) {
                         drain(&mut *self.plane, &mut self.core, &mut self.reports);
@@ -472,14 +489,15 @@ impl Shell {
         self.settle_writes().await;
         self.notify(|n, _| n.reloading(clock::mono_ns() / 1_000));
         let (loaded, text) = match self.file.load() {
-            Ok((config, text)) => (Ok(config), Some(text)),
+            Ok((config, text)) => (Ok(self.dns.expand(&config)), Some((config, text))),
             Err(rejected) => (Err(rejected), None),
         };
         let accepted =
             self.core
                 .reload(loaded, &mut *self.plane, Instant::now(), SystemTime::now());
-        if let (true, Some(text)) = (accepted, text) {
+        if let (true, Some((config, text))) = (accepted, text) {
             self.file.accept(text);
+            self.dns.follow(config);
         }
         self.notify(|n, status| n.ready(status));
         accepted

@@ -25,6 +25,8 @@ pub struct DaemonView {
     /// With IPVS: the IPVS sysctls vipd sets, as `name=value` (see `vipd::reach::sysctl`).
     pub sysctls: Vec<String>,
     pub services: Vec<ServiceView>,
+    /// The DNS backends' names: last result, answer, TTL, next refresh.
+    pub dns: Vec<crate::dns::NameView>,
 }
 
 /// The last reload attempt, good or rejected.
@@ -261,6 +263,16 @@ mod tests {
                     }],
                     ..BackendView::default()
                 }],
+            }],
+            dns: vec![crate::dns::NameView {
+                service: "web".into(),
+                kind: "dns".into(),
+                name: "web.lab".into(),
+                result: Some("ok".into()),
+                answer: vec!["198.18.1.2:8080 (weight 1)".into()],
+                ttl_s: Some(30),
+                next_unix_ms: 4,
+                ..Default::default()
             }],
         };
         let json = serde_json::to_string(&view).unwrap();

@@ -118,6 +118,7 @@ pub fn build(services: &Services, now: Instant, meta: Meta<'_>) -> DaemonView {
             tracked_connections: meta.tracked,
         },
         services,
+        dns: Vec::new(),
     }
 }
 

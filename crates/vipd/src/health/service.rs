@@ -118,6 +118,23 @@ impl ServiceHealth {
         out
     }
 
+    /// A healthy backend that just arrived (from DNS) ramps up like a re-admitted one:
+    /// slow start from `now` (nothing with `slow_start = 0s`, or in any other state).
+    pub fn start_slow(&mut self, now: Instant, dest: DestId) {
+        let zero = self.policy.slow_start.is_zero();
+        if let Some(b) = self.backends.get_mut(&dest) {
+            if !zero && b.phase == Phase::Healthy {
+                b.set(
+                    Phase::SlowStart {
+                        since: now,
+                        step: 1,
+                    },
+                    now,
+                );
+            }
+        }
+    }
+
     /// A connection outcome or check result for `dest` at `now`. Timers due at `now` are
     /// handled first, as by [`tick`](Self::tick). An unknown `dest` is ignored.
     pub fn observe(&mut self, now: Instant, dest: DestId, signal: Signal) -> Vec<Transition> {

@@ -65,13 +65,18 @@ impl fmt::Display for VipConflict {
 }
 
 impl crate::config::Origin {
-    /// The conflicts as diagnostics at each VIP's place in the config, in file order.
+    /// The conflicts as diagnostics at each VIP's place in the config, in file order
+    /// (the main file, then the drop-ins by name).
     pub fn located(&self, all: &[VipConflict]) -> Vec<crate::config::Diagnostic> {
         let mut out: Vec<_> = all
             .iter()
             .map(|c| self.diagnostic(c.vip, &c.problem))
             .collect();
-        out.sort_by_key(|d| d.location);
+        out.sort_by(|a, b| {
+            let key =
+                |d: &crate::config::Diagnostic| (d.file != self.file, d.file.clone(), d.location);
+            key(a).cmp(&key(b))
+        });
         out
     }
 }

@@ -30,19 +30,7 @@ pub(crate) struct Dnsmasq {
 impl Dnsmasq {
     fn spawn(&mut self) {
         let log = format!("/tmp/dnsmasq-{}-{}.log", self.ns, self.addr.port());
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "dnsmasq"])
-            .args([
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--keep-in-foreground",
-                "--bind-interfaces",
-                "--user=root",
-                "--group=root",
-                "--pid-file=",
-                "--cache-size=0",
-            ])
+        let child = dnsmasq(&self.ns)
             .arg(format!("--port={}", self.addr.port()))
             .arg(format!("--listen-address={}", self.addr.ip()))
             .arg(format!("--log-facility={log}"))
@@ -87,6 +75,64 @@ impl Dnsmasq {
             None => false,
         }
     }
+}
+
+/// dnsmasq in namespace `ns`, in the foreground, with no config file, no /etc/hosts,
+/// no upstream and no cache; the caller adds where it listens and what it serves.
+pub fn dnsmasq(ns: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "dnsmasq"]).args([
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--keep-in-foreground",
+        "--bind-interfaces",
+        "--user=root",
+        "--group=root",
+        "--pid-file=",
+        "--cache-size=0",
+    ]);
+    c
+}
+
+/// A DNS server for the `lab.` zone (NXDOMAIN for unknown names in it) in the router's
+/// namespace on `listen`:53: hosts from `hosts` (re-read on SIGHUP) with TTL `ttl_s`,
+/// no negative cache, the `extra` arguments, its log in `log`. Returns once `probe`
+/// (a name) resolves to `expect` (an address).
+pub fn lab_zone(
+    listen: &str,
+    hosts: &str,
+    ttl_s: u64,
+    extra: &[&str],
+    log: &str,
+    (probe, expect): (&str, &str),
+) -> Child {
+    let child = dnsmasq(crate::lab::ROUTER_NS)
+        .args(["--no-negcache", "--local=/lab/", "--port=53"])
+        .args(extra)
+        .arg(format!("--listen-address={listen}"))
+        .arg(format!("--addn-hosts={hosts}"))
+        .arg(format!("--local-ttl={ttl_s}"))
+        .arg(format!("--log-facility={log}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning dnsmasq");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !crate::sh(&format!(
+        "dig +short +time=1 +tries=1 @{listen} {probe} A 2>&1; true"
+    ))
+    .contains(expect)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "dnsmasq at {listen} not answering:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 /// One TXT query for [`WHICH`] to `server` from a fresh socket; the first TXT string.

@@ -11,6 +11,8 @@
 //! ([`Core::take_probes`]), then persist ([`Core::record`]) and publish ([`Core::view`])
 //! when wanted.
 
+#[cfg(test)]
+mod dns_tests;
 mod effects;
 mod events;
 #[cfg(test)]
@@ -124,6 +126,9 @@ pub struct Core {
     /// The operator's drains, and whether they changed since last written.
     drains: Drains,
     drains_dirty: bool,
+    /// The DNS backends' names as the resolver last reported them, by (service, kind,
+    /// name).
+    dns_names: std::collections::BTreeMap<(String, String, String), crate::dns::NameView>,
 }
 
 /// What a restart brings back: the health record (from the runtime directory) and the
@@ -187,6 +192,7 @@ impl Core {
             last_reload: None,
             drains: restored.drains,
             drains_dirty: false,
+            dns_names: Default::default(),
         };
         core.prune_drains();
         core
@@ -450,7 +456,7 @@ impl Core {
             }
             metrics.set_panic(&s.name, s.health.in_panic());
         }
-        view_build::build(
+        let mut view = view_build::build(
             &self.services,
             now,
             view_build::Meta {
@@ -467,6 +473,8 @@ impl Core {
                 tracked: plane.tracked,
                 sysctls: plane.sysctls,
             },
-        )
+        );
+        view.dns = self.dns_names.values().cloned().collect();
+        view
     }
 }

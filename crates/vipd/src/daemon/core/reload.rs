@@ -3,16 +3,25 @@
 //! cannot apply is rolled back to the running config and services. Either way every
 //! backend still configured keeps its health.
 
-use std::{collections::BTreeSet, time::SystemTime};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::SystemTime,
+};
 
 use tokio::time::Instant;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::{
     super::{config_file::Rejected, services::Services, view::ReloadView},
     Core,
 };
-use crate::{clock, config::Config, plane::DataPlane};
+use crate::{
+    clock,
+    config::Config,
+    dns::{DnsEvent, ResultKind},
+    model::{BackendId, ServiceKey},
+    plane::DataPlane,
+};
 
 impl Core {
     /// Takes `loaded` (the file's new config, or why it has none) if it can; returns
@@ -43,6 +52,31 @@ impl Core {
                 return false;
             }
         };
+        let accepted = match self.adopt(config, plane, now, wall) {
+            Ok(writes) => {
+                self.loaded = wall;
+                self.reloaded(wall, Ok((writes, plane.write_unit())));
+                true
+            }
+            Err(e) => {
+                self.reloaded(wall, Err(e));
+                false
+            }
+        };
+        self.forget_removed();
+        accepted
+    }
+
+    /// Makes `config` the running config and applies it: every backend still in it
+    /// keeps its health. If the plane cannot apply it, the running config and services
+    /// are restored and the error returned.
+    fn adopt(
+        &mut self,
+        config: Config,
+        plane: &mut dyn DataPlane,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<u64, String> {
         let old_config = std::mem::replace(&mut self.config, config);
         let old = std::mem::take(&mut self.services);
         let (services, ts) =
@@ -53,28 +87,113 @@ impl Core {
                 self.effects.transition(s, *key, t, None);
             }
         }
-        let accepted = match self.apply(plane, now) {
-            Ok(writes) => {
-                self.loaded = wall;
-                self.reloaded(wall, Ok((writes, plane.write_unit())));
-                true
-            }
+        let result = match self.apply(plane, now) {
+            Ok(writes) => Ok(writes),
             Err(e) => {
-                self.reloaded(wall, Err(e.chain()));
                 self.config = old_config;
                 let new = std::mem::take(&mut self.services);
                 self.services =
                     Services::build(&self.config, new, None, &self.drains, now, wall, self.seed).0;
                 plane.restore(&self.config, &self.services.weights(now, None));
-                false
+                Err(e.chain())
             }
         };
         self.watch(plane);
         self.checks_changed = true;
         self.prune_drains();
-        self.forget_removed();
         self.health_changed();
-        accepted
+        result
+    }
+
+    /// DNS resolutions finished (a batch: those that came while the loop was busy):
+    /// each counted and shown in status, each change of a name's backends logged; if any
+    /// changed, `expanded` (then `Some`: the file's config with every name's backends,
+    /// see [`crate::dns::expand`]) is applied once, like a reload, and the backends it
+    /// adds to a service that had others enter through slow start.
+    pub fn on_dns(
+        &mut self,
+        events: &[DnsEvent],
+        expanded: Option<Config>,
+        plane: &mut dyn DataPlane,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        for event in events {
+            self.dns_result(event);
+        }
+        let Some(expanded) = expanded else {
+            return;
+        };
+        let before: BTreeMap<ServiceKey, BTreeSet<BackendId>> = self
+            .services
+            .by_key
+            .iter()
+            .map(|(k, s)| (*k, s.dests.keys().copied().collect()))
+            .collect();
+        match self.adopt(expanded, plane, now, wall) {
+            Ok(writes) => debug!(writes, changes = events.len(), "DNS changes applied"),
+            Err(e) => error!(
+                error = e.as_str(),
+                "applying DNS changes failed; kept the running sets"
+            ),
+        }
+        for (key, s) in &mut self.services.by_key {
+            let Some(had) = before.get(key).filter(|had| !had.is_empty()) else {
+                continue;
+            };
+            let new: Vec<BackendId> = s
+                .dests
+                .keys()
+                .filter(|d| !had.contains(d))
+                .copied()
+                .collect();
+            for d in new {
+                s.health.start_slow(now, d);
+                self.dirty.insert(*key);
+            }
+        }
+        self.forget_removed();
+    }
+
+    /// One resolution: counted, shown, and its change (if any) logged.
+    fn dns_result(&mut self, event: &DnsEvent) {
+        let stale = event.result != ResultKind::Ok && !event.view.answer.is_empty();
+        self.metrics().dns_resolution(
+            &event.key.service,
+            &event.key.backend.name,
+            event.result.as_str(),
+            stale,
+        );
+        let v = &event.view;
+        let previous = self.dns_names.insert(
+            (v.service.clone(), v.kind.clone(), v.name.clone()),
+            v.clone(),
+        );
+        // A result that says what the last one said waits for the next periodic
+        // publish (each second): with many names, publishing the whole view per
+        // result would be most of the loop's work.
+        let news = previous.is_none_or(|p| p.result != v.result || p.note != v.note);
+        self.publish |= news || event.change.is_some();
+        let Some(change) = &event.change else {
+            return;
+        };
+        // The addresses of `a` that `b` does not have, as text.
+        let minus = |a: &[crate::dns::Resolved], b: &[crate::dns::Resolved]| {
+            a.iter()
+                .filter(|r| !b.contains(r))
+                .map(|r| r.addr.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        info!(
+            service = event.key.service.as_str(),
+            name = event.key.backend.name.as_str(),
+            result = event.result.as_str(),
+            added = minus(&change.after, &change.before).as_str(),
+            removed = minus(&change.before, &change.after).as_str(),
+            backends = minus(&change.after, &[]).as_str(),
+            "DNS backends changed"
+        );
     }
 
     /// The last reload's result, if there was one.
@@ -120,7 +239,7 @@ impl Core {
     }
 
     /// Drops the metric series of services and backends no longer configured.
-    fn forget_removed(&self) {
+    fn forget_removed(&mut self) {
         let names: BTreeSet<&str> = self
             .services
             .by_key
@@ -136,5 +255,14 @@ impl Core {
         self.metrics().retain_services(|n| names.contains(n));
         self.metrics()
             .retain_backends(|n, b| backends.contains(&(n.to_owned(), b.to_owned())));
+        let names: BTreeSet<(&str, &str)> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.dns.iter().map(|d| (s.name.as_str(), d.name.as_str())))
+            .collect();
+        self.metrics().retain_dns(|s, n| names.contains(&(s, n)));
+        self.dns_names
+            .retain(|(s, _, n), _| names.contains(&(s.as_str(), n.as_str())));
     }
 }

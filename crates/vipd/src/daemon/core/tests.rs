@@ -21,7 +21,7 @@ use crate::{
     plane::{PlaneStatus, UdpFinding},
 };
 
-const SEC: u64 = 1_000_000_000;
+pub(super) const SEC: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
 
 /// A TCP service "web" with backends 1..=`n` at weight 10.

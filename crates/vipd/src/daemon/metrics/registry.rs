@@ -43,6 +43,11 @@ pub(super) struct Inner {
     /// Whether an operator drained the backend (`vipd drain`).
     pub drained: BTreeMap<ServiceBackend, bool>,
     pub panic: BTreeMap<String, bool>,
+    /// DNS resolutions by (service, name, result).
+    pub dns_resolutions: BTreeMap<Labelled3, u64>,
+    /// Whether a DNS backend's set is the last good one kept after a failure or an
+    /// empty answer, by (service, name).
+    pub dns_stale: BTreeMap<ServiceBackend, bool>,
 }
 
 /// The daemon's metrics.
@@ -172,6 +177,28 @@ impl Metrics {
         inner.last_reload_success = unix_seconds(at);
     }
 
+    /// A DNS resolution of `name` (a DNS backend of `service`) and its result:
+    /// `vipd_dns_resolutions_total{service,name,result}`; `stale`: the name's backends
+    /// are the last good set kept after a failed or empty result
+    /// (`vipd_dns_stale{service,name}`).
+    pub fn dns_resolution(&self, service: &str, name: &str, result: &str, stale: bool) {
+        let mut inner = self.lock();
+        *inner
+            .dns_resolutions
+            .entry((service.to_owned(), name.to_owned(), result.to_owned()))
+            .or_default() += 1;
+        inner
+            .dns_stale
+            .insert((service.to_owned(), name.to_owned()), stale);
+    }
+
+    /// Drops the DNS series of names no longer configured.
+    pub fn retain_dns(&self, keep: impl Fn(&str, &str) -> bool) {
+        let mut inner = self.lock();
+        inner.dns_resolutions.retain(|(s, n, _), _| keep(s, n));
+        inner.dns_stale.retain(|(s, n), _| keep(s, n));
+    }
+
     /// A reload at `at`, applied or rejected: `vipd_reloads_total{result}`,
     /// `vipd_config_last_reload_successful` and, when applied,
     /// `vipd_config_last_reload_success_timestamp_seconds`.
@@ -229,6 +256,7 @@ impl Metrics {
     /// Keeps only the series of services for which `keep(service)` holds.
     pub fn retain_services(&self, keep: impl Fn(&str) -> bool) {
         self.retain_backends(|s, _| keep(s));
+        self.retain_dns(|s, _| keep(s));
         self.lock().panic.retain(|s, _| keep(s));
     }
 }

@@ -19,6 +19,7 @@ impl Metrics {
         detection(&mut x, &inner);
         watcher(&mut x, &inner);
         writes(&mut x, &inner);
+        dns(&mut x, &inner);
         x.finish()
     }
 }
@@ -204,4 +205,26 @@ fn writes(x: &mut Exposition, inner: &Inner) {
         "Rtnetlink messages in the kernel's answers that could not be decoded and were skipped.",
         inner.rtnetlink_skipped,
     );
+}
+
+fn dns(x: &mut Exposition, inner: &Inner) {
+    let mut f = x.family(
+        "vipd_dns_resolutions_total",
+        Kind::Counter,
+        "Resolutions of DNS backends' names, by result: ok, empty, nxdomain, failed.",
+    );
+    for ((s, n, r), count) in &inner.dns_resolutions {
+        f.sample(
+            &[("service", s.as_str()), ("name", n), ("result", r)],
+            *count,
+        );
+    }
+    let mut f = x.family(
+        "vipd_dns_stale",
+        Kind::Gauge,
+        "1 while a DNS backend's set is the last good one, kept because the last resolution failed or was empty.",
+    );
+    for ((s, n), stale) in &inner.dns_stale {
+        f.sample(&[("service", s.as_str()), ("name", n)], *stale);
+    }
 }

@@ -30,6 +30,8 @@ pub(super) fn example() -> Metrics {
     m.weight_write_failures(3);
     m.weight_write_failures(1);
     m.rtnetlink_skipped(3);
+    m.dns_resolution("web", "web.lab", "ok", false);
+    m.dns_resolution("web", "web.lab", "failed", true);
     m
 }
 
@@ -125,6 +127,13 @@ vipd_weight_write_failures_total 4
 # HELP vipd_rtnetlink_messages_skipped_total Rtnetlink messages in the kernel's answers that could not be decoded and were skipped.
 # TYPE vipd_rtnetlink_messages_skipped_total counter
 vipd_rtnetlink_messages_skipped_total 3
+# HELP vipd_dns_resolutions_total Resolutions of DNS backends' names, by result: ok, empty, nxdomain, failed.
+# TYPE vipd_dns_resolutions_total counter
+vipd_dns_resolutions_total{service="web",name="web.lab",result="failed"} 1
+vipd_dns_resolutions_total{service="web",name="web.lab",result="ok"} 1
+# HELP vipd_dns_stale 1 while a DNS backend's set is the last good one, kept because the last resolution failed or was empty.
+# TYPE vipd_dns_stale gauge
+vipd_dns_stale{service="web",name="web.lab"} 1
 "#
 );
 
