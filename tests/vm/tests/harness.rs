@@ -162,13 +162,16 @@ fn load_sees_faults(family: Family) {
 
     // The sniffer saw each timed-out attempt's SYN, from the client host (as the backend
     // sees connections through the VIP: from the client's own address), and at the time the
-    // client sent it (the first SYN after the fault belongs to the first timed-out
-    // attempt). It saw the retransmits too (+1 s) but these came after the timeouts.
+    // client sent it: the first timed-out attempt's own SYN (same client port) came within
+    // 100 ms of its start. (The first SYN after the fault may be an attempt's that started
+    // while the drop rule went in, before `dropped`.) It saw the retransmits too (+1 s)
+    // but these came after the timeouts.
     let first_to = timed_out.iter().min_by_key(|a| a.started).unwrap();
+    let port = first_to.port.expect("a timed-out attempt has a socket");
     let first_syn = syns
         .iter()
-        .find(|s| s.at >= dropped)
-        .expect("no SYN seen after the drop");
+        .find(|s| s.at >= dropped && s.src.port() == port)
+        .expect("the first timed-out attempt's SYN was not seen");
     assert_eq!(sniffer.answer(first_syn), Some(Answer::None));
     assert_eq!(
         sniffer.first_answered_after(dropping, |_| true, Answer::None),
