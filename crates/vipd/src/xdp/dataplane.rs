@@ -238,8 +238,12 @@ impl Dataplane {
             }
         }
         // Backends whose weight went to 0 leave rotation now, one write each; those back
-        // above 0 are marked in before their table names them again.
+        // above 0 are marked in before their table names them again. A service as it was
+        // last built has its marks right already.
         for (key, spec) in &want_keys {
+            if self.built.get(key) == Some(&spec.backends) {
+                continue;
+            }
             let slot = self.slots[key];
             for (addr, weight) in &spec.backends {
                 let id = self.ids[&(slot, *addr)];
