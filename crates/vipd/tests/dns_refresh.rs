@@ -104,6 +104,7 @@ fn a_thousand_names_refresh_with_bounded_cpu_and_no_burst() {
             configs,
             tx,
             11,
+            Default::default(),
         ));
         let mut results = 0u64;
         let mut ok_first = 0;

@@ -7,12 +7,14 @@
 //!   one refresh (measured and printed); an established connection to a kept backend is
 //!   untouched, a quarantine in progress is kept, the new backend ramps up, the removed
 //!   one drains;
-//! * with the DNS server stopped the set is kept (status and metrics say so);
+//! * `vipd trace` beside the daemon notes the set change;
+//! * with the DNS server stopped the set is kept (status and metrics say so), also
+//!   across a restart of vipd (the DNS record);
 //! * NXDOMAIN keeps the set too (the default `on_empty = "keep"`).
 
 use std::{
     net::SocketAddr,
-    process::Child,
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -83,6 +85,22 @@ fn reals(vip: SocketAddr) -> Vec<(String, u32)> {
     }
     out.sort();
     out
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Whether the file at `path` holds `text` within 10 s.
+fn wait_for_text(path: &str, text: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if read(path).contains(text) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 fn addrs(r: &[(String, u32)]) -> Vec<&str> {
@@ -180,6 +198,24 @@ backend = [{{ srv = "_echo._tcp.api.lab" }}]
     assert!(out.status.success(), "{out:?}");
     let before = held.round_trip().expect("round trip");
 
+    // `vipd trace` beside the daemon notes the set change.
+    let trace_out = format!("{DIR}/trace.out");
+    let mut trace = Command::new("vipd")
+        .args(["trace", "--service", "web", "--config"])
+        .arg(&vipd.config)
+        .arg("--runtime-dir")
+        .arg(&vipd.runtime)
+        .stdout(std::fs::File::create(&trace_out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting vipd trace");
+    let traced_first = wait_for_text(&trace_out, "dns web.lab: 3 backends");
+    assert!(
+        traced_first,
+        "trace printed no first set:\n{}",
+        read(&trace_out)
+    );
+
     write_hosts(&[x, y, 4]);
     let changed = Instant::now();
     hup(&server);
@@ -236,6 +272,11 @@ backend = [{{ srv = "_echo._tcp.api.lab" }}]
         "{}",
         vipd.log(1)
     );
+    let noted = wait_for_text(&trace_out, "(+198.18.4.2:9000 (weight 1) -");
+    let _ = trace.kill();
+    let _ = trace.wait();
+    assert!(noted, "trace noted no set change:\n{}", read(&trace_out));
+    println!("vipd trace:\n{}", read(&trace_out));
 
     // The DNS server stops: resolutions fail, the set stays.
     let kept = reals(web);
@@ -255,6 +296,43 @@ backend = [{{ srv = "_echo._tcp.api.lab" }}]
     assert_eq!(
         vipd.metric_sum("vipd_dns_stale{service=\"web\",name=\"web.lab\"}"),
         1.0
+    );
+
+    // vipd restarts while DNS is still down: the sets of the last run (its DNS record)
+    // stand, nothing drains, and the restart drops no connection.
+    vipd.stop();
+    vipd.start();
+    let v = vipd.wait_for(
+        "a failed resolution after the restart",
+        Duration::from_secs(10),
+        |v| {
+            v.dns
+                .iter()
+                .any(|n| n.service == "web" && n.result.as_deref() == Some("failed"))
+        },
+    );
+    let n = v.dns.iter().find(|n| n.service == "web").unwrap();
+    assert!(n.note.contains("kept the last 3"), "{n:?}");
+    let after = reals(web);
+    let live = |r: &[(String, u32)]| -> Vec<String> {
+        r.iter()
+            .filter(|(_, w)| *w > 0)
+            .map(|(a, _)| a.clone())
+            .collect()
+    };
+    assert_eq!(
+        live(&after),
+        live(&kept),
+        "backends with weight before the restart: {kept:?}, after: {after:?}\n{}",
+        vipd.log(2)
+    );
+    assert!(
+        addrs(&after).contains(&y_addr.as_str()),
+        "the quarantined backend is kept: {after:?}"
+    );
+    assert_eq!(
+        held.round_trip().expect("round trip after the restart"),
+        before
     );
 
     // Back, without web.lab: NXDOMAIN, and the default rule keeps the set.

@@ -50,7 +50,7 @@ fn resolve_dns(cfg: vipd::config::Config) -> anyhow::Result<vipd::config::Config
         .enable_all()
         .build()?;
     Ok(rt.block_on(async {
-        let mut link = DnsLink::start(&cfg, vipd::clock::mono_ns());
+        let mut link = DnsLink::start(&cfg, vipd::clock::mono_ns(), Default::default());
         let deadline =
             tokio::time::Instant::now() + cfg.dns.timeout + std::time::Duration::from_millis(500);
         for e in link.first_round(deadline).await {

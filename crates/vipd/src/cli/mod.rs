@@ -11,6 +11,7 @@ mod reload;
 mod run;
 mod status;
 mod trace;
+mod trace_dns;
 
 use std::process::ExitCode;
 

@@ -2,7 +2,8 @@
 //! backend IPVS chose for each and every state transition, plus the outcome the health
 //! logic would see (established, refused, SYN retransmit, ...). For UDP services: each
 //! new flow and the backend IPVS chose, ICMP errors naming their backend, and once a
-//! second the datagrams sent to and replies received from each backend.
+//! second the datagrams sent to and replies received from each backend. Services with
+//! DNS backends: each change of a name's backends, as the running daemon resolved it.
 
 use std::{
     collections::HashMap,
@@ -16,6 +17,7 @@ use std::{
 use anyhow::{bail, Context};
 use vipd::{
     config::{self, Family, Protocol, ServiceKey},
+    daemon::control::DEFAULT_RUNTIME_DIR,
     watcher::{Correlator, Event, Flavour, Hooks, Outcome, Probes, Report, RING_DRAIN},
 };
 
@@ -33,6 +35,10 @@ pub struct Args {
     /// How to attach the socket hooks: `auto`, `btf` or `classic` (see `vipd run`).
     #[arg(long, default_value = "auto", env = "VIPD_PROBES")]
     probes: Flavour,
+    /// The running daemon's directory: changes of the backends it resolves from DNS
+    /// are noted in the trace.
+    #[arg(long, env = "VIPD_RUNTIME_DIR", default_value = DEFAULT_RUNTIME_DIR)]
+    runtime_dir: PathBuf,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -106,6 +112,18 @@ fn clock(id: libc::clockid_t) -> i128 {
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
 }
 
+/// `HH:MM:SS.micros` (UTC) of a wall-clock time in ns since the epoch.
+fn hms(wall: i128) -> String {
+    let secs = wall.div_euclid(1_000_000_000);
+    let micros = wall.rem_euclid(1_000_000_000) / 1_000;
+    format!(
+        "{:02}:{:02}:{:02}.{micros:06}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 struct Printer {
     json: bool,
     /// Service names by (IP protocol, VIP).
@@ -117,15 +135,7 @@ struct Printer {
 
 impl Printer {
     fn time(&self, ts_ns: u64) -> String {
-        let wall = ts_ns as i128 + self.realtime_offset;
-        let secs = wall.div_euclid(1_000_000_000);
-        let micros = wall.rem_euclid(1_000_000_000) / 1_000;
-        format!(
-            "{:02}:{:02}:{:02}.{micros:06}",
-            secs / 3600 % 24,
-            secs / 60 % 60,
-            secs % 60
-        )
+        hms(ts_ns as i128 + self.realtime_offset)
     }
 
     /// The service of a connection to `vip`, or of the fwmark service that scheduled
@@ -328,6 +338,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         marks,
         realtime_offset: clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_MONOTONIC),
     };
+    if vipd::dns::wanted(&cfg) {
+        let (dir, service, json) = (args.runtime_dir.clone(), args.service.clone(), args.json);
+        std::thread::spawn(move || {
+            super::trace_dns::follow(dir, service, json, &STOP, |t| {
+                let ns = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as i128);
+                hms(ns)
+            })
+        });
+    }
     let mut correlator = Correlator::new(65536);
     let mut bad = 0u64;
     let mut udp = UdpTally::default();

@@ -35,6 +35,7 @@ pub use model::*;
 pub use syn_rto::{AutoRto, SynRto, SYN_RTO_MAX, SYN_RTO_MIN};
 
 pub(crate) use addr::not_unicast;
+pub(crate) use backend::MAX_BACKENDS;
 
 /// Where the config lives unless a command is told otherwise (`--config` or
 /// `VIPD_CONFIG`).

@@ -1,7 +1,8 @@
 //! The daemon's side of DNS backends: the resolver task it started, the config it
-//! follows, and the backends each name gave last, to expand the file's config with.
+//! follows, and the backends each name gave last, to expand the file's config with
+//! (kept in the DNS record, [`super::dns_record`], when the daemon gives it one).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use tokio::sync::{mpsc, watch};
 
@@ -23,12 +24,16 @@ pub struct DnsLink {
     sets: BTreeMap<NameKey, Vec<Resolved>>,
     /// The file's config in force (without the resolved backends).
     base: Config,
+    /// Where the sets are written when they change.
+    record: Option<PathBuf>,
 }
 
 impl DnsLink {
     /// Starts the resolver task, on a thread of its own, following `base` (idle while it
-    /// has no DNS backend).
-    pub fn start(base: &Config, seed: u64) -> Self {
+    /// has no DNS backend). Its names start from `restored` (the sets of the last run,
+    /// vetted against `base`) until they are resolved.
+    pub fn start(base: &Config, seed: u64, restored: BTreeMap<NameKey, Vec<Resolved>>) -> Self {
+        let sets = restored.clone();
         let (configs, rx) = watch::channel(Arc::new(base.clone()));
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
         // Its own thread: the daemon's loop runs on one thread and does synchronous work
@@ -40,9 +45,13 @@ impl DnsLink {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => {
-                        rt.block_on(dns::task::run(Box::new(dns::hickory::make), rx, tx, seed))
-                    }
+                    Ok(rt) => rt.block_on(dns::task::run(
+                        Box::new(dns::hickory::make),
+                        rx,
+                        tx,
+                        seed,
+                        restored,
+                    )),
                     Err(e) => tracing::error!("DNS backends cannot be resolved: {e}"),
                 }
             });
@@ -52,8 +61,22 @@ impl DnsLink {
         DnsLink {
             configs,
             events,
-            sets: BTreeMap::new(),
+            sets,
             base: base.clone(),
+            record: None,
+        }
+    }
+
+    /// Writes the sets to `path` whenever they change, from now on (and now).
+    pub fn keep_record(&mut self, path: PathBuf) {
+        self.record = Some(path);
+        self.save();
+    }
+
+    fn save(&self) {
+        let Some(path) = &self.record else { return };
+        if let Err(e) = super::dns_record::store(path, &self.sets) {
+            tracing::warn!("cannot write the DNS record: {e}");
         }
     }
 
@@ -95,12 +118,16 @@ impl DnsLink {
     /// `config` (from the file) is now in force: the resolver follows it, and the sets
     /// of names it no longer has are forgotten.
     pub fn follow(&mut self, config: Config) {
+        let before = self.sets.len();
         self.sets.retain(|k, _| {
             config
                 .services
                 .iter()
                 .any(|s| s.name == k.service && s.dns.contains(&k.backend))
         });
+        if self.sets.len() != before {
+            self.save();
+        }
         self.base = config.clone();
         let _ = self.configs.send(Arc::new(config));
     }
@@ -127,6 +154,9 @@ impl DnsLink {
             } else {
                 self.sets.insert(change.key.clone(), change.after.clone());
             }
+        }
+        if changed {
+            self.save();
         }
         changed.then(|| dns::expand(&self.base, &self.sets))
     }

@@ -25,6 +25,7 @@ pub mod control_line;
 pub mod control_proto;
 pub mod core;
 pub mod dns_link;
+pub mod dns_record;
 pub mod fault;
 pub mod metrics;
 pub mod notify;

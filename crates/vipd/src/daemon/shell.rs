@@ -50,6 +50,7 @@ use super::{
     control::{self, Command},
     core::{Core, Restored},
     dns_link::DnsLink,
+    dns_record,
     metrics::Metrics,
     notify::Notifier,
     persist,
@@ -247,11 +248,26 @@ impl Shell {
         let seed = clock::mono_ns() ^ u64::from(std::process::id()).rotate_left(32);
         let path = opts.config.display().to_string();
         let restored = Restored { health, drains };
-        // The DNS backends' first answers, so that the first apply has them.
-        let mut dns = DnsLink::start(&config, seed);
+        // The DNS backends' first answers, so that the first apply has them; the sets
+        // of the last run stand for names that get none.
+        let dns_path = dns_record::path(&opts.runtime_dir);
+        let dns_sets = match dns_record::load(&dns_path, &config) {
+            Ok(r) => {
+                for what in &r.ignored {
+                    warn!("DNS record: ignoring {what}");
+                }
+                r.sets
+            }
+            Err(e) => {
+                warn!("ignoring the DNS record: {e}; DNS backends start unresolved");
+                Default::default()
+            }
+        };
+        let mut dns = DnsLink::start(&config, seed, dns_sets);
         let first = dns
             .first_round(Instant::now() + config.dns.timeout + Duration::from_millis(500))
             .await;
+        dns.keep_record(dns_path);
         let config = dns.expand(&config);
         let now = Instant::now();
         let mut core = Core::new(config, path, restored, metrics, now, started, seed);

@@ -3,6 +3,7 @@
 //! timeout`), and sends every result to the daemon as a [`DnsEvent`].
 
 use std::{
+    collections::BTreeMap,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -16,7 +17,7 @@ use tokio::{
 
 use super::{
     tracker::{Change, NameKey, NameState, ResultKind, Tracker},
-    Outcome, Resolve,
+    Outcome, Resolve, Resolved,
 };
 use crate::{
     clock,
@@ -95,17 +96,20 @@ pub type MakeResolver = Box<dyn Fn(&DnsSettings) -> Arc<dyn Resolve> + Send>;
 
 /// Runs until `configs` closes (the daemon stops) or `events` does. Each config sent on
 /// `configs` is followed from then on (names still configured keep their answers; new
-/// `[dns]` settings get a new resolver from `make`).
+/// `[dns]` settings get a new resolver from `make`). The names start from `restored`
+/// (the sets of the last run) until they are resolved.
 pub async fn run(
     make: MakeResolver,
     mut configs: watch::Receiver<Arc<Config>>,
     events: mpsc::Sender<DnsEvent>,
     seed: u64,
+    restored: BTreeMap<NameKey, Vec<Resolved>>,
 ) {
     let mut tracker = Tracker::new(seed);
     let mut settings = configs.borrow().dns.clone();
     let mut resolver = make(&settings);
     tracker.sync(&configs.borrow_and_update(), Instant::now());
+    tracker.restore(&restored);
     let mut running: JoinSet<(NameKey, Outcome)> = JoinSet::new();
     loop {
         let now = Instant::now();

@@ -371,7 +371,7 @@ fn start(
     let fake = Arc::new(Fake::default());
     let (config_tx, config_rx) = watch::channel(Arc::new(cfg));
     let (tx, rx) = mpsc::channel(1024);
-    tokio::spawn(task::run(make(&fake), config_rx, tx, 5));
+    tokio::spawn(task::run(make(&fake), config_rx, tx, 5, Default::default()));
     (fake, config_tx, rx)
 }
 
@@ -383,7 +383,7 @@ async fn the_task_follows_ttls_and_reports_changes() {
     fake.set("web.lab", answer(&["198.18.1.2:8080"], 10));
     let (config_tx, config_rx) = watch::channel(Arc::new(cfg));
     let (tx, mut rx) = mpsc::channel(16);
-    tokio::spawn(task::run(make(&fake), config_rx, tx, 5));
+    tokio::spawn(task::run(make(&fake), config_rx, tx, 5, Default::default()));
 
     let e = rx.recv().await.unwrap();
     assert_eq!(e.result, ResultKind::Ok);
@@ -473,4 +473,56 @@ async fn a_thousand_names_are_asked_at_most_max_in_flight_at_a_time_and_spread_o
         .max()
         .unwrap();
     assert!(busiest < 200, "{busiest} questions within 100 ms");
+}
+
+#[test]
+fn a_restored_set_stands_until_an_answer_and_follows_the_rules_like_a_good_one() {
+    let (mut t, now) = tracker(ONE_NAME, 3);
+    let key = only_key(&t);
+    let last_run = vec![r("198.18.1.2:8080"), r("198.18.2.2:8080")];
+    t.restore(&BTreeMap::from([(key.clone(), last_run.clone())]));
+    assert_eq!(t.sets().get(&key), Some(&last_run));
+    assert!(t.state(&key).unwrap().note.contains("from the last run"));
+    assert_eq!(t.next_due(), Some(now), "still resolved at once");
+
+    // The DNS server is down: the set from the last run is kept.
+    t.take_due(now, 1);
+    let (kind, change) = t
+        .on_outcome(&key, Outcome::Failed("timeout".into()), now)
+        .unwrap();
+    assert_eq!((kind, change), (ResultKind::Failed, None));
+    assert_eq!(t.sets().get(&key), Some(&last_run));
+
+    // The first answer replaces it, as a change from it.
+    t.take_due(t.next_due().unwrap(), 1);
+    let (_, change) = t
+        .on_outcome(&key, answer(&["198.18.3.2:8080"], 5), now)
+        .unwrap();
+    let change = change.expect("a change");
+    assert_eq!(change.before, last_run);
+    assert_eq!(change.after, [r("198.18.3.2:8080")]);
+
+    // A name that has answered is never overwritten by a record.
+    t.restore(&BTreeMap::from([(key.clone(), last_run)]));
+    assert_eq!(t.sets().get(&key).unwrap(), &[r("198.18.3.2:8080")]);
+}
+
+#[test]
+fn a_restored_set_is_removed_by_nxdomain_when_the_rule_says_so() {
+    let text = r#"
+[dns]
+on_empty = "remove"
+
+[[service]]
+name = "web"
+vip = "198.18.0.10:80"
+backend = [{ address = "198.18.9.2:8080" }, { dns = "web.lab", port = 8080 }]
+"#;
+    let (mut t, now) = tracker(text, 3);
+    let key = only_key(&t);
+    t.restore(&BTreeMap::from([(key.clone(), vec![r("198.18.1.2:8080")])]));
+    t.take_due(now, 1);
+    let (_, change) = t.on_outcome(&key, Outcome::NxDomain, now).unwrap();
+    assert_eq!(change.expect("removed").after, []);
+    assert!(t.sets().is_empty());
 }

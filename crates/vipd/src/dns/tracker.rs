@@ -143,6 +143,27 @@ impl Tracker {
         }
     }
 
+    /// Starts the names not answered yet from `sets` (what they gave in the last run,
+    /// from the record): those backends stand until a resolution says otherwise. A
+    /// failed one keeps them, an answer replaces them, an empty one follows
+    /// `on_empty`, as for any last good set.
+    pub fn restore(&mut self, sets: &BTreeMap<NameKey, Vec<Resolved>>) {
+        for (key, set) in sets.iter().filter(|(_, set)| !set.is_empty()) {
+            let Some(st) = self.names.get_mut(key) else {
+                continue;
+            };
+            if st.answered || !st.current.is_empty() {
+                continue;
+            }
+            let n = set.len();
+            st.current = set.clone();
+            st.note = format!(
+                "{n} backend{} from the last run, not resolved yet",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
