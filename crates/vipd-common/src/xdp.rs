@@ -138,6 +138,10 @@ pub enum XdpHealthKind {
     SynRetransmit = 3,
     /// The backend's first answer to a SYN (SYN-ACK): the connection is being set up.
     Established = 4,
+    /// A SYN left for the backend (a new flow, a fresh attempt on an answered tuple, or
+    /// a retransmission moved to another backend), on a service userspace watches
+    /// handshakes of (`XDP_SYN_WATCH`): the start of a handshake deadline.
+    SynSent = 5,
 }
 
 impl XdpHealthKind {
@@ -147,6 +151,7 @@ impl XdpHealthKind {
             2 => Self::Unreachable,
             3 => Self::SynRetransmit,
             4 => Self::Established,
+            5 => Self::SynSent,
             _ => return None,
         })
     }

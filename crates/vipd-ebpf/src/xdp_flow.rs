@@ -11,7 +11,9 @@ use vipd_common::xdp::{
     XdpService, XdpTuple, BACKEND_OUT, FLOW_SYN, MAGLEV_M, MAGLEV_REHASHES, NO_BACKEND,
 };
 
-use crate::xdp_maps::{count, XDP_BACKENDS, XDP_FLOWS, XDP_HEALTH, XDP_MAGLEV, XDP_REPLIES};
+use crate::xdp_maps::{
+    count, XDP_BACKENDS, XDP_FLOWS, XDP_HEALTH, XDP_MAGLEV, XDP_REPLIES, XDP_SYN_WATCH,
+};
 
 /// A SYN seen again this long after the last one, with no answer in between, is a
 /// retransmission (Linux's first SYN RTO is 1 s; duplicates come within microseconds).
@@ -109,6 +111,18 @@ pub fn schedule(svc: &XdpService, t: &XdpTuple, id: u32, b: &XdpBackend, syn_ns:
     let _ = XDP_FLOWS.insert(t, &f, 0);
     let _ = XDP_REPLIES.insert(&reply_tuple(t, &f), &r, 0);
     count(stat::NEW_FLOWS);
+    if syn {
+        syn_sent(t, &f);
+    }
+}
+
+/// A SYN of flow `t` left for backend `f`: reported if userspace watches the service's
+/// handshakes (one hash lookup otherwise).
+#[inline(always)]
+pub fn syn_sent(t: &XdpTuple, f: &XdpFlow) {
+    if XDP_SYN_WATCH.get_ptr(&f.service_id).is_some() {
+        health(XdpHealthKind::SynSent, t, f, 0);
+    }
 }
 
 /// Reports a health event about the flow `t` (client to VIP) on backend `f`. Not
@@ -151,7 +165,7 @@ pub fn health(kind: XdpHealthKind, t: &XdpTuple, f: &XdpFlow, icmp: u16) {
 #[inline(always)]
 fn wakeup(kind: XdpHealthKind) -> u64 {
     match kind {
-        XdpHealthKind::Established => BPF_RB_NO_WAKEUP.into(),
+        XdpHealthKind::Established | XdpHealthKind::SynSent => BPF_RB_NO_WAKEUP.into(),
         _ => BPF_RB_FORCE_WAKEUP.into(),
     }
 }

@@ -414,6 +414,7 @@ fn forward_in(
                 // SAFETY: as above.
                 unsafe { (*r).flags = 0 };
             }
+            xdp_flow::syn_sent(t, f);
         } else if syn {
             // The attempt has had no answer: a retransmission if it is late, and it
             // follows Maglev if its backend left the rotation meanwhile.

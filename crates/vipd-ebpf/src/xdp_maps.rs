@@ -31,6 +31,11 @@ pub static XDP_FLOWS: LruHashMap<XdpTuple, XdpFlow> = LruHashMap::with_max_entri
 #[map(name = "XDP_REPLIES")]
 pub static XDP_REPLIES: LruHashMap<XdpTuple, XdpReply> = LruHashMap::with_max_entries(1024, 0);
 
+/// Service ids whose SYNs are reported as they leave (`XdpHealthKind::SynSent`), for
+/// userspace's handshake deadlines; the value is unused.
+#[map(name = "XDP_SYN_WATCH")]
+pub static XDP_SYN_WATCH: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
+
 /// Health events for userspace.
 #[map(name = "XDP_HEALTH")]
 pub static XDP_HEALTH: RingBuf = RingBuf::with_byte_size(4096, 0);

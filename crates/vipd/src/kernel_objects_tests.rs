@@ -35,6 +35,7 @@ fn the_xdp_object_holds_only_the_xdp_plane() {
             "XDP_REPLIES",
             "XDP_SERVICES",
             "XDP_STATS",
+            "XDP_SYN_WATCH",
         ])
     );
     assert_eq!(

@@ -24,7 +24,7 @@ use std::{
 };
 
 use xdp_common::{
-    daemon::{backend, http_servers, Daemon, Scratch},
+    daemon::{backend, http_servers, web_config, Daemon, Scratch},
     lab::{Lab, VIP},
 };
 
@@ -92,25 +92,10 @@ fn refusal_to_weight_written() {
     let cfg = dir.join("vipd.toml");
     std::fs::write(
         &cfg,
-        format!(
-            r#"dataplane = "xdp"
-[xdp]
-interface = "eth0"
-pin_maps = false
-
-[[service]]
-name = "web"
-vip = "{VIP}:80"
-  [[service.backend]]
-  address = "{B1}"
-  [[service.backend]]
-  address = "198.18.2.12:8080"
-  [service.health]
-  base_ejection = "1h"
-  max_ejection = "1h"
-  # A SYN of b2's lost on a busy host is not what this measures.
-  retransmit_threshold = 3
-"#
+        web_config(
+            "  base_ejection = \"1h\"\n  max_ejection = \"1h\"\n  \
+             # A SYN of b2's lost on a busy host is not what this measures.\n  \
+             retransmit_threshold = 3",
         ),
     )
     .unwrap();

@@ -579,6 +579,50 @@ fn a_syn_sent_again_unanswered_is_reported_as_a_retransmission() {
 }
 
 #[test]
+fn syns_of_a_watched_service_are_reported_as_they_leave() {
+    let mut lab = lab(&web());
+    let vip = svc(80, PROTO_TCP, &[]).key();
+    let slot = lab.dp.slot(&vip).expect("the TCP service's slot");
+    // Not watched: a SYN is forwarded and reported to no one.
+    let first = sa(CLIENT, 40020);
+    assert_forwarded(
+        &lab.run(&tcp_frame(first, sa(VIP, 80), TCP_SYN)),
+        first,
+        8080,
+    );
+    assert!(lab.health().is_empty());
+    // Watched: the SYN of a new flow is reported, with its backend; the flow's other
+    // segments are not.
+    lab.dp.maps_mut().set_syn_watch(slot, true).unwrap();
+    assert_eq!(lab.dp.maps().syn_watch().unwrap(), [slot]);
+    let client = sa(CLIENT, 40021);
+    let b = assert_forwarded(
+        &lab.run(&tcp_frame(client, sa(VIP, 80), TCP_SYN)),
+        client,
+        8080,
+    );
+    lab.run(&tcp_frame(client, sa(VIP, 80), TCP_ACK));
+    let h = lab.health();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].kind, XdpHealthKind::SynSent as u8);
+    assert_eq!(&h[0].backend[..4], &b.octets());
+    assert_eq!(h[0].cport, 40021);
+    // A fresh attempt on the tuple after an answer is a new handshake: reported again.
+    lab.run(&tcp_frame(sa(b, 8080), client, TCP_SYN | TCP_ACK));
+    assert_eq!(lab.health()[0].kind, XdpHealthKind::Established as u8);
+    lab.run(&tcp_frame(client, sa(VIP, 80), TCP_SYN));
+    let h = lab.health();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].kind, XdpHealthKind::SynSent as u8);
+    // Unwatched again: nothing.
+    lab.dp.maps_mut().set_syn_watch(slot, false).unwrap();
+    lab.dp.maps_mut().set_syn_watch(slot, false).unwrap();
+    let other = sa(CLIENT, 40022);
+    lab.run(&tcp_frame(other, sa(VIP, 80), TCP_SYN));
+    assert!(lab.health().is_empty());
+}
+
+#[test]
 fn an_icmp_unreachable_from_a_backend_is_reported_and_translated() {
     let mut lab = lab(&web());
     let client = sa(CLIENT, 40010);

@@ -175,6 +175,11 @@ impl Dataplane {
         Some(BackendRef { service, addr })
     }
 
+    /// The slot (and health-record service id) of a service.
+    pub fn slot(&self, service: &VipKey) -> Option<u32> {
+        self.slots.get(service).copied()
+    }
+
     /// The id of a backend of a service.
     pub fn backend_id(&self, service: &VipKey, addr: SocketAddr) -> Option<u32> {
         let slot = self.slots.get(service)?;

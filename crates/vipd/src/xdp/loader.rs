@@ -161,6 +161,7 @@ impl XdpProgram {
             .map_max_entries("XDP_BACKENDS", sizes.backends)
             .map_max_entries("XDP_FLOWS", sizes.flows)
             .map_max_entries("XDP_REPLIES", sizes.flows)
+            .map_max_entries("XDP_SYN_WATCH", sizes.services * 4)
             .map_max_entries("XDP_HEALTH", sizes.events_bytes);
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());

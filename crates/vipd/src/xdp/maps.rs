@@ -26,7 +26,17 @@ pub struct XdpMaps {
     replies: HashMap<MapData, XdpTuple, XdpReply>,
     health: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
+    syn_watch: HashMap<MapData, u32, u32>,
     sizes: Sizes,
+}
+
+/// A removal of a key that is not there, as success (the kernel says ENOENT).
+fn absent_ok(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r,
+    }
 }
 
 fn err(map: &'static str) -> impl Fn(MapError) -> XdpError {
@@ -44,12 +54,31 @@ impl XdpMaps {
             replies: HashMap::try_from(take("XDP_REPLIES")?).map_err(err("XDP_REPLIES"))?,
             health: RingBuf::try_from(take("XDP_HEALTH")?).map_err(err("XDP_HEALTH"))?,
             stats: PerCpuArray::try_from(take("XDP_STATS")?).map_err(err("XDP_STATS"))?,
+            syn_watch: HashMap::try_from(take("XDP_SYN_WATCH")?).map_err(err("XDP_SYN_WATCH"))?,
             sizes,
         })
     }
 
     pub fn sizes(&self) -> Sizes {
         self.sizes
+    }
+
+    /// The service ids whose SYNs are reported as they leave.
+    pub fn syn_watch(&self) -> Result<Vec<u32>, XdpError> {
+        self.syn_watch
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(err("XDP_SYN_WATCH"))
+    }
+
+    /// Reports the SYNs of service `id` as they leave (`watch`), or stops.
+    pub fn set_syn_watch(&mut self, id: u32, watch: bool) -> Result<(), XdpError> {
+        let r = if watch {
+            self.syn_watch.insert(id, 1, 0)
+        } else {
+            absent_ok(self.syn_watch.remove(&id))
+        };
+        r.map_err(err("XDP_SYN_WATCH"))
     }
 
     pub fn set_service(&mut self, key: &VipKey, svc: XdpService) -> Result<(), XdpError> {
@@ -60,10 +89,7 @@ impl XdpMaps {
 
     /// Removing a service that is not there is not an error.
     pub fn remove_service(&mut self, key: &VipKey) -> Result<(), XdpError> {
-        match self.services.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(err("XDP_SERVICES")(e)),
-        }
+        absent_ok(self.services.remove(key)).map_err(err("XDP_SERVICES"))
     }
 
     pub fn services(&self) -> Result<Vec<(VipKey, XdpService)>, XdpError> {

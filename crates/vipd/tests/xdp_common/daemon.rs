@@ -97,6 +97,28 @@ impl Drop for Daemon {
     }
 }
 
+/// The lab's service `web` on the XDP plane (interface `eth0`, unpinned): the VIP on
+/// port 80, b1 and b2 on port 8080, and `health` as its `[service.health]` lines.
+pub fn web_config(health: &str) -> String {
+    format!(
+        r#"dataplane = "xdp"
+[xdp]
+interface = "eth0"
+pin_maps = false
+
+[[service]]
+name = "web"
+vip = "{VIP}:80"
+  [[service.backend]]
+  address = "198.18.2.11:8080"
+  [[service.backend]]
+  address = "198.18.2.12:8080"
+  [service.health]
+{health}
+"#
+    )
+}
+
 /// A test's scratch directory, removed when the test ends (also on failure).
 pub struct Scratch(pub PathBuf);
 

@@ -9,6 +9,7 @@
 //! staying at weight 0, so its flows move at their next packet; re-admission adds it
 //! back. A TCP backend at weight 0 keeps its flows, as with IPVS.
 
+mod deadlines;
 mod records;
 
 use std::{
@@ -19,10 +20,12 @@ use std::{
 
 use tracing::{debug, info, warn};
 
+pub use deadlines::Deadlines;
 pub use records::{decode_record, report_of, RecordError};
 
 use super::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written};
 use crate::{
+    clock,
     config::{Config, XdpSettings},
     model::{BackendId, Report, ServiceKey},
     watcher::Counters,
@@ -36,6 +39,8 @@ use crate::{
 /// How passive detection runs with XDP.
 const MODE: &str =
     "xdp: the balancer program reports refusals, unreachables, unanswered SYNs and SYN-ACKs";
+/// The kind of the records that start a handshake deadline.
+const SYN_SENT: u8 = vipd_common::xdp::XdpHealthKind::SynSent as u8;
 
 /// Where the maps and the link are pinned with `pin_maps` (overridable for tests).
 fn pin_dir(x: &XdpSettings) -> Option<PathBuf> {
@@ -61,8 +66,10 @@ pub struct XdpPlane {
     /// Waiting on the health ring buffer failed: no more records are read.
     events_failed: bool,
     decode_errors: u64,
-    /// `syn_rto` was asked for and its not being applied logged (once).
-    syn_rto_warned: bool,
+    /// Handshake deadlines of the TCP VIPs with `syn_rto`.
+    deadlines: Deadlines,
+    /// The service ids the program reports SYNs of (`XDP_SYN_WATCH`).
+    syn_watched: std::collections::BTreeSet<u32>,
 }
 
 /// The program's count of records it could not queue.
@@ -99,7 +106,8 @@ impl XdpPlane {
             mode: MODE.to_owned(),
             events_failed: false,
             decode_errors: 0,
-            syn_rto_warned: false,
+            deadlines: Deadlines::default(),
+            syn_watched: Default::default(),
         })
     }
 
@@ -166,7 +174,46 @@ impl XdpPlane {
             self.applied.retain(|(k, d), _| weights.has(k, d));
         }
         debug!(writes = changes.total(), "xdp maps synced");
+        if full {
+            self.sync_syn_watch();
+        }
         Ok((changes.total(), written))
+    }
+
+    /// Makes the program report the SYNs of exactly the services with deadlines.
+    fn sync_syn_watch(&mut self) {
+        let want: std::collections::BTreeSet<u32> = self
+            .deadlines
+            .vips()
+            .filter_map(|vip| {
+                let key = crate::model::kernel::vip_key(*vip, vipd_common::IPPROTO_TCP as u8);
+                self.dp.slot(&key)
+            })
+            .collect();
+        let stale: Vec<u32> = self.syn_watched.difference(&want).copied().collect();
+        let new: Vec<u32> = want.difference(&self.syn_watched).copied().collect();
+        let maps = self.dp.maps_mut();
+        for (id, watch) in stale
+            .iter()
+            .map(|id| (*id, false))
+            .chain(new.iter().map(|id| (*id, true)))
+        {
+            if let Err(e) = maps.set_syn_watch(id, watch) {
+                warn!("handshake deadlines: {e}");
+                continue;
+            }
+            if watch {
+                self.syn_watched.insert(id);
+            } else {
+                self.syn_watched.remove(&id);
+            }
+        }
+        if !new.is_empty() || !stale.is_empty() {
+            info!(
+                services = self.syn_watched.len(),
+                "handshake deadlines (syn_rto) on the XDP plane"
+            );
+        }
     }
 }
 
@@ -175,14 +222,23 @@ impl DataPlane for XdpPlane {
         "xdp"
     }
 
+    /// The clients are elsewhere: their SYN timeout stays theirs, and a SYN the
+    /// backend leaves unanswered past the VIP's timeout counts as a retransmission
+    /// ([`deadlines`]).
     fn set_syn_rto(&mut self, vips: &[(std::net::SocketAddr, crate::config::SynRto)]) {
-        if !vips.is_empty() && !self.syn_rto_warned {
-            self.syn_rto_warned = true;
-            warn!(
-                vips = vips.len(),
-                "syn_rto is not applied by the XDP data plane yet; VIPs keep the kernel's 1 s SYN timeout"
-            );
-        }
+        self.deadlines.configure(vips);
+        self.sync_syn_watch();
+    }
+
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        let due = self.deadlines.next_deadline_ns()?;
+        let wait = due.saturating_sub(clock::mono_ns());
+        Some(tokio::time::Instant::now() + std::time::Duration::from_nanos(wait))
+    }
+
+    fn maintain(&mut self, _now: tokio::time::Instant) -> bool {
+        self.deadlines.maintain(clock::mono_ns());
+        false
     }
 
     fn write_unit(&self) -> &'static str {
@@ -254,13 +310,14 @@ impl DataPlane for XdpPlane {
     fn take_reports(&mut self, max: usize, out: &mut Vec<Report>) -> usize {
         let mut n = 0;
         while n < max {
-            let next = match self.dp.maps_mut().next_health() {
-                Some(Ok(ev)) => report_of(&ev),
-                Some(Err(BadRecord(size))) => Err(RecordError::Size(size)),
+            let (next, sent) = match self.dp.maps_mut().next_health() {
+                Some(Ok(ev)) => (report_of(&ev), ev.kind == SYN_SENT),
+                Some(Err(BadRecord(size))) => (Err(RecordError::Size(size)), false),
                 None => break,
             };
             match next {
-                Ok(r) => out.push(r),
+                Ok(r) if sent => self.deadlines.sent(r),
+                Ok(r) => self.deadlines.feed(r, out),
                 Err(e) => {
                     self.decode_errors += 1;
                     if self.decode_errors.is_power_of_two() {
@@ -273,6 +330,11 @@ impl DataPlane for XdpPlane {
                 }
             }
             n += 1;
+        }
+        // With records left, a SYN-ACK may still wait behind its SYN: deadlines pass
+        // only once the ring is read to its end.
+        if n < max {
+            self.deadlines.expire(clock::mono_ns(), out);
         }
         n
     }

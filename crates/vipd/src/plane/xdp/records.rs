@@ -27,6 +27,9 @@ pub fn report_of(ev: &XdpHealthEvent) -> Result<Report, RecordError> {
         XdpHealthKind::Refused => Outcome::Refused,
         XdpHealthKind::SynRetransmit => Outcome::SynRetransmit(1),
         XdpHealthKind::Established => Outcome::Established { latency: None },
+        // The SYN itself, retransmitted 0 times: the start of a handshake deadline,
+        // not an outcome (see `deadlines`).
+        XdpHealthKind::SynSent => Outcome::SynRetransmit(0),
         XdpHealthKind::Unreachable => Outcome::Unreachable(IcmpCode {
             v6: u16::from(ev.family) == AF_INET6,
             icmp_type: ev.icmp_type,
