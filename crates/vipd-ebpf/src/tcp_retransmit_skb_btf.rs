@@ -16,7 +16,7 @@ pub fn tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> u32 {
         let sk: *const u8 = ctx.arg(0);
         // SAFETY: the tracepoint's first argument is a struct sock *.
         let _ = unsafe {
-            sock::emit_watched(sk, &off, EventKind::Retransmit, |ev| {
+            sock::emit_watched(sk, &off, EventKind::Retransmit, false, |ev| {
                 ev.old_state = sock::state(sk, &off)?;
                 Ok(())
             })

@@ -7,7 +7,7 @@
 //! never skips, without it.
 
 use std::{
-    io::Write,
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     time::{Duration, Instant},
 };
@@ -82,24 +82,31 @@ fn lifecycle(flavour: Flavour, bind: &str) {
     probes.watch(server, IPPROTO_TCP as u8, 1).unwrap();
     let mut stream = TcpStream::connect(server).unwrap();
     let client = stream.local_addr().unwrap();
-    let (_accepted, _) = listener.accept().unwrap();
+    let (mut accepted, _) = listener.accept().unwrap();
     stream.write_all(b"x").unwrap();
+    // The client closes first, then the server once it has read everything: the client
+    // goes through FIN_WAIT1 and FIN_WAIT2 to CLOSE (TIME_WAIT is another socket).
     drop(stream);
+    let mut got = Vec::new();
+    accepted.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"x");
+    drop(accepted);
 
     use TcpState::*;
     let seen = transitions(&mut probes, client, server, |s| {
-        s.iter().any(|t| t.2 == FinWait1)
+        s.iter().any(|t| t.2 == Close)
     });
     // The kernel enters SYN_SENT before it binds the source port (tcp_v4_connect and
     // tcp_v6_connect call inet_hash_connect after tcp_set_state), so the first event has
-    // port 0: the reason vipd also hooks tcp_connect.
+    // port 0: the reason vipd also hooks tcp_connect. The steps between established
+    // and closed are not sent.
     let unbound = SocketAddr::new(client.ip(), 0);
     assert_eq!(
         seen,
         [
             (unbound, Close, SynSent),
             (client, SynSent, Established),
-            (client, Established, FinWait1)
+            (client, FinWait2, Close)
         ],
         "client socket {client} -> {server}"
     );
