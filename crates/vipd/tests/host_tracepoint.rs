@@ -167,19 +167,22 @@ fn unwatched_connections_produce_no_events(flavour: Flavour) {
         .unwrap();
     drop(TcpStream::connect(other.local_addr().unwrap()).unwrap());
     drop(other.accept().unwrap());
-    // A connection to the watched address afterwards proves the programs were running.
-    let marker = TcpStream::connect(watched.local_addr().unwrap()).unwrap();
+    only_the_marker_is_seen(&mut probes, watched.local_addr().unwrap(), None);
+}
+
+/// Connects to `watched` (a marker: proof that the programs run) and reads events until
+/// one of the marker's comes or two seconds pass. Every event must be a state change of
+/// a connection to `watched`, and none from `excluded`.
+fn only_the_marker_is_seen(probes: &mut Probes, watched: SocketAddr, excluded: Option<SocketAddr>) {
+    let marker = TcpStream::connect(watched).unwrap();
     let marker_src = marker.local_addr().unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut saw_marker = false;
     while Instant::now() < deadline && !saw_marker {
         match probes.next_event() {
             Some(Ok(Event::StateChange { src, dst, .. })) => {
-                assert_eq!(
-                    dst,
-                    watched.local_addr().unwrap(),
-                    "event for an unwatched connection"
-                );
+                assert_eq!(dst, watched, "event for an unwatched connection");
+                assert_ne!(Some(src), excluded, "event for an unwatched connection");
                 saw_marker |= src == marker_src;
             }
             Some(other) => panic!("unexpected event {other:?}"),
@@ -197,6 +200,37 @@ fn tracepoint_filters_unwatched_connections() {
 #[test]
 fn tp_btf_filters_unwatched_connections() {
     unwatched_connections_produce_no_events(Flavour::Btf);
+}
+
+/// The hooks test the destination port first, then the whole address: a connection to
+/// a VIP's port on another address produces nothing, and a port stays open while any
+/// VIP uses it.
+fn same_port_other_address_produces_no_events(flavour: Flavour) {
+    let mut probes = load(flavour);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let decoy = SocketAddr::new("127.0.0.2".parse().unwrap(), server.port());
+    probes.watch(decoy, IPPROTO_TCP as u8, 1).unwrap();
+    let other = TcpStream::connect(server).unwrap();
+    let other_src = other.local_addr().unwrap();
+    drop(listener.accept().unwrap());
+    drop(other);
+    // Its last state changes come before it is watched.
+    std::thread::sleep(Duration::from_millis(50));
+    // Two VIPs on the port, then one: the port must stay open for the other.
+    probes.watch(server, IPPROTO_TCP as u8, 2).unwrap();
+    probes.unwatch(decoy, IPPROTO_TCP as u8).unwrap();
+    only_the_marker_is_seen(&mut probes, server, Some(other_src));
+}
+
+#[test]
+fn tracepoint_filters_same_port_other_address() {
+    same_port_other_address_produces_no_events(Flavour::Classic);
+}
+
+#[test]
+fn tp_btf_filters_same_port_other_address() {
+    same_port_other_address_produces_no_events(Flavour::Btf);
 }
 
 /// A refused connection (nothing listens) shows as an RST received in SYN_SENT.
