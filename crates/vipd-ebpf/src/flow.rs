@@ -184,9 +184,14 @@ pub fn flow_key(ev: &ConnEvent) -> FlowKey {
     }
 }
 
-/// Fills in the real backend if IPVS has chosen one for this connection.
+/// Fills in the real backend if IPVS has chosen one for this connection. A connection
+/// whose source port is not bound yet (its CLOSE -> SYN_SENT) has sent nothing IPVS
+/// could have scheduled, so it is not looked up.
 #[inline(always)]
 pub fn attribute(ev: &mut ConnEvent) {
+    if ev.sport == 0 {
+        return;
+    }
     if let Some(b) = CONNS.get_ptr(&flow_key(ev)) {
         // SAFETY: a value pointer the map lookup just returned.
         let b = unsafe { &*b };

@@ -9,6 +9,7 @@ use vipd_common::{EventKind, NO_FIELD};
 
 use crate::{
     emit::global,
+    kernel_read::Typed,
     sock::{self, SOCK},
     transitions,
 };
@@ -21,7 +22,7 @@ pub fn inet_sock_set_state_btf(ctx: BtfTracePointContext) -> u32 {
         let sk: *const u8 = ctx.arg(0);
         // SAFETY: the tracepoint's first argument is a struct sock *.
         let _ = unsafe {
-            sock::emit_watched(sk, &off, EventKind::StateChange, true, |ev| {
+            sock::emit_watched::<Typed>(sk, &off, EventKind::StateChange, true, |ev| {
                 ev.old_state = old;
                 ev.new_state = new;
                 Ok(())

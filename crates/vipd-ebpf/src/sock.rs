@@ -6,7 +6,7 @@ use vipd_common::{ConnEvent, EventKind, SockOffsets, IPPROTO_TCP};
 
 use crate::{
     flow::{self, Destination},
-    kernel_read::read,
+    kernel_read::{self, KernelRead},
 };
 
 #[unsafe(no_mangle)]
@@ -15,10 +15,10 @@ pub static SOCK: SockOffsets = SockOffsets::UNSET;
 /// The rest of TCP socket `sk`'s connection to `dest`, as an event of `kind`.
 ///
 /// # Safety
-/// `sk` must be a kernel `struct sock *`; every read goes through
-/// bpf_probe_read_kernel.
+/// `sk` must be a kernel `struct sock *`, read as `R` allows (see
+/// [`KernelRead`]).
 #[inline(always)]
-unsafe fn connection(
+unsafe fn connection<R: KernelRead>(
     sk: *const u8,
     off: &SockOffsets,
     kind: EventKind,
@@ -28,10 +28,12 @@ unsafe fn connection(
     unsafe {
         let saddr = flow::address(
             dest.family,
-            || read(sk, off.rcv_saddr),
-            || read(sk, off.v6_rcv_saddr),
+            || R::read(sk, off.rcv_saddr),
+            || R::read(sk, off.v6_rcv_saddr),
         )?;
-        let sport = u16::from_be(read(sk, off.sport)?);
+        // `inet_sport` is a member of `struct inet_sock`, past the `struct sock` the
+        // hooks are typed with: a plain load would be refused, so it is always probed.
+        let sport = u16::from_be(kernel_read::read(sk, off.sport)?);
         Ok(dest.event(kind, sk as u64, saddr, sport))
     }
 }
@@ -41,9 +43,9 @@ unsafe fn connection(
 /// # Safety
 /// As for [`connection`].
 #[inline(always)]
-pub unsafe fn state(sk: *const u8, off: &SockOffsets) -> Result<u8, i32> {
+pub unsafe fn state<R: KernelRead>(sk: *const u8, off: &SockOffsets) -> Result<u8, i32> {
     // SAFETY: see above.
-    unsafe { read(sk, off.state) }
+    unsafe { R::read(sk, off.state) }
 }
 
 /// The destination of TCP socket `sk` (port `port`); `None` for a socket that is
@@ -52,18 +54,22 @@ pub unsafe fn state(sk: *const u8, off: &SockOffsets) -> Result<u8, i32> {
 /// # Safety
 /// As for [`connection`].
 #[inline(always)]
-unsafe fn destination(
+unsafe fn destination<R: KernelRead>(
     sk: *const u8,
     off: &SockOffsets,
     port: u16,
 ) -> Result<Option<Destination>, i32> {
     // SAFETY: see above.
     unsafe {
-        let family: u16 = read(sk, off.family)?;
+        let family: u16 = R::read(sk, off.family)?;
         if !flow::is_ip(family) {
             return Ok(None);
         }
-        let addr = flow::address(family, || read(sk, off.daddr), || read(sk, off.v6_daddr))?;
+        let addr = flow::address(
+            family,
+            || R::read(sk, off.daddr),
+            || R::read(sk, off.v6_daddr),
+        )?;
         Ok(Some(Destination::new(family, addr, port)))
     }
 }
@@ -76,7 +82,7 @@ unsafe fn destination(
 /// # Safety
 /// As for [`connection`].
 #[inline(always)]
-pub unsafe fn emit_watched(
+pub unsafe fn emit_watched<R: KernelRead>(
     sk: *const u8,
     off: &SockOffsets,
     kind: EventKind,
@@ -84,17 +90,17 @@ pub unsafe fn emit_watched(
     fill: impl FnOnce(&mut ConnEvent) -> Result<(), i32>,
 ) -> Result<(), i32> {
     // SAFETY: see above.
-    let port = u16::from_be(unsafe { read(sk, off.dport)? });
+    let port = u16::from_be(unsafe { R::read(sk, off.dport)? });
     let vip_port = flow::vip_port(port);
     if !vip_port && !flow::fwmark_services() {
         return Ok(());
     }
     // SAFETY: see above.
-    if check_tcp && unsafe { read::<u16>(sk, off.protocol)? } != IPPROTO_TCP {
+    if check_tcp && unsafe { R::read::<u16>(sk, off.protocol)? } != IPPROTO_TCP {
         return Ok(());
     }
     // SAFETY: see above.
-    let Some(dest) = (unsafe { destination(sk, off, port)? }) else {
+    let Some(dest) = (unsafe { destination::<R>(sk, off, port)? }) else {
         return Ok(());
     };
     let vip = vip_port && flow::is_vip(&dest.key);
@@ -102,7 +108,7 @@ pub unsafe fn emit_watched(
         return Ok(());
     }
     // SAFETY: see above.
-    let mut ev = unsafe { connection(sk, off, kind, &dest)? };
+    let mut ev = unsafe { connection::<R>(sk, off, kind, &dest)? };
     if vip || flow::fwmark_scheduled(&ev) {
         fill(&mut ev)?;
         flow::attribute(&mut ev);
