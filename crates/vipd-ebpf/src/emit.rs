@@ -13,11 +13,10 @@
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use vipd_common::{ConnEvent, EventKind};
 
-use crate::maps::{EVENTS, LOST};
-
-/// TCP states (include/net/tcp_states.h).
-const TCP_SYN_SENT: u8 = 2;
-const TCP_CLOSE: u8 = 7;
+use crate::{
+    maps::{EVENTS, LOST},
+    transitions::{TCP_CLOSE, TCP_SYN_SENT},
+};
 
 /// Pending bytes at which every event wakes the reader: a burst guard, an eighth of
 /// the 4 MiB ring.

@@ -21,6 +21,13 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<VipKey, u32> = HashMap::with_max_entries(4096, 0);
 
+/// Which destination ports some VIP in `VIPS` uses (1) or none does (0), indexed by
+/// port: the socket hooks' first test, an array lookup the verifier inlines, so that a
+/// connection to any other port costs no hash lookup. Userspace keeps it in step with
+/// `VIPS`.
+#[map(name = "VIP_PORTS")]
+pub static VIP_PORTS: Array<u8> = Array::with_max_entries(1 << 16, 0);
+
 /// How many fwmark services `VIPS` holds (entry 0). While there are none the hooks skip
 /// the `CONNS` lookup that follows fwmark-scheduled connections.
 #[map(name = "FWMARK_SERVICES")]

@@ -2,52 +2,39 @@
 //! userspace took from BTF (`SOCK` global). Shared by every hook that is handed a
 //! socket: the `tcp_connect` kprobe and fentry, and the tp_btf socket tracepoints.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
-use vipd_common::{ConnEvent, EventKind, SockOffsets, AF_INET, IPPROTO_TCP};
+use vipd_common::{ConnEvent, EventKind, SockOffsets, IPPROTO_TCP};
 
-use crate::{flow, kernel_read::read};
+use crate::{
+    flow::{self, Destination},
+    kernel_read::{self, KernelRead},
+};
 
 #[unsafe(no_mangle)]
 pub static SOCK: SockOffsets = SockOffsets::UNSET;
 
-/// The connection of TCP socket `sk` as an event of `kind`; `None` for a socket that is
-/// neither IPv4 nor IPv6. Addresses are normalised (see [`flow::normalise`]).
+/// The rest of TCP socket `sk`'s connection to `dest`, as an event of `kind`.
 ///
 /// # Safety
-/// `sk` must be a kernel `struct sock *`; every read goes through
-/// bpf_probe_read_kernel.
+/// `sk` must be a kernel `struct sock *`, read as `R` allows (see
+/// [`KernelRead`]).
 #[inline(always)]
-pub unsafe fn connection(
+unsafe fn connection<R: KernelRead>(
     sk: *const u8,
     off: &SockOffsets,
     kind: EventKind,
-) -> Result<Option<ConnEvent>, i32> {
+    dest: &Destination,
+) -> Result<ConnEvent, i32> {
     // SAFETY: see above.
     unsafe {
-        let family: u16 = read(sk, off.family)?;
-        let mut ev = ConnEvent {
-            ts_ns: bpf_ktime_get_ns(),
-            sock: sk as u64,
-            kind: kind as u8,
-            family: family as u8,
-            protocol: IPPROTO_TCP as u8,
-            sport: u16::from_be(read(sk, off.sport)?),
-            dport: u16::from_be(read(sk, off.dport)?),
-            ..ConnEvent::default()
-        };
-        if family == AF_INET {
-            let s: [u8; 4] = read(sk, off.rcv_saddr)?;
-            let d: [u8; 4] = read(sk, off.daddr)?;
-            ev.saddr[..4].copy_from_slice(&s);
-            ev.daddr[..4].copy_from_slice(&d);
-        } else if flow::is_ipv6(ev.family) {
-            ev.saddr = read(sk, off.v6_rcv_saddr)?;
-            ev.daddr = read(sk, off.v6_daddr)?;
-        } else {
-            return Ok(None);
-        }
-        flow::normalise(&mut ev.family, &mut ev.saddr, &mut ev.daddr);
-        Ok(Some(ev))
+        let saddr = flow::address(
+            dest.family,
+            || R::read(sk, off.rcv_saddr),
+            || R::read(sk, off.v6_rcv_saddr),
+        )?;
+        // `inet_sport` is a member of `struct inet_sock`, past the `struct sock` the
+        // hooks are typed with: a plain load would be refused, so it is always probed.
+        let sport = u16::from_be(kernel_read::read(sk, off.sport)?);
+        Ok(dest.event(kind, sk as u64, saddr, sport))
     }
 }
 
@@ -56,30 +43,76 @@ pub unsafe fn connection(
 /// # Safety
 /// As for [`connection`].
 #[inline(always)]
-pub unsafe fn state(sk: *const u8, off: &SockOffsets) -> Result<u8, i32> {
+pub unsafe fn state<R: KernelRead>(sk: *const u8, off: &SockOffsets) -> Result<u8, i32> {
     // SAFETY: see above.
-    unsafe { read(sk, off.state) }
+    unsafe { R::read(sk, off.state) }
 }
 
-/// Reads `sk` as an event of `kind`, and emits it, attributed to its backend, if it
-/// goes to a managed VIP. `fill` adds what the hook knows beyond the socket (states).
+/// The destination of TCP socket `sk` (port `port`); `None` for a socket that is
+/// neither IPv4 nor IPv6. Reads only the family and destination address.
 ///
 /// # Safety
 /// As for [`connection`].
 #[inline(always)]
-pub unsafe fn emit_watched(
+unsafe fn destination<R: KernelRead>(
+    sk: *const u8,
+    off: &SockOffsets,
+    port: u16,
+) -> Result<Option<Destination>, i32> {
+    // SAFETY: see above.
+    unsafe {
+        let family: u16 = R::read(sk, off.family)?;
+        if !flow::is_ip(family) {
+            return Ok(None);
+        }
+        let addr = flow::address(
+            family,
+            || R::read(sk, off.daddr),
+            || R::read(sk, off.v6_daddr),
+        )?;
+        Ok(Some(Destination::new(family, addr, port)))
+    }
+}
+
+/// Emits `sk` as an event of `kind`, attributed to its backend, if its connection is
+/// watched. `check_tcp`: whether the socket may be another protocol's (a hook every
+/// socket passes), checked once the port matches. `fill` adds what the hook knows
+/// beyond the socket (states).
+///
+/// # Safety
+/// As for [`connection`].
+#[inline(always)]
+pub unsafe fn emit_watched<R: KernelRead>(
     sk: *const u8,
     off: &SockOffsets,
     kind: EventKind,
+    check_tcp: bool,
     fill: impl FnOnce(&mut ConnEvent) -> Result<(), i32>,
 ) -> Result<(), i32> {
     // SAFETY: see above.
-    if let Some(mut ev) = unsafe { connection(sk, off, kind)? } {
-        if flow::watched(&ev) {
-            fill(&mut ev)?;
-            flow::attribute(&mut ev);
-            crate::emit::emit(&ev);
-        }
+    let port = u16::from_be(unsafe { R::read(sk, off.dport)? });
+    let vip_port = flow::vip_port(port);
+    if !vip_port && !flow::fwmark_services() {
+        return Ok(());
+    }
+    // SAFETY: see above.
+    if check_tcp && unsafe { R::read::<u16>(sk, off.protocol)? } != IPPROTO_TCP {
+        return Ok(());
+    }
+    // SAFETY: see above.
+    let Some(dest) = (unsafe { destination::<R>(sk, off, port)? }) else {
+        return Ok(());
+    };
+    let vip = vip_port && flow::is_vip(&dest.key);
+    if !vip && !flow::fwmark_services() {
+        return Ok(());
+    }
+    // SAFETY: see above.
+    let mut ev = unsafe { connection::<R>(sk, off, kind, &dest)? };
+    if vip || flow::fwmark_scheduled(&ev) {
+        fill(&mut ev)?;
+        flow::attribute(&mut ev);
+        crate::emit::emit(&ev);
     }
     Ok(())
 }

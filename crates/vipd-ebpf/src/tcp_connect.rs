@@ -7,6 +7,7 @@ use vipd_common::EventKind;
 
 use crate::{
     emit::global,
+    kernel_read::Probed,
     sock::{self, SOCK},
 };
 
@@ -16,7 +17,9 @@ pub fn tcp_connect(ctx: ProbeContext) -> u32 {
     if off.valid == 1 {
         if let Some(sk) = ctx.arg::<*const u8>(0) {
             // SAFETY: tcp_connect's first argument is a struct sock *.
-            let _ = unsafe { sock::emit_watched(sk, &off, EventKind::Connect, |_| Ok(())) };
+            let _ = unsafe {
+                sock::emit_watched::<Probed>(sk, &off, EventKind::Connect, false, |_| Ok(()))
+            };
         }
     }
     0

@@ -7,6 +7,7 @@ use vipd_common::EventKind;
 
 use crate::{
     emit::global,
+    kernel_read::Typed,
     sock::{self, SOCK},
 };
 
@@ -16,7 +17,8 @@ pub fn tcp_connect_fentry(ctx: FEntryContext) -> u32 {
     if off.valid == 1 {
         let sk: *const u8 = ctx.arg(0);
         // SAFETY: tcp_connect's first argument is a struct sock *.
-        let _ = unsafe { sock::emit_watched(sk, &off, EventKind::Connect, |_| Ok(())) };
+        let _ =
+            unsafe { sock::emit_watched::<Typed>(sk, &off, EventKind::Connect, false, |_| Ok(())) };
     }
     0
 }

@@ -3,10 +3,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use vipd_common::{EventKind, SockTracepointOffsets};
 
-use crate::{
-    emit::{emit, global},
-    flow, sock_tracepoint,
-};
+use crate::{emit::global, sock_tracepoint};
 
 #[unsafe(no_mangle)]
 static RESET_TP: SockTracepointOffsets = SockTracepointOffsets::UNSET;
@@ -15,12 +12,7 @@ static RESET_TP: SockTracepointOffsets = SockTracepointOffsets::UNSET;
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
     let off = global(&RESET_TP);
     if off.valid == 1 {
-        if let Ok(Some(mut ev)) = sock_tracepoint::read(&ctx, &off, EventKind::ReceiveReset) {
-            if flow::watched(&ev) {
-                flow::attribute(&mut ev);
-                emit(&ev);
-            }
-        }
+        let _ = sock_tracepoint::emit_watched(&ctx, &off, EventKind::ReceiveReset);
     }
     0
 }

@@ -6,6 +6,7 @@ use vipd_common::EventKind;
 
 use crate::{
     emit::global,
+    kernel_read::Typed,
     sock::{self, SOCK},
 };
 
@@ -15,7 +16,9 @@ pub fn tcp_receive_reset_btf(ctx: BtfTracePointContext) -> u32 {
     if off.valid == 1 {
         let sk: *const u8 = ctx.arg(0);
         // SAFETY: the tracepoint's first argument is a struct sock *.
-        let _ = unsafe { sock::emit_watched(sk, &off, EventKind::ReceiveReset, |_| Ok(())) };
+        let _ = unsafe {
+            sock::emit_watched::<Typed>(sk, &off, EventKind::ReceiveReset, false, |_| Ok(()))
+        };
     }
     0
 }

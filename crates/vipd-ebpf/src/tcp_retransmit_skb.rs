@@ -4,10 +4,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use vipd_common::{EventKind, SockTracepointOffsets};
 
-use crate::{
-    emit::{emit, global},
-    flow, sock_tracepoint,
-};
+use crate::{emit::global, sock_tracepoint};
 
 #[unsafe(no_mangle)]
 static RETRANSMIT_TP: SockTracepointOffsets = SockTracepointOffsets::UNSET;
@@ -16,12 +13,7 @@ static RETRANSMIT_TP: SockTracepointOffsets = SockTracepointOffsets::UNSET;
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     let off = global(&RETRANSMIT_TP);
     if off.valid == 1 {
-        if let Ok(Some(mut ev)) = sock_tracepoint::read(&ctx, &off, EventKind::Retransmit) {
-            if flow::watched(&ev) {
-                flow::attribute(&mut ev);
-                emit(&ev);
-            }
-        }
+        let _ = sock_tracepoint::emit_watched(&ctx, &off, EventKind::Retransmit);
     }
     0
 }

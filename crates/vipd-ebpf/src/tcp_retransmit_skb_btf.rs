@@ -6,6 +6,7 @@ use vipd_common::EventKind;
 
 use crate::{
     emit::global,
+    kernel_read::Typed,
     sock::{self, SOCK},
 };
 
@@ -16,8 +17,8 @@ pub fn tcp_retransmit_skb_btf(ctx: BtfTracePointContext) -> u32 {
         let sk: *const u8 = ctx.arg(0);
         // SAFETY: the tracepoint's first argument is a struct sock *.
         let _ = unsafe {
-            sock::emit_watched(sk, &off, EventKind::Retransmit, |ev| {
-                ev.old_state = sock::state(sk, &off)?;
+            sock::emit_watched::<Typed>(sk, &off, EventKind::Retransmit, false, |ev| {
+                ev.old_state = sock::state::<Typed>(sk, &off)?;
                 Ok(())
             })
         };

@@ -25,5 +25,6 @@ mod tcp_receive_reset;
 mod tcp_receive_reset_btf;
 mod tcp_retransmit_skb;
 mod tcp_retransmit_skb_btf;
+mod transitions;
 mod udp_err;
 mod udp_rcv;

@@ -62,6 +62,7 @@ fn the_watcher_object_holds_no_xdp_program_or_map() {
             "SYN_RTO",
             "UDP_TRAFFIC",
             "VIPS",
+            "VIP_PORTS",
         ])
     );
     assert!(programs.contains("inet_sock_set_state"), "{programs:?}");

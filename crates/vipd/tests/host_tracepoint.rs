@@ -7,7 +7,7 @@
 //! never skips, without it.
 
 use std::{
-    io::Write,
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     time::{Duration, Instant},
 };
@@ -82,24 +82,31 @@ fn lifecycle(flavour: Flavour, bind: &str) {
     probes.watch(server, IPPROTO_TCP as u8, 1).unwrap();
     let mut stream = TcpStream::connect(server).unwrap();
     let client = stream.local_addr().unwrap();
-    let (_accepted, _) = listener.accept().unwrap();
+    let (mut accepted, _) = listener.accept().unwrap();
     stream.write_all(b"x").unwrap();
+    // The client closes first, then the server once it has read everything: the client
+    // goes through FIN_WAIT1 and FIN_WAIT2 to CLOSE (TIME_WAIT is another socket).
     drop(stream);
+    let mut got = Vec::new();
+    accepted.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"x");
+    drop(accepted);
 
     use TcpState::*;
     let seen = transitions(&mut probes, client, server, |s| {
-        s.iter().any(|t| t.2 == FinWait1)
+        s.iter().any(|t| t.2 == Close)
     });
     // The kernel enters SYN_SENT before it binds the source port (tcp_v4_connect and
     // tcp_v6_connect call inet_hash_connect after tcp_set_state), so the first event has
-    // port 0: the reason vipd also hooks tcp_connect.
+    // port 0: the reason vipd also hooks tcp_connect. The steps between established
+    // and closed are not sent.
     let unbound = SocketAddr::new(client.ip(), 0);
     assert_eq!(
         seen,
         [
             (unbound, Close, SynSent),
             (client, SynSent, Established),
-            (client, Established, FinWait1)
+            (client, FinWait2, Close)
         ],
         "client socket {client} -> {server}"
     );
@@ -160,19 +167,22 @@ fn unwatched_connections_produce_no_events(flavour: Flavour) {
         .unwrap();
     drop(TcpStream::connect(other.local_addr().unwrap()).unwrap());
     drop(other.accept().unwrap());
-    // A connection to the watched address afterwards proves the programs were running.
-    let marker = TcpStream::connect(watched.local_addr().unwrap()).unwrap();
+    only_the_marker_is_seen(&mut probes, watched.local_addr().unwrap(), None);
+}
+
+/// Connects to `watched` (a marker: proof that the programs run) and reads events until
+/// one of the marker's comes or two seconds pass. Every event must be a state change of
+/// a connection to `watched`, and none from `excluded`.
+fn only_the_marker_is_seen(probes: &mut Probes, watched: SocketAddr, excluded: Option<SocketAddr>) {
+    let marker = TcpStream::connect(watched).unwrap();
     let marker_src = marker.local_addr().unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut saw_marker = false;
     while Instant::now() < deadline && !saw_marker {
         match probes.next_event() {
             Some(Ok(Event::StateChange { src, dst, .. })) => {
-                assert_eq!(
-                    dst,
-                    watched.local_addr().unwrap(),
-                    "event for an unwatched connection"
-                );
+                assert_eq!(dst, watched, "event for an unwatched connection");
+                assert_ne!(Some(src), excluded, "event for an unwatched connection");
                 saw_marker |= src == marker_src;
             }
             Some(other) => panic!("unexpected event {other:?}"),
@@ -190,6 +200,37 @@ fn tracepoint_filters_unwatched_connections() {
 #[test]
 fn tp_btf_filters_unwatched_connections() {
     unwatched_connections_produce_no_events(Flavour::Btf);
+}
+
+/// The hooks test the destination port first, then the whole address: a connection to
+/// a VIP's port on another address produces nothing, and a port stays open while any
+/// VIP uses it.
+fn same_port_other_address_produces_no_events(flavour: Flavour) {
+    let mut probes = load(flavour);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let decoy = SocketAddr::new("127.0.0.2".parse().unwrap(), server.port());
+    probes.watch(decoy, IPPROTO_TCP as u8, 1).unwrap();
+    let other = TcpStream::connect(server).unwrap();
+    let other_src = other.local_addr().unwrap();
+    drop(listener.accept().unwrap());
+    drop(other);
+    // Its last state changes come before it is watched.
+    std::thread::sleep(Duration::from_millis(50));
+    // Two VIPs on the port, then one: the port must stay open for the other.
+    probes.watch(server, IPPROTO_TCP as u8, 2).unwrap();
+    probes.unwatch(decoy, IPPROTO_TCP as u8).unwrap();
+    only_the_marker_is_seen(&mut probes, server, Some(other_src));
+}
+
+#[test]
+fn tracepoint_filters_same_port_other_address() {
+    same_port_other_address_produces_no_events(Flavour::Classic);
+}
+
+#[test]
+fn tp_btf_filters_same_port_other_address() {
+    same_port_other_address_produces_no_events(Flavour::Btf);
 }
 
 /// A refused connection (nothing listens) shows as an RST received in SYN_SENT.

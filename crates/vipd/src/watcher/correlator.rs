@@ -313,7 +313,10 @@ impl Correlator {
                         ))
                     }
                     (_, Close) => {
-                        let (reset, by_peer) = (c.reset, c.by_peer);
+                        // The kernel programs skip the steps between established and
+                        // closed; a close from CLOSE_WAIT or LAST_ACK follows the peer's.
+                        let by_peer = c.by_peer || matches!(old, CloseWait | LastAck);
+                        let reset = c.reset;
                         let outcome = match old {
                             // A refusal was reported when the RST arrived.
                             SynSent if reset => None,
@@ -448,6 +451,39 @@ mod tests {
             ]
         );
         assert_eq!(c.open(), 0);
+    }
+
+    /// What the kernel programs send: no steps between established and closed. The
+    /// close's old state tells who closed first.
+    #[test]
+    fn who_closed_first_comes_from_the_state_before_close() {
+        use TcpState::*;
+        for (before_close, by_peer) in [
+            (LastAck, true),
+            (CloseWait, true),
+            (FinWait2, false),
+            (FinWait1, false),
+            (Established, false),
+        ] {
+            let mut c = Correlator::new(16);
+            let got = outcomes(
+                &mut c,
+                &[
+                    state(1_000, UNBOUND, Close, SynSent, None),
+                    state(1_500_000, CLIENT, SynSent, Established, Some(BACKEND)),
+                    state(9_200_000, CLIENT, before_close, Close, Some(BACKEND)),
+                ],
+            );
+            assert_eq!(
+                got[1],
+                Outcome::Closed {
+                    by_peer,
+                    reset: false
+                },
+                "closed from {before_close:?}"
+            );
+            assert_eq!(c.open(), 0);
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::{
     offsets::{self, SockTracepoint},
     syn_rto::{chain, SynRto},
     tracefs::{Format, TracefsError},
+    vip_ports::VipPorts,
 };
 use crate::model::kernel::socket_addr;
 pub use crate::model::kernel::vip_key;
@@ -146,6 +147,7 @@ pub struct Probes {
     conns: HashMap<MapData, FlowKey, vipd_common::Backend>,
     udp_traffic: HashMap<MapData, DestKey, UdpTraffic>,
     fwmark_services: Array<MapData, u32>,
+    vip_ports: VipPorts,
     /// Whether this kernel's IPVS names a connection's fwmark (`ip_vs_dest.vfwmark`).
     fwmark_supported: bool,
     attached: Vec<Attachment>,
@@ -361,6 +363,7 @@ impl Probes {
             HashMap::try_from(take("UDP_TRAFFIC")?).map_err(map_err("UDP_TRAFFIC"))?;
         let fwmark_services =
             Array::try_from(take("FWMARK_SERVICES")?).map_err(map_err("FWMARK_SERVICES"))?;
+        let vip_ports = Array::try_from(take("VIP_PORTS")?).map_err(map_err("VIP_PORTS"))?;
         Ok(Self {
             ebpf,
             events,
@@ -369,6 +372,7 @@ impl Probes {
             conns,
             udp_traffic,
             fwmark_services,
+            vip_ports: VipPorts::new(vip_ports),
             fwmark_supported: hooks.ipvs_conn && ipvs.dest_vfwmark != NO_FIELD,
             attached,
             syn_rto,
@@ -408,8 +412,18 @@ impl Probes {
         protocol: u8,
         service_id: u32,
     ) -> Result<(), WatcherError> {
+        let key = vip_key(vip, protocol);
+        let new = self.vips.get(&key, 0).is_err();
+        if new {
+            self.vip_ports
+                .add(vip.port())
+                .map_err(|source| WatcherError::Map {
+                    map: "VIP_PORTS",
+                    source,
+                })?;
+        }
         self.vips
-            .insert(vip_key(vip, protocol), service_id, 0)
+            .insert(key, service_id, 0)
             .map_err(|source| WatcherError::Map {
                 map: "VIPS",
                 source,
@@ -495,7 +509,14 @@ impl Probes {
     /// Stops producing events for `vip`. Not watching it is not an error.
     pub fn unwatch(&mut self, vip: SocketAddr, protocol: u8) -> Result<(), WatcherError> {
         match self.vips.remove(&vip_key(vip, protocol)) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => self
+                .vip_ports
+                .remove(vip.port())
+                .map_err(|source| WatcherError::Map {
+                    map: "VIP_PORTS",
+                    source,
+                }),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(source) => Err(WatcherError::Map {
                 map: "VIPS",
                 source,

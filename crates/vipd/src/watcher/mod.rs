@@ -9,6 +9,7 @@ pub mod loader;
 pub mod offsets;
 pub mod syn_rto;
 pub mod tracefs;
+mod vip_ports;
 
 pub use attach::{Attachment, Flavour, HookKind};
 pub use correlator::{Correlator, Counters, Outcome, Report};
