@@ -15,6 +15,7 @@ pub mod plane;
 pub mod reach;
 pub mod reconcile;
 pub mod record_file;
+pub mod sockplane;
 pub mod watcher;
 pub mod xdp;
 

@@ -83,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     match config::load(&args.config) {
         Ok(cfg) => {
-            if !args.config_only && cfg.dataplane.xdp().is_none() {
+            if !args.config_only && cfg.dataplane == config::Dataplane::Ipvs {
                 let host = host_check(&cfg, &args.state_file)
                     .context("checking the VIPs against this host")?;
                 report.notes = host.notes;

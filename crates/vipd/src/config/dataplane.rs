@@ -1,4 +1,5 @@
-//! `dataplane = "ipvs" | "xdp"` and the `[xdp]` table. With the XDP data plane every
+//! `dataplane = "ipvs" | "xdp" | "socket"` and the `[xdp]` table (`[socket]` is read
+//! by [`super::socket`]). With the XDP data plane every
 //! option that only IPVS has is reported where it is written, saying why; the XDP
 //! scheduler is `"maglev"` (weighted Maglev consistent hashing in the XDP program),
 //! which IPVS does not know (its Maglev scheduler is `"mh"`).
@@ -28,7 +29,23 @@ pub(crate) fn dataplane(root: Table<'_>, r: &mut Reporter<'_>) -> Dataplane {
             )
             .map(|s| s.value),
     };
+    if let Some(f) = root.get("socket").filter(|_| kind != Some("socket")) {
+        r.error(f.at, "[socket] is only used with dataplane = \"socket\"");
+    }
     let table = root.get("xdp");
+    if kind == Some("socket") {
+        if let Some(f) = table {
+            r.error(f.at, "[xdp] is only used with dataplane = \"xdp\" (this config uses the socket data plane)");
+        }
+        let t = match root.get("socket") {
+            None => None,
+            Some(f) => match f.table("in [socket]", r) {
+                Some(t) => Some(t),
+                None => return Dataplane::Ipvs,
+            },
+        };
+        return super::socket::settings(t, r).map_or(Dataplane::Ipvs, Dataplane::Socket);
+    }
     match (kind, table) {
         (Some("xdp"), None) => {
             let at = root.get("dataplane").and_then(|f| f.at);

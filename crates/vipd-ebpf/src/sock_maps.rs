@@ -1,0 +1,36 @@
+//! Maps of the socket data plane's object (`vipd-sock`; see `vipd_common::sock` for
+//! what each holds). Sizes here are placeholders: the socket loader sets the real ones.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use vipd_common::{
+    sock::{stat, SockBackend, SockPeer, SockPeerKey, SockService},
+    VipKey,
+};
+
+/// VIP (address, port, protocol) to its service and weighted selection.
+#[map(name = "SOCK_SERVICES")]
+pub static SOCK_SERVICES: HashMap<VipKey, SockService> = HashMap::with_max_entries(64, 0);
+
+/// Backends by id.
+#[map(name = "SOCK_BACKENDS")]
+pub static SOCK_BACKENDS: Array<SockBackend> = Array::with_max_entries(64, 0);
+
+/// Each socket's translations, both ways.
+#[map(name = "SOCK_PEERS")]
+pub static SOCK_PEERS: LruHashMap<SockPeerKey, SockPeer> = LruHashMap::with_max_entries(1024, 0);
+
+/// Counters, per CPU; indexes in `vipd_common::sock::stat`.
+#[map(name = "SOCK_STATS")]
+pub static SOCK_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Adds one to a counter.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(c) = SOCK_STATS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot; cgroup programs run with migration disabled.
+        unsafe { *c += 1 };
+    }
+}

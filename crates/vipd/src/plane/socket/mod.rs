@@ -1,0 +1,269 @@
+//! The socket data plane (`dataplane = "socket"`): the cgroup programs on one cgroup
+//! v2 directory and their maps. The daemon drives it as it drives the others: the health
+//! machines' effective weights become each service's selection (only services whose
+//! selection changed are written, one map write each), so a backend whose weight drops
+//! to 0 takes no new socket from the moment of that write. A socket keeps the backend it
+//! connected to.
+//!
+//! The programs and maps are pinned, so balancing goes on while vipd is stopped or
+//! upgraded; a restarted vipd adopts what the maps hold and writes nothing when nothing
+//! changed. Passive detection has no source here yet: the socket's real peer is the
+//! backend, so the connection watcher's tracepoints could report it, but they are not
+//! run with this plane; active checks drive health.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use tracing::{debug, info, warn};
+use vipd_common::sock::stat;
+
+use super::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written};
+use crate::{
+    config::{Config, SocketSettings},
+    model::{BackendId, Report, ServiceKey},
+    sockplane::{loader::Attached, Dataplane, Sizes, SockProgram, SockServiceSpec},
+};
+
+/// How passive detection runs with the socket plane.
+const MODE: &str =
+    "socket: no passive detection (the cgroup programs report nothing yet); active checks only";
+
+/// Where the links and state maps are pinned (overridable for tests).
+pub fn pin_dir() -> PathBuf {
+    std::env::var_os("VIPD_SOCKET_PIN_DIR")
+        .map_or_else(|| PathBuf::from(SocketSettings::PIN_DIR), PathBuf::from)
+}
+
+pub struct SocketPlane {
+    /// Keeps the programs loaded (the pinned links keep them attached).
+    _prog: SockProgram,
+    dp: Dataplane,
+    settings: SocketSettings,
+    pins: PathBuf,
+    /// How the programs were attached at start.
+    attached: Vec<Attached>,
+    /// Each service's spec as last handed to the data plane.
+    specs: BTreeMap<ServiceKey, SockServiceSpec>,
+    /// What the maps hold per backend: `Some(weight)`, or `None` (not a member).
+    applied: BTreeMap<(ServiceKey, BackendId), Option<u32>>,
+    syn_rto_warned: bool,
+}
+
+/// Checks that `dir` is a cgroup v2 directory before anything is loaded.
+fn check_cgroup(dir: &Path) -> Result<(), PlaneError> {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| PlaneError::Socket(format!("cgroup {}: NUL in path", dir.display())))?;
+    // SAFETY: statfs fills the zeroed struct; the path is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(PlaneError::Socket(format!(
+            "cgroup {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    if st.f_type as i64 != CGROUP2_SUPER_MAGIC {
+        return Err(PlaneError::Socket(format!(
+            "cgroup {} is not on a cgroup v2 file system (the socket data plane attaches to cgroup v2)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+impl SocketPlane {
+    /// Loads the programs, attaches them to the configured cgroup through pinned links
+    /// (taking over an earlier vipd's links in place) and adopts what the maps hold.
+    pub fn start(s: &SocketSettings) -> Result<Self, PlaneError> {
+        Self::start_with(s, &pin_dir())
+    }
+
+    /// As [`SocketPlane::start`], with the pins in `pins`.
+    pub fn start_with(s: &SocketSettings, pins: &Path) -> Result<Self, PlaneError> {
+        check_cgroup(&s.cgroup)?;
+        crate::xdp::loader::ensure_bpffs()?;
+        let mut prog = SockProgram::load(Sizes::default(), Some(pins))?;
+        let attached = prog.attach(&s.cgroup, Some(pins))?;
+        let dp = Dataplane::adopt(prog.take_maps()?)?;
+        Ok(SocketPlane {
+            _prog: prog,
+            dp,
+            settings: s.clone(),
+            pins: pins.to_path_buf(),
+            attached,
+            specs: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            syn_rto_warned: false,
+        })
+    }
+
+    pub fn settings(&self) -> &SocketSettings {
+        &self.settings
+    }
+
+    /// For `vipd status`: where the programs run.
+    pub fn describe(&self) -> String {
+        let replaced = self
+            .attached
+            .iter()
+            .filter(|a| **a == Attached::Replaced)
+            .count();
+        format!(
+            "socket: connect, getpeername, sendmsg, recvmsg (v4, v6) on cgroup {} (links pinned in {}{})",
+            self.settings.cgroup.display(),
+            self.pins.display(),
+            if replaced > 0 {
+                format!(", {replaced} taken over from the vipd before")
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    /// The counters of the programs, by name.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        match self.dp.maps().stats() {
+            Ok(s) => stat::NAMES.iter().copied().zip(s).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Makes the maps hold the services of `weights`. `full`: these are all the
+    /// services; else only these services' weights may have changed.
+    fn sync(&mut self, weights: &Weights, full: bool) -> Result<(usize, Vec<Written>), PlaneError> {
+        let mut wanted: BTreeMap<(ServiceKey, BackendId), Option<u32>> = BTreeMap::new();
+        if full {
+            self.specs.retain(|k, _| weights.has_service(k));
+        }
+        for (key, backends) in weights.services() {
+            let Some(vip) = key.vip() else {
+                continue; // fwmark: the config rejects it with socket
+            };
+            let mut members = Vec::new();
+            for (id, held) in backends {
+                wanted.insert((*key, *id), held.weight);
+                if let Some(w) = held.weight {
+                    members.push((id.socket_addr(), w));
+                }
+            }
+            self.specs.insert(
+                *key,
+                SockServiceSpec {
+                    vip: vip.addr,
+                    protocol: vip.ip_proto(),
+                    backends: members,
+                },
+            );
+        }
+        let all: Vec<SockServiceSpec> = self.specs.values().cloned().collect();
+        let changes = self.dp.apply(&all).map_err(PlaneError::SocketWrite)?;
+        let mut written = Vec::new();
+        for ((service, dest), to) in wanted {
+            let from = self.applied.insert((service, dest), to);
+            if from == Some(to) {
+                continue;
+            }
+            let to_w = to.unwrap_or(0);
+            written.push(Written {
+                service,
+                dest,
+                from: from.map_or(to_w, |f| f.unwrap_or(0)),
+                to: to_w,
+                out_at_ns: None,
+            });
+        }
+        if full {
+            self.applied.retain(|(k, d), _| weights.has(k, d));
+        }
+        debug!(writes = changes.total(), "socket maps synced");
+        Ok((changes.total(), written))
+    }
+}
+
+impl DataPlane for SocketPlane {
+    fn name(&self) -> &'static str {
+        "socket"
+    }
+
+    fn write_unit(&self) -> &'static str {
+        "socket map writes"
+    }
+
+    fn mode(&self) -> &str {
+        MODE
+    }
+
+    fn status(&self) -> PlaneStatus {
+        PlaneStatus {
+            mode: MODE.to_owned(),
+            hooks: self.describe(),
+            tracked: self.dp.maps().peers() as u64,
+            ..PlaneStatus::default()
+        }
+    }
+
+    fn on_stop(&self) -> &'static str {
+        "the socket programs stay attached through their pinned links, with their maps"
+    }
+
+    fn set_syn_rto(&mut self, vips: &[(std::net::SocketAddr, crate::config::SynRto)]) {
+        if !vips.is_empty() && !self.syn_rto_warned {
+            self.syn_rto_warned = true;
+            warn!(
+                vips = vips.len(),
+                "syn_rto is not applied by the socket data plane yet; VIPs keep the kernel's 1 s SYN timeout"
+            );
+        }
+    }
+
+    fn apply(&mut self, _config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
+        let (writes, _) = self.sync(weights, true)?;
+        if writes > 0 {
+            info!(socket_map_writes = writes, "reconciled");
+        }
+        Ok(Applied {
+            writes: writes as u64,
+            ops: vec![("socket", writes as u64)],
+            ..Applied::default()
+        })
+    }
+
+    fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
+        let (ops, written) = self.sync(weights, false)?;
+        Ok(WeightWrites {
+            written,
+            ops: ops as u64,
+            failed: 0,
+        })
+    }
+
+    fn restore(&mut self, _config: &Config, weights: &Weights) {
+        if let Err(e) = self.sync(weights, true) {
+            warn!(
+                "restoring the socket maps to the running config failed: {}",
+                e.chain()
+            );
+        }
+    }
+
+    fn event_fd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        None
+    }
+
+    fn take_reports(&mut self, _max: usize, _out: &mut Vec<Report>) -> usize {
+        0
+    }
+
+    fn events_failed(&mut self, _error: &std::io::Error) {}
+
+    fn ticks(&self) -> Ticks {
+        Ticks::default()
+    }
+
+    fn lost_events(&mut self) -> Option<Result<u64, PlaneError>> {
+        None
+    }
+}
