@@ -117,11 +117,6 @@ pub(crate) fn maglev(f: Field<'_>, xdp: bool, r: &mut Reporter<'_>) -> Option<Op
 /// With the XDP data plane: reports each option of a `[[service]]` table that only IPVS
 /// has, at the option.
 pub(crate) fn xdp_restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
-    let only_ipvs = |f: Option<Field<'_>>, why: &str, r: &mut Reporter<'_>| {
-        if let Some(f) = f {
-            r.error(f.at, format!("`{}` needs IPVS: {why}", f.key));
-        }
-    };
     only_ipvs(
         t.get("fwmark"),
         "the XDP data plane balances VIP:port services only",
@@ -170,17 +165,29 @@ pub(crate) fn xdp_restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
             );
         }
     }
+    thresholds_need_ipvs(
+        t,
+        "the XDP data plane keeps no connection counts per backend",
+        r,
+    );
+}
+
+/// Reports an option only IPVS has, at the option, saying `why`.
+pub(crate) fn only_ipvs(f: Option<Field<'_>>, why: &str, r: &mut Reporter<'_>) {
+    if let Some(f) = f {
+        r.error(f.at, format!("`{}` needs IPVS: {why}", f.key));
+    }
+}
+
+/// Reports the connection thresholds of every `[[service.backend]]` of `t`.
+pub(crate) fn thresholds_need_ipvs(t: Table<'_>, why: &str, r: &mut Reporter<'_>) {
     let backends = t
         .get("backend")
         .and_then(|f| f.tables_quiet())
         .unwrap_or_default();
     for b in backends {
         for key in ["upper_threshold", "lower_threshold"] {
-            only_ipvs(
-                b.get(key),
-                "the XDP data plane keeps no connection counts per backend",
-                r,
-            );
+            only_ipvs(b.get(key), why, r);
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::{
+    dataplane::{only_ipvs, thresholds_need_ipvs},
     error::Reporter,
     model::{Scheduler, SocketSettings},
     raw::{Field, Table},
@@ -85,11 +86,6 @@ pub(crate) fn scheduler(
 /// With the socket data plane: reports each option of a `[[service]]` table that only
 /// IPVS has, at the option.
 pub(crate) fn restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
-    let only_ipvs = |f: Option<Field<'_>>, why: &str, r: &mut Reporter<'_>| {
-        if let Some(f) = f {
-            r.error(f.at, format!("`{}` needs IPVS: {why}", f.key));
-        }
-    };
     only_ipvs(
         t.get("fwmark"),
         "the socket data plane translates VIP:port destinations at connect and sendmsg; there are no packets to mark",
@@ -137,17 +133,9 @@ pub(crate) fn restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
             );
         }
     }
-    let backends = t
-        .get("backend")
-        .and_then(|f| f.tables_quiet())
-        .unwrap_or_default();
-    for b in backends {
-        for key in ["upper_threshold", "lower_threshold"] {
-            only_ipvs(
-                b.get(key),
-                "the socket data plane keeps no connection counts per backend",
-                r,
-            );
-        }
-    }
+    thresholds_need_ipvs(
+        t,
+        "the socket data plane keeps no connection counts per backend",
+        r,
+    );
 }

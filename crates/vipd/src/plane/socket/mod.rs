@@ -16,13 +16,16 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use vipd_common::sock::stat;
 
-use super::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written};
+use super::{
+    held_map::{applied, members, weight_writes, HeldMap},
+    Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written,
+};
 use crate::{
     config::{Config, SocketSettings},
-    model::{BackendId, Report, ServiceKey},
+    model::{Report, ServiceKey},
     sockplane::{loader::Attached, Dataplane, Sizes, SockProgram, SockServiceSpec},
 };
 
@@ -46,8 +49,8 @@ pub struct SocketPlane {
     attached: Vec<Attached>,
     /// Each service's spec as last handed to the data plane.
     specs: BTreeMap<ServiceKey, SockServiceSpec>,
-    /// What the maps hold per backend: `Some(weight)`, or `None` (not a member).
-    applied: BTreeMap<(ServiceKey, BackendId), Option<u32>>,
+    /// What the maps hold per backend.
+    applied: HeldMap,
     syn_rto_warned: bool,
 }
 
@@ -95,7 +98,7 @@ impl SocketPlane {
             pins: pins.to_path_buf(),
             attached,
             specs: BTreeMap::new(),
-            applied: BTreeMap::new(),
+            applied: HeldMap::default(),
             syn_rto_warned: false,
         })
     }
@@ -134,50 +137,24 @@ impl SocketPlane {
     /// Makes the maps hold the services of `weights`. `full`: these are all the
     /// services; else only these services' weights may have changed.
     fn sync(&mut self, weights: &Weights, full: bool) -> Result<(usize, Vec<Written>), PlaneError> {
-        let mut wanted: BTreeMap<(ServiceKey, BackendId), Option<u32>> = BTreeMap::new();
         if full {
             self.specs.retain(|k, _| weights.has_service(k));
         }
-        for (key, backends) in weights.services() {
-            let Some(vip) = key.vip() else {
-                continue; // fwmark: the config rejects it with socket
-            };
-            let mut members = Vec::new();
-            for (id, held) in backends {
-                wanted.insert((*key, *id), held.weight);
-                if let Some(w) = held.weight {
-                    members.push((id.socket_addr(), w));
-                }
-            }
+        let (services, wanted) = members(weights);
+        for m in services {
             self.specs.insert(
-                *key,
+                m.key,
                 SockServiceSpec {
-                    vip: vip.addr,
-                    protocol: vip.ip_proto(),
-                    backends: members,
+                    vip: m.vip.addr,
+                    protocol: m.vip.ip_proto(),
+                    backends: m.backends,
                 },
             );
         }
         let all: Vec<SockServiceSpec> = self.specs.values().cloned().collect();
         let changes = self.dp.apply(&all).map_err(PlaneError::SocketWrite)?;
-        let mut written = Vec::new();
-        for ((service, dest), to) in wanted {
-            let from = self.applied.insert((service, dest), to);
-            if from == Some(to) {
-                continue;
-            }
-            let to_w = to.unwrap_or(0);
-            written.push(Written {
-                service,
-                dest,
-                from: from.map_or(to_w, |f| f.unwrap_or(0)),
-                to: to_w,
-                out_at_ns: None,
-            });
-        }
-        if full {
-            self.applied.retain(|(k, d), _| weights.has(k, d));
-        }
+        // The write of a service's selection is when its backends at 0 leave it.
+        let written = self.applied.record(wanted, None, full.then_some(weights));
         debug!(writes = changes.total(), "socket maps synced");
         Ok((changes.total(), written))
     }
@@ -221,23 +198,12 @@ impl DataPlane for SocketPlane {
 
     fn apply(&mut self, _config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
         let (writes, _) = self.sync(weights, true)?;
-        if writes > 0 {
-            info!(socket_map_writes = writes, "reconciled");
-        }
-        Ok(Applied {
-            writes: writes as u64,
-            ops: vec![("socket", writes as u64)],
-            ..Applied::default()
-        })
+        Ok(applied("socket", writes))
     }
 
     fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
         let (ops, written) = self.sync(weights, false)?;
-        Ok(WeightWrites {
-            written,
-            ops: ops as u64,
-            failed: 0,
-        })
+        Ok(weight_writes(ops, written))
     }
 
     fn restore(&mut self, _config: &Config, weights: &Weights) {

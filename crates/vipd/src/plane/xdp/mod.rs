@@ -17,14 +17,17 @@ use std::{
     path::PathBuf,
 };
 
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 pub use records::{decode_record, report_of, RecordError};
 
-use super::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written};
+use super::{
+    held_map::{applied, members, weight_writes, HeldMap},
+    Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written,
+};
 use crate::{
     config::{Config, XdpSettings},
-    model::{BackendId, Report, ServiceKey},
+    model::{Report, ServiceKey},
     watcher::Counters,
     xdp::{
         loader::{ensure_bpffs, Sizes},
@@ -53,8 +56,8 @@ pub struct XdpPlane {
     pinned: bool,
     /// Each service's spec as last handed to the data plane.
     specs: BTreeMap<ServiceKey, XdpServiceSpec>,
-    /// What the maps hold per backend: `Some(weight)`, or `None` (not a member).
-    applied: BTreeMap<(ServiceKey, BackendId), Option<u32>>,
+    /// What the maps hold per backend.
+    applied: HeldMap,
     /// The kernel's lost-record counter when this vipd started.
     lost_at_start: u64,
     mode: String,
@@ -95,7 +98,7 @@ impl XdpPlane {
             settings: x.clone(),
             pinned: pins.is_some(),
             specs: BTreeMap::new(),
-            applied: BTreeMap::new(),
+            applied: HeldMap::default(),
             mode: MODE.to_owned(),
             events_failed: false,
             decode_errors: 0,
@@ -120,51 +123,25 @@ impl XdpPlane {
     /// all the services (after a (re)load); else only these services' weights may have
     /// changed. Returns the map writes and the weights that changed.
     fn sync(&mut self, weights: &Weights, full: bool) -> Result<(usize, Vec<Written>), PlaneError> {
-        let mut wanted: BTreeMap<(ServiceKey, BackendId), Option<u32>> = BTreeMap::new();
         if full {
             self.specs.retain(|k, _| weights.has_service(k));
         }
-        for (key, backends) in weights.services() {
-            let Some(vip) = key.vip() else {
-                continue; // fwmark: the config rejects it with xdp
-            };
-            let mut members = Vec::new();
-            for (id, held) in backends {
-                wanted.insert((*key, *id), held.weight);
-                if let Some(w) = held.weight {
-                    members.push((id.socket_addr(), w));
-                }
-            }
+        let (services, wanted) = members(weights);
+        for m in services {
             self.specs.insert(
-                *key,
+                m.key,
                 XdpServiceSpec {
-                    vip: vip.addr,
-                    protocol: vip.ip_proto(),
-                    backends: members,
+                    vip: m.vip.addr,
+                    protocol: m.vip.ip_proto(),
+                    backends: m.backends,
                 },
             );
         }
         let all: Vec<XdpServiceSpec> = self.specs.values().cloned().collect();
         let changes = self.dp.apply(&all).map_err(PlaneError::XdpWrite)?;
-        let mut written = Vec::new();
-        for ((service, dest), to) in wanted {
-            let from = self.applied.insert((service, dest), to);
-            if from == Some(to) {
-                continue;
-            }
-            let to_w = to.unwrap_or(0);
-            written.push(Written {
-                service,
-                dest,
-                // Unknown before (start, reload): as if it had been what it is now.
-                from: from.map_or(to_w, |f| f.unwrap_or(0)),
-                to: to_w,
-                out_at_ns: if to_w == 0 { changes.out_at_ns } else { None },
-            });
-        }
-        if full {
-            self.applied.retain(|(k, d), _| weights.has(k, d));
-        }
+        let written = self
+            .applied
+            .record(wanted, changes.out_at_ns, full.then_some(weights));
         debug!(writes = changes.total(), "xdp maps synced");
         Ok((changes.total(), written))
     }
@@ -218,23 +195,12 @@ impl DataPlane for XdpPlane {
 
     fn apply(&mut self, _config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
         let (writes, _) = self.sync(weights, true)?;
-        if writes > 0 {
-            info!(xdp_map_writes = writes, "reconciled");
-        }
-        Ok(Applied {
-            writes: writes as u64,
-            ops: vec![("xdp", writes as u64)],
-            ..Applied::default()
-        })
+        Ok(applied("xdp", writes))
     }
 
     fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
         let (ops, written) = self.sync(weights, false)?;
-        Ok(WeightWrites {
-            written,
-            ops: ops as u64,
-            failed: 0,
-        })
+        Ok(weight_writes(ops, written))
     }
 
     fn restore(&mut self, _config: &Config, weights: &Weights) {
