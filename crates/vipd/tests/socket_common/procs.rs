@@ -54,7 +54,7 @@ for i in range(n):
         print(d, peer[0], peer[1], flush=True)
         s.close()
     except OSError as e:
-        print("error", e.errno, 0, flush=True)
+        print("error:%s" % e.errno, "0.0.0.0", 0, flush=True)
 "#;
 
 /// The servers on the given addresses, in the namespace (not in the test's cgroup);
