@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod fs_type;
 pub mod health;
 pub mod model;
 pub mod plane;

@@ -243,3 +243,24 @@ udp_stale_flows = "expire"
     ];
     assert_eq!(e, want, "{e:#?}");
 }
+
+#[test]
+fn a_socket_service_chooses_among_at_most_256_backends() {
+    let backends: Vec<String> = (0..257)
+        .map(|i| {
+            format!(
+                "{{ address = \"198.18.{}.{}:80\" }}",
+                2 + i / 200,
+                1 + i % 200
+            )
+        })
+        .collect();
+    let text = format!(
+        "dataplane = \"socket\"\n[[service]]\nname = \"w\"\nvip = \"198.18.100.1:80\"\nbackend = [{}]\n",
+        backends.join(", ")
+    );
+    assert_eq!(
+        errors(&text),
+        ["vipd.toml:5:11: 257 backends: the socket data plane chooses among at most 256 per service"]
+    );
+}

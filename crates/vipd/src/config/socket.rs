@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use vipd_common::sock::SOCK_MAX_BACKENDS;
+
 use super::{
     dataplane::{only_ipvs, thresholds_need_ipvs},
     error::Reporter,
@@ -138,4 +140,15 @@ pub(crate) fn restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
         "the socket data plane keeps no connection counts per backend",
         r,
     );
+    if let Some(f) = t.get("backend") {
+        let n = f.tables_quiet().map_or(0, |b| b.len());
+        if n > SOCK_MAX_BACKENDS {
+            r.error(
+                f.at,
+                format!(
+                    "{n} backends: the socket data plane chooses among at most {SOCK_MAX_BACKENDS} per service"
+                ),
+            );
+        }
+    }
 }

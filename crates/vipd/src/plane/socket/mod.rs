@@ -25,8 +25,9 @@ use super::{
 };
 use crate::{
     config::{Config, SocketSettings},
+    fs_type,
     model::{Report, ServiceKey},
-    sockplane::{loader::Attached, Dataplane, Sizes, SockProgram, SockServiceSpec},
+    sockplane::{loader::Attached, Dataplane, Sizes, SockError, SockProgram, SockServiceSpec},
 };
 
 /// How passive detection runs with the socket plane.
@@ -56,25 +57,14 @@ pub struct SocketPlane {
 
 /// Checks that `dir` is a cgroup v2 directory before anything is loaded.
 fn check_cgroup(dir: &Path) -> Result<(), PlaneError> {
-    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| PlaneError::Socket(format!("cgroup {}: NUL in path", dir.display())))?;
-    // SAFETY: statfs fills the zeroed struct; the path is a valid C string.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(PlaneError::Socket(format!(
-            "cgroup {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
-    if st.f_type as i64 != CGROUP2_SUPER_MAGIC {
-        return Err(PlaneError::Socket(format!(
+    match fs_type::magic(dir) {
+        Err(e) => Err(PlaneError::Socket(format!("cgroup {}: {e}", dir.display()))),
+        Ok(fs_type::CGROUP2_SUPER_MAGIC) => Ok(()),
+        Ok(_) => Err(PlaneError::Socket(format!(
             "cgroup {} is not on a cgroup v2 file system (the socket data plane attaches to cgroup v2)",
             dir.display()
-        )));
+        ))),
     }
-    Ok(())
 }
 
 impl SocketPlane {
@@ -87,7 +77,7 @@ impl SocketPlane {
     /// As [`SocketPlane::start`], with the pins in `pins`.
     pub fn start_with(s: &SocketSettings, pins: &Path) -> Result<Self, PlaneError> {
         check_cgroup(&s.cgroup)?;
-        crate::xdp::loader::ensure_bpffs()?;
+        fs_type::ensure_bpffs().map_err(SockError::io("mounting bpffs on /sys/fs/bpf"))?;
         let mut prog = SockProgram::load(Sizes::default(), Some(pins))?;
         let attached = prog.attach(&s.cgroup, Some(pins))?;
         let dp = Dataplane::adopt(prog.take_maps()?)?;
