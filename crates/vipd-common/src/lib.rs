@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod event;
+pub mod health;
 pub mod keys;
 pub mod offsets;
 pub mod sock;

@@ -11,6 +11,7 @@
 //! | `SOCK_BACKENDS` (array) | backend id | [`SockBackend`] |
 //! | `SOCK_PEERS` (LRU hash) | [`SockPeerKey`] | [`SockPeer`] |
 //! | `SOCK_STATS` (per-CPU array) | [`stat`] index | `u64` |
+//! | `SOCK_HEALTH` (ring buffer) | | [`crate::health::HealthEvent`] |
 //!
 //! Backend choice: each service holds the ids of its backends with weight above 0 and
 //! their cumulative weights; a new socket draws a random number below the total and takes
@@ -152,8 +153,10 @@ pub mod stat {
     /// Translations not recorded (`SOCK_PEERS` update failed): that socket's
     /// `getpeername` shows the backend.
     pub const PEER_LOST: u32 = 5;
+    /// Health events that did not fit into `SOCK_HEALTH`.
+    pub const EVENTS_LOST: u32 = 6;
     /// Number of counters.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
     /// Names, in index order (for status and metrics).
     pub const NAMES: [&str; COUNT as usize] = [
         "connects",
@@ -162,6 +165,7 @@ pub mod stat {
         "replies",
         "no_backend",
         "peer_lost",
+        "events_lost",
     ];
 }
 

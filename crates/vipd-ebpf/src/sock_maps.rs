@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vipd_common::{
     sock::{stat, SockBackend, SockPeer, SockPeerKey, SockService},
@@ -25,6 +25,10 @@ pub static SOCK_PEERS: LruHashMap<SockPeerKey, SockPeer> = LruHashMap::with_max_
 /// Counters, per CPU; indexes in `vipd_common::sock::stat`.
 #[map(name = "SOCK_STATS")]
 pub static SOCK_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Health events for userspace.
+#[map(name = "SOCK_HEALTH")]
+pub static SOCK_HEALTH: RingBuf = RingBuf::with_byte_size(4096, 0);
 
 /// Adds one to a counter.
 #[inline(always)]

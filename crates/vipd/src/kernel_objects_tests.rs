@@ -77,11 +77,14 @@ fn the_socket_object_holds_only_the_socket_plane() {
     let (maps, programs) = contents(crate::sockplane::loader::OBJECT);
     assert_eq!(
         maps,
-        set(&["SOCK_BACKENDS", "SOCK_PEERS", "SOCK_SERVICES", "SOCK_STATS"])
+        set(&[
+            "SOCK_BACKENDS",
+            "SOCK_HEALTH",
+            "SOCK_PEERS",
+            "SOCK_SERVICES",
+            "SOCK_STATS"
+        ])
     );
-    let want: Vec<&str> = crate::sockplane::loader::PROGRAMS
-        .iter()
-        .map(|(name, _)| *name)
-        .collect();
+    let want: Vec<&str> = crate::sockplane::loader::program_names().collect();
     assert_eq!(programs, set(&want));
 }

@@ -186,7 +186,12 @@ fn a_restart_adopts_the_pinned_programs_with_zero_writes() {
 
     let mut second = start(&cg.0, &pins.0);
     let status = second.status();
-    assert!(status.hooks.contains("8 taken over"), "{}", status.hooks);
+    let programs = vipd::sockplane::loader::program_names().count();
+    assert!(
+        status.hooks.contains(&format!("{programs} taken over")),
+        "{}",
+        status.hooks
+    );
     let applied = second.apply(&Config::default(), &w).unwrap();
     assert_eq!(applied.writes, 0, "the restart wrote: {applied:?}");
     let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 30, "tcp");
@@ -198,7 +203,7 @@ fn a_restart_adopts_the_pinned_programs_with_zero_writes() {
     drop(second);
 
     let removed = vipd::sockplane::pins::remove_ours(&pins.0).unwrap();
-    assert_eq!(removed.removed.len(), 8 + 3, "{removed:?}");
+    assert_eq!(removed.removed.len(), programs + 3, "{removed:?}");
     assert!(removed.kept.is_empty(), "{removed:?}");
     // The VIP itself is routed nowhere in the namespace: ENETUNREACH.
     let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 1, "tcp");
@@ -320,4 +325,78 @@ backend = [{{ address = "[{c0}]:{TCP_PORT}" }}]
     let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
     assert_eq!(t.values().sum::<usize>(), 20);
     drop(second);
+}
+
+/// The `sock_ops` program reports a translated connection's establishment, and the SYN
+/// retransmission of one whose backend drops SYNs (a firewall in the namespace), each
+/// naming the VIP and the real backend.
+#[test]
+fn established_and_unanswered_syns_are_reported_with_vip_and_backend() {
+    use vipd::model::Outcome;
+    let backends = BACKENDS4;
+    let ns = backend_netns();
+    let _servers = Servers::start(&ns, &backends);
+    ns.run(&format!(
+        "nft add table inet vipdtest && \
+         nft add chain inet vipdtest input {{ type filter hook input priority 0 \\; }} && \
+         nft add rule inet vipdtest input ip daddr {} tcp dport {TCP_PORT} drop",
+        backends[2]
+    ));
+    let cg = Cgroup::new("sock-health");
+    let pins = Pins::new("sock-health");
+    let mut plane = start(&cg.0, &pins.0);
+    assert!(plane.event_fd().is_some(), "no event source");
+    let vip = addr(VIP4, VIP_PORT);
+    let reports = |plane: &mut SocketPlane| {
+        let mut out = Vec::new();
+        plane.take_reports(1000, &mut out);
+        out
+    };
+
+    plane
+        .apply(&Config::default(), &weights(VIP4, &backends, &[1, 0, 0]))
+        .unwrap();
+    let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 3, "tcp");
+    assert_eq!(tally(&seen, vip).get(backends[0]), Some(&3));
+    let got = reports(&mut plane);
+    let established: Vec<_> = got
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Established { .. }))
+        .collect();
+    assert_eq!(established.len(), 3, "{got:#?}");
+    assert!(
+        established
+            .iter()
+            .all(|r| r.vip == vip && r.backend == Some(addr(backends[0], TCP_PORT))),
+        "{got:#?}"
+    );
+
+    // Only the backend that drops SYNs: the connect times out after 2 s, by when the
+    // first retransmission (1 s) has been reported.
+    plane
+        .write_weights(&weights(VIP4, &backends, &[0, 0, 1]))
+        .unwrap();
+    let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 1, "tcp");
+    assert!(seen[0].backend.starts_with("error"), "{seen:?}");
+    let got = reports(&mut plane);
+    let retransmits: Vec<_> = got
+        .iter()
+        .filter(|r| r.outcome == Outcome::SynRetransmit(1))
+        .collect();
+    assert!(
+        !retransmits.is_empty(),
+        "no SYN retransmission reported: {got:#?}"
+    );
+    assert!(
+        retransmits
+            .iter()
+            .all(|r| r.vip == vip && r.backend == Some(addr(backends[2], TCP_PORT))),
+        "{got:#?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|r| matches!(r.outcome, Outcome::Established { .. })),
+        "{got:#?}"
+    );
+    assert_eq!(plane.lost_events().unwrap().unwrap(), 0);
 }

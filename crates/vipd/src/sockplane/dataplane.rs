@@ -108,6 +108,10 @@ impl Dataplane {
         &self.maps
     }
 
+    pub fn maps_mut(&mut self) -> &mut SockMaps {
+        &mut self.maps
+    }
+
     /// The id of a backend address.
     pub fn backend_id(&self, addr: SocketAddr) -> Option<u32> {
         self.ids.get(&addr).copied()

@@ -1,5 +1,6 @@
 //! Loads the socket data plane from its own eBPF object, sizes its maps (the object's
-//! are placeholders), and attaches its eight cgroup programs to one cgroup v2 directory.
+//! are placeholders), and attaches its cgroup programs (eight address hooks and
+//! `sock_ops`) to one cgroup v2 directory.
 //!
 //! With a pin directory, the state maps are pinned there (created on first use, reused
 //! after) and every program is attached through a link pinned there, so the programs
@@ -11,12 +12,12 @@
 
 use std::{
     fs::File,
-    os::fd::AsFd,
+    os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
 };
 
 use aya::{
-    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr, CgroupSockAddrAttachType},
+    programs::{links::FdLink, CgroupAttachMode, CgroupSockAddrAttachType, Program},
     Ebpf, EbpfLoader,
 };
 
@@ -50,6 +51,17 @@ pub const PROGRAMS: [(&str, CgroupSockAddrAttachType); 8] = [
     ("vipd_sock_recvmsg6", CgroupSockAddrAttachType::UDPRecvMsg6),
 ];
 
+/// The `sock_ops` program that reports how translated connections fare.
+pub const SOCK_OPS_PROGRAM: &str = "vipd_sock_ops";
+
+/// Every program of the object: the address programs, then `sock_ops`.
+pub fn program_names() -> impl Iterator<Item = &'static str> {
+    PROGRAMS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain([SOCK_OPS_PROGRAM])
+}
+
 /// What every program's name starts with (and no other program of vipd's).
 pub const PROGRAM_PREFIX: &str = "vipd_sock_";
 
@@ -66,6 +78,8 @@ pub struct Sizes {
     /// Socket translations (LRU): two per unconnected UDP socket and VIP, one per
     /// connected socket.
     pub peers: u32,
+    /// Health ring buffer, bytes (a power of two, at least a page).
+    pub events_bytes: u32,
 }
 
 impl Default for Sizes {
@@ -74,6 +88,7 @@ impl Default for Sizes {
             services: 4096,
             backends: 8192,
             peers: 1 << 18,
+            events_bytes: 1 << 20,
         }
     }
 }
@@ -95,15 +110,60 @@ pub struct SockProgram {
     held: Vec<FdLink>,
 }
 
-fn program<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut CgroupSockAddr, SockError> {
-    let p = ebpf.program_mut(name).ok_or(SockError::Missing(name))?;
-    p.try_into().map_err(|source| SockError::Program {
-        program: name,
-        source,
-    })
+fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, SockError> {
+    ebpf.program_mut(name).ok_or(SockError::Missing(name))
+}
+
+/// Loads program `name`.
+fn load_one(ebpf: &mut Ebpf, name: &'static str) -> Result<(), SockError> {
+    let p = program(ebpf, name)?;
+    match p {
+        Program::SockOps(p) => p.load(),
+        Program::CgroupSockAddr(p) => p.load(),
+        _ => return Err(SockError::Missing(name)),
+    }
+    .map_err(prog_err(name))
+}
+
+/// Attaches program `name` to `cgroup` through a new bpf_link. A cgroup bpf_link takes
+/// no attach flags (EINVAL otherwise); the kernel runs it beside the cgroup's other
+/// programs, as with BPF_F_ALLOW_MULTI.
+fn link_one(ebpf: &mut Ebpf, name: &'static str, cgroup: &File) -> Result<FdLink, SockError> {
+    let to_fd = |e: aya::programs::links::LinkError| {
+        SockError::Limit(format!("the link of {name} is not a bpf_link: {e}"))
+    };
+    match program(ebpf, name)? {
+        Program::SockOps(p) => {
+            let id = p
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(prog_err(name))?;
+            p.take_link(id)
+                .map_err(prog_err(name))?
+                .try_into()
+                .map_err(to_fd)
+        }
+        Program::CgroupSockAddr(p) => {
+            let id = p
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(prog_err(name))?;
+            p.take_link(id)
+                .map_err(prog_err(name))?
+                .try_into()
+                .map_err(to_fd)
+        }
+        _ => Err(SockError::Missing(name)),
+    }
+}
+
+/// Program `name`'s descriptor.
+fn fd_of<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<BorrowedFd<'a>, SockError> {
+    let fd = match program(ebpf, name)? {
+        Program::SockOps(p) => p.fd(),
+        Program::CgroupSockAddr(p) => p.fd(),
+        _ => return Err(SockError::Missing(name)),
+    }
+    .map_err(prog_err(name))?;
+    Ok(fd.as_fd())
 }
 
 fn prog_err(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> SockError {
@@ -125,13 +185,14 @@ impl SockProgram {
         loader
             .map_max_entries("SOCK_SERVICES", sizes.services)
             .map_max_entries("SOCK_BACKENDS", sizes.backends)
-            .map_max_entries("SOCK_PEERS", sizes.peers);
+            .map_max_entries("SOCK_PEERS", sizes.peers)
+            .map_max_entries("SOCK_HEALTH", sizes.events_bytes);
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(OBJECT)?;
-        for (name, _) in PROGRAMS {
-            program(&mut ebpf, name)?.load().map_err(prog_err(name))?;
+        for name in program_names() {
+            load_one(&mut ebpf, name)?;
         }
         Ok(SockProgram {
             ebpf,
@@ -145,7 +206,7 @@ impl SockProgram {
     }
 
     /// Attaches every program to `cgroup`; with `pin_dir`, through pinned links (see the
-    /// module doc). Returns how each one was attached, in [`PROGRAMS`] order.
+    /// module doc). Returns how each one was attached, in [`program_names`] order.
     pub fn attach(
         &mut self,
         cgroup: &Path,
@@ -160,7 +221,7 @@ impl SockProgram {
             cgroup.display()
         )))?;
         let mut out = Vec::new();
-        for (name, _) in PROGRAMS {
+        for name in program_names() {
             let how = match pin_dir {
                 None => {
                     let link = self.new_link(name, &dir)?;
@@ -175,17 +236,7 @@ impl SockProgram {
     }
 
     fn new_link(&mut self, name: &'static str, cgroup: &File) -> Result<FdLink, SockError> {
-        let p = program(&mut self.ebpf, name)?;
-        // A cgroup bpf_link takes no attach flags (EINVAL otherwise); the kernel runs
-        // it beside the cgroup's other programs, as with BPF_F_ALLOW_MULTI.
-        let id = p
-            .attach(cgroup, CgroupAttachMode::Single)
-            .map_err(prog_err(name))?;
-        let link = p.take_link(id).map_err(prog_err(name))?;
-        link.try_into()
-            .map_err(|e: aya::programs::links::LinkError| {
-                SockError::Limit(format!("the link of {name} is not a bpf_link: {e}"))
-            })
+        link_one(&mut self.ebpf, name, cgroup)
     }
 
     fn attach_pinned(
@@ -199,9 +250,8 @@ impl SockProgram {
         if let Some(fd) = &old {
             let same = link_info(fd.as_fd()).is_ok_and(|i| i.cgroup_id == cgroup_id);
             if same && is_our_link(pin) {
-                let prog = program(&mut self.ebpf, name)?;
-                let prog_fd = prog.fd().map_err(prog_err(name))?;
-                link_update(fd.as_fd(), prog_fd.as_fd()).map_err(SockError::io(format!(
+                let prog_fd = fd_of(&mut self.ebpf, name)?;
+                link_update(fd.as_fd(), prog_fd).map_err(SockError::io(format!(
                     "replacing the program on {}",
                     pin.display()
                 )))?;

@@ -1,21 +1,24 @@
 //! Typed access to the socket data plane's maps from userspace.
 
 use aya::{
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
     Ebpf,
 };
 use vipd_common::{
+    health::HealthEvent,
     sock::{stat, SockBackend, SockPeer, SockPeerKey, SockService},
     VipKey,
 };
 
 use super::{loader::Sizes, SockError};
+use crate::model::health_record::{health_event, BadRecord};
 
 pub struct SockMaps {
     services: HashMap<MapData, VipKey, SockService>,
     backends: Array<MapData, SockBackend>,
     peers: HashMap<MapData, SockPeerKey, SockPeer>,
     stats: PerCpuArray<MapData, u64>,
+    health: RingBuf<MapData>,
     sizes: Sizes,
 }
 
@@ -31,6 +34,7 @@ impl SockMaps {
             backends: Array::try_from(take("SOCK_BACKENDS")?).map_err(err("SOCK_BACKENDS"))?,
             peers: HashMap::try_from(take("SOCK_PEERS")?).map_err(err("SOCK_PEERS"))?,
             stats: PerCpuArray::try_from(take("SOCK_STATS")?).map_err(err("SOCK_STATS"))?,
+            health: RingBuf::try_from(take("SOCK_HEALTH")?).map_err(err("SOCK_HEALTH"))?,
             sizes,
         })
     }
@@ -86,5 +90,18 @@ impl SockMaps {
                 .sum();
         }
         Ok(out)
+    }
+
+    /// The next health record, if one is queued (non-blocking).
+    pub fn next_health(&mut self) -> Option<Result<HealthEvent, BadRecord>> {
+        let item = self.health.next()?;
+        Some(health_event(&item))
+    }
+}
+
+impl std::os::fd::AsFd for SockMaps {
+    /// The health ring buffer's descriptor: readable when records are queued.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.health.as_fd()
     }
 }

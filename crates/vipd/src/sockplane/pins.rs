@@ -12,7 +12,7 @@ use std::{
 
 use super::{
     link::{link_info, map_name, obj_get, prog_name, LINK_TYPE_CGROUP},
-    loader::{PINNED_MAPS, PROGRAMS, PROGRAM_PREFIX},
+    loader::{program_names, PINNED_MAPS, PROGRAM_PREFIX},
 };
 
 /// The pin of program `name`'s link.
@@ -54,7 +54,7 @@ pub struct Removed {
 /// directory if it is empty.
 pub fn remove_ours(dir: &Path) -> std::io::Result<Removed> {
     let mut out = Removed::default();
-    for (name, _) in PROGRAMS {
+    for name in program_names() {
         let pin = link_pin(dir, name);
         if !pin.exists() {
             continue;

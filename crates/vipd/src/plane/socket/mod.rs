@@ -7,12 +7,14 @@
 //!
 //! The programs and maps are pinned, so balancing goes on while vipd is stopped or
 //! upgraded; a restarted vipd adopts what the maps hold and writes nothing when nothing
-//! changed. Passive detection has no source here yet: the socket's real peer is the
-//! backend, so the connection watcher's tracepoints could report it, but they are not
-//! run with this plane; active checks drive health.
+//! changed. Passive detection: the `sock_ops` program reports, for each TCP connection
+//! the connect hook translated, its SYN retransmissions and its establishment (the
+//! socket's peer is the backend itself, so nothing needs attributing); refusals and
+//! ICMP errors are not reported yet, and active checks catch those.
 
 use std::{
     collections::BTreeMap,
+    os::fd::AsFd,
     path::{Path, PathBuf},
 };
 
@@ -26,8 +28,9 @@ use super::{
 use crate::{
     config::{Config, SocketSettings},
     fs_type,
-    model::{Report, ServiceKey},
+    model::{health_record::take_reports, Report, ServiceKey},
     sockplane::{loader::Attached, Dataplane, Sizes, SockError, SockProgram, SockServiceSpec},
+    watcher::Counters,
 };
 
 /// How passive detection runs with the socket plane.
@@ -53,6 +56,17 @@ pub struct SocketPlane {
     /// What the maps hold per backend.
     applied: HeldMap,
     syn_rto_warned: bool,
+    mode: String,
+    /// Waiting on the health ring buffer failed: no more records are read.
+    events_failed: bool,
+    decode_errors: u64,
+    /// The kernel's lost-record counter when this vipd started.
+    lost_at_start: u64,
+}
+
+/// The programs' count of records they could not queue.
+fn lost_counter(dp: &Dataplane) -> Result<u64, SockError> {
+    Ok(dp.maps().stats()?[stat::EVENTS_LOST as usize])
 }
 
 /// Checks that `dir` is a cgroup v2 directory before anything is loaded.
@@ -82,6 +96,10 @@ impl SocketPlane {
         let attached = prog.attach(&s.cgroup, Some(pins))?;
         let dp = Dataplane::adopt(prog.take_maps()?)?;
         Ok(SocketPlane {
+            lost_at_start: lost_counter(&dp).unwrap_or(0),
+            mode: MODE.to_owned(),
+            events_failed: false,
+            decode_errors: 0,
             _prog: prog,
             dp,
             settings: s.clone(),
@@ -105,7 +123,7 @@ impl SocketPlane {
             .filter(|a| **a == Attached::Replaced)
             .count();
         format!(
-            "socket: connect, getpeername, sendmsg, recvmsg (v4, v6) on cgroup {} (links pinned in {}{})",
+            "socket: connect, getpeername, sendmsg, recvmsg (v4, v6) and sock_ops on cgroup {} (links pinned in {}{})",
             self.settings.cgroup.display(),
             self.pins.display(),
             if replaced > 0 {
@@ -160,12 +178,12 @@ impl DataPlane for SocketPlane {
     }
 
     fn mode(&self) -> &str {
-        MODE
+        &self.mode
     }
 
     fn status(&self) -> PlaneStatus {
         PlaneStatus {
-            mode: MODE.to_owned(),
+            mode: self.mode.clone(),
             hooks: self.describe(),
             tracked: self.dp.maps().peers() as u64,
             ..PlaneStatus::default()
@@ -205,21 +223,47 @@ impl DataPlane for SocketPlane {
         }
     }
 
+    fn counters(&self) -> Counters {
+        Counters {
+            decode_failures: self.decode_errors,
+            ..Counters::default()
+        }
+    }
+
+    /// A duplicate of the health ring buffer's descriptor.
     fn event_fd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
-        None
+        (!self.events_failed).then(|| self.dp.maps().as_fd().try_clone_to_owned())
     }
 
-    fn take_reports(&mut self, _max: usize, _out: &mut Vec<Report>) -> usize {
-        0
+    fn take_reports(&mut self, max: usize, out: &mut Vec<Report>) -> usize {
+        let maps = self.dp.maps_mut();
+        take_reports(
+            || maps.next_health(),
+            max,
+            out,
+            &mut self.decode_errors,
+            "socket",
+        )
     }
 
-    fn events_failed(&mut self, _error: &std::io::Error) {}
+    fn events_failed(&mut self, error: &std::io::Error) {
+        self.mode = format!("degraded: event ring buffer failed ({error})");
+        self.events_failed = true;
+    }
 
     fn ticks(&self) -> Ticks {
-        Ticks::default()
+        Ticks {
+            drain: !self.events_failed,
+            udp: false,
+        }
     }
 
+    /// Health records the programs could not queue since this vipd started.
     fn lost_events(&mut self) -> Option<Result<u64, PlaneError>> {
-        None
+        Some(
+            lost_counter(&self.dp)
+                .map(|n| n.saturating_sub(self.lost_at_start))
+                .map_err(PlaneError::from),
+        )
     }
 }

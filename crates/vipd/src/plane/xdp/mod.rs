@@ -9,8 +9,6 @@
 //! staying at weight 0, so its flows move at their next packet; re-admission adds it
 //! back. A TCP backend at weight 0 keeps its flows, as with IPVS.
 
-mod records;
-
 use std::{
     collections::BTreeMap,
     os::fd::{AsFd, OwnedFd},
@@ -19,7 +17,7 @@ use std::{
 
 use tracing::{debug, warn};
 
-pub use records::{decode_record, report_of, RecordError};
+pub use crate::model::health_record::{decode_record, report_of, RecordError};
 
 use super::{
     held_map::{applied, members, weight_writes, HeldMap},
@@ -27,11 +25,10 @@ use super::{
 };
 use crate::{
     config::{Config, XdpSettings},
-    model::{Report, ServiceKey},
+    model::{health_record::take_reports, Report, ServiceKey},
     watcher::Counters,
     xdp::{
         loader::{ensure_bpffs, Sizes},
-        maps::BadRecord,
         Dataplane, XdpError, XdpProgram, XdpServiceSpec,
     },
 };
@@ -218,29 +215,14 @@ impl DataPlane for XdpPlane {
     }
 
     fn take_reports(&mut self, max: usize, out: &mut Vec<Report>) -> usize {
-        let mut n = 0;
-        while n < max {
-            let next = match self.dp.maps_mut().next_health() {
-                Some(Ok(ev)) => report_of(&ev),
-                Some(Err(BadRecord(size))) => Err(RecordError::Size(size)),
-                None => break,
-            };
-            match next {
-                Ok(r) => out.push(r),
-                Err(e) => {
-                    self.decode_errors += 1;
-                    if self.decode_errors.is_power_of_two() {
-                        warn!(
-                            error = %e,
-                            decode_failures = self.decode_errors,
-                            "unusable XDP health record"
-                        );
-                    }
-                }
-            }
-            n += 1;
-        }
-        n
+        let maps = self.dp.maps_mut();
+        take_reports(
+            || maps.next_health(),
+            max,
+            out,
+            &mut self.decode_errors,
+            "xdp",
+        )
     }
 
     fn events_failed(&mut self, error: &std::io::Error) {
