@@ -12,8 +12,8 @@ mod xdp_common;
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use socket_common::{
-    addr, backend_netns, client, procs::Seen, Cgroup, Pins, Servers, BACKENDS4, BACKENDS6,
-    TCP_PORT, UDP_PORT, VIP4, VIP6, VIP_PORT,
+    addr, backend_netns, client, drop_syns_to, procs::Seen, socket_config, Cgroup, Pins, Servers,
+    BACKENDS4, BACKENDS6, TCP_PORT, UDP_PORT, VIP4, VIP6, VIP_PORT,
 };
 use vipd::{
     config::{Config, Protocol, SocketSettings},
@@ -245,15 +245,11 @@ fn the_daemon_balances_and_a_killed_daemon_restarts_with_zero_writes() {
     let pins = Pins::new("sock-daemon");
     let scratch = Scratch::new("sock-daemon");
     let dir = &scratch.0;
-    let cfg = dir.join("vipd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"dataplane = "socket"
-[socket]
-cgroup = "{cg}"
-
-[[service]]
+    let cfg = socket_config(
+        dir,
+        &cg,
+        &format!(
+            r#"[[service]]
 name = "web"
 vip = "{VIP4}:{VIP_PORT}"
 backend = [{{ address = "{b0}:{TCP_PORT}", weight = 2 }}, {{ address = "{b1}:{TCP_PORT}" }}]
@@ -263,13 +259,11 @@ name = "web6"
 vip = "[{VIP6}]:{VIP_PORT}"
 backend = [{{ address = "[{c0}]:{TCP_PORT}" }}]
 "#,
-            cg = cg.0.display(),
             b0 = backends[0],
             b1 = backends[1],
             c0 = BACKENDS6[0],
         ),
-    )
-    .unwrap();
+    );
     let runtime = dir.join("run");
     let pin_dir = pins.0.display().to_string();
     let env = [("VIPD_SOCKET_PIN_DIR", pin_dir.as_str())];
@@ -336,12 +330,7 @@ fn established_and_unanswered_syns_are_reported_with_vip_and_backend() {
     let backends = BACKENDS4;
     let ns = backend_netns();
     let _servers = Servers::start(&ns, &backends);
-    ns.run(&format!(
-        "nft add table inet vipdtest && \
-         nft add chain inet vipdtest input {{ type filter hook input priority 0 \\; }} && \
-         nft add rule inet vipdtest input ip daddr {} tcp dport {TCP_PORT} drop",
-        backends[2]
-    ));
+    drop_syns_to(&ns, backends[2]);
     let cg = Cgroup::new("sock-health");
     let pins = Pins::new("sock-health");
     let mut plane = start(&cg.0, &pins.0);
@@ -399,4 +388,77 @@ fn established_and_unanswered_syns_are_reported_with_vip_and_backend() {
         "{got:#?}"
     );
     assert_eq!(plane.lost_events().unwrap().unwrap(), 0);
+}
+
+/// `vipd run` with the socket plane: a backend whose firewall drops SYNs is reported by
+/// `sock_ops` (a SYN retransmission, with the VIP and the real backend), the health
+/// machine quarantines it, and new connections go to the other backend only.
+#[test]
+fn the_daemon_quarantines_a_blackholed_backend_from_sock_ops_reports() {
+    use xdp_common::daemon::{backend, Daemon, Scratch};
+    let backends = BACKENDS4;
+    let ns = backend_netns();
+    let _servers = Servers::start(&ns, &backends[..2]);
+    drop_syns_to(&ns, backends[1]);
+    let cg = Cgroup::new("sock-quarantine");
+    let pins = Pins::new("sock-quarantine");
+    let scratch = Scratch::new("sock-quarantine");
+    let dir = &scratch.0;
+    let (good, bad) = (addr(backends[0], TCP_PORT), addr(backends[1], TCP_PORT));
+    let cfg = socket_config(
+        dir,
+        &cg,
+        &format!(
+            r#"[[service]]
+name = "web"
+vip = "{VIP4}:{VIP_PORT}"
+backend = [{{ address = "{good}" }}, {{ address = "{bad}" }}]
+  [service.health]
+  retransmit_threshold = 1
+  base_ejection = "60s"
+"#,
+        ),
+    );
+    let pin_dir = pins.0.display().to_string();
+    let daemon = Daemon::start_in(
+        &ns,
+        &cfg,
+        &dir.join("run"),
+        &dir.join("vipd.log"),
+        &[("VIPD_SOCKET_PIN_DIR", pin_dir.as_str())],
+    );
+    let v = daemon.status();
+    assert_eq!(v.dataplane, "socket");
+    assert_eq!(v.services[0].scheduler, "random");
+    assert!(v.watcher.hooks.contains("sock_ops"), "{:?}", v.watcher);
+
+    // Connections until one has met the blackhole (each that does waits 2 s).
+    let vip = addr(VIP4, VIP_PORT);
+    let mut failed = 0;
+    for _ in 0..20 {
+        let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 1, "tcp");
+        if seen[0].backend.starts_with("error") {
+            failed += 1;
+            break;
+        }
+        assert_eq!(seen[0].peer, vip);
+    }
+    assert_eq!(failed, 1, "no connection went to the blackholed backend");
+    let v = daemon.wait_status(
+        "the blackholed backend quarantined",
+        std::time::Duration::from_secs(5),
+        |v| backend(v, &bad.to_string()).state == "quarantined",
+    );
+    let b = backend(&v, &bad.to_string());
+    assert_eq!(b.weight, 0, "{b:?}");
+    assert!(b.outcomes.syn_retransmits >= 1, "{b:?}");
+    // From now on, every new connection goes to the good backend.
+    let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 30, "tcp"), vip);
+    assert_eq!(t.get(backends[0]), Some(&30), "{t:?}\n{}", daemon.log());
+    let v = daemon.wait_status(
+        "established counted",
+        std::time::Duration::from_secs(5),
+        |v| backend(v, &good.to_string()).outcomes.established >= 30,
+    );
+    assert_eq!(backend(&v, &good.to_string()).state, "healthy");
 }

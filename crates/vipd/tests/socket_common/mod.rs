@@ -40,6 +40,16 @@ pub fn backend_netns() -> Netns {
     ns
 }
 
+/// A firewall in the namespace that drops every TCP segment to `ip`'s TCP port: a
+/// backend that never answers a SYN. It goes with the namespace.
+pub fn drop_syns_to(ns: &Netns, ip: &str) {
+    ns.run(&format!(
+        "nft add table inet vipdtest && \
+         nft add chain inet vipdtest input {{ type filter hook input priority 0 \\; }} && \
+         nft add rule inet vipdtest input ip daddr {ip} tcp dport {TCP_PORT} drop"
+    ));
+}
+
 pub fn addr(ip: &str, port: u16) -> SocketAddr {
     SocketAddr::new(ip.parse::<IpAddr>().unwrap(), port)
 }
@@ -68,6 +78,17 @@ impl Drop for Cgroup {
         }
         eprintln!("could not remove {}", self.0.display());
     }
+}
+
+/// Writes `dir/vipd.toml`: the socket data plane on `cgroup`, then `services`.
+pub fn socket_config(dir: &std::path::Path, cgroup: &Cgroup, services: &str) -> PathBuf {
+    let path = dir.join("vipd.toml");
+    let text = format!(
+        "dataplane = \"socket\"\n[socket]\ncgroup = \"{}\"\n\n{services}",
+        cgroup.0.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// A pin directory under /sys/fs/bpf of the test's own; its pins are removed on drop.
