@@ -52,4 +52,5 @@ mod pod {
     unsafe impl aya::Pod for crate::sock::SockBackend {}
     unsafe impl aya::Pod for crate::sock::SockPeerKey {}
     unsafe impl aya::Pod for crate::sock::SockPeer {}
+    unsafe impl aya::Pod for crate::sock::SockResetOffsets {}
 }

@@ -12,6 +12,7 @@
 //! | `SOCK_PEERS` (LRU hash) | [`SockPeerKey`] | [`SockPeer`] |
 //! | `SOCK_STATS` (per-CPU array) | [`stat`] index | `u64` |
 //! | `SOCK_HEALTH` (ring buffer) | | [`crate::health::HealthEvent`] |
+//! | `SOCK_SYN_SENT` (LRU hash) | socket cookie (`u64`) | `u32` (unused): translated connections still in their handshake |
 //!
 //! Backend choice: each service holds the ids of its backends with weight above 0 and
 //! their cumulative weights; a new socket draws a random number below the total and takes
@@ -136,6 +137,39 @@ pub struct SockPeer {
     /// The backend's `gen` when it was chosen.
     pub gen: u32,
     pub service_id: u32,
+}
+
+/// Where the `tcp/tcp_receive_reset` record's fields are, from this kernel's format
+/// file: the global `SOCK_RESET_TP` of the socket plane's object. `valid` 0: not set,
+/// the program does nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockResetOffsets {
+    pub valid: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    pub saddr: u16,
+    pub daddr: u16,
+    pub saddr_v6: u16,
+    pub daddr_v6: u16,
+    pub sock_cookie: u16,
+    pub _pad: u16,
+}
+
+impl SockResetOffsets {
+    pub const UNSET: Self = Self {
+        valid: 0,
+        sport: 0,
+        dport: 0,
+        family: 0,
+        saddr: 0,
+        daddr: 0,
+        saddr_v6: 0,
+        daddr_v6: 0,
+        sock_cookie: 0,
+        _pad: 0,
+    };
 }
 
 /// Indexes of `SOCK_STATS`, a per-CPU array of counters.

@@ -2,7 +2,8 @@
 //! backend fares, for the health state machine. At `TCP_CONNECT_CB` (the SYN goes out)
 //! a connection with a translation record asks for RTO callbacks; an RTO while it is
 //! still in SYN_SENT is a SYN retransmission (the backend has not answered), and
-//! `ACTIVE_ESTABLISHED_CB` is a success. The socket's peer is the backend itself (there
+//! `ACTIVE_ESTABLISHED_CB` is a success. Connections in their handshake are kept in
+//! `SOCK_SYN_SENT` for `sock_reset`, which reports an RST to one as a refusal. The socket's peer is the backend itself (there
 //! is no NAT), so the record names the VIP and the event needs no other attribution.
 //! Connections without a record (not to a VIP) are left alone: no flags, no events.
 
@@ -11,20 +12,17 @@ use aya_ebpf::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_RTO_CB, BPF_SOCK_OPS_RTO_CB_FLAG,
         BPF_SOCK_OPS_TCP_CONNECT_CB,
     },
-    helpers::{bpf_get_socket_cookie, bpf_ktime_get_ns},
+    helpers::bpf_get_socket_cookie,
     macros::sock_ops,
     programs::SockOpsContext,
     EbpfContext,
 };
-use vipd_common::{
-    health::{HealthEvent, HealthKind},
-    sock::{stat, SockPeer, PEER_REVERSE},
-    AF_INET, AF_INET6,
-};
+use vipd_common::{health::HealthKind, sock::PEER_REVERSE, AF_INET, AF_INET6};
 
 use crate::{
     sock_addr::Addr,
-    sock_maps::{count, SOCK_HEALTH, SOCK_PEERS},
+    sock_health::emit,
+    sock_maps::{SOCK_PEERS, SOCK_SYN_SENT},
     sock_select::peer_key,
 };
 
@@ -54,7 +52,10 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     };
     if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
         let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG) as i32);
+        // A full map evicts the oldest handshake: its RST would go unreported.
+        let _ = SOCK_SYN_SENT.insert(&cookie, &0, 0);
     } else if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+        let _ = SOCK_SYN_SENT.remove(&cookie);
         emit(HealthKind::Established, &rec, family, &local, &backend);
     } else if state(&ctx) == TCP_SYN_SENT {
         emit(HealthKind::SynRetransmit, &rec, family, &local, &backend);
@@ -130,30 +131,4 @@ fn ends(ctx: &SockOpsContext) -> Option<(u8, Addr, Addr)> {
             port: rport,
         },
     ))
-}
-
-#[inline(always)]
-fn emit(kind: HealthKind, rec: &SockPeer, family: u8, local: &Addr, backend: &Addr) {
-    let ev = HealthEvent {
-        // SAFETY: a plain helper call.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        service_id: rec.service_id,
-        backend_id: rec.backend_id,
-        kind: kind as u8,
-        family,
-        protocol: rec.protocol,
-        icmp_type: 0,
-        icmp_code: 0,
-        _pad: [0; 3],
-        cport: local.port,
-        vport: rec.port,
-        bport: backend.port,
-        _pad1: 0,
-        client: local.addr,
-        vip: rec.addr,
-        backend: backend.addr,
-    };
-    if SOCK_HEALTH.output::<HealthEvent>(&ev, 0).is_err() {
-        count(stat::EVENTS_LOST);
-    }
 }

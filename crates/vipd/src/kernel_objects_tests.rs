@@ -82,9 +82,12 @@ fn the_socket_object_holds_only_the_socket_plane() {
             "SOCK_HEALTH",
             "SOCK_PEERS",
             "SOCK_SERVICES",
-            "SOCK_STATS"
+            "SOCK_STATS",
+            "SOCK_SYN_SENT"
         ])
     );
-    let want: Vec<&str> = crate::sockplane::loader::program_names().collect();
+    let want: Vec<&str> = crate::sockplane::loader::program_names()
+        .chain([crate::sockplane::reset::RESET_PROGRAM])
+        .collect();
     assert_eq!(programs, set(&want));
 }

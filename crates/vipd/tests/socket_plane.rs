@@ -322,10 +322,10 @@ backend = [{{ address = "[{c0}]:{TCP_PORT}" }}]
 }
 
 /// The `sock_ops` program reports a translated connection's establishment, and the SYN
-/// retransmission of one whose backend drops SYNs (a firewall in the namespace), each
-/// naming the VIP and the real backend.
+/// retransmission of one whose backend drops SYNs (a firewall in the namespace); the
+/// reset tracepoint reports a refusal; each names the VIP and the real backend.
 #[test]
-fn established_and_unanswered_syns_are_reported_with_vip_and_backend() {
+fn established_refused_and_unanswered_syns_are_reported_with_vip_and_backend() {
     use vipd::model::Outcome;
     let backends = BACKENDS4;
     let ns = backend_netns();
@@ -385,6 +385,34 @@ fn established_and_unanswered_syns_are_reported_with_vip_and_backend() {
     assert!(
         !got.iter()
             .any(|r| matches!(r.outcome, Outcome::Established { .. })),
+        "{got:#?}"
+    );
+
+    // A backend with no listener answers the SYN with an RST: a refusal, reported by
+    // the tracepoint with the client's end too.
+    let closed = addr(backends[0], 7999);
+    let mut w = Weights::default();
+    w.insert(
+        ServiceKey::Addr(Vip::new(Protocol::Tcp, vip)),
+        BackendId::new(closed.ip(), closed.port()),
+        Held {
+            configured: 1,
+            weight: Some(1),
+        },
+    );
+    plane.apply(&Config::default(), &w).unwrap();
+    let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 2, "tcp");
+    assert!(seen.iter().all(|s| s.backend == "error:111"), "{seen:?}");
+    let got = reports(&mut plane);
+    let refused: Vec<_> = got
+        .iter()
+        .filter(|r| r.outcome == Outcome::Refused)
+        .collect();
+    assert_eq!(refused.len(), 2, "{got:#?}");
+    assert!(
+        refused.iter().all(|r| r.vip == vip
+            && r.backend == Some(closed)
+            && r.client.is_some_and(|c| c.port() != 0)),
         "{got:#?}"
     );
     assert_eq!(plane.lost_events().unwrap().unwrap(), 0);

@@ -25,7 +25,7 @@ use super::{
     link::{cgroup_id, link_info, link_update, obj_get},
     maps::SockMaps,
     pins::{is_our_link, link_pin},
-    SockError,
+    reset, SockError,
 };
 
 /// The socket data plane's kernel object (built by build.rs from `vipd-ebpf`'s
@@ -106,6 +106,9 @@ pub enum Attached {
 pub struct SockProgram {
     ebpf: Ebpf,
     sizes: Sizes,
+    /// Why refusals are not reported on this kernel (the tracepoint's record lacks a
+    /// field vipd needs); `None`: its program is loaded.
+    no_reset: Option<String>,
     /// Links this process holds (with no pin directory: they detach when it exits).
     held: Vec<FdLink>,
 }
@@ -118,6 +121,7 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program
 fn load_one(ebpf: &mut Ebpf, name: &'static str) -> Result<(), SockError> {
     let p = program(ebpf, name)?;
     match p {
+        Program::TracePoint(p) => p.load(),
         Program::SockOps(p) => p.load(),
         Program::CgroupSockAddr(p) => p.load(),
         _ => return Err(SockError::Missing(name)),
@@ -181,7 +185,11 @@ impl SockProgram {
             }
             None => Vec::new(),
         };
+        let reset = reset::offsets();
         let mut loader = EbpfLoader::new();
+        if let Ok(off) = &reset {
+            loader.override_global(reset::OFFSETS_GLOBAL, off, true);
+        }
         loader
             .map_max_entries("SOCK_SERVICES", sizes.services)
             .map_max_entries("SOCK_BACKENDS", sizes.backends)
@@ -194,9 +202,13 @@ impl SockProgram {
         for name in program_names() {
             load_one(&mut ebpf, name)?;
         }
+        if reset.is_ok() {
+            load_one(&mut ebpf, reset::RESET_PROGRAM)?;
+        }
         Ok(SockProgram {
             ebpf,
             sizes,
+            no_reset: reset.err().map(|e| e.to_string()),
             held: Vec::new(),
         })
     }
@@ -276,6 +288,23 @@ impl SockProgram {
             source: std::io::Error::other(e.to_string()),
         })?;
         Ok(Attached::New)
+    }
+
+    /// Attaches the refusal tracepoint (held by this process: refusals are reported
+    /// while vipd runs). Returns why it is not attached on this kernel, if it is not.
+    pub fn attach_reset(&mut self) -> Result<Option<String>, SockError> {
+        if let Some(why) = &self.no_reset {
+            return Ok(Some(why.clone()));
+        }
+        let name = reset::RESET_PROGRAM;
+        match program(&mut self.ebpf, name)? {
+            Program::TracePoint(p) => {
+                p.attach(reset::TRACEPOINT.0, reset::TRACEPOINT.1)
+                    .map_err(prog_err(name))?;
+                Ok(None)
+            }
+            _ => Err(SockError::Missing(name)),
+        }
     }
 
     /// Takes the maps out of the object (once).

@@ -6,7 +6,8 @@
 //!
 //! Here: [`loader`] loads the programs and attaches them to a cgroup (through links
 //! pinned so that balancing outlives vipd), [`link`] holds the few bpf(2) calls aya has
-//! no wrapper for, [`pins`] decides which pinned objects vipd may remove, [`maps`] reads
+//! no wrapper for, [`pins`] decides which pinned objects vipd may remove, [`reset`] sets
+//! up the refusal tracepoint, [`maps`] reads
 //! and writes the maps, [`selection`] builds a service's weighted selection, and
 //! [`dataplane`] turns a desired state into the smallest set of map writes.
 
@@ -16,6 +17,7 @@ pub mod link;
 pub mod loader;
 pub mod maps;
 pub mod pins;
+pub mod reset;
 pub mod selection;
 
 pub use dataplane::{Changes, Dataplane, SockServiceSpec};

@@ -7,10 +7,11 @@
 //!
 //! The programs and maps are pinned, so balancing goes on while vipd is stopped or
 //! upgraded; a restarted vipd adopts what the maps hold and writes nothing when nothing
-//! changed. Passive detection: the `sock_ops` program reports, for each TCP connection
-//! the connect hook translated, its SYN retransmissions and its establishment (the
-//! socket's peer is the backend itself, so nothing needs attributing); refusals and
-//! ICMP errors are not reported yet, and active checks catch those.
+//! changed. Passive detection: for each TCP connection the connect hook translated, the
+//! `sock_ops` program reports its SYN retransmissions and its establishment, and the
+//! `tcp_receive_reset` tracepoint an RST during its handshake (a refusal); the socket's
+//! peer is the backend itself, so nothing needs attributing. UDP errors are not reported
+//! yet; active checks catch those.
 
 use std::{
     collections::BTreeMap,
@@ -94,10 +95,19 @@ impl SocketPlane {
         fs_type::ensure_bpffs().map_err(SockError::io("mounting bpffs on /sys/fs/bpf"))?;
         let mut prog = SockProgram::load(Sizes::default(), Some(pins))?;
         let attached = prog.attach(&s.cgroup, Some(pins))?;
+        let mode = match prog.attach_reset()? {
+            None => MODE.to_owned(),
+            Some(why) => {
+                warn!("TCP refusals are not reported by the socket data plane here: {why}");
+                format!(
+                    "partial: the socket plane reports unanswered SYNs and established connections (sock_ops); refusals need active checks ({why})"
+                )
+            }
+        };
         let dp = Dataplane::adopt(prog.take_maps()?)?;
         Ok(SocketPlane {
             lost_at_start: lost_counter(&dp).unwrap_or(0),
-            mode: MODE.to_owned(),
+            mode,
             events_failed: false,
             decode_errors: 0,
             _prog: prog,
