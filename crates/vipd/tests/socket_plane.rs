@@ -418,20 +418,34 @@ fn established_refused_and_unanswered_syns_are_reported_with_vip_and_backend() {
     assert_eq!(plane.lost_events().unwrap().unwrap(), 0);
 }
 
-/// `vipd run` with the socket plane: a backend whose firewall drops SYNs is reported by
-/// `sock_ops` (a SYN retransmission, with the VIP and the real backend), the health
-/// machine quarantines it, and new connections go to the other backend only.
-#[test]
-fn the_daemon_quarantines_a_blackholed_backend_from_sock_ops_reports() {
+/// How the second backend fails in [`quarantine`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Its firewall drops SYNs: `sock_ops` reports the SYN retransmission.
+    Blackhole,
+    /// Nothing listens: the RST is reported by the reset tracepoint.
+    Refusal,
+}
+
+/// `vipd run` with the socket plane: the second backend fails as `failure` says, the
+/// report names the VIP and the real backend, the health machine quarantines it, and
+/// new connections go to the first backend only.
+fn quarantine(tag: &str, vip_ip: &str, backends: [&str; 3], failure: Failure) {
     use xdp_common::daemon::{backend, Daemon, Scratch};
-    let backends = BACKENDS4;
     let ns = backend_netns();
-    let _servers = Servers::start(&ns, &backends[..2]);
-    drop_syns_to(&ns, backends[1]);
-    let cg = Cgroup::new("sock-quarantine");
-    let pins = Pins::new("sock-quarantine");
-    let scratch = Scratch::new("sock-quarantine");
+    let serving = match failure {
+        Failure::Blackhole => &backends[..2],
+        Failure::Refusal => &backends[..1],
+    };
+    let _servers = Servers::start(&ns, serving);
+    if failure == Failure::Blackhole {
+        drop_syns_to(&ns, backends[1]);
+    }
+    let cg = Cgroup::new(tag);
+    let pins = Pins::new(tag);
+    let scratch = Scratch::new(tag);
     let dir = &scratch.0;
+    let vip = addr(vip_ip, VIP_PORT);
     let (good, bad) = (addr(backends[0], TCP_PORT), addr(backends[1], TCP_PORT));
     let cfg = socket_config(
         dir,
@@ -439,10 +453,11 @@ fn the_daemon_quarantines_a_blackholed_backend_from_sock_ops_reports() {
         &format!(
             r#"[[service]]
 name = "web"
-vip = "{VIP4}:{VIP_PORT}"
+vip = "{vip}"
 backend = [{{ address = "{good}" }}, {{ address = "{bad}" }}]
   [service.health]
   retransmit_threshold = 1
+  refuse_threshold = 1
   base_ejection = "60s"
 "#,
         ),
@@ -459,29 +474,36 @@ backend = [{{ address = "{good}" }}, {{ address = "{bad}" }}]
     assert_eq!(v.dataplane, "socket");
     assert_eq!(v.services[0].scheduler, "random");
     assert!(v.watcher.hooks.contains("sock_ops"), "{:?}", v.watcher);
+    assert!(
+        v.watcher.mode.contains("refusals (tcp_receive_reset)"),
+        "{:?}",
+        v.watcher
+    );
 
-    // Connections until one has met the blackhole (each that does waits 2 s).
-    let vip = addr(VIP4, VIP_PORT);
+    // Connections until one has met the failing backend (a blackholed one waits 2 s).
     let mut failed = 0;
     for _ in 0..20 {
-        let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 1, "tcp");
+        let seen = client(&ns, &cg.0, vip_ip, VIP_PORT, 1, "tcp");
         if seen[0].backend.starts_with("error") {
             failed += 1;
             break;
         }
         assert_eq!(seen[0].peer, vip);
     }
-    assert_eq!(failed, 1, "no connection went to the blackholed backend");
+    assert_eq!(failed, 1, "no connection went to the failing backend");
     let v = daemon.wait_status(
-        "the blackholed backend quarantined",
+        "the failing backend quarantined",
         std::time::Duration::from_secs(5),
         |v| backend(v, &bad.to_string()).state == "quarantined",
     );
     let b = backend(&v, &bad.to_string());
     assert_eq!(b.weight, 0, "{b:?}");
-    assert!(b.outcomes.syn_retransmits >= 1, "{b:?}");
+    match failure {
+        Failure::Blackhole => assert!(b.outcomes.syn_retransmits >= 1, "{b:?}"),
+        Failure::Refusal => assert!(b.outcomes.refused >= 1, "{b:?}"),
+    }
     // From now on, every new connection goes to the good backend.
-    let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 30, "tcp"), vip);
+    let t = tally(&client(&ns, &cg.0, vip_ip, VIP_PORT, 30, "tcp"), vip);
     assert_eq!(t.get(backends[0]), Some(&30), "{t:?}\n{}", daemon.log());
     let v = daemon.wait_status(
         "established counted",
@@ -489,4 +511,14 @@ backend = [{{ address = "{good}" }}, {{ address = "{bad}" }}]
         |v| backend(v, &good.to_string()).outcomes.established >= 30,
     );
     assert_eq!(backend(&v, &good.to_string()).state, "healthy");
+}
+
+#[test]
+fn the_daemon_quarantines_a_blackholed_backend_v4() {
+    quarantine("sock-blackhole", VIP4, BACKENDS4, Failure::Blackhole);
+}
+
+#[test]
+fn the_daemon_quarantines_a_refusing_backend_v6() {
+    quarantine("sock-refusal", VIP6, BACKENDS6, Failure::Refusal);
 }

@@ -34,9 +34,9 @@ use crate::{
     watcher::Counters,
 };
 
-/// How passive detection runs with the socket plane.
-const MODE: &str =
-    "socket: no passive detection (the cgroup programs report nothing yet); active checks only";
+/// How passive detection runs with the socket plane: partial (the `vipd_watcher_mode`
+/// label), since UDP errors are not reported.
+const MODE: &str = "partial: the socket plane reports TCP refusals (tcp_receive_reset), unanswered SYNs and established connections (sock_ops); UDP errors need active checks";
 
 /// Where the links and state maps are pinned (overridable for tests).
 pub fn pin_dir() -> PathBuf {
