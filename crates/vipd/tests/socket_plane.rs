@@ -522,3 +522,45 @@ fn the_daemon_quarantines_a_blackholed_backend_v4() {
 fn the_daemon_quarantines_a_refusing_backend_v6() {
     quarantine("sock-refusal", VIP6, BACKENDS6, Failure::Refusal);
 }
+
+/// `vipd check` looks at what the socket plane needs on this host: a cgroup that is
+/// not cgroup v2 is an error naming it; this host's cgroup v2 root passes.
+#[test]
+fn vipd_check_looks_at_the_socket_planes_kernel_features() {
+    let scratch = xdp_common::daemon::Scratch::new("sock-check");
+    let run = |cgroup: &str| {
+        let cfg = scratch.0.join("vipd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "dataplane = \"socket\"\n[socket]\ncgroup = \"{cgroup}\"\n\n\
+                 [[service]]\nname = \"web\"\nvip = \"{VIP4}:{VIP_PORT}\"\n\
+                 backend = [{{ address = \"{}:{TCP_PORT}\" }}]\n",
+                BACKENDS4[0]
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vipd"))
+            .env_remove("VIPD_LOG")
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run("/proc");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("[socket] cgroup /proc is not a cgroup v2 directory"),
+        "{err}"
+    );
+    assert!(err.contains("1 error on this host"), "{err}");
+    let root = SocketSettings::default_cgroup();
+    let (code, out, err) = run(&root.display().to_string());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.ends_with("ok: 1 service, 1 backend\n"), "{out}");
+}

@@ -9,10 +9,12 @@
 //! no wrapper for, [`pins`] decides which pinned objects vipd may remove, [`reset`] sets
 //! up the refusal tracepoint, [`maps`] reads
 //! and writes the maps, [`selection`] builds a service's weighted selection, and
-//! [`dataplane`] turns a desired state into the smallest set of map writes.
+//! [`dataplane`] turns a desired state into the smallest set of map writes, and
+//! [`features`] says what this host's kernel lacks for the plane (`vipd check`).
 
 pub mod dataplane;
 mod error;
+pub mod features;
 pub mod link;
 pub mod loader;
 pub mod maps;
