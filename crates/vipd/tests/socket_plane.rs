@@ -319,6 +319,32 @@ backend = [{{ address = "[{c0}]:{TCP_PORT}" }}]
     let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
     assert_eq!(t.values().sum::<usize>(), 20);
     drop(second);
+
+    // A vipd started with another data plane removes the socket plane's pins first
+    // (whether or not that plane then starts here: this host has no IPVS).
+    let ipvs = dir.join("ipvs.toml");
+    std::fs::write(
+        &ipvs,
+        format!(
+            "[[service]]\nname = \"web\"\nvip = \"{VIP4}:{VIP_PORT}\"\nbackend = [{{ address = \"{}:{TCP_PORT}\" }}]\n",
+            backends[0]
+        ),
+    )
+    .unwrap();
+    let mut third = Daemon::start_in(&ns, &ipvs, &runtime, &dir.join("third.log"), &env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pins.0.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pins stayed:\n{}",
+            third.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = third.child.kill();
+    let _ = third.child.wait();
+    let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 1, "tcp");
+    assert_eq!(seen[0].backend, "error:101", "still balanced: {seen:?}");
 }
 
 /// The `sock_ops` program reports a translated connection's establishment, and the SYN

@@ -257,6 +257,9 @@ impl Shell {
         let now = Instant::now();
         let mut core = Core::new(config, path, restored, metrics, now, started, seed);
 
+        if core.config().dataplane.socket().is_none() {
+            crate::plane::socket::retire_pins();
+        }
         let mut plane: Box<dyn DataPlane> = match &core.config().dataplane {
             Dataplane::Xdp(x) => Box::new(XdpPlane::start(x)?),
             Dataplane::Socket(s) => Box::new(SocketPlane::start(s)?),

@@ -73,7 +73,8 @@ impl SockMaps {
         self.backends.set(id, b, 0).map_err(err("SOCK_BACKENDS"))
     }
 
-    /// How many socket translations are recorded now.
+    /// How many socket translations are recorded now (one syscall per entry: for
+    /// tests, not for every status).
     pub fn peers(&self) -> usize {
         self.peers.keys().filter(Result::is_ok).count()
     }

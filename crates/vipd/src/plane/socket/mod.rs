@@ -19,7 +19,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use vipd_common::sock::stat;
 
 use super::{
@@ -42,6 +42,37 @@ const MODE: &str = "partial: the socket plane reports TCP refusals (tcp_receive_
 pub fn pin_dir() -> PathBuf {
     std::env::var_os("VIPD_SOCKET_PIN_DIR")
         .map_or_else(|| PathBuf::from(SocketSettings::PIN_DIR), PathBuf::from)
+}
+
+/// For a vipd started with another data plane: the socket plane's pinned programs, if
+/// an earlier vipd left them, would go on translating VIPs beside it. Removes them (only
+/// what is provably vipd's, see [`crate::sockplane::pins`]) and says what it did.
+pub fn retire_pins() {
+    let dir = pin_dir();
+    if !dir.exists() {
+        return;
+    }
+    match crate::sockplane::pins::remove_ours(&dir) {
+        Ok(r) => {
+            if !r.removed.is_empty() {
+                info!(
+                    pins = r.removed.len(),
+                    dir = %dir.display(),
+                    "removed the socket data plane's pinned programs and maps (this config uses another data plane)"
+                );
+            }
+            if !r.kept.is_empty() {
+                warn!(
+                    kept = ?r.kept,
+                    "pins under the socket data plane's names that are not provably vipd's were left in place"
+                );
+            }
+        }
+        Err(e) => warn!(
+            dir = %dir.display(),
+            "removing the socket data plane's pins failed: {e}; its programs may still translate VIPs"
+        ),
+    }
 }
 
 pub struct SocketPlane {
@@ -195,7 +226,6 @@ impl DataPlane for SocketPlane {
         PlaneStatus {
             mode: self.mode.clone(),
             hooks: self.describe(),
-            tracked: self.dp.maps().peers() as u64,
             ..PlaneStatus::default()
         }
     }
