@@ -8,7 +8,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use vipd_common::{
-    sock::{stat, SockPeer, SockPeerKey, PEER_FORWARD, PEER_REVERSE},
+    sock::{
+        stat, SockPeer, SockPeerKey, SockService, PEER_FORWARD, PEER_REVERSE, SOCK_MAX_BACKENDS,
+    },
     VipKey,
 };
 
@@ -125,9 +127,10 @@ pub fn reverse(cookie: u64, backend: &Addr, family: u8) -> Option<Addr> {
 }
 
 /// The backend this socket's earlier datagrams to `vip` went to, while that backend
-/// still holds its id (its `gen` unchanged).
+/// still holds its id (its `gen` unchanged) and is still in the service's selection
+/// (a backend at weight 0, quarantined say, loses the socket at its next datagram).
 #[inline(always)]
-pub fn forward(cookie: u64, vip: &Addr, family: u8) -> Option<Addr> {
+pub fn forward(cookie: u64, vip: &Addr, family: u8, protocol: u8) -> Option<Addr> {
     let key = peer_key(cookie, vip, family, PEER_FORWARD);
     // SAFETY: a hash map lookup; the value is copied out at once.
     let p = unsafe { SOCK_PEERS.get(&key) }?;
@@ -135,8 +138,36 @@ pub fn forward(cookie: u64, vip: &Addr, family: u8) -> Option<Addr> {
     if b.gen != p.gen {
         return None;
     }
+    let svc_key = VipKey {
+        addr: vip.addr,
+        port: vip.port,
+        family,
+        protocol,
+    };
+    // SAFETY: a hash map lookup; the value is not kept past this program's run.
+    let svc = unsafe { SOCK_SERVICES.get(&svc_key) }?;
+    if !selects(svc, p.backend_id) {
+        return None;
+    }
     Some(Addr {
         addr: p.addr,
         port: p.port,
     })
+}
+
+/// Whether backend `id` is in the service's selection (weight above 0).
+#[inline(always)]
+fn selects(svc: &SockService, id: u32) -> bool {
+    let count = svc.count as usize;
+    let mut i = 0;
+    while i < SOCK_MAX_BACKENDS {
+        if i >= count {
+            return false;
+        }
+        if svc.ids[i] == id {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }

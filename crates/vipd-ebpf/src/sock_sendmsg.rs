@@ -1,7 +1,8 @@
 //! `vipd_sock_sendmsg4`/`6` (cgroup `sendmsg4`/`sendmsg6`): an unconnected UDP socket
 //! sending to a VIP sends to a backend. The socket's first datagram to the VIP chooses
-//! it; later ones go to the same backend while it holds its id, so a request and its
-//! retries reach one server. Both directions are recorded: `recvmsg` shows replies as
+//! it; later ones go to the same backend while it holds its id and stays in the
+//! service's selection, so a request and its retries reach one server, and a backend
+//! taken out (weight 0, quarantine) loses the socket at its next datagram. Both directions are recorded: `recvmsg` shows replies as
 //! coming from the VIP.
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
@@ -32,7 +33,7 @@ fn send(ctx: &SockAddrContext, v6: bool) -> i32 {
     let family = if v6 { AF_INET6 } else { AF_INET } as u8;
     let dst = user(ctx, v6);
     let cookie = cookie(ctx);
-    if let Some(to) = forward(cookie, &dst, family) {
+    if let Some(to) = forward(cookie, &dst, family, proto) {
         set_user(ctx, v6, &to);
         count(stat::DATAGRAMS);
         return 1;

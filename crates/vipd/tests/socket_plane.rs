@@ -12,8 +12,8 @@ mod xdp_common;
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use socket_common::{
-    addr, backend_netns, client, drop_syns_to, procs::Seen, socket_config, Cgroup, Pins, Servers,
-    BACKENDS4, BACKENDS6, TCP_PORT, UDP_PORT, VIP4, VIP6, VIP_PORT,
+    addr, backend_netns, client, drop_syns_to, procs::Seen, socket_config, Cgroup, OneSocket, Pins,
+    Servers, BACKENDS4, BACKENDS6, TCP_PORT, UDP_PORT, VIP4, VIP6, VIP_PORT,
 };
 use vipd::{
     config::{Config, Protocol, SocketSettings},
@@ -149,6 +149,36 @@ fn udp(vip: &str, backends: [&str; 3], tag: &str) {
             "{mode}: not spread: {t:?}"
         );
     }
+}
+
+/// One unconnected UDP socket keeps its backend across datagrams; when that backend
+/// goes to weight 0, its next datagram goes to another, and stays there.
+#[test]
+fn an_unconnected_udp_socket_sticks_to_its_backend_until_it_leaves_the_selection() {
+    let backends = BACKENDS4;
+    let ns = backend_netns();
+    let _servers = Servers::start(&ns, &backends);
+    let cg = Cgroup::new("sock-sticky");
+    let pins = Pins::new("sock-sticky");
+    let mut plane = start(&cg.0, &pins.0);
+    plane
+        .apply(&Config::default(), &weights(VIP4, &backends, &[1, 1, 1]))
+        .unwrap();
+    let vip = addr(VIP4, UDP_PORT);
+    let mut sock = OneSocket::start(&ns, &cg.0, VIP4, UDP_PORT);
+    let t = tally(&sock.exchange(20), vip);
+    assert_eq!(t.len(), 1, "one socket, several backends: {t:?}");
+    let first = t.keys().next().unwrap().clone();
+    let i = backends.iter().position(|b| *b == first).unwrap();
+    let mut w = [1, 1, 1];
+    w[i] = 0;
+    plane.write_weights(&weights(VIP4, &backends, &w)).unwrap();
+    let t = tally(&sock.exchange(20), vip);
+    assert_eq!(t.len(), 1, "not sticky after the move: {t:?}");
+    assert!(
+        !t.contains_key(&first),
+        "still on the backend at weight 0: {t:?}"
+    );
 }
 
 #[test]

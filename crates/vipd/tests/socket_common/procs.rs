@@ -57,6 +57,22 @@ for i in range(n):
         print("error:%s" % e.errno, "0.0.0.0", 0, flush=True)
 "#;
 
+/// One unconnected UDP socket kept open: each line read on stdin says how many
+/// exchanges to make with it now.
+const ONE_SOCKET: &str = r#"
+import socket, sys
+vip, port = sys.argv[1], int(sys.argv[2])
+fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(2)
+for line in sys.stdin:
+    for i in range(int(line)):
+        try:
+            s.sendto(b"x", (vip, port)); d, peer = s.recvfrom(100)
+            print(d.decode(), peer[0], peer[1], flush=True)
+        except OSError as e:
+            print("error:%s" % e.errno, "0.0.0.0", 0, flush=True)
+"#;
+
 /// The servers on the given addresses, in the namespace (not in the test's cgroup);
 /// killed on drop.
 pub struct Servers(Child);
@@ -122,18 +138,69 @@ pub fn client(ns: &Netns, cgroup: &Path, vip: &str, port: u16, n: usize, mode: &
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| {
-            let mut w = l.split_whitespace();
-            let backend = w.next().unwrap_or_default().to_owned();
-            let ip: std::net::IpAddr = w
-                .next()
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-            let port = w.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            Seen {
-                backend,
-                peer: std::net::SocketAddr::new(ip, port),
-            }
-        })
+        .map(parse)
         .collect()
+}
+
+/// One output line of a client.
+fn parse(line: &str) -> Seen {
+    let mut w = line.split_whitespace();
+    let backend = w.next().unwrap_or_default().to_owned();
+    let ip: std::net::IpAddr = w
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let port = w.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    Seen {
+        backend,
+        peer: std::net::SocketAddr::new(ip, port),
+    }
+}
+
+/// A client with one unconnected UDP socket to a VIP, kept open across exchanges
+/// (in namespace `ns` and cgroup `cgroup`); killed on drop.
+pub struct OneSocket {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl OneSocket {
+    pub fn start(ns: &Netns, cgroup: &Path, vip: &str, port: u16) -> OneSocket {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec ip netns exec {} python3 -c '{}' {vip} {port}",
+                cgroup.display(),
+                ns.name,
+                ONE_SOCKET
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("client");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        OneSocket { child, out }
+    }
+
+    /// `n` exchanges on the socket.
+    pub fn exchange(&mut self, n: usize) -> Vec<Seen> {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{n}").unwrap();
+        stdin.flush().unwrap();
+        (0..n)
+            .map(|_| {
+                let mut line = String::new();
+                self.out.read_line(&mut line).unwrap();
+                parse(&line)
+            })
+            .collect()
+    }
+}
+
+impl Drop for OneSocket {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
