@@ -11,7 +11,7 @@ use vipd_common::{
     sock::{
         stat, SockPeer, SockPeerKey, SockService, PEER_FORWARD, PEER_REVERSE, SOCK_MAX_BACKENDS,
     },
-    VipKey,
+    VipKey, AF_INET, AF_INET6,
 };
 
 use crate::{
@@ -49,15 +49,39 @@ pub fn peer_key(cookie: u64, a: &Addr, family: u8, dir: u8) -> SockPeerKey {
     }
 }
 
-/// Chooses a backend for `dst` (a VIP of `protocol`, or not).
+/// The service key of `vip` as a socket of `family` names it, and whether it was an
+/// IPv4 address in IPv6 form (`::ffff:a.b.c.d`, a dual-stack socket reaching IPv4):
+/// that is balanced as the IPv4 VIP.
+#[inline(always)]
+fn service_key(vip: &Addr, family: u8, protocol: u8) -> (VipKey, bool) {
+    let a = &vip.addr;
+    let mapped =
+        u16::from(family) == AF_INET6 && a[..10] == [0u8; 10] && a[10] == 0xff && a[11] == 0xff;
+    let key = if mapped {
+        VipKey {
+            addr: [
+                a[12], a[13], a[14], a[15], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+            port: vip.port,
+            family: AF_INET as u8,
+            protocol,
+        }
+    } else {
+        VipKey {
+            addr: *a,
+            port: vip.port,
+            family,
+            protocol,
+        }
+    };
+    (key, mapped)
+}
+
+/// Chooses a backend for `dst` (a VIP of `protocol`, or not), in the form the socket
+/// uses (an IPv4 backend as `::ffff:a.b.c.d` for an IPv4 VIP reached that way).
 #[inline(always)]
 pub fn choose(dst: &Addr, family: u8, protocol: u8) -> Choice {
-    let key = VipKey {
-        addr: dst.addr,
-        port: dst.port,
-        family,
-        protocol,
-    };
+    let (key, mapped) = service_key(dst, family, protocol);
     // SAFETY: a hash map lookup; the value is not kept past this program's run.
     let Some(svc) = (unsafe { SOCK_SERVICES.get(&key) }) else {
         return Choice::NotOurs;
@@ -74,10 +98,16 @@ pub fn choose(dst: &Addr, family: u8, protocol: u8) -> Choice {
     if b.gen == 0 {
         return Choice::NoBackend;
     }
-    let to = Addr {
+    let mut to = Addr {
         addr: b.addr,
         port: b.port,
     };
+    if mapped {
+        let v4 = b.addr;
+        to.addr = [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+        ];
+    }
     let back = SockPeer {
         addr: dst.addr,
         port: dst.port,
@@ -114,9 +144,35 @@ pub fn remember_forward(cookie: u64, vip: &Addr, family: u8, backend: &Addr, bac
     }
 }
 
-/// The VIP this socket's `backend` stands for, if it made that translation.
+/// The VIP this socket's `backend` stands for, if it made that translation. A
+/// dual-stack socket's unconnected datagrams to an IPv4 VIP are translated by the
+/// IPv4 hook (the kernel sends them as IPv4), while its replies arrive in the IPv6 form
+/// (`::ffff:a.b.c.d`): those are looked up as IPv4 and answered in the IPv6 form.
 #[inline(always)]
 pub fn reverse(cookie: u64, backend: &Addr, family: u8) -> Option<Addr> {
+    if let Some(vip) = reverse_as(cookie, backend, family) {
+        return Some(vip);
+    }
+    let (key, mapped) = service_key(backend, family, 0);
+    if !mapped {
+        return None;
+    }
+    let v4 = Addr {
+        addr: key.addr,
+        port: backend.port,
+    };
+    let vip = reverse_as(cookie, &v4, AF_INET as u8)?;
+    let a = vip.addr;
+    Some(Addr {
+        addr: [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+        ],
+        port: vip.port,
+    })
+}
+
+#[inline(always)]
+fn reverse_as(cookie: u64, backend: &Addr, family: u8) -> Option<Addr> {
     let key = peer_key(cookie, backend, family, PEER_REVERSE);
     // SAFETY: a hash map lookup; the value is copied out at once.
     let p = unsafe { SOCK_PEERS.get(&key) }?;
@@ -138,12 +194,7 @@ pub fn forward(cookie: u64, vip: &Addr, family: u8, protocol: u8) -> Option<Addr
     if b.gen != p.gen {
         return None;
     }
-    let svc_key = VipKey {
-        addr: vip.addr,
-        port: vip.port,
-        family,
-        protocol,
-    };
+    let (svc_key, _) = service_key(vip, family, protocol);
     // SAFETY: a hash map lookup; the value is not kept past this program's run.
     let svc = unsafe { SOCK_SERVICES.get(&svc_key) }?;
     if !selects(svc, p.backend_id) {

@@ -181,6 +181,44 @@ fn an_unconnected_udp_socket_sticks_to_its_backend_until_it_leaves_the_selection
     );
 }
 
+/// A dual-stack IPv6 socket reaching the IPv4 VIP as `::ffff:a.b.c.d` (as Java and other
+/// dual-stack clients do) is balanced as the IPv4 VIP, sees that form as its peer, and
+/// its connections are reported with plain IPv4 addresses.
+#[test]
+fn a_dual_stack_socket_reaching_an_ipv4_vip_is_balanced() {
+    use vipd::model::Outcome;
+    let backends = BACKENDS4;
+    let ns = backend_netns();
+    let _servers = Servers::start(&ns, &backends);
+    let cg = Cgroup::new("sock-mapped");
+    let pins = Pins::new("sock-mapped");
+    let mut plane = start(&cg.0, &pins.0);
+    plane
+        .apply(&Config::default(), &weights(VIP4, &backends, &[1, 1, 0]))
+        .unwrap();
+    let mapped = format!("::ffff:{VIP4}");
+    let seen = client(&ns, &cg.0, &mapped, VIP_PORT, 40, "tcp");
+    let t = tally(&seen, addr(&mapped, VIP_PORT));
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(!t.contains_key(backends[2]), "{t:?}");
+    let mut got = Vec::new();
+    plane.take_reports(1000, &mut got);
+    let established: Vec<_> = got
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Established { .. }))
+        .collect();
+    assert_eq!(established.len(), 40, "{got:#?}");
+    assert!(
+        established.iter().all(|r| r.vip == addr(VIP4, VIP_PORT)
+            && r.backend
+                .is_some_and(|b| b.is_ipv4() && b.port() == TCP_PORT)),
+        "{got:#?}"
+    );
+    let seen = client(&ns, &cg.0, &mapped, UDP_PORT, 20, "udp-unconnected");
+    let t = tally(&seen, addr(&mapped, UDP_PORT));
+    assert!(!t.contains_key(backends[2]), "{t:?}");
+}
+
 #[test]
 fn udp_connected_and_unconnected_see_the_vip_v4() {
     udp(VIP4, BACKENDS4, "sock-udp4");

@@ -3,6 +3,8 @@
 //! watcher's, so counters, metrics, fault-to-quarantine timing and health see no
 //! difference.
 
+use std::net::SocketAddr;
+
 use vipd_common::{
     health::{HealthEvent, HealthKind},
     AF_INET6,
@@ -46,7 +48,10 @@ pub fn report_of(ev: &HealthEvent) -> Result<Report, RecordError> {
             code: ev.icmp_code,
         }),
     };
-    let addr = |a: &[u8; 16], port| socket_addr(ev.family, a, port);
+    // A dual-stack socket's IPv4 peer (`::ffff:a.b.c.d`) is that IPv4 address.
+    let addr = |a: &[u8; 16], port| {
+        socket_addr(ev.family, a, port).map(|s| SocketAddr::new(s.ip().to_canonical(), s.port()))
+    };
     Ok(Report {
         ts_ns: ev.ts_ns,
         client: Some(addr(&ev.client, ev.cport)?),
@@ -113,6 +118,29 @@ mod tests {
     use vipd_common::AF_INET;
 
     use super::*;
+
+    #[test]
+    fn a_dual_stack_sockets_ipv4_peer_is_reported_as_ipv4() {
+        let mut ev = HealthEvent {
+            kind: HealthKind::Established as u8,
+            family: AF_INET6 as u8,
+            protocol: 6,
+            cport: 40000,
+            vport: 80,
+            bport: 8080,
+            ..Default::default()
+        };
+        for a in [&mut ev.client, &mut ev.vip, &mut ev.backend] {
+            a[10] = 0xff;
+            a[11] = 0xff;
+            a[12] = 198;
+            a[13] = 18;
+        }
+        ev.backend[15] = 11;
+        let r = report_of(&ev).unwrap();
+        assert_eq!(r.vip, "198.18.0.0:80".parse().unwrap());
+        assert_eq!(r.backend, Some("198.18.0.11:8080".parse().unwrap()));
+    }
 
     #[test]
     fn records_become_reports() {
