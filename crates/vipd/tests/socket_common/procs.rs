@@ -73,6 +73,42 @@ for line in sys.stdin:
             print("error:%s" % e.errno, "0.0.0.0", 0, flush=True)
 "#;
 
+/// `n` connects to a target, each reading the server's line and closing; prints the
+/// seconds they took in all.
+const TIMED: &str = r#"
+import socket, sys, time
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
+t = time.perf_counter()
+for i in range(n):
+    s = socket.socket(fam, socket.SOCK_STREAM); s.connect((ip, port)); s.recv(100); s.close()
+print(time.perf_counter() - t)
+"#;
+
+/// Seconds that `n` connects to `ip:port` took from a client in namespace `ns` and
+/// cgroup `cgroup`.
+pub fn timed_connects(ns: &Netns, cgroup: &Path, ip: &str, port: u16, n: usize) -> f64 {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec ip netns exec {} python3 -c '{}' {ip} {port} {n}",
+            cgroup.display(),
+            ns.name,
+            TIMED
+        ))
+        .output()
+        .expect("client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("seconds")
+}
+
 /// The servers on the given addresses, in the namespace (not in the test's cgroup);
 /// killed on drop.
 pub struct Servers(Child);
