@@ -12,8 +12,10 @@ mod xdp_common;
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use socket_common::{
-    addr, backend_netns, client, drop_syns_to, procs::Seen, socket_config, Cgroup, OneSocket, Pins,
-    Servers, BACKENDS4, BACKENDS6, TCP_PORT, UDP_PORT, VIP4, VIP6, VIP_PORT,
+    addr, backend_netns, drop_syns_to,
+    procs::{client, OneSocket, Seen},
+    socket_config, Cgroup, Pins, Servers, BACKENDS4, BACKENDS6, TCP_PORT, UDP_PORT, VIP4, VIP6,
+    VIP_PORT,
 };
 use vipd::{
     config::{Config, Protocol, SocketSettings},

@@ -13,7 +13,7 @@ use std::{
     process::Command,
 };
 
-pub use procs::{client, OneSocket, Servers};
+pub use procs::Servers;
 
 use super::xdp_common::{sh, Netns};
 

@@ -85,17 +85,23 @@ for i in range(n):
 print(time.perf_counter() - t)
 "#;
 
+/// python3 running `script` with `args`, in namespace `ns` and cgroup `cgroup`. Into
+/// the cgroup first: `ip netns exec` mounts a sysfs of the namespace's own, without the
+/// cgroup file systems.
+fn in_cgroup(ns: &Netns, cgroup: &Path, script: &str, args: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "echo $$ > {}/cgroup.procs && exec ip netns exec {} python3 -c '{script}' {args}",
+        cgroup.display(),
+        ns.name,
+    ));
+    cmd
+}
+
 /// Seconds that `n` connects to `ip:port` took from a client in namespace `ns` and
 /// cgroup `cgroup`.
 pub fn timed_connects(ns: &Netns, cgroup: &Path, ip: &str, port: u16, n: usize) -> f64 {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo $$ > {}/cgroup.procs && exec ip netns exec {} python3 -c '{}' {ip} {port} {n}",
-            cgroup.display(),
-            ns.name,
-            TIMED
-        ))
+    let out = in_cgroup(ns, cgroup, TIMED, &format!("{ip} {port} {n}"))
         .output()
         .expect("client");
     assert!(
@@ -155,16 +161,7 @@ pub struct Seen {
 /// Runs `n` exchanges (`mode`: `tcp`, `udp` connected, `udp-unconnected`) to `vip`
 /// from a client in namespace `ns` and cgroup `cgroup`.
 pub fn client(ns: &Netns, cgroup: &Path, vip: &str, port: u16, n: usize, mode: &str) -> Vec<Seen> {
-    // Into the cgroup first: `ip netns exec` mounts a sysfs of the namespace's own,
-    // without the cgroup file systems.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo $$ > {}/cgroup.procs && exec ip netns exec {} python3 -c '{}' {vip} {port} {n} {mode}",
-            cgroup.display(),
-            ns.name,
-            CLIENT
-        ))
+    let out = in_cgroup(ns, cgroup, CLIENT, &format!("{vip} {port} {n} {mode}"))
         .output()
         .expect("client");
     assert!(
@@ -202,14 +199,7 @@ pub struct OneSocket {
 
 impl OneSocket {
     pub fn start(ns: &Netns, cgroup: &Path, vip: &str, port: u16) -> OneSocket {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo $$ > {}/cgroup.procs && exec ip netns exec {} python3 -c '{}' {vip} {port}",
-                cgroup.display(),
-                ns.name,
-                ONE_SOCKET
-            ))
+        let mut child = in_cgroup(ns, cgroup, ONE_SOCKET, &format!("{vip} {port}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
