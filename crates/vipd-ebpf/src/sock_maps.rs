@@ -10,9 +10,13 @@ use vipd_common::{
     VipKey,
 };
 
+/// `BPF_F_NO_PREALLOC`: entries are allocated as services are added (a service's value
+/// is 2 KiB; the map is sized for the config's limit, most of it unused).
+const NO_PREALLOC: u32 = 1;
+
 /// VIP (address, port, protocol) to its service and weighted selection.
 #[map(name = "SOCK_SERVICES")]
-pub static SOCK_SERVICES: HashMap<VipKey, SockService> = HashMap::with_max_entries(64, 0);
+pub static SOCK_SERVICES: HashMap<VipKey, SockService> = HashMap::with_max_entries(64, NO_PREALLOC);
 
 /// Backends by id.
 #[map(name = "SOCK_BACKENDS")]

@@ -87,7 +87,8 @@ impl Default for Sizes {
         Sizes {
             services: 4096,
             backends: 8192,
-            peers: 1 << 18,
+            // Preallocated (an LRU map always is): about 8 MiB of kernel memory.
+            peers: 1 << 16,
             events_bytes: 1 << 20,
         }
     }
