@@ -1,16 +1,17 @@
 //! `vipd_sock_ops` (cgroup `sock_ops`): how a TCP connection the connect hook sent to a
-//! backend fares, for the health state machine. At `TCP_CONNECT_CB` (the SYN goes out)
-//! a connection with a translation record asks for RTO callbacks; an RTO while it is
-//! still in SYN_SENT is a SYN retransmission (the backend has not answered), and
-//! `ACTIVE_ESTABLISHED_CB` is a success. Connections in their handshake are kept in
-//! `SOCK_SYN_SENT` for `sock_reset`, which reports an RST to one as a refusal. The socket's peer is the backend itself (there
-//! is no NAT), so the record names the VIP and the event needs no other attribution.
+//! backend fares, for the health state machine. At `TCP_CONNECT_CB` (the SYN goes out) a
+//! connection with a translation record asks for RTO and state callbacks; an RTO while
+//! it is still in SYN_SENT is a SYN retransmission (the backend has not answered),
+//! `ACTIVE_ESTABLISHED_CB` is a success, and the move to CLOSE removes the record.
+//! Connections in their handshake are kept in `SOCK_SYN_SENT` for `sock_reset`, which
+//! reports an RST to one as a refusal. The socket's peer is the backend itself (there is
+//! no NAT), so the record names the VIP and the event needs no other attribution.
 //! Connections without a record (not to a VIP) are left alone: no flags, no events.
 
 use aya_ebpf::{
     bindings::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_RTO_CB, BPF_SOCK_OPS_RTO_CB_FLAG,
-        BPF_SOCK_OPS_TCP_CONNECT_CB,
+        BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
     },
     helpers::bpf_get_socket_cookie,
     macros::sock_ops,
@@ -28,8 +29,9 @@ use crate::{
 
 /// A `sock_ops` program's verdict: let the kernel go on.
 const CONTINUE: u32 = 1;
-/// `TCP_SYN_SENT` (include/net/tcp_states.h).
+/// `TCP_SYN_SENT` and `TCP_CLOSE` (include/net/tcp_states.h).
 const TCP_SYN_SENT: u32 = 2;
+const TCP_CLOSE: u32 = 7;
 
 #[sock_ops]
 pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
@@ -37,6 +39,7 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     if op != BPF_SOCK_OPS_TCP_CONNECT_CB
         && op != BPF_SOCK_OPS_RTO_CB
         && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+        && op != BPF_SOCK_OPS_STATE_CB
     {
         return CONTINUE;
     }
@@ -46,12 +49,22 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     // SAFETY: the helper takes the program's own context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     let key = peer_key(cookie, &backend, family, PEER_REVERSE);
+    if op == BPF_SOCK_OPS_STATE_CB {
+        // The connection is gone: its translation goes too, so that the LRU map holds
+        // live sockets (a reset was reported before the kernel closes the socket).
+        if ctx.arg(1) == TCP_CLOSE {
+            let _ = SOCK_PEERS.remove(&key);
+            let _ = SOCK_SYN_SENT.remove(&cookie);
+        }
+        return CONTINUE;
+    }
     // SAFETY: a hash map lookup; the value is copied out at once.
     let Some(rec) = (unsafe { SOCK_PEERS.get(&key) }).copied() else {
         return CONTINUE;
     };
     if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
-        let _ = ctx.set_cb_flags((ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG) as i32);
+        let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
+        let _ = ctx.set_cb_flags(flags as i32);
         // A full map evicts the oldest handshake: its RST would go unreported.
         let _ = SOCK_SYN_SENT.insert(&cookie, &0, 0);
     } else if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {

@@ -102,6 +102,12 @@ fn spread_per_weights(vip: &str, backends: [&str; 3], tag: &str) {
         a.abs_diff(300) <= 40 && b.abs_diff(100) <= 40,
         "not 3:1: {t:?}"
     );
+    // Closed connections leave no translation behind (a few may still be closing).
+    let left = plane.translations();
+    assert!(
+        left < 20,
+        "{left} translations after {n} closed connections"
+    );
 
     // The first backend goes to weight 0: one map write, and it gets no new connection.
     let w = weights(vip, &backends, &[0, 1, 1]);

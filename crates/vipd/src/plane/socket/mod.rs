@@ -175,6 +175,11 @@ impl SocketPlane {
         )
     }
 
+    /// How many socket translations the maps hold (one syscall per entry).
+    pub fn translations(&self) -> usize {
+        self.dp.maps().peers()
+    }
+
     /// The counters of the programs, by name.
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         match self.dp.maps().stats() {
