@@ -21,7 +21,6 @@ use vipd::{
     config::{Config, Protocol, SocketSettings},
     model::{BackendId, ServiceKey, Vip},
     plane::{socket::SocketPlane, DataPlane, Held, Weights},
-    sockplane::loader::Attached,
 };
 
 /// Weights of the TCP and UDP services of `vip` over `backends` (the UDP ones on
@@ -332,7 +331,6 @@ fn a_cgroup_that_is_not_cgroup2_is_refused() {
         e.chain()
     );
     assert!(!pins.0.exists(), "pins were made for a refused cgroup");
-    let _ = Attached::New;
 }
 
 /// `vipd run` with `dataplane = "socket"`: it balances the cgroup's clients; killed
