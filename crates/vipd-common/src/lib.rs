@@ -7,8 +7,10 @@
 #![no_std]
 
 pub mod event;
+pub mod health;
 pub mod keys;
 pub mod offsets;
+pub mod sock;
 pub mod xdp;
 
 pub use event::{ConnEvent, EventKind};
@@ -46,4 +48,9 @@ mod pod {
     unsafe impl aya::Pod for crate::xdp::XdpFlow {}
     unsafe impl aya::Pod for crate::xdp::XdpReply {}
     unsafe impl aya::Pod for crate::xdp::XdpHealthEvent {}
+    unsafe impl aya::Pod for crate::sock::SockService {}
+    unsafe impl aya::Pod for crate::sock::SockBackend {}
+    unsafe impl aya::Pod for crate::sock::SockPeerKey {}
+    unsafe impl aya::Pod for crate::sock::SockPeer {}
+    unsafe impl aya::Pod for crate::sock::SockResetOffsets {}
 }

@@ -125,67 +125,7 @@ pub struct XdpReply {
     pub _pad1: u32,
 }
 
-/// What an [`XdpHealthEvent`] reports. Carried as a `u8`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum XdpHealthKind {
-    /// The backend answered a SYN with an RST: a refusal.
-    Refused = 1,
-    /// The backend sent an ICMP destination unreachable about a flow (UDP port
-    /// unreachable, host/net unreachable relayed by its stack, ...).
-    Unreachable = 2,
-    /// The client sent the SYN again with no answer from the backend in between.
-    SynRetransmit = 3,
-    /// The backend's first answer to a SYN (SYN-ACK): the connection is being set up.
-    Established = 4,
-    /// A SYN left for the backend (a new flow, a fresh attempt on an answered tuple, or
-    /// a retransmission moved to another backend), on a service userspace watches
-    /// handshakes of (`XDP_SYN_WATCH`): the start of a handshake deadline.
-    SynSent = 5,
-}
-
-impl XdpHealthKind {
-    pub const fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            1 => Self::Refused,
-            2 => Self::Unreachable,
-            3 => Self::SynRetransmit,
-            4 => Self::Established,
-            5 => Self::SynSent,
-            _ => return None,
-        })
-    }
-}
-
-/// One failure (or success) the XDP program saw, for the health state machine.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
-pub struct XdpHealthEvent {
-    pub ts_ns: u64,
-    pub service_id: u32,
-    pub backend_id: u32,
-    /// An [`XdpHealthKind`].
-    pub kind: u8,
-    pub family: u8,
-    pub protocol: u8,
-    /// For [`XdpHealthKind::Unreachable`]: the ICMP type and code.
-    pub icmp_type: u8,
-    pub icmp_code: u8,
-    pub _pad: [u8; 3],
-    /// Host byte order.
-    pub cport: u16,
-    pub vport: u16,
-    pub bport: u16,
-    pub _pad1: u16,
-    pub client: [u8; 16],
-    pub vip: [u8; 16],
-    pub backend: [u8; 16],
-}
-
-impl XdpHealthEvent {
-    /// Size of the record in the ring buffer; userspace rejects any other length.
-    pub const SIZE: usize = core::mem::size_of::<Self>();
-}
+pub use crate::health::{HealthEvent as XdpHealthEvent, HealthKind as XdpHealthKind};
 
 /// Indexes of `XDP_STATS`, a per-CPU array of counters.
 pub mod stat {
@@ -279,4 +219,3 @@ const _: () = assert!(core::mem::size_of::<XdpBackend>() == 32);
 const _: () = assert!(core::mem::size_of::<XdpTuple>() == 40);
 const _: () = assert!(core::mem::size_of::<XdpFlow>() == 40);
 const _: () = assert!(core::mem::size_of::<XdpReply>() == 32);
-const _: () = assert!(XdpHealthEvent::SIZE == 80);

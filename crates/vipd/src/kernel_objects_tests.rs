@@ -73,3 +73,23 @@ fn the_watcher_object_holds_no_xdp_program_or_map() {
         "XDP programs in the watcher's object: {foreign:?}"
     );
 }
+
+#[test]
+fn the_socket_object_holds_only_the_socket_plane() {
+    let (maps, programs) = contents(crate::sockplane::loader::OBJECT);
+    assert_eq!(
+        maps,
+        set(&[
+            "SOCK_BACKENDS",
+            "SOCK_HEALTH",
+            "SOCK_PEERS",
+            "SOCK_SERVICES",
+            "SOCK_STATS",
+            "SOCK_SYN_SENT"
+        ])
+    );
+    let want: Vec<&str> = crate::sockplane::loader::program_names()
+        .chain([crate::sockplane::reset::RESET_PROGRAM])
+        .collect();
+    assert_eq!(programs, set(&want));
+}

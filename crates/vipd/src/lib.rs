@@ -9,12 +9,14 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod fs_type;
 pub mod health;
 pub mod model;
 pub mod plane;
 pub mod reach;
 pub mod reconcile;
 pub mod record_file;
+pub mod sockplane;
 pub mod watcher;
 pub mod xdp;
 

@@ -100,6 +100,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(x) = cfg.dataplane.xdp() {
         return super::apply_xdp::run(&cfg, x, args.dry_run, args.json);
     }
+    if cfg.dataplane.socket().is_some() {
+        anyhow::bail!(
+            "{file}: dataplane = \"socket\" is applied by the daemon (`vipd run`), which \
+             attaches its cgroup programs; `vipd apply` programs IPVS and XDP only"
+        );
+    }
     let opts = ApplyOptions {
         state_file: args.state_file,
         dry_run: args.dry_run,

@@ -83,7 +83,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     match config::load(&args.config) {
         Ok(cfg) => {
-            if !args.config_only && cfg.dataplane.xdp().is_none() {
+            if let Some(sock) = cfg.dataplane.socket().filter(|_| !args.config_only) {
+                let host = vipd::sockplane::features::check(sock);
+                report.notes = host.notes;
+                if !host.errors.is_empty() {
+                    let errors: Vec<Diagnostic> = host
+                        .errors
+                        .into_iter()
+                        .map(|message| Diagnostic {
+                            file: file.clone(),
+                            location: None,
+                            message,
+                        })
+                        .collect();
+                    report.stage = Some("host");
+                    report.errors = errors.iter().map(JsonDiagnostic::from).collect();
+                    return finish(&args, report, &errors, "on this host");
+                }
+            }
+            if !args.config_only && cfg.dataplane == config::Dataplane::Ipvs {
                 let host = host_check(&cfg, &args.state_file)
                     .context("checking the VIPs against this host")?;
                 report.notes = host.notes;

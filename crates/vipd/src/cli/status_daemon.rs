@@ -63,10 +63,16 @@ fn recent(list: &[RecentOutcome]) -> String {
     }
 }
 
-/// `xdp`: the data plane keeps no connection counts, shown as `-`.
-fn row(b: &BackendView, xdp: bool) -> [String; N] {
+/// `no_counts`: the data plane (XDP, socket) keeps no connection counts, shown as `-`.
+fn row(b: &BackendView, no_counts: bool) -> [String; N] {
     let o = &b.outcomes;
-    let conns = |n: u32| if xdp { "-".to_owned() } else { n.to_string() };
+    let conns = |n: u32| {
+        if no_counts {
+            "-".to_owned()
+        } else {
+            n.to_string()
+        }
+    };
     [
         b.addr.clone(),
         if b.drained {
@@ -121,17 +127,17 @@ pub fn render(view: &DaemonView, now: SystemTime) -> String {
         view.config,
         ago(view.config_loaded_unix_ms),
     );
-    let xdp = view.dataplane == "xdp";
+    let no_counts = matches!(view.dataplane.as_str(), "xdp" | "socket");
     if !view.dataplane.is_empty() {
         out.push_str(&format!("data plane: {}\n", view.dataplane));
     }
     if let Some(r) = &view.last_reload {
         out.push_str(&format!("last reload {} ago: ", ago(r.unix_ms)));
         if r.ok {
-            let unit = if xdp {
-                "XDP map writes"
-            } else {
-                "netlink writes"
+            let unit = match view.dataplane.as_str() {
+                "xdp" => "XDP map writes",
+                "socket" => "socket map writes",
+                _ => "netlink writes",
             };
             out.push_str(&format!("ok, {} {unit}", r.netlink_writes));
         } else {
@@ -167,7 +173,7 @@ pub fn render(view: &DaemonView, now: SystemTime) -> String {
     let rows: Vec<Vec<[String; N]>> = view
         .services
         .iter()
-        .map(|s| s.backends.iter().map(|b| row(b, xdp)).collect())
+        .map(|s| s.backends.iter().map(|b| row(b, no_counts)).collect())
         .collect();
     let mut widths = [0usize; N];
     for cells in rows.iter().flatten().chain([&header]) {
@@ -374,33 +380,47 @@ db  [fd00:18::1]:5432/tcp  sh  PANIC (every backend out: all kept in rotation)
         );
     }
 
-    #[test]
-    fn xdp_shows_its_data_plane_and_no_connection_counts() {
+    /// `vipd status` of one service on `dataplane` after a reload that wrote `writes`:
+    /// its lines, and the cells of backend 198.18.1.2:8080's row.
+    fn render_plane(dataplane: &str, hooks: &str, writes: u64) -> (Vec<String>, Vec<String>) {
         let mut v = view();
-        v.dataplane = "xdp".into();
-        v.watcher.hooks = "xdp: vipd_xdp_lb on eth1 (pinned link)".into();
+        v.dataplane = dataplane.into();
+        v.watcher.hooks = hooks.into();
         v.services.truncate(1);
         v.last_reload = Some(ReloadView {
             unix_ms: 999_999_000,
             ok: true,
             message: String::new(),
-            netlink_writes: 65,
+            netlink_writes: writes,
         });
         let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_000);
-        let text = render(&v, now);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[1], "data plane: xdp");
-        assert_eq!(lines[2], "last reload 1.0s ago: ok, 65 XDP map writes");
-        assert_eq!(lines[4], "hooks: xdp: vipd_xdp_lb on eth1 (pinned link)");
+        let lines: Vec<String> = render(&v, now).lines().map(str::to_owned).collect();
         let row = lines
             .iter()
             .find(|l| l.contains("198.18.1.2:8080"))
             .unwrap();
-        let cells: Vec<&str> = row.split_whitespace().collect();
+        let cells = row.split_whitespace().map(str::to_owned).collect();
+        (lines, cells)
+    }
+
+    #[test]
+    fn xdp_shows_its_data_plane_and_no_connection_counts() {
+        let (lines, cells) = render_plane("xdp", "xdp: vipd_xdp_lb on eth1 (pinned link)", 65);
+        assert_eq!(lines[1], "data plane: xdp");
+        assert_eq!(lines[2], "last reload 1.0s ago: ok, 65 XDP map writes");
+        assert_eq!(lines[4], "hooks: xdp: vipd_xdp_lb on eth1 (pinned link)");
         assert_eq!(
             &cells[..5],
             ["198.18.1.2:8080", "healthy", "100/100", "-", "-"]
         );
+    }
+
+    #[test]
+    fn socket_shows_its_writes_and_no_connection_counts() {
+        let (lines, cells) = render_plane("socket", "socket: connect", 2);
+        assert_eq!(lines[1], "data plane: socket");
+        assert_eq!(lines[2], "last reload 1.0s ago: ok, 2 socket map writes");
+        assert_eq!(&cells[3..5], ["-", "-"]);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `dataplane = "ipvs" | "xdp"` and the `[xdp]` table. With the XDP data plane every
+//! `dataplane = "ipvs" | "xdp" | "socket"` and the `[xdp]` table (`[socket]` is read
+//! by [`super::socket`]). With the XDP data plane every
 //! option that only IPVS has is reported where it is written, saying why; the XDP
 //! scheduler is `"maglev"` (weighted Maglev consistent hashing in the XDP program),
 //! which IPVS does not know (its Maglev scheduler is `"mh"`).
@@ -28,7 +29,23 @@ pub(crate) fn dataplane(root: Table<'_>, r: &mut Reporter<'_>) -> Dataplane {
             )
             .map(|s| s.value),
     };
+    if let Some(f) = root.get("socket").filter(|_| kind != Some("socket")) {
+        r.error(f.at, "[socket] is only used with dataplane = \"socket\"");
+    }
     let table = root.get("xdp");
+    if kind == Some("socket") {
+        if let Some(f) = table {
+            r.error(f.at, "[xdp] is only used with dataplane = \"xdp\" (this config uses the socket data plane)");
+        }
+        let t = match root.get("socket") {
+            None => None,
+            Some(f) => match f.table("in [socket]", r) {
+                Some(t) => Some(t),
+                None => return Dataplane::Ipvs,
+            },
+        };
+        return super::socket::settings(t, r).map_or(Dataplane::Ipvs, Dataplane::Socket);
+    }
     match (kind, table) {
         (Some("xdp"), None) => {
             let at = root.get("dataplane").and_then(|f| f.at);
@@ -100,11 +117,6 @@ pub(crate) fn maglev(f: Field<'_>, xdp: bool, r: &mut Reporter<'_>) -> Option<Op
 /// With the XDP data plane: reports each option of a `[[service]]` table that only IPVS
 /// has, at the option.
 pub(crate) fn xdp_restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
-    let only_ipvs = |f: Option<Field<'_>>, why: &str, r: &mut Reporter<'_>| {
-        if let Some(f) = f {
-            r.error(f.at, format!("`{}` needs IPVS: {why}", f.key));
-        }
-    };
     only_ipvs(
         t.get("fwmark"),
         "the XDP data plane balances VIP:port services only",
@@ -153,17 +165,29 @@ pub(crate) fn xdp_restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
             );
         }
     }
+    thresholds_need_ipvs(
+        t,
+        "the XDP data plane keeps no connection counts per backend",
+        r,
+    );
+}
+
+/// Reports an option only IPVS has, at the option, saying `why`.
+pub(crate) fn only_ipvs(f: Option<Field<'_>>, why: &str, r: &mut Reporter<'_>) {
+    if let Some(f) = f {
+        r.error(f.at, format!("`{}` needs IPVS: {why}", f.key));
+    }
+}
+
+/// Reports the connection thresholds of every `[[service.backend]]` of `t`.
+pub(crate) fn thresholds_need_ipvs(t: Table<'_>, why: &str, r: &mut Reporter<'_>) {
     let backends = t
         .get("backend")
         .and_then(|f| f.tables_quiet())
         .unwrap_or_default();
     for b in backends {
         for key in ["upper_threshold", "lower_threshold"] {
-            only_ipvs(
-                b.get(key),
-                "the XDP data plane keeps no connection counts per backend",
-                r,
-            );
+            only_ipvs(b.get(key), why, r);
         }
     }
 }

@@ -83,7 +83,7 @@ fn xdp_needs_an_interface() {
 fn unknown_dataplanes_and_stray_xdp_tables_are_errors() {
     assert_eq!(
         errors("dataplane = \"xpd\"\n"),
-        ["vipd.toml:1:13: unknown dataplane \"xpd\" (expected one of ipvs, xdp)"]
+        ["vipd.toml:1:13: unknown dataplane \"xpd\" (expected one of ipvs, xdp, socket)"]
     );
     assert_eq!(
         errors("[xdp]\ninterface = \"eth0\"\n"),
@@ -140,4 +140,127 @@ udp_stale_flows = "keep"
         "vipd.toml:25:19: udp_stale_flows = \"keep\" needs IPVS: the XDP data plane moves the flows of a removed backend at their next packet (\"expire\")",
     ];
     assert_eq!(e, want, "{e:#?}");
+}
+
+#[test]
+fn socket_config_becomes_the_socket_dataplane_with_random_choice() {
+    let cfg = ok(r#"
+dataplane = "socket"
+[socket]
+cgroup = "/sys/fs/cgroup/unified/clients"
+
+[[service]]
+name = "web"
+vip = "198.18.100.1:80"
+scheduler = "random"
+backend = [{ address = "198.18.2.11:8080", weight = 3 }]
+
+[[service]]
+name = "dns"
+vip = "198.18.100.1:53"
+protocol = "udp"
+backend = [{ address = "198.18.2.11:5353" }]
+"#);
+    assert_eq!(
+        cfg.dataplane,
+        Dataplane::Socket(SocketSettings {
+            cgroup: "/sys/fs/cgroup/unified/clients".into(),
+        })
+    );
+    assert_eq!(cfg.dataplane.name(), "socket");
+    assert_eq!(cfg.services[0].backends[0].weight, 3);
+    // Without [socket]: the host's cgroup v2 root.
+    let cfg = ok("dataplane = \"socket\"\n");
+    assert_eq!(
+        cfg.dataplane,
+        Dataplane::Socket(SocketSettings {
+            cgroup: SocketSettings::default_cgroup(),
+        })
+    );
+}
+
+#[test]
+fn socket_settings_are_checked_and_only_used_with_socket() {
+    assert_eq!(
+        errors("dataplane = \"socket\"\n[socket]\ncgroup = \"clients\"\n"),
+        ["vipd.toml:3:10: invalid cgroup \"clients\": not an absolute path (the cgroup v2 directory, e.g. /sys/fs/cgroup/unified)"]
+    );
+    assert_eq!(
+        errors("dataplane = \"socket\"\n[socket]\ncgroup = \"/sys/fs/cgroup/../x\"\n"),
+        ["vipd.toml:3:10: invalid cgroup \"/sys/fs/cgroup/../x\": `..` is not allowed"]
+    );
+    assert_eq!(
+        errors("dataplane = \"socket\"\n[socket]\ncgroups = \"/x\"\n"),
+        ["vipd.toml:3:1: unknown key `cgroups` in [socket] (expected one of cgroup; did you mean `cgroup`?)"]
+    );
+    assert_eq!(
+        errors("[socket]\ncgroup = \"/x\"\n"),
+        ["vipd.toml:1:1: [socket] is only used with dataplane = \"socket\""]
+    );
+    assert_eq!(
+        errors("dataplane = \"socket\"\n[defaults]\nscheduler = \"wlc\"\n"),
+        ["vipd.toml:3:13: scheduler \"wlc\": the socket data plane's only scheduler is \"random\" (weighted random choice at connect, the default): leave `scheduler` out of [defaults]"]
+    );
+}
+
+#[test]
+fn options_only_ipvs_has_are_rejected_with_socket_each_where_written() {
+    let e = errors(
+        r#"
+dataplane = "socket"
+
+[[service]]
+name = "a"
+vip = "198.18.100.1:80"
+scheduler = "maglev"
+forwarding = "route"
+persistence = { timeout = "60s" }
+flags = ["sh-port"]
+  [[service.backend]]
+  address = "198.18.2.11:80"
+  upper_threshold = 10
+
+[[service]]
+name = "b"
+fwmark = 5
+family = "ipv4"
+
+[[service]]
+name = "c"
+vip = "[fd00:18::1]:53"
+protocol = "udp"
+udp_stale_flows = "expire"
+"#,
+    );
+    let want = [
+        "vipd.toml:6:13: scheduler \"maglev\" needs IPVS; the socket data plane's is \"random\" (weighted random choice at connect, the default)",
+        "vipd.toml:7:14: `forwarding` needs IPVS: the socket data plane connects the client's socket straight to the backend (leave `forwarding` out)",
+        "vipd.toml:8:15: `persistence` needs IPVS: the socket data plane chooses a backend per socket and keeps no client-persistence templates",
+        "vipd.toml:9:9: `flags` needs IPVS: they are options of IPVS schedulers; the socket data plane chooses at random in proportion to the weights",
+        "vipd.toml:12:21: `upper_threshold` needs IPVS: the socket data plane keeps no connection counts per backend",
+        "vipd.toml:16:10: `fwmark` needs IPVS: the socket data plane translates VIP:port destinations at connect and sendmsg; there are no packets to mark",
+        "vipd.toml:23:19: udp_stale_flows = \"expire\" needs IPVS: a connected UDP socket keeps the backend it connected to with the socket data plane",
+    ];
+    assert_eq!(e, want, "{e:#?}");
+}
+
+#[test]
+fn a_socket_service_chooses_among_at_most_256_backends() {
+    let backends: Vec<String> = (0..257)
+        .map(|i| {
+            format!(
+                "{{ address = \"198.18.{}.{}:80\" }}",
+                2 + i / 200,
+                1 + i % 200
+            )
+        })
+        .collect();
+    let text = format!(
+        "dataplane = \"socket\"\n[[service]]\nname = \"w\"\nvip = \"198.18.100.1:80\"\nbackend = [{}]\n",
+        backends.join(", ")
+    );
+    assert_eq!(
+        errors(&text),
+        ["vipd.toml:5:11: 257 backends: the socket data plane chooses among at most 256 per service"]
+    );
 }

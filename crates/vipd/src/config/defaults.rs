@@ -32,12 +32,15 @@ pub(crate) fn defaults(
     t: Table<'_>,
     daemon_table: Option<Table<'_>>,
     xdp: bool,
+    socket: bool,
     r: &mut Reporter<'_>,
 ) -> Defaults {
     t.deny_unknown(super::validate::DEFAULTS_KEYS, r);
-    let scheduler = t
-        .get("scheduler")
-        .and_then(|f| match super::dataplane::maglev(f, xdp, r) {
+    let scheduler = t.get("scheduler").and_then(|f| {
+        if socket {
+            return super::socket::scheduler(f, true, r);
+        }
+        match super::dataplane::maglev(f, xdp, r) {
             Some(maglev) => maglev,
             None if xdp => {
                 r.error(
@@ -50,7 +53,8 @@ pub(crate) fn defaults(
             None => f
                 .keyword("scheduler", Scheduler::NAMES, Scheduler::from_name, r)
                 .map(|s| s.value),
-        });
+        }
+    });
     let drain_timeout = t.get("drain_timeout").and_then(|f| {
         let d = f.duration(r)?;
         if let Some(first) = daemon_table.and_then(|d| d.get("drain_timeout")) {
@@ -89,6 +93,12 @@ pub(crate) fn defaults(
 }
 
 impl Defaults {
+    /// The scheduler of a service that names none, `otherwise` if `[defaults]` names
+    /// none either.
+    pub(crate) fn scheduler_or(&self, otherwise: Scheduler) -> Scheduler {
+        self.scheduler.unwrap_or(otherwise)
+    }
+
     /// The scheduler of a service that names none.
     pub(crate) fn scheduler(&self, xdp: bool) -> Scheduler {
         match self.scheduler {

@@ -23,6 +23,7 @@ mod model;
 mod payload;
 mod policy;
 mod raw;
+mod socket;
 mod suggest;
 mod syn_rto;
 mod validate;

@@ -469,6 +469,34 @@ impl XdpSettings {
     pub const PIN_DIR: &'static str = "/sys/fs/bpf/vipd";
 }
 
+/// Settings of the socket data plane (`[socket]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketSettings {
+    /// The cgroup v2 directory whose processes (and its descendants') are balanced:
+    /// the cgroup programs attach there.
+    pub cgroup: std::path::PathBuf,
+}
+
+impl SocketSettings {
+    /// The cgroup v2 root of a hybrid layout, as systemd mounts it.
+    pub const HYBRID_ROOT: &'static str = "/sys/fs/cgroup/unified";
+    /// The cgroup v2 root of a unified layout.
+    pub const UNIFIED_ROOT: &'static str = "/sys/fs/cgroup";
+    /// Where the programs' links and the state maps are pinned.
+    pub const PIN_DIR: &'static str = "/sys/fs/bpf/vipd/socket";
+
+    /// The cgroup v2 root of this host: `/sys/fs/cgroup/unified` where a hybrid
+    /// layout mounts it, else `/sys/fs/cgroup`.
+    pub fn default_cgroup() -> std::path::PathBuf {
+        let hybrid = std::path::Path::new(Self::HYBRID_ROOT);
+        if hybrid.join("cgroup.procs").exists() {
+            hybrid.to_path_buf()
+        } else {
+            std::path::PathBuf::from(Self::UNIFIED_ROOT)
+        }
+    }
+}
+
 /// Which data plane balances the services (`dataplane`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Dataplane {
@@ -477,24 +505,34 @@ pub enum Dataplane {
     Ipvs,
     /// vipd's XDP program on one interface.
     Xdp(XdpSettings),
+    /// vipd's cgroup programs, translating VIPs when sockets connect or send.
+    Socket(SocketSettings),
 }
 
 impl Dataplane {
-    /// `"ipvs"` or `"xdp"`, as in the config file.
-    pub const NAMES: &'static [&'static str] = &["ipvs", "xdp"];
+    /// `"ipvs"`, `"xdp"` or `"socket"`, as in the config file.
+    pub const NAMES: &'static [&'static str] = &["ipvs", "xdp", "socket"];
 
     pub fn xdp(&self) -> Option<&XdpSettings> {
         match self {
             Dataplane::Xdp(x) => Some(x),
-            Dataplane::Ipvs => None,
+            _ => None,
         }
     }
 
-    /// `"ipvs"` or `"xdp"`.
+    pub fn socket(&self) -> Option<&SocketSettings> {
+        match self {
+            Dataplane::Socket(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// `"ipvs"`, `"xdp"` or `"socket"`.
     pub fn name(&self) -> &'static str {
         match self {
             Dataplane::Ipvs => "ipvs",
             Dataplane::Xdp(_) => "xdp",
+            Dataplane::Socket(_) => "socket",
         }
     }
 }

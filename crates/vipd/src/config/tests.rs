@@ -430,7 +430,7 @@ backend = [{ address = "198.18.1.2:80", wieght = 2 }]
 ejection = "1s"
 "#),
         [
-            "vipd.toml:1:1: unknown key `services` at the top level (expected one of daemon, dataplane, xdp, dns, defaults, service; did you mean `service`?)",
+            "vipd.toml:1:1: unknown key `services` at the top level (expected one of daemon, dataplane, xdp, socket, dns, defaults, service; did you mean `service`?)",
             "vipd.toml:3:1: unknown key `metrics_listen` in [daemon] (expected one of vip_interface, drain_timeout, metrics_address)",
             "vipd.toml:7:1: unknown key `schedular` in [[service]] (expected one of name, vip, fwmark, family, protocol, scheduler, forwarding, tunnel, persistence, flags, drain_timeout, udp_stale_flows, backend, health; did you mean `scheduler`?)",
             "vipd.toml:8:41: unknown key `wieght` in [[service.backend]] (expected one of address, dns, srv, port, weight, upper_threshold, lower_threshold; did you mean `weight`?)",

@@ -22,7 +22,15 @@ use super::{
     suggest,
 };
 
-const TOP_KEYS: &[&str] = &["daemon", "dataplane", "xdp", "dns", "defaults", "service"];
+const TOP_KEYS: &[&str] = &[
+    "daemon",
+    "dataplane",
+    "xdp",
+    "socket",
+    "dns",
+    "defaults",
+    "service",
+];
 /// What a drop-in file (`conf.d/*.toml`) may hold.
 const DROP_IN_KEYS: &[&str] = &["service"];
 const DAEMON_KEYS: &[&str] = &["vip_interface", "drain_timeout", "metrics_address"];
@@ -55,6 +63,7 @@ pub const MAX_SERVICES: usize = 4096;
 struct Context {
     daemon: DaemonSettings,
     xdp: bool,
+    socket: bool,
     defaults: Defaults,
 }
 
@@ -76,6 +85,7 @@ pub(crate) fn config_set(roots: &[Option<Table<'_>>], rs: &mut [Reporter<'_>]) -
         .unwrap_or_default();
     let dataplane = super::dataplane::dataplane(*main, r);
     let xdp = dataplane.xdp().is_some();
+    let socket = dataplane.socket().is_some();
     let dns = main
         .get("dns")
         .and_then(|f| f.table("in [dns]", r))
@@ -85,11 +95,12 @@ pub(crate) fn config_set(roots: &[Option<Table<'_>>], rs: &mut [Reporter<'_>]) -
     let defaults = main
         .get("defaults")
         .and_then(|f| f.table("in [defaults]", r))
-        .map(|t| defaults(t, daemon_table, xdp, r))
+        .map(|t| defaults(t, daemon_table, xdp, socket, r))
         .unwrap_or_default();
     let cx = Context {
         daemon,
         xdp,
+        socket,
         defaults,
     };
 
@@ -125,6 +136,11 @@ pub(crate) fn config_set(roots: &[Option<Table<'_>>], rs: &mut [Reporter<'_>]) -
         if xdp {
             for t in &tables {
                 super::dataplane::xdp_restrictions(*t, r);
+            }
+        }
+        if socket {
+            for t in &tables {
+                super::socket::restrictions(*t, r);
             }
         }
         services.extend(
@@ -371,6 +387,7 @@ fn service(
     r: &mut Reporter<'_>,
 ) -> Option<ServiceSpec> {
     let xdp = cx.xdp;
+    let socket = cx.socket;
     t.deny_unknown(SERVICE_KEYS, r);
     let name = service_name(t, seen, r);
     let id = identity(t, name.as_ref().map(|n| n.value.as_str()), r);
@@ -379,7 +396,10 @@ fn service(
     }
 
     let scheduler = match t.get("scheduler") {
+        None if socket => Some(cx.defaults.scheduler_or(super::socket::STORED)),
         None => Some(cx.defaults.scheduler(xdp)),
+        // With socket, other names are reported by `socket::restrictions`.
+        Some(f) if socket => super::socket::scheduler(f, false, r),
         // With xdp, IPVS names are reported by `xdp_restrictions`.
         Some(f) => super::dataplane::maglev(f, xdp, r).unwrap_or_else(|| {
             f.keyword("scheduler", Scheduler::NAMES, Scheduler::from_name, r)
@@ -414,14 +434,14 @@ fn service(
         },
         None => None,
     };
-    // With xdp these are reported by `xdp_restrictions`, once.
+    // With xdp or socket these are reported by their restrictions, once.
     let persistence = t
         .get("persistence")
-        .filter(|_| !xdp)
+        .filter(|_| !xdp && !socket)
         .map(|f| persistence(f, id.family, r));
     let flags = t
         .get("flags")
-        .filter(|_| !xdp)
+        .filter(|_| !xdp && !socket)
         .map_or(Some(Default::default()), |f| {
             flags(f, scheduler, id.traffic, r)
         });

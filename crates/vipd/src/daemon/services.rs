@@ -185,6 +185,8 @@ impl Services {
                 key,
                 scheduler: if config.dataplane.xdp().is_some() {
                     "maglev".to_owned()
+                } else if config.dataplane.socket().is_some() {
+                    "random".to_owned()
                 } else {
                     spec.scheduler.as_str().to_owned()
                 },

@@ -59,7 +59,8 @@ use super::{
 };
 use crate::{
     clock,
-    plane::{ipvs::IpvsPlane, xdp::XdpPlane, DataPlane},
+    config::Dataplane,
+    plane::{ipvs::IpvsPlane, socket::SocketPlane, xdp::XdpPlane, DataPlane},
     reconcile::DaemonLock,
     watcher::{Flavour, Report},
 };
@@ -272,9 +273,15 @@ impl Shell {
         let now = Instant::now();
         let mut core = Core::new(config, path, restored, metrics, now, started, seed);
 
-        let mut plane: Box<dyn DataPlane> = match core.config().dataplane.xdp() {
-            Some(x) => Box::new(XdpPlane::start(x)?),
-            None => Box::new(IpvsPlane::start(opts.state_file.clone(), opts.probes, now)?),
+        if core.config().dataplane.socket().is_none() {
+            crate::plane::socket::retire_pins();
+        }
+        let mut plane: Box<dyn DataPlane> = match &core.config().dataplane {
+            Dataplane::Xdp(x) => Box::new(XdpPlane::start(x)?),
+            Dataplane::Socket(s) => Box::new(SocketPlane::start(s)?),
+            Dataplane::Ipvs => {
+                Box::new(IpvsPlane::start(opts.state_file.clone(), opts.probes, now)?)
+            }
         };
         let events = register(plane.event_fd()).context("polling the event ring buffer")?;
         core.plane_mode(plane.mode());

@@ -5,6 +5,7 @@
 //! in [`kernel`]).
 
 mod backend_id;
+pub mod health_record;
 pub mod kernel;
 mod outcome;
 

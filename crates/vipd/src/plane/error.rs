@@ -1,6 +1,8 @@
 //! What can go wrong in a data plane.
 
-use crate::{reconcile::ReconcileError, watcher::WatcherError, xdp::XdpError};
+use crate::{
+    reconcile::ReconcileError, sockplane::SockError, watcher::WatcherError, xdp::XdpError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaneError {
@@ -16,6 +18,12 @@ pub enum PlaneError {
     Xdp(#[from] XdpError),
     #[error(transparent)]
     Watcher(#[from] WatcherError),
+    #[error("{0}")]
+    Socket(String),
+    #[error("writing the socket maps")]
+    SocketWrite(#[source] SockError),
+    #[error("starting the socket data plane")]
+    SocketStart(#[from] SockError),
     #[error("the weight writer runs on its own thread; the plane has none left")]
     WriterMoved,
     #[error("the weight writer thread is gone")]

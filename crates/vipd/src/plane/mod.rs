@@ -1,5 +1,6 @@
 //! The data planes vipd programs, behind one interface ([`DataPlane`]): the kernel's
-//! IPVS ([`ipvs`], with the eBPF connection watcher) and vipd's XDP balancer ([`xdp`]).
+//! IPVS ([`ipvs`], with the eBPF connection watcher), vipd's XDP balancer ([`xdp`]) and
+//! its socket-level balancer in cgroup programs ([`socket`]).
 //!
 //! The daemon's core decides every backend's weight; a plane makes its kernel side hold
 //! those weights (a full apply with diffs, or the fast path for a few services), turns
@@ -7,7 +8,9 @@
 //! `vipd status`. A plane knows nothing of health machines, checks or the config file.
 
 mod error;
+pub mod held_map;
 pub mod ipvs;
+pub mod socket;
 pub mod syn_rto;
 mod weights;
 pub mod xdp;

@@ -93,30 +93,10 @@ impl Default for Sizes {
 
 /// Mounts bpffs on /sys/fs/bpf unless it is there already (pinning needs it).
 pub fn ensure_bpffs() -> Result<(), XdpError> {
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    let path = c"/sys/fs/bpf";
-    // SAFETY: statfs fills the zeroed struct; the path is a valid C string.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    // SAFETY: plain mount(2) with valid C strings.
-    let rc = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            path.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(XdpError::Io {
-            what: "mounting bpffs on /sys/fs/bpf".into(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    crate::fs_type::ensure_bpffs().map_err(|source| XdpError::Io {
+        what: "mounting bpffs on /sys/fs/bpf".into(),
+        source,
+    })
 }
 
 /// The loaded XDP data plane.

@@ -13,10 +13,7 @@ use vipd_common::{
 
 use super::loader::{Sizes, XdpError};
 
-/// A health record of the wrong size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("health record of {0} bytes, expected {size}", size = XdpHealthEvent::SIZE)]
-pub struct BadRecord(pub usize);
+pub use crate::model::health_record::{health_event, BadRecord};
 
 pub struct XdpMaps {
     services: HashMap<MapData, VipKey, XdpService>,
@@ -189,16 +186,6 @@ impl XdpMaps {
         let item = self.health.next()?;
         Some(health_event(&item))
     }
-}
-
-/// A health record from the bytes of one ring buffer item.
-pub fn health_event(item: &[u8]) -> Result<XdpHealthEvent, BadRecord> {
-    if item.len() != XdpHealthEvent::SIZE {
-        return Err(BadRecord(item.len()));
-    }
-    // SAFETY: the length matches and XdpHealthEvent is plain integers (any bytes are a
-    // valid value); read_unaligned copes with the ring buffer's alignment.
-    Ok(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const XdpHealthEvent) })
 }
 
 impl std::os::fd::AsFd for XdpMaps {

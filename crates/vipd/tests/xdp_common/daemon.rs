@@ -25,8 +25,19 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(lab: &Lab, cfg: &Path, runtime: &Path, log: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_in(&lab.lb, cfg, runtime, log, env)
+    }
+
+    /// `vipd run` in namespace `ns`.
+    pub fn start_in(
+        ns: &super::Netns,
+        cfg: &Path,
+        runtime: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", lab.lb.name))
+        cmd.arg(format!("--net=/run/netns/{}", ns.name))
             .arg(env!("CARGO_BIN_EXE_vipd"))
             .args(["run", "--config"])
             .arg(cfg)

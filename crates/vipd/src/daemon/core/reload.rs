@@ -39,7 +39,7 @@ impl Core {
             } else {
                 Err(Rejected {
                     lines: vec![format!(
-                        "{}: changing `dataplane` or the [xdp] table needs a restart of vipd",
+                        "{}: changing `dataplane`, the [xdp] or the [socket] table needs a restart of vipd",
                         self.config_path
                     )],
                 })

@@ -10,7 +10,6 @@
 //! back. A TCP backend at weight 0 keeps its flows, as with IPVS.
 
 mod deadlines;
-mod records;
 
 use std::{
     collections::BTreeMap,
@@ -20,18 +19,20 @@ use std::{
 
 use tracing::{debug, info, warn};
 
+pub use crate::model::health_record::{decode_record, report_of, RecordError};
 pub use deadlines::Deadlines;
-pub use records::{decode_record, report_of, RecordError};
 
-use super::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written};
+use super::{
+    held_map::{applied, members, weight_writes, HeldMap},
+    Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written,
+};
 use crate::{
     clock,
     config::{Config, XdpSettings},
-    model::{BackendId, Report, ServiceKey},
+    model::{health_record::take_reports, Outcome, Report, ServiceKey},
     watcher::Counters,
     xdp::{
         loader::{ensure_bpffs, Sizes},
-        maps::BadRecord,
         Dataplane, XdpError, XdpProgram, XdpServiceSpec,
     },
 };
@@ -39,8 +40,6 @@ use crate::{
 /// How passive detection runs with XDP.
 const MODE: &str =
     "xdp: the balancer program reports refusals, unreachables, unanswered SYNs and SYN-ACKs";
-/// The kind of the records that start a handshake deadline.
-const SYN_SENT: u8 = vipd_common::xdp::XdpHealthKind::SynSent as u8;
 
 /// Where the maps and the link are pinned with `pin_maps` (overridable for tests).
 fn pin_dir(x: &XdpSettings) -> Option<PathBuf> {
@@ -58,8 +57,8 @@ pub struct XdpPlane {
     pinned: bool,
     /// Each service's spec as last handed to the data plane.
     specs: BTreeMap<ServiceKey, XdpServiceSpec>,
-    /// What the maps hold per backend: `Some(weight)`, or `None` (not a member).
-    applied: BTreeMap<(ServiceKey, BackendId), Option<u32>>,
+    /// What the maps hold per backend.
+    applied: HeldMap,
     /// The kernel's lost-record counter when this vipd started.
     lost_at_start: u64,
     mode: String,
@@ -70,6 +69,8 @@ pub struct XdpPlane {
     deadlines: Deadlines,
     /// The service ids the program reports SYNs of (`XDP_SYN_WATCH`).
     syn_watched: std::collections::BTreeSet<u32>,
+    /// Reports taken from the ring, before the deadlines see them (kept for its room).
+    taken: Vec<Report>,
 }
 
 /// The program's count of records it could not queue.
@@ -102,12 +103,13 @@ impl XdpPlane {
             settings: x.clone(),
             pinned: pins.is_some(),
             specs: BTreeMap::new(),
-            applied: BTreeMap::new(),
+            applied: HeldMap::default(),
             mode: MODE.to_owned(),
             events_failed: false,
             decode_errors: 0,
             deadlines: Deadlines::default(),
             syn_watched: Default::default(),
+            taken: Vec::new(),
         })
     }
 
@@ -128,51 +130,25 @@ impl XdpPlane {
     /// all the services (after a (re)load); else only these services' weights may have
     /// changed. Returns the map writes and the weights that changed.
     fn sync(&mut self, weights: &Weights, full: bool) -> Result<(usize, Vec<Written>), PlaneError> {
-        let mut wanted: BTreeMap<(ServiceKey, BackendId), Option<u32>> = BTreeMap::new();
         if full {
             self.specs.retain(|k, _| weights.has_service(k));
         }
-        for (key, backends) in weights.services() {
-            let Some(vip) = key.vip() else {
-                continue; // fwmark: the config rejects it with xdp
-            };
-            let mut members = Vec::new();
-            for (id, held) in backends {
-                wanted.insert((*key, *id), held.weight);
-                if let Some(w) = held.weight {
-                    members.push((id.socket_addr(), w));
-                }
-            }
+        let (services, wanted) = members(weights);
+        for m in services {
             self.specs.insert(
-                *key,
+                m.key,
                 XdpServiceSpec {
-                    vip: vip.addr,
-                    protocol: vip.ip_proto(),
-                    backends: members,
+                    vip: m.vip.addr,
+                    protocol: m.vip.ip_proto(),
+                    backends: m.backends,
                 },
             );
         }
         let all: Vec<XdpServiceSpec> = self.specs.values().cloned().collect();
         let changes = self.dp.apply(&all).map_err(PlaneError::XdpWrite)?;
-        let mut written = Vec::new();
-        for ((service, dest), to) in wanted {
-            let from = self.applied.insert((service, dest), to);
-            if from == Some(to) {
-                continue;
-            }
-            let to_w = to.unwrap_or(0);
-            written.push(Written {
-                service,
-                dest,
-                // Unknown before (start, reload): as if it had been what it is now.
-                from: from.map_or(to_w, |f| f.unwrap_or(0)),
-                to: to_w,
-                out_at_ns: if to_w == 0 { changes.out_at_ns } else { None },
-            });
-        }
-        if full {
-            self.applied.retain(|(k, d), _| weights.has(k, d));
-        }
+        let written = self
+            .applied
+            .record(wanted, changes.out_at_ns, full.then_some(weights));
         debug!(writes = changes.total(), "xdp maps synced");
         if full {
             self.sync_syn_watch();
@@ -274,23 +250,12 @@ impl DataPlane for XdpPlane {
 
     fn apply(&mut self, _config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
         let (writes, _) = self.sync(weights, true)?;
-        if writes > 0 {
-            info!(xdp_map_writes = writes, "reconciled");
-        }
-        Ok(Applied {
-            writes: writes as u64,
-            ops: vec![("xdp", writes as u64)],
-            ..Applied::default()
-        })
+        Ok(applied("xdp", writes))
     }
 
     fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
         let (ops, written) = self.sync(weights, false)?;
-        Ok(WeightWrites {
-            written,
-            ops: ops as u64,
-            failed: 0,
-        })
+        Ok(weight_writes(ops, written))
     }
 
     fn restore(&mut self, _config: &Config, weights: &Weights) {
@@ -308,29 +273,23 @@ impl DataPlane for XdpPlane {
     }
 
     fn take_reports(&mut self, max: usize, out: &mut Vec<Report>) -> usize {
-        let mut n = 0;
-        while n < max {
-            let (next, sent) = match self.dp.maps_mut().next_health() {
-                Some(Ok(ev)) => (report_of(&ev), ev.kind == SYN_SENT),
-                Some(Err(BadRecord(size))) => (Err(RecordError::Size(size)), false),
-                None => break,
-            };
-            match next {
-                Ok(r) if sent => self.deadlines.sent(r),
-                Ok(r) => self.deadlines.feed(r, out),
-                Err(e) => {
-                    self.decode_errors += 1;
-                    if self.decode_errors.is_power_of_two() {
-                        warn!(
-                            error = %e,
-                            decode_failures = self.decode_errors,
-                            "unusable XDP health record"
-                        );
-                    }
-                }
+        let maps = self.dp.maps_mut();
+        let mut taken = std::mem::take(&mut self.taken);
+        let n = take_reports(
+            || maps.next_health(),
+            max,
+            &mut taken,
+            &mut self.decode_errors,
+            "xdp",
+        );
+        for r in taken.drain(..) {
+            if r.outcome == Outcome::SynRetransmit(0) {
+                self.deadlines.sent(r);
+            } else {
+                self.deadlines.feed(r, out);
             }
-            n += 1;
         }
+        self.taken = taken;
         // With records left, a SYN-ACK may still wait behind its SYN: deadlines pass
         // only once the ring is read to its end.
         if n < max {

@@ -1,0 +1,209 @@
+//! Types of the socket data plane (`dataplane = "socket"`): the maps its cgroup
+//! programs read and write. The programs translate a socket's destination once, when it
+//! connects (or sends a datagram unconnected), instead of rewriting packets.
+//!
+//! Maps (names as in the socket plane's object, `vipd-sock`; sizes there are
+//! placeholders, the socket loader sets the real ones):
+//!
+//! | map | key | value |
+//! | --- | --- | --- |
+//! | `SOCK_SERVICES` (hash) | [`crate::VipKey`] | [`SockService`]: the service's weighted selection |
+//! | `SOCK_BACKENDS` (array) | backend id | [`SockBackend`] |
+//! | `SOCK_PEERS` (LRU hash) | [`SockPeerKey`] | [`SockPeer`] |
+//! | `SOCK_STATS` (per-CPU array) | [`stat`] index | `u64` |
+//! | `SOCK_HEALTH` (ring buffer) | | [`crate::health::HealthEvent`] |
+//! | `SOCK_SYN_SENT` (LRU hash) | socket cookie (`u64`) | `u32` (unused): translated connections still in their handshake |
+//!
+//! Backend choice: each service holds the ids of its backends with weight above 0 and
+//! their cumulative weights; a new socket draws a random number below the total and takes
+//! the backend whose stretch holds it (a binary search). One socket makes one choice, so
+//! no flow table is needed to keep its packets together: the kernel's own socket does.
+//! A backend whose weight drops to 0 leaves the selection with the one write of its
+//! service's value.
+
+/// Most backends with weight above 0 in one service.
+pub const SOCK_MAX_BACKENDS: usize = 256;
+
+/// Binary search steps over [`SOCK_MAX_BACKENDS`] entries (its log2).
+pub const SOCK_SEARCH_STEPS: u32 = 8;
+
+const _: () = assert!(1 << SOCK_SEARCH_STEPS == SOCK_MAX_BACKENDS);
+
+/// One virtual service: `SOCK_SERVICES`' value. Entries `0..count` of `ids` and `cum`
+/// are used: `cum[i]` is the sum of the weights of backends `0..=i`, so `cum[count - 1]`
+/// is `total`. `count` 0: no backend takes connections, and a connect to the VIP fails
+/// at once (`EPERM`) instead of going to the VIP's own address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockService {
+    /// Userspace's id of the service.
+    pub service_id: u32,
+    pub count: u32,
+    pub total: u32,
+    pub _pad: u32,
+    pub cum: [u32; SOCK_MAX_BACKENDS],
+    pub ids: [u32; SOCK_MAX_BACKENDS],
+}
+
+impl Default for SockService {
+    fn default() -> Self {
+        SockService {
+            service_id: 0,
+            count: 0,
+            total: 0,
+            _pad: 0,
+            cum: [0; SOCK_MAX_BACKENDS],
+            ids: [0; SOCK_MAX_BACKENDS],
+        }
+    }
+}
+
+impl SockService {
+    /// The entry whose stretch of the cumulative weights holds `r` (`r < total`):
+    /// the first `i` with `r < cum[i]`. The kernel program and userspace's tests share
+    /// this search; its loop has a fixed number of steps, as the verifier wants.
+    #[inline(always)]
+    pub fn pick(&self, r: u32) -> usize {
+        let count = self.count as usize;
+        // Search [lo, hi) for the first entry above r.
+        let mut lo = 0usize;
+        let mut hi = if count > SOCK_MAX_BACKENDS {
+            SOCK_MAX_BACKENDS
+        } else {
+            count
+        };
+        let mut step = 0;
+        while step <= SOCK_SEARCH_STEPS {
+            if lo < hi {
+                let mid = (lo + hi) / 2;
+                if r < self.cum[mid & (SOCK_MAX_BACKENDS - 1)] {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            step += 1;
+        }
+        lo & (SOCK_MAX_BACKENDS - 1)
+    }
+}
+
+/// A backend: `SOCK_BACKENDS`' value, indexed by backend id (id 0 is never used). `gen`
+/// 0 marks a free id; every newly allocated id gets a new `gen`, so a socket's record of
+/// a removed backend (whose id may have been reused) is seen to be stale.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockBackend {
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+    pub gen: u32,
+}
+
+/// [`SockPeerKey::dir`]: the record maps a VIP the socket sent to onto its backend
+/// (unconnected UDP: later datagrams to the VIP go to the same backend).
+pub const PEER_FORWARD: u8 = 1;
+/// The record maps a backend back to the VIP (what `getpeername` and `recvmsg` show).
+pub const PEER_REVERSE: u8 = 2;
+
+/// One socket's translation: `SOCK_PEERS`' key. `addr`/`port` are the VIP for
+/// [`PEER_FORWARD`], the backend for [`PEER_REVERSE`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct SockPeerKey {
+    /// `bpf_get_socket_cookie`: unique per socket for the kernel's uptime.
+    pub cookie: u64,
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub family: u8,
+    pub dir: u8,
+    pub _pad: u32,
+}
+
+/// `SOCK_PEERS`' value: the other side of the translation (the backend for
+/// [`PEER_FORWARD`], the VIP for [`PEER_REVERSE`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockPeer {
+    pub addr: [u8; 16],
+    /// Host byte order.
+    pub port: u16,
+    pub family: u8,
+    pub protocol: u8,
+    pub backend_id: u32,
+    /// The backend's `gen` when it was chosen.
+    pub gen: u32,
+    pub service_id: u32,
+}
+
+/// Where the `tcp/tcp_receive_reset` record's fields are, from this kernel's format
+/// file: the global `SOCK_RESET_TP` of the socket plane's object. `valid` 0: not set,
+/// the program does nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockResetOffsets {
+    pub valid: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    pub saddr: u16,
+    pub daddr: u16,
+    pub saddr_v6: u16,
+    pub daddr_v6: u16,
+    pub sock_cookie: u16,
+    pub _pad: u16,
+}
+
+impl SockResetOffsets {
+    pub const UNSET: Self = Self {
+        valid: 0,
+        sport: 0,
+        dport: 0,
+        family: 0,
+        saddr: 0,
+        daddr: 0,
+        saddr_v6: 0,
+        daddr_v6: 0,
+        sock_cookie: 0,
+        _pad: 0,
+    };
+}
+
+/// Indexes of `SOCK_STATS`, a per-CPU array of counters.
+pub mod stat {
+    /// Connects to a VIP sent to a backend.
+    pub const CONNECTS: u32 = 0;
+    /// Unconnected datagrams to a VIP sent to a backend.
+    pub const DATAGRAMS: u32 = 1;
+    /// `getpeername` answers changed from a backend to its VIP.
+    pub const PEERNAMES: u32 = 2;
+    /// Received datagrams whose source changed from a backend to its VIP.
+    pub const REPLIES: u32 = 3;
+    /// Connects and datagrams to a VIP refused: the service has no backend with weight.
+    pub const NO_BACKEND: u32 = 4;
+    /// Translations not recorded (`SOCK_PEERS` update failed): that socket's
+    /// `getpeername` shows the backend.
+    pub const PEER_LOST: u32 = 5;
+    /// Health events that did not fit into `SOCK_HEALTH`.
+    pub const EVENTS_LOST: u32 = 6;
+    /// Number of counters.
+    pub const COUNT: u32 = 7;
+    /// Names, in index order (for status and metrics).
+    pub const NAMES: [&str; COUNT as usize] = [
+        "connects",
+        "datagrams",
+        "peernames",
+        "replies",
+        "no_backend",
+        "peer_lost",
+        "events_lost",
+    ];
+}
+
+const _: () = assert!(core::mem::size_of::<SockService>() == 16 + 8 * SOCK_MAX_BACKENDS);
+const _: () = assert!(core::mem::size_of::<SockBackend>() == 24);
+const _: () = assert!(core::mem::size_of::<SockPeerKey>() == 32);
+const _: () = assert!(core::mem::size_of::<SockPeer>() == 32);

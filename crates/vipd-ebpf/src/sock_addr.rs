@@ -1,0 +1,71 @@
+//! The address a cgroup `sock_addr` program sees (`user_ip4`/`user_ip6`, `user_port`)
+//! as vipd's 16-byte form, and writing a new one back. The kernel lets these fields be
+//! read and written 4 bytes at a time; volatile accesses keep the compiler from merging
+//! or splitting them.
+
+use aya_ebpf::{bindings::bpf_sock_addr, programs::SockAddrContext};
+
+/// An address and port: IPv4 in the first four bytes, the rest zero; port in host order.
+#[derive(Clone, Copy)]
+pub struct Addr {
+    pub addr: [u8; 16],
+    pub port: u16,
+}
+
+#[inline(always)]
+fn sa(ctx: &SockAddrContext) -> *mut bpf_sock_addr {
+    ctx.sock_addr
+}
+
+/// The socket's protocol (`IPPROTO_TCP`, `IPPROTO_UDP`).
+#[inline(always)]
+pub fn protocol(ctx: &SockAddrContext) -> u32 {
+    // SAFETY: the context pointer is valid for the program's run.
+    unsafe { core::ptr::read_volatile(&(*sa(ctx)).protocol) }
+}
+
+/// The user's address and port (`v6`: `user_ip6`, else `user_ip4`).
+#[inline(always)]
+pub fn user(ctx: &SockAddrContext, v6: bool) -> Addr {
+    let p = sa(ctx);
+    let mut addr = [0u8; 16];
+    // SAFETY: the context pointer is valid for the program's run; each field is read
+    // with one 4-byte load, as the verifier allows.
+    unsafe {
+        if v6 {
+            let mut i = 0;
+            while i < 4 {
+                let w = core::ptr::read_volatile(&(*p).user_ip6[i]);
+                addr[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+                i += 1;
+            }
+        } else {
+            let w = core::ptr::read_volatile(&(*p).user_ip4);
+            addr[..4].copy_from_slice(&w.to_ne_bytes());
+        }
+        // Network byte order in the low 16 bits.
+        let port = u16::from_be(core::ptr::read_volatile(&(*p).user_port) as u16);
+        Addr { addr, port }
+    }
+}
+
+/// Makes `a` the user's address and port.
+#[inline(always)]
+pub fn set_user(ctx: &SockAddrContext, v6: bool, a: &Addr) {
+    let p = sa(ctx);
+    let word =
+        |i: usize| u32::from_ne_bytes([a.addr[i], a.addr[i + 1], a.addr[i + 2], a.addr[i + 3]]);
+    // SAFETY: as in `user`; the hooks this is called from may write these fields.
+    unsafe {
+        if v6 {
+            let mut i = 0;
+            while i < 4 {
+                core::ptr::write_volatile(&mut (*p).user_ip6[i], word(i * 4));
+                i += 1;
+            }
+        } else {
+            core::ptr::write_volatile(&mut (*p).user_ip4, word(0));
+        }
+        core::ptr::write_volatile(&mut (*p).user_port, u32::from(a.port.to_be()));
+    }
+}

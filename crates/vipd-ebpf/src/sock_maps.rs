@@ -1,0 +1,49 @@
+//! Maps of the socket data plane's object (`vipd-sock`; see `vipd_common::sock` for
+//! what each holds). Sizes here are placeholders: the socket loader sets the real ones.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use vipd_common::{
+    sock::{stat, SockBackend, SockPeer, SockPeerKey, SockService},
+    VipKey,
+};
+
+/// `BPF_F_NO_PREALLOC`: entries are allocated as services are added (a service's value
+/// is 2 KiB; the map is sized for the config's limit, most of it unused).
+const NO_PREALLOC: u32 = 1;
+
+/// VIP (address, port, protocol) to its service and weighted selection.
+#[map(name = "SOCK_SERVICES")]
+pub static SOCK_SERVICES: HashMap<VipKey, SockService> = HashMap::with_max_entries(64, NO_PREALLOC);
+
+/// Backends by id.
+#[map(name = "SOCK_BACKENDS")]
+pub static SOCK_BACKENDS: Array<SockBackend> = Array::with_max_entries(64, 0);
+
+/// Each socket's translations, both ways.
+#[map(name = "SOCK_PEERS")]
+pub static SOCK_PEERS: LruHashMap<SockPeerKey, SockPeer> = LruHashMap::with_max_entries(1024, 0);
+
+/// Counters, per CPU; indexes in `vipd_common::sock::stat`.
+#[map(name = "SOCK_STATS")]
+pub static SOCK_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Cookies of translated TCP connections still in their handshake (from the SYN to
+/// the establishment): an RST to one of them is a refusal.
+#[map(name = "SOCK_SYN_SENT")]
+pub static SOCK_SYN_SENT: LruHashMap<u64, u32> = LruHashMap::with_max_entries(1024, 0);
+
+/// Health events for userspace.
+#[map(name = "SOCK_HEALTH")]
+pub static SOCK_HEALTH: RingBuf = RingBuf::with_byte_size(4096, 0);
+
+/// Adds one to a counter.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(c) = SOCK_STATS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot; cgroup programs run with migration disabled.
+        unsafe { *c += 1 };
+    }
+}

@@ -1,0 +1,147 @@
+//! `vipd_sock_ops` (cgroup `sock_ops`): how a TCP connection the connect hook sent to a
+//! backend fares, for the health state machine. At `TCP_CONNECT_CB` (the SYN goes out) a
+//! connection with a translation record asks for RTO and state callbacks; an RTO while
+//! it is still in SYN_SENT is a SYN retransmission (the backend has not answered),
+//! `ACTIVE_ESTABLISHED_CB` is a success, and the move to CLOSE removes the record.
+//! Connections in their handshake are kept in `SOCK_SYN_SENT` for `sock_reset`, which
+//! reports an RST to one as a refusal. The socket's peer is the backend itself (there is
+//! no NAT), so the record names the VIP and the event needs no other attribution.
+//! Connections without a record (not to a VIP) are left alone: no flags, no events.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_RTO_CB, BPF_SOCK_OPS_RTO_CB_FLAG,
+        BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
+    },
+    helpers::bpf_get_socket_cookie,
+    macros::sock_ops,
+    programs::SockOpsContext,
+    EbpfContext,
+};
+use vipd_common::{health::HealthKind, sock::PEER_REVERSE, AF_INET, AF_INET6};
+
+use crate::{
+    sock_addr::Addr,
+    sock_health::emit,
+    sock_maps::{SOCK_PEERS, SOCK_SYN_SENT},
+    sock_select::peer_key,
+};
+
+/// A `sock_ops` program's verdict: let the kernel go on.
+const CONTINUE: u32 = 1;
+/// `TCP_SYN_SENT` and `TCP_CLOSE` (include/net/tcp_states.h).
+const TCP_SYN_SENT: u32 = 2;
+const TCP_CLOSE: u32 = 7;
+
+#[sock_ops]
+pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
+    let op = ctx.op();
+    if op != BPF_SOCK_OPS_TCP_CONNECT_CB
+        && op != BPF_SOCK_OPS_RTO_CB
+        && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+        && op != BPF_SOCK_OPS_STATE_CB
+    {
+        return CONTINUE;
+    }
+    let Some((family, local, backend)) = ends(&ctx) else {
+        return CONTINUE;
+    };
+    // SAFETY: the helper takes the program's own context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let key = peer_key(cookie, &backend, family, PEER_REVERSE);
+    if op == BPF_SOCK_OPS_STATE_CB {
+        // The connection is gone: its translation goes too, so that the LRU map holds
+        // live sockets (a reset was reported before the kernel closes the socket).
+        if ctx.arg(1) == TCP_CLOSE {
+            let _ = SOCK_PEERS.remove(&key);
+            let _ = SOCK_SYN_SENT.remove(&cookie);
+        }
+        return CONTINUE;
+    }
+    // SAFETY: a hash map lookup; the value is copied out at once.
+    let Some(rec) = (unsafe { SOCK_PEERS.get(&key) }).copied() else {
+        return CONTINUE;
+    };
+    if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
+        let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
+        let _ = ctx.set_cb_flags(flags as i32);
+        // A full map evicts the oldest handshake: its RST would go unreported.
+        let _ = SOCK_SYN_SENT.insert(&cookie, &0, 0);
+    } else if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+        let _ = SOCK_SYN_SENT.remove(&cookie);
+        emit(HealthKind::Established, &rec, family, &local, &backend);
+    } else if state(&ctx) == TCP_SYN_SENT {
+        emit(HealthKind::SynRetransmit, &rec, family, &local, &backend);
+    }
+    CONTINUE
+}
+
+#[inline(always)]
+fn state(ctx: &SockOpsContext) -> u32 {
+    // SAFETY: the context pointer is valid for the program's run.
+    unsafe { core::ptr::read_volatile(&(*ctx.ops).state) }
+}
+
+/// The socket's family, local end and remote end (the backend). Every field is read
+/// once, up front and volatile: the verifier refuses a context pointer the compiler has
+/// moved off the context's start and kept across a branch.
+#[inline(always)]
+fn ends(ctx: &SockOpsContext) -> Option<(u8, Addr, Addr)> {
+    let ops = ctx.ops;
+    // SAFETY: the context pointer is valid for the program's run; 4-byte loads of these
+    // fields are what the verifier allows.
+    let (family, l4, r4, l6, r6, lport, rport_raw) = unsafe {
+        (
+            core::ptr::read_volatile(&(*ops).family),
+            core::ptr::read_volatile(&(*ops).local_ip4),
+            core::ptr::read_volatile(&(*ops).remote_ip4),
+            [
+                core::ptr::read_volatile(&(*ops).local_ip6[0]),
+                core::ptr::read_volatile(&(*ops).local_ip6[1]),
+                core::ptr::read_volatile(&(*ops).local_ip6[2]),
+                core::ptr::read_volatile(&(*ops).local_ip6[3]),
+            ],
+            [
+                core::ptr::read_volatile(&(*ops).remote_ip6[0]),
+                core::ptr::read_volatile(&(*ops).remote_ip6[1]),
+                core::ptr::read_volatile(&(*ops).remote_ip6[2]),
+                core::ptr::read_volatile(&(*ops).remote_ip6[3]),
+            ],
+            core::ptr::read_volatile(&(*ops).local_port),
+            core::ptr::read_volatile(&(*ops).remote_port),
+        )
+    };
+    let mut local = [0u8; 16];
+    let mut remote = [0u8; 16];
+    if family == u32::from(AF_INET) {
+        local[..4].copy_from_slice(&l4.to_ne_bytes());
+        remote[..4].copy_from_slice(&r4.to_ne_bytes());
+    } else if family == u32::from(AF_INET6) {
+        let mut i = 0;
+        while i < 4 {
+            local[i * 4..i * 4 + 4].copy_from_slice(&l6[i].to_ne_bytes());
+            remote[i * 4..i * 4 + 4].copy_from_slice(&r6[i].to_ne_bytes());
+            i += 1;
+        }
+    } else {
+        return None;
+    }
+    // local_port is in host order; remote_port in network order, in the low or the
+    // high 16 bits depending on the kernel (the other half is zero).
+    let rport = if rport_raw & 0xffff == 0 {
+        u16::from_be((rport_raw >> 16) as u16)
+    } else {
+        u16::from_be(rport_raw as u16)
+    };
+    Some((
+        family as u8,
+        Addr {
+            addr: local,
+            port: lport as u16,
+        },
+        Addr {
+            addr: remote,
+            port: rport,
+        },
+    ))
+}

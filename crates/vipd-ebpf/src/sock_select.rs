@@ -1,0 +1,224 @@
+//! What every hook of the socket plane shares: finding a VIP's service, choosing one of
+//! its backends (weighted random, see `vipd_common::sock`), and the socket's records of
+//! the translation in `SOCK_PEERS`.
+
+use aya_ebpf::{
+    helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie},
+    programs::SockAddrContext,
+    EbpfContext,
+};
+use vipd_common::{
+    sock::{
+        stat, SockPeer, SockPeerKey, SockService, PEER_FORWARD, PEER_REVERSE, SOCK_MAX_BACKENDS,
+    },
+    VipKey, AF_INET, AF_INET6,
+};
+
+use crate::{
+    sock_addr::Addr,
+    sock_maps::{count, SOCK_BACKENDS, SOCK_PEERS, SOCK_SERVICES},
+};
+
+/// What a VIP translates to.
+pub enum Choice {
+    /// Not a VIP of this protocol: leave the address alone.
+    NotOurs,
+    /// A VIP whose service has no backend with weight: refuse.
+    NoBackend,
+    /// This backend (its record for the reverse map).
+    Backend(Addr, SockPeer),
+}
+
+/// The socket's cookie.
+#[inline(always)]
+pub fn cookie(ctx: &SockAddrContext) -> u64 {
+    // SAFETY: the helper takes the program's own context.
+    unsafe { bpf_get_socket_cookie(ctx.as_ptr()) }
+}
+
+/// A key of `SOCK_PEERS`.
+#[inline(always)]
+pub fn peer_key(cookie: u64, a: &Addr, family: u8, dir: u8) -> SockPeerKey {
+    SockPeerKey {
+        cookie,
+        addr: a.addr,
+        port: a.port,
+        family,
+        dir,
+        _pad: 0,
+    }
+}
+
+/// The service key of `vip` as a socket of `family` names it, and whether it was an
+/// IPv4 address in IPv6 form (`::ffff:a.b.c.d`, a dual-stack socket reaching IPv4):
+/// that is balanced as the IPv4 VIP.
+#[inline(always)]
+fn service_key(vip: &Addr, family: u8, protocol: u8) -> (VipKey, bool) {
+    let a = &vip.addr;
+    let mapped =
+        u16::from(family) == AF_INET6 && a[..10] == [0u8; 10] && a[10] == 0xff && a[11] == 0xff;
+    let key = if mapped {
+        VipKey {
+            addr: [
+                a[12], a[13], a[14], a[15], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+            port: vip.port,
+            family: AF_INET as u8,
+            protocol,
+        }
+    } else {
+        VipKey {
+            addr: *a,
+            port: vip.port,
+            family,
+            protocol,
+        }
+    };
+    (key, mapped)
+}
+
+/// Chooses a backend for `dst` (a VIP of `protocol`, or not), in the form the socket
+/// uses (an IPv4 backend as `::ffff:a.b.c.d` for an IPv4 VIP reached that way).
+#[inline(always)]
+pub fn choose(dst: &Addr, family: u8, protocol: u8) -> Choice {
+    let (key, mapped) = service_key(dst, family, protocol);
+    // SAFETY: a hash map lookup; the value is not kept past this program's run.
+    let Some(svc) = (unsafe { SOCK_SERVICES.get(&key) }) else {
+        return Choice::NotOurs;
+    };
+    if svc.count == 0 || svc.total == 0 {
+        return Choice::NoBackend;
+    }
+    // SAFETY: a plain helper call.
+    let r = unsafe { bpf_get_prandom_u32() } % svc.total;
+    let id = svc.ids[svc.pick(r)];
+    let Some(b) = SOCK_BACKENDS.get(id) else {
+        return Choice::NoBackend;
+    };
+    if b.gen == 0 {
+        return Choice::NoBackend;
+    }
+    let mut to = Addr {
+        addr: b.addr,
+        port: b.port,
+    };
+    if mapped {
+        let v4 = b.addr;
+        to.addr = [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+        ];
+    }
+    let back = SockPeer {
+        addr: dst.addr,
+        port: dst.port,
+        family,
+        protocol,
+        backend_id: id,
+        gen: b.gen,
+        service_id: svc.service_id,
+    };
+    Choice::Backend(to, back)
+}
+
+/// Records that this socket's `backend` stands for `back` (the VIP), for `getpeername`
+/// and `recvmsg`.
+#[inline(always)]
+pub fn remember_reverse(cookie: u64, backend: &Addr, family: u8, back: &SockPeer) {
+    let key = peer_key(cookie, backend, family, PEER_REVERSE);
+    if SOCK_PEERS.insert(&key, back, 0).is_err() {
+        count(stat::PEER_LOST);
+    }
+}
+
+/// Records that this socket's datagrams to `vip` go to `backend`.
+#[inline(always)]
+pub fn remember_forward(cookie: u64, vip: &Addr, family: u8, backend: &Addr, back: &SockPeer) {
+    let key = peer_key(cookie, vip, family, PEER_FORWARD);
+    let fwd = SockPeer {
+        addr: backend.addr,
+        port: backend.port,
+        ..*back
+    };
+    if SOCK_PEERS.insert(&key, &fwd, 0).is_err() {
+        count(stat::PEER_LOST);
+    }
+}
+
+/// The VIP this socket's `backend` stands for, if it made that translation. A
+/// dual-stack socket's unconnected datagrams to an IPv4 VIP are translated by the
+/// IPv4 hook (the kernel sends them as IPv4), while its replies arrive in the IPv6 form
+/// (`::ffff:a.b.c.d`): those are looked up as IPv4 and answered in the IPv6 form.
+#[inline(always)]
+pub fn reverse(cookie: u64, backend: &Addr, family: u8) -> Option<Addr> {
+    if let Some(vip) = reverse_as(cookie, backend, family) {
+        return Some(vip);
+    }
+    let (key, mapped) = service_key(backend, family, 0);
+    if !mapped {
+        return None;
+    }
+    let v4 = Addr {
+        addr: key.addr,
+        port: backend.port,
+    };
+    let vip = reverse_as(cookie, &v4, AF_INET as u8)?;
+    let a = vip.addr;
+    Some(Addr {
+        addr: [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+        ],
+        port: vip.port,
+    })
+}
+
+#[inline(always)]
+fn reverse_as(cookie: u64, backend: &Addr, family: u8) -> Option<Addr> {
+    let key = peer_key(cookie, backend, family, PEER_REVERSE);
+    // SAFETY: a hash map lookup; the value is copied out at once.
+    let p = unsafe { SOCK_PEERS.get(&key) }?;
+    Some(Addr {
+        addr: p.addr,
+        port: p.port,
+    })
+}
+
+/// The backend this socket's earlier datagrams to `vip` went to, while that backend
+/// still holds its id (its `gen` unchanged) and is still in the service's selection
+/// (a backend at weight 0, quarantined say, loses the socket at its next datagram).
+#[inline(always)]
+pub fn forward(cookie: u64, vip: &Addr, family: u8, protocol: u8) -> Option<Addr> {
+    let key = peer_key(cookie, vip, family, PEER_FORWARD);
+    // SAFETY: a hash map lookup; the value is copied out at once.
+    let p = unsafe { SOCK_PEERS.get(&key) }?;
+    let b = SOCK_BACKENDS.get(p.backend_id)?;
+    if b.gen != p.gen {
+        return None;
+    }
+    let (svc_key, _) = service_key(vip, family, protocol);
+    // SAFETY: a hash map lookup; the value is not kept past this program's run.
+    let svc = unsafe { SOCK_SERVICES.get(&svc_key) }?;
+    if !selects(svc, p.backend_id) {
+        return None;
+    }
+    Some(Addr {
+        addr: p.addr,
+        port: p.port,
+    })
+}
+
+/// Whether backend `id` is in the service's selection (weight above 0).
+#[inline(always)]
+fn selects(svc: &SockService, id: u32) -> bool {
+    let count = svc.count as usize;
+    let mut i = 0;
+    while i < SOCK_MAX_BACKENDS {
+        if i >= count {
+            return false;
+        }
+        if svc.ids[i] == id {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}

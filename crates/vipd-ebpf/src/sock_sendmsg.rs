@@ -1,0 +1,55 @@
+//! `vipd_sock_sendmsg4`/`6` (cgroup `sendmsg4`/`sendmsg6`): an unconnected UDP socket
+//! sending to a VIP sends to a backend. The socket's first datagram to the VIP chooses
+//! it; later ones go to the same backend while it holds its id and stays in the
+//! service's selection, so a request and its retries reach one server, and a backend
+//! taken out (weight 0, quarantine) loses the socket at its next datagram. Both directions are recorded: `recvmsg` shows replies as
+//! coming from the VIP.
+
+use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
+use vipd_common::{sock::stat, AF_INET, AF_INET6, IPPROTO_UDP};
+
+use crate::{
+    sock_addr::{protocol, set_user, user},
+    sock_maps::count,
+    sock_select::{choose, cookie, forward, remember_forward, remember_reverse, Choice},
+};
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn vipd_sock_sendmsg4(ctx: SockAddrContext) -> i32 {
+    send(&ctx, false)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn vipd_sock_sendmsg6(ctx: SockAddrContext) -> i32 {
+    send(&ctx, true)
+}
+
+#[inline(always)]
+fn send(ctx: &SockAddrContext, v6: bool) -> i32 {
+    let proto = protocol(ctx) as u8;
+    if u16::from(proto) != IPPROTO_UDP {
+        return 1;
+    }
+    let family = if v6 { AF_INET6 } else { AF_INET } as u8;
+    let dst = user(ctx, v6);
+    let cookie = cookie(ctx);
+    if let Some(to) = forward(cookie, &dst, family, proto) {
+        set_user(ctx, v6, &to);
+        count(stat::DATAGRAMS);
+        return 1;
+    }
+    match choose(&dst, family, proto) {
+        Choice::NotOurs => 1,
+        Choice::NoBackend => {
+            count(stat::NO_BACKEND);
+            0
+        }
+        Choice::Backend(to, back) => {
+            remember_reverse(cookie, &to, family, &back);
+            remember_forward(cookie, &dst, family, &to, &back);
+            set_user(ctx, v6, &to);
+            count(stat::DATAGRAMS);
+            1
+        }
+    }
+}

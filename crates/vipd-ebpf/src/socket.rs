@@ -1,0 +1,19 @@
+//! The socket data plane's object (`vipd-sock`): the cgroup programs that translate a
+//! VIP to a backend when a socket connects or sends, and back when the application asks
+//! for its peer or receives a datagram, the `sock_ops` program that reports how those
+//! connections fare, and the maps they own; nothing of the other planes'. Built for `bpfel-unknown-none` by `crates/vipd/build.rs`; vipd's socket
+//! loader loads it with aya.
+#![no_std]
+#![no_main]
+
+mod object;
+mod sock_addr;
+mod sock_connect;
+mod sock_getpeername;
+mod sock_health;
+mod sock_maps;
+mod sock_ops;
+mod sock_recvmsg;
+mod sock_reset;
+mod sock_select;
+mod sock_sendmsg;

@@ -1,0 +1,314 @@
+//! The socket data plane (`dataplane = "socket"`): the cgroup programs on one cgroup
+//! v2 directory and their maps. The daemon drives it as it drives the others: the health
+//! machines' effective weights become each service's selection (only services whose
+//! selection changed are written, one map write each), so a backend whose weight drops
+//! to 0 takes no new socket from the moment of that write. A socket keeps the backend it
+//! connected to.
+//!
+//! The programs and maps are pinned, so balancing goes on while vipd is stopped or
+//! upgraded; a restarted vipd adopts what the maps hold and writes nothing when nothing
+//! changed. Passive detection: for each TCP connection the connect hook translated, the
+//! `sock_ops` program reports its SYN retransmissions and its establishment, and the
+//! `tcp_receive_reset` tracepoint an RST during its handshake (a refusal); the socket's
+//! peer is the backend itself, so nothing needs attributing. UDP errors are not reported
+//! yet; active checks catch those.
+
+use std::{
+    collections::BTreeMap,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
+
+use tracing::{debug, info, warn};
+use vipd_common::sock::stat;
+
+use super::{
+    held_map::{applied, members, weight_writes, HeldMap},
+    Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written,
+};
+use crate::{
+    config::{Config, SocketSettings},
+    fs_type,
+    model::{health_record::take_reports, Report, ServiceKey},
+    sockplane::{loader::Attached, Dataplane, Sizes, SockError, SockProgram, SockServiceSpec},
+    watcher::Counters,
+};
+
+/// How passive detection runs with the socket plane: partial (the `vipd_watcher_mode`
+/// label), since UDP errors are not reported.
+const MODE: &str = "partial: the socket plane reports TCP refusals (tcp_receive_reset), unanswered SYNs and established connections (sock_ops); UDP errors need active checks";
+
+/// Where the links and state maps are pinned (overridable for tests).
+pub fn pin_dir() -> PathBuf {
+    std::env::var_os("VIPD_SOCKET_PIN_DIR")
+        .map_or_else(|| PathBuf::from(SocketSettings::PIN_DIR), PathBuf::from)
+}
+
+/// For a vipd started with another data plane: the socket plane's pinned programs, if
+/// an earlier vipd left them, would go on translating VIPs beside it. Removes them (only
+/// what is provably vipd's, see [`crate::sockplane::pins`]) and says what it did.
+pub fn retire_pins() {
+    let dir = pin_dir();
+    if !dir.exists() {
+        return;
+    }
+    match crate::sockplane::pins::remove_ours(&dir) {
+        Ok(r) => {
+            if !r.removed.is_empty() {
+                info!(
+                    pins = r.removed.len(),
+                    dir = %dir.display(),
+                    "removed the socket data plane's pinned programs and maps (this config uses another data plane)"
+                );
+            }
+            if !r.kept.is_empty() {
+                warn!(
+                    kept = ?r.kept,
+                    "pins under the socket data plane's names that are not provably vipd's were left in place"
+                );
+            }
+        }
+        Err(e) => warn!(
+            dir = %dir.display(),
+            "removing the socket data plane's pins failed: {e}; its programs may still translate VIPs"
+        ),
+    }
+}
+
+pub struct SocketPlane {
+    /// Keeps the programs loaded (the pinned links keep them attached).
+    _prog: SockProgram,
+    dp: Dataplane,
+    settings: SocketSettings,
+    pins: PathBuf,
+    /// How the programs were attached at start.
+    attached: Vec<Attached>,
+    /// Each service's spec as last handed to the data plane.
+    specs: BTreeMap<ServiceKey, SockServiceSpec>,
+    /// What the maps hold per backend.
+    applied: HeldMap,
+    syn_rto_warned: bool,
+    mode: String,
+    /// Waiting on the health ring buffer failed: no more records are read.
+    events_failed: bool,
+    decode_errors: u64,
+    /// The kernel's lost-record counter when this vipd started.
+    lost_at_start: u64,
+}
+
+/// The programs' count of records they could not queue.
+fn lost_counter(dp: &Dataplane) -> Result<u64, SockError> {
+    Ok(dp.maps().stats()?[stat::EVENTS_LOST as usize])
+}
+
+/// Checks that `dir` is a cgroup v2 directory before anything is loaded.
+fn check_cgroup(dir: &Path) -> Result<(), PlaneError> {
+    match fs_type::magic(dir) {
+        Err(e) => Err(PlaneError::Socket(format!("cgroup {}: {e}", dir.display()))),
+        Ok(fs_type::CGROUP2_SUPER_MAGIC) => Ok(()),
+        Ok(_) => Err(PlaneError::Socket(format!(
+            "cgroup {} is not on a cgroup v2 file system (the socket data plane attaches to cgroup v2)",
+            dir.display()
+        ))),
+    }
+}
+
+impl SocketPlane {
+    /// Loads the programs, attaches them to the configured cgroup through pinned links
+    /// (taking over an earlier vipd's links in place) and adopts what the maps hold.
+    pub fn start(s: &SocketSettings) -> Result<Self, PlaneError> {
+        Self::start_with(s, &pin_dir())
+    }
+
+    /// As [`SocketPlane::start`], with the pins in `pins`.
+    pub fn start_with(s: &SocketSettings, pins: &Path) -> Result<Self, PlaneError> {
+        check_cgroup(&s.cgroup)?;
+        fs_type::ensure_bpffs().map_err(SockError::io("mounting bpffs on /sys/fs/bpf"))?;
+        let mut prog = SockProgram::load(Sizes::default(), Some(pins))?;
+        let attached = prog.attach(&s.cgroup, Some(pins))?;
+        let mode = match prog.attach_reset()? {
+            None => MODE.to_owned(),
+            Some(why) => {
+                warn!("TCP refusals are not reported by the socket data plane here: {why}");
+                format!(
+                    "partial: the socket plane reports unanswered SYNs and established connections (sock_ops); refusals need active checks ({why})"
+                )
+            }
+        };
+        let dp = Dataplane::adopt(prog.take_maps()?)?;
+        Ok(SocketPlane {
+            lost_at_start: lost_counter(&dp).unwrap_or(0),
+            mode,
+            events_failed: false,
+            decode_errors: 0,
+            _prog: prog,
+            dp,
+            settings: s.clone(),
+            pins: pins.to_path_buf(),
+            attached,
+            specs: BTreeMap::new(),
+            applied: HeldMap::default(),
+            syn_rto_warned: false,
+        })
+    }
+
+    pub fn settings(&self) -> &SocketSettings {
+        &self.settings
+    }
+
+    /// For `vipd status`: where the programs run.
+    pub fn describe(&self) -> String {
+        let replaced = self
+            .attached
+            .iter()
+            .filter(|a| **a == Attached::Replaced)
+            .count();
+        format!(
+            "socket: connect, getpeername, sendmsg, recvmsg (v4, v6) and sock_ops on cgroup {} (links pinned in {}{})",
+            self.settings.cgroup.display(),
+            self.pins.display(),
+            if replaced > 0 {
+                format!(", {replaced} taken over from the vipd before")
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    /// How many socket translations the maps hold (one syscall per entry).
+    pub fn translations(&self) -> usize {
+        self.dp.maps().peers()
+    }
+
+    /// The counters of the programs, by name.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        match self.dp.maps().stats() {
+            Ok(s) => stat::NAMES.iter().copied().zip(s).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Makes the maps hold the services of `weights`. `full`: these are all the
+    /// services; else only these services' weights may have changed.
+    fn sync(&mut self, weights: &Weights, full: bool) -> Result<(usize, Vec<Written>), PlaneError> {
+        if full {
+            self.specs.retain(|k, _| weights.has_service(k));
+        }
+        let (services, wanted) = members(weights);
+        for m in services {
+            self.specs.insert(
+                m.key,
+                SockServiceSpec {
+                    vip: m.vip.addr,
+                    protocol: m.vip.ip_proto(),
+                    backends: m.backends,
+                },
+            );
+        }
+        let all: Vec<SockServiceSpec> = self.specs.values().cloned().collect();
+        let changes = self.dp.apply(&all).map_err(PlaneError::SocketWrite)?;
+        // The write of a service's selection is when its backends at 0 leave it.
+        let written = self.applied.record(wanted, None, full.then_some(weights));
+        debug!(writes = changes.total(), "socket maps synced");
+        Ok((changes.total(), written))
+    }
+}
+
+impl DataPlane for SocketPlane {
+    fn name(&self) -> &'static str {
+        "socket"
+    }
+
+    fn write_unit(&self) -> &'static str {
+        "socket map writes"
+    }
+
+    fn mode(&self) -> &str {
+        &self.mode
+    }
+
+    fn status(&self) -> PlaneStatus {
+        PlaneStatus {
+            mode: self.mode.clone(),
+            hooks: self.describe(),
+            ..PlaneStatus::default()
+        }
+    }
+
+    fn on_stop(&self) -> &'static str {
+        "the socket programs stay attached through their pinned links, with their maps"
+    }
+
+    fn set_syn_rto(&mut self, vips: &[(std::net::SocketAddr, crate::config::SynRto)]) {
+        if !vips.is_empty() && !self.syn_rto_warned {
+            self.syn_rto_warned = true;
+            warn!(
+                vips = vips.len(),
+                "syn_rto is not applied by the socket data plane yet; VIPs keep the kernel's 1 s SYN timeout"
+            );
+        }
+    }
+
+    fn apply(&mut self, _config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
+        let (writes, _) = self.sync(weights, true)?;
+        Ok(applied("socket", writes))
+    }
+
+    fn write_weights(&mut self, weights: &Weights) -> Result<WeightWrites, PlaneError> {
+        let (ops, written) = self.sync(weights, false)?;
+        Ok(weight_writes(ops, written))
+    }
+
+    fn restore(&mut self, _config: &Config, weights: &Weights) {
+        if let Err(e) = self.sync(weights, true) {
+            warn!(
+                "restoring the socket maps to the running config failed: {}",
+                e.chain()
+            );
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        Counters {
+            decode_failures: self.decode_errors,
+            ..Counters::default()
+        }
+    }
+
+    /// A duplicate of the health ring buffer's descriptor.
+    fn event_fd(&self) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        (!self.events_failed).then(|| self.dp.maps().as_fd().try_clone_to_owned())
+    }
+
+    fn take_reports(&mut self, max: usize, out: &mut Vec<Report>) -> usize {
+        let maps = self.dp.maps_mut();
+        take_reports(
+            || maps.next_health(),
+            max,
+            out,
+            &mut self.decode_errors,
+            "socket",
+        )
+    }
+
+    fn events_failed(&mut self, error: &std::io::Error) {
+        self.mode = format!("degraded: event ring buffer failed ({error})");
+        self.events_failed = true;
+    }
+
+    fn ticks(&self) -> Ticks {
+        Ticks {
+            drain: !self.events_failed,
+            udp: false,
+        }
+    }
+
+    /// Health records the programs could not queue since this vipd started.
+    fn lost_events(&mut self) -> Option<Result<u64, PlaneError>> {
+        Some(
+            lost_counter(&self.dp)
+                .map(|n| n.saturating_sub(self.lost_at_start))
+                .map_err(PlaneError::from),
+        )
+    }
+}

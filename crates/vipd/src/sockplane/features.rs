@@ -1,0 +1,107 @@
+//! What the socket data plane needs from this host's kernel, for `vipd check`: read
+//! only, nothing is loaded. A missing requirement is an error naming it; a missing
+//! extra (refusal reports) is a note.
+
+use std::path::Path;
+
+use crate::{config::SocketSettings, fs_type};
+
+/// The oldest kernel with every hook the plane attaches (`getpeername4/6`: 5.8).
+pub const MIN_KERNEL: (u32, u32) = (5, 8);
+
+/// What the host lacks.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Features {
+    /// Requirements missing: the plane cannot start.
+    pub errors: Vec<String>,
+    /// What works otherwise than it could.
+    pub notes: Vec<String>,
+}
+
+/// `major.minor` of a kernel release string (`6.18.2-foo`).
+pub fn release_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn kernel_release() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Checks the host for `s`.
+pub fn check(s: &SocketSettings) -> Features {
+    let mut out = Features::default();
+    match kernel_release() {
+        Some(r) => match release_version(&r) {
+            Some(v) if v < MIN_KERNEL => out.errors.push(format!(
+                "kernel {r}: the socket data plane needs Linux {}.{} or later (cgroup getpeername hooks)",
+                MIN_KERNEL.0, MIN_KERNEL.1
+            )),
+            Some(_) => {}
+            None => out
+                .notes
+                .push(format!("kernel release {r:?} not understood; needs Linux 5.8 or later")),
+        },
+        None => out
+            .notes
+            .push("kernel release unknown (/proc/sys/kernel/osrelease); needs Linux 5.8 or later".into()),
+    }
+    cgroup(&s.cgroup, &mut out);
+    if let Err(e) = super::reset::offsets() {
+        out.notes.push(format!(
+            "TCP refusals will not be reported by the socket data plane ({e}); active checks still catch them"
+        ));
+    }
+    if !fs_type::magic(Path::new("/sys/fs/bpf")).is_ok_and(|m| m == fs_type::BPF_FS_MAGIC) {
+        out.notes
+            .push("bpffs is not mounted on /sys/fs/bpf; vipd run mounts it".into());
+    }
+    out
+}
+
+fn cgroup(dir: &Path, out: &mut Features) {
+    match fs_type::magic(dir) {
+        Ok(fs_type::CGROUP2_SUPER_MAGIC) => {}
+        Ok(_) => out.errors.push(format!(
+            "[socket] cgroup {} is not a cgroup v2 directory (mount cgroup2, or name a directory on it)",
+            dir.display()
+        )),
+        Err(e) => out
+            .errors
+            .push(format!("[socket] cgroup {}: {e}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_are_read_as_major_minor() {
+        assert_eq!(release_version("6.18.2-cloud"), Some((6, 18)));
+        assert_eq!(release_version("5.4.0"), Some((5, 4)));
+        assert_eq!(release_version("6.1-rc1"), Some((6, 1)));
+        assert_eq!(release_version("x"), None);
+        assert!(release_version("5.4.0").unwrap() < MIN_KERNEL);
+    }
+
+    #[test]
+    fn a_cgroup_that_is_not_cgroup2_is_an_error_naming_it() {
+        let mut out = Features::default();
+        cgroup(Path::new("/proc"), &mut out);
+        assert_eq!(
+            out.errors,
+            ["[socket] cgroup /proc is not a cgroup v2 directory (mount cgroup2, or name a directory on it)"]
+        );
+        let mut out = Features::default();
+        cgroup(Path::new("/nonexistent/vipd"), &mut out);
+        assert!(
+            out.errors[0].starts_with("[socket] cgroup /nonexistent/vipd: "),
+            "{out:?}"
+        );
+    }
+}

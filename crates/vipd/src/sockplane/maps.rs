@@ -1,0 +1,108 @@
+//! Typed access to the socket data plane's maps from userspace.
+
+use aya::{
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    Ebpf,
+};
+use vipd_common::{
+    health::HealthEvent,
+    sock::{stat, SockBackend, SockPeer, SockPeerKey, SockService},
+    VipKey,
+};
+
+use super::{loader::Sizes, SockError};
+use crate::model::health_record::{health_event, BadRecord};
+
+pub struct SockMaps {
+    services: HashMap<MapData, VipKey, SockService>,
+    backends: Array<MapData, SockBackend>,
+    peers: HashMap<MapData, SockPeerKey, SockPeer>,
+    stats: PerCpuArray<MapData, u64>,
+    health: RingBuf<MapData>,
+    sizes: Sizes,
+}
+
+fn err(map: &'static str) -> impl Fn(MapError) -> SockError {
+    move |source| SockError::Map { map, source }
+}
+
+impl SockMaps {
+    pub(super) fn take(ebpf: &mut Ebpf, sizes: Sizes) -> Result<Self, SockError> {
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(SockError::Missing(name));
+        Ok(SockMaps {
+            services: HashMap::try_from(take("SOCK_SERVICES")?).map_err(err("SOCK_SERVICES"))?,
+            backends: Array::try_from(take("SOCK_BACKENDS")?).map_err(err("SOCK_BACKENDS"))?,
+            peers: HashMap::try_from(take("SOCK_PEERS")?).map_err(err("SOCK_PEERS"))?,
+            stats: PerCpuArray::try_from(take("SOCK_STATS")?).map_err(err("SOCK_STATS"))?,
+            health: RingBuf::try_from(take("SOCK_HEALTH")?).map_err(err("SOCK_HEALTH"))?,
+            sizes,
+        })
+    }
+
+    pub fn sizes(&self) -> Sizes {
+        self.sizes
+    }
+
+    pub fn set_service(&mut self, key: &VipKey, svc: &SockService) -> Result<(), SockError> {
+        self.services
+            .insert(key, svc, 0)
+            .map_err(err("SOCK_SERVICES"))
+    }
+
+    /// Removing a service that is not there is not an error.
+    pub fn remove_service(&mut self, key: &VipKey) -> Result<(), SockError> {
+        match self.services.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(err("SOCK_SERVICES")(e)),
+        }
+    }
+
+    pub fn services(&self) -> Result<Vec<(VipKey, SockService)>, SockError> {
+        self.services
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(err("SOCK_SERVICES"))
+    }
+
+    pub fn backend(&self, id: u32) -> Result<SockBackend, SockError> {
+        self.backends.get(&id, 0).map_err(err("SOCK_BACKENDS"))
+    }
+
+    /// Sets backend `id`; `SockBackend::default()` (gen 0) frees it.
+    pub fn set_backend(&mut self, id: u32, b: SockBackend) -> Result<(), SockError> {
+        self.backends.set(id, b, 0).map_err(err("SOCK_BACKENDS"))
+    }
+
+    /// How many socket translations are recorded now (one syscall per entry: for
+    /// tests, not for every status).
+    pub fn peers(&self) -> usize {
+        self.peers.keys().filter(Result::is_ok).count()
+    }
+
+    /// The counters summed over CPUs, in `stat` order.
+    pub fn stats(&self) -> Result<[u64; stat::COUNT as usize], SockError> {
+        let mut out = [0u64; stat::COUNT as usize];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = self
+                .stats
+                .get(&(i as u32), 0)
+                .map_err(err("SOCK_STATS"))?
+                .iter()
+                .sum();
+        }
+        Ok(out)
+    }
+
+    /// The next health record, if one is queued (non-blocking).
+    pub fn next_health(&mut self) -> Option<Result<HealthEvent, BadRecord>> {
+        let item = self.health.next()?;
+        Some(health_event(&item))
+    }
+}
+
+impl std::os::fd::AsFd for SockMaps {
+    /// The health ring buffer's descriptor: readable when records are queued.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.health.as_fd()
+    }
+}
