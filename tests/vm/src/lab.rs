@@ -398,8 +398,8 @@ fn counter_packets(listing: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter in:\n{listing}"))
 }
 
-/// Whether something in this process set `net.ipv4.vs.conntrack` ([`ipvs_conntrack`]),
-/// so that dropping the lab sets it back.
+/// Whether something in this process turned `net.ipv4.vs.conntrack` on
+/// ([`ipvs_conntrack`]), so that dropping the lab turns it off again.
 static CONNTRACK_SET: AtomicBool = AtomicBool::new(false);
 
 /// Makes `vip` reachable from the client host the way vipd does, for services programmed
@@ -439,6 +439,10 @@ pub fn unroute_vip(vip: IpAddr) {
 /// firewall sees their replies as established; without it, it drops them as invalid.
 /// The sysctl exists only while `ip_vs` is loaded: call this once a service exists.
 pub fn ipvs_conntrack() {
+    // Already on (a vipd that ran before sets it and leaves it): nothing to set back.
+    if sh("cat /proc/sys/net/ipv4/vs/conntrack").trim() == "1" {
+        return;
+    }
     sh("sysctl -qw net.ipv4.vs.conntrack=1");
     CONNTRACK_SET.store(true, Ordering::SeqCst);
 }

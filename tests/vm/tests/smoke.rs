@@ -192,7 +192,10 @@ fn host_state() -> String {
 #[test]
 fn a_dropped_lab_leaves_nothing_behind() {
     require_vm();
-    sh("ipvsadm -C");
+    // IPVS as a lab leaves it: loaded, empty, its settings at their defaults (a lab
+    // starts by unloading it, which also resets what an earlier test's vipd set).
+    unload_ipvs();
+    sh("modprobe ip_vs");
     let before = host_state();
     for family in [Family::V4, Family::V6] {
         let lab = Lab::new(family, 2);
