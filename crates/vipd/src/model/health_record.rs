@@ -3,8 +3,6 @@
 //! watcher's, so counters, metrics, fault-to-quarantine timing and health see no
 //! difference.
 
-use std::net::SocketAddr;
-
 use vipd_common::{
     health::{HealthEvent, HealthKind},
     AF_INET6,
@@ -51,15 +49,30 @@ pub fn report_of(ev: &HealthEvent) -> Result<Report, RecordError> {
             code: ev.icmp_code,
         }),
     };
-    // A dual-stack socket's IPv4 peer (`::ffff:a.b.c.d`) is that IPv4 address.
-    let addr = |a: &[u8; 16], port| {
-        socket_addr(ev.family, a, port).map(|s| SocketAddr::new(s.ip().to_canonical(), s.port()))
-    };
+    let addr = |a: &[u8; 16], port| socket_addr(ev.family, a, port);
+    let (mut client, mut vip, mut backend) = (
+        addr(&ev.client, ev.cport)?,
+        addr(&ev.vip, ev.vport)?,
+        addr(&ev.backend, ev.bport)?,
+    );
+    // A dual-stack socket's connection to an IPv4 VIP (`::ffff:a.b.c.d`) is an IPv4
+    // connection: all three addresses are IPv4-mapped, or the record is not one.
+    if vip.ip().to_canonical().is_ipv4() {
+        for a in [&mut client, &mut vip, &mut backend] {
+            let ip = a.ip().to_canonical();
+            if !ip.is_ipv4() {
+                return Err(RecordError::MixedFamilies);
+            }
+            a.set_ip(ip);
+        }
+    } else if client.ip().to_canonical().is_ipv4() || backend.ip().to_canonical().is_ipv4() {
+        return Err(RecordError::MixedFamilies);
+    }
     Ok(Report {
         ts_ns: ev.ts_ns,
-        client: Some(addr(&ev.client, ev.cport)?),
-        vip: addr(&ev.vip, ev.vport)?,
-        backend: Some(addr(&ev.backend, ev.bport)?),
+        client: Some(client),
+        vip,
+        backend: Some(backend),
         outcome,
         // The programs know when they saw the repeated SYN, not the first one: a
         // blackhole's fault time is the repeat.
@@ -114,6 +127,8 @@ pub enum RecordError {
     Kind(u8),
     #[error("health record: {0}")]
     Family(#[from] UnknownFamily),
+    #[error("health record mixes IPv4-mapped and IPv6 addresses")]
+    MixedFamilies,
 }
 
 #[cfg(test)]
@@ -143,6 +158,16 @@ mod tests {
         let r = report_of(&ev).unwrap();
         assert_eq!(r.vip, "198.18.0.0:80".parse().unwrap());
         assert_eq!(r.backend, Some("198.18.0.11:8080".parse().unwrap()));
+        assert_eq!(r.client, Some("198.18.0.0:40000".parse().unwrap()));
+        // One IPv4-mapped address among IPv6 ones, or the other way round: not a record
+        // any program writes.
+        let mut mixed = ev;
+        mixed.client = [0xfd; 16];
+        assert!(matches!(report_of(&mixed), Err(RecordError::MixedFamilies)));
+        let mut mixed = ev;
+        mixed.vip = [0xfd; 16];
+        mixed.client = [0xfd; 16];
+        assert!(matches!(report_of(&mixed), Err(RecordError::MixedFamilies)));
     }
 
     #[test]
