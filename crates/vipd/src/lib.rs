@@ -5,6 +5,7 @@
 //! kernel events → the plane ([`watcher`] and correlator, or XDP health records) →
 //! reports → health machines → weights. Identities no plane owns are in [`model`].
 
+mod bpf_map;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -11,7 +11,10 @@ use vipd_common::{
 };
 
 use super::{loader::Sizes, SockError};
-use crate::model::health_record::{health_event, BadRecord};
+use crate::{
+    bpf_map::removed,
+    model::health_record::{health_event, BadRecord},
+};
 
 pub struct SockMaps {
     services: HashMap<MapData, VipKey, SockService>,
@@ -51,10 +54,9 @@ impl SockMaps {
 
     /// Removing a service that is not there is not an error.
     pub fn remove_service(&mut self, key: &VipKey) -> Result<(), SockError> {
-        match self.services.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(err("SOCK_SERVICES")(e)),
-        }
+        removed(self.services.remove(key))
+            .map(drop)
+            .map_err(err("SOCK_SERVICES"))
     }
 
     pub fn services(&self) -> Result<Vec<(VipKey, SockService)>, SockError> {

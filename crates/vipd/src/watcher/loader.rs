@@ -21,8 +21,8 @@ use super::{
     tracefs::{Format, TracefsError},
     vip_ports::VipPorts,
 };
-use crate::model::kernel::socket_addr;
 pub use crate::model::kernel::vip_key;
+use crate::{bpf_map::removed, model::kernel::socket_addr};
 
 /// The watcher's kernel object (built by build.rs from `vipd-ebpf`'s `vipd-watch`): its
 /// programs and maps only, none of another data plane's.
@@ -465,9 +465,9 @@ impl Probes {
     /// Stops following connections of fwmark service `mark`. Not watching it is not an
     /// error.
     pub fn unwatch_fwmark(&mut self, family: u8, mark: u32) -> Result<(), WatcherError> {
-        match self.vips.remove(&VipKey::fwmark(family, mark)) {
-            Ok(()) => self.count_fwmark_services(-1),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        match removed(self.vips.remove(&VipKey::fwmark(family, mark))) {
+            Ok(true) => self.count_fwmark_services(-1),
+            Ok(false) => Ok(()),
             Err(source) => Err(WatcherError::Map {
                 map: "VIPS",
                 source,
@@ -508,15 +508,15 @@ impl Probes {
 
     /// Stops producing events for `vip`. Not watching it is not an error.
     pub fn unwatch(&mut self, vip: SocketAddr, protocol: u8) -> Result<(), WatcherError> {
-        match self.vips.remove(&vip_key(vip, protocol)) {
-            Ok(()) => self
+        match removed(self.vips.remove(&vip_key(vip, protocol))) {
+            Ok(true) => self
                 .vip_ports
                 .remove(vip.port())
                 .map_err(|source| WatcherError::Map {
                     map: "VIP_PORTS",
                     source,
                 }),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(false) => Ok(()),
             Err(source) => Err(WatcherError::Map {
                 map: "VIPS",
                 source,

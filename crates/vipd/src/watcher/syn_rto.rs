@@ -100,10 +100,7 @@ impl SynRto {
                 self.attach(ebpf)
             }
             None => {
-                match self.map.remove(&key) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                crate::bpf_map::removed(self.map.remove(&key))?;
                 if self.map.keys().next().is_none() {
                     self.detach(ebpf)?;
                 }

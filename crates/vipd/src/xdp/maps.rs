@@ -12,6 +12,7 @@ use vipd_common::{
 };
 
 use super::loader::{Sizes, XdpError};
+use crate::bpf_map::removed;
 
 pub use crate::model::health_record::{health_event, BadRecord};
 
@@ -25,15 +26,6 @@ pub struct XdpMaps {
     stats: PerCpuArray<MapData, u64>,
     syn_watch: HashMap<MapData, u32, u32>,
     sizes: Sizes,
-}
-
-/// A removal of a key that is not there, as success (the kernel says ENOENT).
-fn absent_ok(r: Result<(), MapError>) -> Result<(), MapError> {
-    match r {
-        Err(MapError::KeyNotFound) => Ok(()),
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-        r => r,
-    }
 }
 
 fn err(map: &'static str) -> impl Fn(MapError) -> XdpError {
@@ -73,7 +65,7 @@ impl XdpMaps {
         let r = if watch {
             self.syn_watch.insert(id, 1, 0)
         } else {
-            absent_ok(self.syn_watch.remove(&id))
+            removed(self.syn_watch.remove(&id)).map(drop)
         };
         r.map_err(err("XDP_SYN_WATCH"))
     }
@@ -86,7 +78,9 @@ impl XdpMaps {
 
     /// Removing a service that is not there is not an error.
     pub fn remove_service(&mut self, key: &VipKey) -> Result<(), XdpError> {
-        absent_ok(self.services.remove(key)).map_err(err("XDP_SERVICES"))
+        removed(self.services.remove(key))
+            .map(drop)
+            .map_err(err("XDP_SERVICES"))
     }
 
     pub fn services(&self) -> Result<Vec<(VipKey, XdpService)>, XdpError> {
