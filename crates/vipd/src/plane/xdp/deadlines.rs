@@ -65,9 +65,11 @@ impl Deadlines {
         self.due.retain(|(_, (vip, _))| current.contains_key(vip));
     }
 
+    /// Takes the VIPs' timeouts again if any changed (a configure always changes them).
     fn refresh(&mut self) {
-        self.timeouts.take_changed();
-        self.current = self.timeouts.timeouts().into_iter().collect();
+        if self.timeouts.take_changed() {
+            self.current = self.timeouts.timeouts().into_iter().collect();
+        }
     }
 
     /// The VIPs with deadlines.
