@@ -6,8 +6,9 @@
 //! table it describes.
 //!
 //! Only names the config has now, with the same query, are restored, and only
-//! backends the name's query could have given (its port, its families, weights IPVS
-//! takes, at most a service's backend count); anything else is ignored with a warning.
+//! backends the name's query could have given (its port, its families, a weight of at
+//! least 1 and the configured one if set, at most a service's backend count); anything
+//! else is ignored with a warning.
 
 use std::{
     collections::BTreeMap,
@@ -24,8 +25,6 @@ use crate::{
 };
 
 const VERSION: u32 = 1;
-/// The largest weight IPVS takes.
-const MAX_WEIGHT: u16 = i16::MAX as u16;
 
 /// The record on disk.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -162,8 +161,7 @@ fn vet(file: File, config: &Config) -> Restored {
                 DnsQuery::Srv => b.addr.port() != 0,
             };
             let family_ok = any_family || b.addr.is_ipv4() == v4;
-            let weight_ok = (1..=MAX_WEIGHT).contains(&b.weight)
-                && key.backend.weight.is_none_or(|w| w == b.weight);
+            let weight_ok = b.weight >= 1 && key.backend.weight.is_none_or(|w| w == b.weight);
             let unicast = crate::config::not_unicast(b.addr.ip()).is_none();
             !(port_ok && family_ok && weight_ok && unicast)
         });

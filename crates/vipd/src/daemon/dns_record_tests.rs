@@ -16,6 +16,11 @@ backend = [{ dns = "web.lab", port = 8080 }]
 name = "api"
 vip = "198.18.0.10:81"
 backend = [{ srv = "_api._tcp.lab", weight = 3 }]
+
+[[service]]
+name = "db"
+vip = "198.18.0.10:82"
+backend = [{ srv = "_db._tcp.lab" }]
 "#;
 
 fn dir(name: &str) -> PathBuf {
@@ -56,6 +61,14 @@ fn sets_written_are_read_back_for_the_same_config() {
             ],
         ),
         (api.clone(), vec![resolved("198.18.4.2:9000", 3)]),
+        // An SRV record's weight, anywhere in its range.
+        (
+            NameKey {
+                service: "db".into(),
+                backend: c.services[2].dns[0].clone(),
+            },
+            vec![resolved("198.18.5.2:5432", 65_535)],
+        ),
     ]);
     store(&p, &sets).unwrap();
     let r = load(&p, &c).unwrap();
@@ -84,6 +97,8 @@ fn entries_the_config_could_not_have_made_are_ignored_and_named() {
        "backends": [{"addr": "198.18.4.2:9000", "weight": 7}]},
       {"service": "api", "kind": "srv", "name": "_api._tcp.lab", "weight": 3,
        "backends": [{"addr": "224.0.0.1:9000", "weight": 3}]},
+      {"service": "db", "kind": "srv", "name": "_db._tcp.lab",
+       "backends": [{"addr": "198.18.5.2:5432", "weight": 0}]},
       {"service": "api", "kind": "mx", "name": "_api._tcp.lab",
        "backends": [{"addr": "198.18.4.2:9000", "weight": 3}]}
     ]}"#;
@@ -102,6 +117,7 @@ fn entries_the_config_could_not_have_made_are_ignored_and_named() {
         "dns web.lab of service \"web\": no longer in the config as recorded",
         "backend 198.18.4.2:9000 (weight 7)",
         "backend 224.0.0.1:9000",
+        "backend 198.18.5.2:5432 (weight 0)",
         "mx _api._tcp.lab of service \"api\": not a DNS backend vipd records",
     ] {
         assert!(
@@ -109,7 +125,7 @@ fn entries_the_config_could_not_have_made_are_ignored_and_named() {
             "{expected:?} not in:\n{ignored}"
         );
     }
-    assert_eq!(r.ignored.len(), 7, "{ignored}");
+    assert_eq!(r.ignored.len(), 8, "{ignored}");
     fs::remove_dir_all(&d).unwrap();
 }
 
