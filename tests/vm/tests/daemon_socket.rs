@@ -1,0 +1,326 @@
+//! `vipd run` with `dataplane = "socket"` on the real-network lab (IPv4 and IPv6): the
+//! client host's firewall on, backends behind a router that know nothing of the VIPs, no
+//! route to any VIP and `ip_vs` never loaded. The cgroup programs translate each socket's
+//! destination at connect() or sendmsg(), so:
+//!
+//! * TCP, connected UDP and unconnected UDP from a fixed source port reach the backends,
+//!   spread per weights; the application sees the VIP (`getpeername`, `recvfrom`), the
+//!   backend sees the client host's own address, and the firewall lets the answers in;
+//! * a backend whose server dies (refuses) and one that drops SYNs (a blackhole) are
+//!   taken out of the selection, and new connections go to the others;
+//! * `kill -9` of vipd leaves balancing in place, and a restart writes nothing and keeps
+//!   every connection.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use vipd_vmtests::{
+    daemon::Vipd,
+    lab::{module_loaded, Family, Lab},
+    load::{hold_connection, Load, Outcome},
+    require_vm,
+    servers::{whoami_tcp, whoami_udp},
+};
+
+const VPORT: u16 = 80;
+const UDP_VPORT: u16 = 53;
+const RPORT: u16 = 8080;
+const PEER_PORT: u16 = 9000;
+const ECHO_PORT: u16 = 7000;
+const UDP_PORT: u16 = 5353;
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+fn sock(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
+}
+
+/// One service's config: `protocol`, its backends with their weights, `health` lines.
+fn service(
+    name: &str,
+    protocol: &str,
+    vip: SocketAddr,
+    backends: &[(SocketAddr, u32)],
+    health: &str,
+) -> String {
+    let mut t = format!(
+        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nprotocol = \"{protocol}\"\n\n  [service.health]\n{health}\n"
+    );
+    for (b, w) in backends {
+        t.push_str(&format!(
+            "  [[service.backend]]\n  address = \"{b}\"\n  weight = {w}\n"
+        ));
+    }
+    t
+}
+
+fn socket_config(services: &[String]) -> String {
+    format!("dataplane = \"socket\"\n\n{}", services.join("\n"))
+}
+
+/// Starts vipd on `config` (as at boot: `ip_vs` not loaded) and checks it runs the socket
+/// plane and left IPVS alone.
+fn start(name: &str, config: &str) -> Vipd {
+    let mut vipd = Vipd::new(name);
+    vipd.write_config(config);
+    vipd.start();
+    let status = vipd.status();
+    assert_eq!(status.dataplane, "socket", "{}", vipd.log(1));
+    assert!(
+        !module_loaded("ip_vs"),
+        "the socket plane loaded ip_vs\n{}",
+        vipd.log(1)
+    );
+    vipd
+}
+
+/// Share of each backend in `counts`, in percent.
+fn shares(counts: &BTreeMap<String, usize>) -> BTreeMap<String, f64> {
+    let total: usize = counts.values().sum();
+    counts
+        .iter()
+        .map(|(k, v)| (k.clone(), 100.0 * *v as f64 / total as f64))
+        .collect()
+}
+
+fn assert_spread(what: &str, counts: &BTreeMap<String, usize>, want: &[(&str, f64)]) {
+    let got = shares(counts);
+    println!("{what}: {counts:?} -> {got:.1?}");
+    assert_eq!(got.len(), want.len(), "{what}: backends used {counts:?}");
+    for (backend, pct) in want {
+        let share = got.get(*backend).copied().unwrap_or(0.0);
+        // 600 draws of a weighted random choice: one standard deviation is about 2
+        // points, so 7 points is over 3 of them.
+        assert!(
+            (share - pct).abs() <= 7.0,
+            "{what}: {backend} took {share:.1} % of {counts:?}, its weight gives {pct:.1} %"
+        );
+    }
+}
+
+fn tcp_udp_spread_and_vip(family: Family, name: &str) {
+    require_vm();
+    let lab = Lab::new(family, 3);
+    let peers: Vec<SocketAddr> = (0..3).map(|i| lab.serve_peer(i, PEER_PORT)).collect();
+    let udp: Vec<SocketAddr> = (0..3).map(|i| lab.serve_udp_peer(i, UDP_PORT)).collect();
+    let weights = [5, 3, 2];
+    let vip = sock(lab.vip, VPORT);
+    let udp_vip = sock(lab.vip, UDP_VPORT);
+    let with =
+        |b: &[SocketAddr]| -> Vec<(SocketAddr, u32)> { b.iter().copied().zip(weights).collect() };
+    let vipd = start(
+        name,
+        &socket_config(&[
+            service("web", "tcp", vip, &with(&peers), ""),
+            service("dns", "udp", udp_vip, &with(&udp), ""),
+        ]),
+    );
+    let want = [("vb1", 50.0), ("vb2", 30.0), ("vb3", 20.0)];
+
+    // TCP: the application's peer is the VIP; the backend's is the client host.
+    let mut tcp = BTreeMap::new();
+    for _ in 0..600 {
+        let v = whoami_tcp(vip, TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect through {vip}: {e}\n{}", vipd.log(1)));
+        assert_eq!(v.seen.ip(), lab.client_addr(), "the backend saw {v:?}");
+        *tcp.entry(v.backend).or_insert(0) += 1;
+    }
+    let s = std::net::TcpStream::connect_timeout(&vip, TIMEOUT).unwrap();
+    assert_eq!(s.peer_addr().unwrap(), vip, "getpeername of a TCP socket");
+    drop(s);
+    assert_spread("tcp", &tcp, &want);
+
+    // Connected UDP: one backend per socket; each answer comes from the VIP.
+    let mut connected = BTreeMap::new();
+    for _ in 0..600 {
+        let v = whoami_udp(udp_vip, TIMEOUT)
+            .unwrap_or_else(|e| panic!("datagram through {udp_vip}: {e}\n{}", vipd.log(1)));
+        assert_eq!(v.seen.ip(), lab.client_addr(), "the backend saw {v:?}");
+        *connected.entry(v.backend).or_insert(0) += 1;
+    }
+    assert_spread("connected udp", &connected, &want);
+
+    // Unconnected UDP from one fixed source port: every answer's source is the VIP,
+    // and the socket keeps its backend (as a resolver's socket does).
+    let bind = sock(
+        match family {
+            Family::V4 => IpAddr::from([0, 0, 0, 0]),
+            Family::V6 => IpAddr::from([0u16; 8]),
+        },
+        40053,
+    );
+    let client = UdpSocket::bind(bind).unwrap();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut backends = BTreeMap::new();
+    for i in 0..20 {
+        client.send_to(format!("q{i}").as_bytes(), udp_vip).unwrap();
+        let mut buf = [0u8; 256];
+        let (n, from) = client
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("answer {i} through {udp_vip}: {e}\n{}", vipd.log(1)));
+        assert_eq!(from, udp_vip, "an answer's source");
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        let mut words = text.split_whitespace();
+        assert_eq!(words.next(), Some("peer"), "{text:?}");
+        let seen: SocketAddr = words.next().unwrap().parse().unwrap();
+        assert_eq!(
+            seen,
+            sock(lab.client_addr(), 40053),
+            "the backend saw {text:?}"
+        );
+        *backends
+            .entry(words.next().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(backends.len(), 1, "a fixed source port moved: {backends:?}");
+
+    // The client host's firewall dropped nothing: answers came from the backend the
+    // connection went to, which conntrack knows.
+    assert_eq!(lab.firewall_drops(), 0, "the firewall dropped answers");
+    assert!(!module_loaded("ip_vs"));
+}
+
+#[test]
+fn tcp_and_udp_reach_backends_per_weights_and_see_the_vip_ipv4() {
+    tcp_udp_spread_and_vip(Family::V4, "socket-spread-v4");
+}
+
+#[test]
+fn tcp_and_udp_reach_backends_per_weights_and_see_the_vip_ipv6() {
+    tcp_udp_spread_and_vip(Family::V6, "socket-spread-v6");
+}
+
+fn faults_quarantine_and_clients_move(family: Family, name: &str) {
+    require_vm();
+    let lab = Lab::new(family, 3);
+    let backends: Vec<SocketAddr> = (0..3).map(|i| lab.serve_greeting(i, RPORT)).collect();
+    let vip = sock(lab.vip, VPORT);
+    let vipd = start(
+        name,
+        &socket_config(&[service(
+            "web",
+            "tcp",
+            vip,
+            &backends.iter().map(|b| (*b, 10)).collect::<Vec<_>>(),
+            "  base_ejection = \"30s\"\n",
+        )]),
+    );
+    let load = Load::start(vip, 50.0, TIMEOUT);
+    std::thread::sleep(Duration::from_secs(2));
+    let r = load.report();
+    assert!(r.failures().is_empty(), "before any fault: {}", r.summary());
+    assert_eq!(r.per_backend().len(), 3, "{}", r.summary());
+
+    // Refused: out of the selection at once.
+    let killed = Instant::now();
+    lab.kill_server(0);
+    let view = vipd.wait_for_backend(backends[0], "quarantined", Duration::from_secs(5));
+    let refused_after = killed.elapsed();
+    let b = view.services[0]
+        .backends
+        .iter()
+        .find(|b| b.addr == backends[0].to_string())
+        .unwrap();
+    assert_eq!(b.weight, 0, "{b:?}");
+    println!(
+        "vb1 (refusing) quarantined {:.0} ms after its server died",
+        refused_after.as_secs_f64() * 1e3
+    );
+
+    // Blackholed: the SYN retransmission names it.
+    lab.drop_syns(1);
+    let dropped = Instant::now();
+    vipd.wait_for_backend(backends[1], "quarantined", Duration::from_secs(5));
+    println!(
+        "vb2 (dropping SYNs) quarantined {:.0} ms after its firewall rule",
+        dropped.elapsed().as_secs_f64() * 1e3
+    );
+
+    // From here every new connection goes to vb3 and succeeds. (Connections caught on
+    // the blackhole keep their backend on this plane: their socket was translated at
+    // connect(); they end at the client's timeout.)
+    let moved = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let r = load.stop();
+    let after = r.started_in(moved, Instant::now());
+    assert!(
+        after.len() >= 100,
+        "{} attempts; {}",
+        after.len(),
+        r.summary()
+    );
+    let astray: Vec<_> = after
+        .iter()
+        .filter(|a| a.outcome.backend() != Some("vb3"))
+        .collect();
+    assert!(
+        astray.is_empty(),
+        "connections failed or went elsewhere after both quarantines: {astray:?}\n{}",
+        r.summary()
+    );
+    let refused = r
+        .since(killed)
+        .failures()
+        .iter()
+        .filter(|a| a.outcome == Outcome::Refused)
+        .count();
+    assert!(refused <= 3, "{refused} refused connects: {}", r.summary());
+    lab.accept_syns(1);
+    println!("load: {}", r.summary());
+}
+
+#[test]
+fn refused_and_blackholed_backends_leave_the_selection_ipv4() {
+    faults_quarantine_and_clients_move(Family::V4, "socket-faults-v4");
+}
+
+#[test]
+fn refused_and_blackholed_backends_leave_the_selection_ipv6() {
+    faults_quarantine_and_clients_move(Family::V6, "socket-faults-v6");
+}
+
+/// kill -9 of vipd: balancing goes on (the programs and maps are pinned), a held
+/// connection lives, and the restart adopts everything with zero writes.
+#[test]
+fn kill9_and_restart_drop_no_connection_and_write_nothing() {
+    require_vm();
+    let lab = Lab::new(Family::V4, 2);
+    let echo: Vec<SocketAddr> = (0..2).map(|i| lab.serve_echo(i, ECHO_PORT)).collect();
+    let greet: Vec<SocketAddr> = (0..2).map(|i| lab.serve_greeting(i, RPORT)).collect();
+    let vip = sock(lab.vip, VPORT);
+    let echo_vip = sock(lab.vip, ECHO_PORT);
+    let weighted = |b: &[SocketAddr]| b.iter().map(|b| (*b, 1)).collect::<Vec<_>>();
+    let mut vipd = start(
+        "socket-restart",
+        &socket_config(&[
+            service("web", "tcp", vip, &weighted(&greet), ""),
+            service("echo", "tcp", echo_vip, &weighted(&echo), ""),
+        ]),
+    );
+    let mut held = hold_connection(echo_vip, TIMEOUT).expect("a connection through the VIP");
+    let load = Load::start(vip, 50.0, TIMEOUT);
+    std::thread::sleep(Duration::from_secs(1));
+    vipd.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(held.alive(), "the held connection broke with vipd down");
+    vipd.start();
+    let log = vipd.log(2);
+    let line = log
+        .lines()
+        .find(|l| l.contains("vipd running"))
+        .unwrap_or_else(|| panic!("no start line:\n{log}"));
+    assert!(line.contains("writes=0"), "the restart wrote: {line}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(held.alive(), "the held connection broke over the restart");
+    let r = load.stop();
+    assert!(r.len() >= 150, "{}", r.summary());
+    assert!(
+        r.failures().is_empty(),
+        "connections failed across kill -9 and restart: {}",
+        r.summary()
+    );
+    assert_eq!(r.per_backend().len(), 2, "{}", r.summary());
+    println!("load: {}", r.summary());
+}
