@@ -155,8 +155,11 @@ pub mod stat {
     pub const EVENTS_LOST: u32 = 10;
     /// Packets whose TTL (hop limit) would expire here: passed, the kernel answers.
     pub const TTL_EXPIRED: u32 = 11;
+    /// Health records that can fail no backend (established, SYN sent), not queued
+    /// while the ring was three quarters full, to keep room for failures.
+    pub const EVENTS_SHED: u32 = 12;
     /// Number of counters.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
     /// Names, in index order (for status and metrics).
     pub const NAMES: [&str; COUNT as usize] = [
         "rx",
@@ -171,6 +174,7 @@ pub mod stat {
         "no_backend",
         "events_lost",
         "ttl_expired",
+        "events_shed",
     ];
 }
 

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod object;
+mod ring_room;
 mod xdp_csum;
 mod xdp_fib;
 mod xdp_flow;

@@ -11,8 +11,11 @@ use vipd_common::xdp::{
     XdpService, XdpTuple, BACKEND_OUT, FLOW_SYN, MAGLEV_M, MAGLEV_REHASHES, NO_BACKEND,
 };
 
-use crate::xdp_maps::{
-    count, XDP_BACKENDS, XDP_FLOWS, XDP_HEALTH, XDP_MAGLEV, XDP_REPLIES, XDP_SYN_WATCH,
+use crate::{
+    ring_room::room_for_success,
+    xdp_maps::{
+        count, XDP_BACKENDS, XDP_FLOWS, XDP_HEALTH, XDP_MAGLEV, XDP_REPLIES, XDP_SYN_WATCH,
+    },
 };
 
 /// A SYN seen again this long after the last one, with no answer in between, is a
@@ -130,6 +133,9 @@ pub fn syn_sent(t: &XdpTuple, f: &XdpFlow) {
 /// stack: the BPF stack (512 bytes over the whole call chain) has no room for the record.
 #[inline(never)]
 pub fn health(kind: XdpHealthKind, t: &XdpTuple, f: &XdpFlow, icmp: u16) {
+    if shed(kind) {
+        return;
+    }
     let Some(mut slot) = XDP_HEALTH.reserve::<XdpHealthEvent>(0) else {
         count(stat::EVENTS_LOST);
         return;
@@ -158,6 +164,18 @@ pub fn health(kind: XdpHealthKind, t: &XdpTuple, f: &XdpFlow, icmp: u16) {
     slot.submit(wakeup(kind));
 }
 
+/// Whether a record of `kind` is shed (and counted) to keep the ring's last quarter
+/// for failures ([`crate::ring_room`]).
+#[inline(always)]
+fn shed(kind: XdpHealthKind) -> bool {
+    let success = matches!(kind, XdpHealthKind::Established | XdpHealthKind::SynSent);
+    if success && !room_for_success(&XDP_HEALTH) {
+        count(stat::EVENTS_SHED);
+        return true;
+    }
+    false
+}
+
 /// How a health record wakes the daemon: a failure at once (a backend may have to
 /// leave rotation), a success never (the daemon drains those on its tick). The kernel's
 /// default, a wake-up only when the reader has caught up, can leave a failure behind
@@ -175,6 +193,9 @@ fn wakeup(kind: XdpHealthKind) -> u64 {
 /// ring buffer, like [`health`].
 #[inline(never)]
 pub fn health_reply(kind: XdpHealthKind, r: &XdpTuple, rep: &XdpReply, icmp: u16) {
+    if shed(kind) {
+        return;
+    }
     let Some(mut slot) = XDP_HEALTH.reserve::<XdpHealthEvent>(0) else {
         count(stat::EVENTS_LOST);
         return;

@@ -622,6 +622,47 @@ fn syns_of_a_watched_service_are_reported_as_they_leave() {
     assert!(lab.health().is_empty());
 }
 
+/// With three quarters of the health ring unread, successes (here: SYNs leaving) are
+/// shed and counted, and a refusal still finds room.
+#[test]
+fn a_ring_three_quarters_full_sheds_successes_and_keeps_room_for_failures() {
+    let mut lab = lab(&web());
+    let slot = lab.dp.slot(&svc(80, PROTO_TCP, &[]).key()).unwrap();
+    lab.dp.maps_mut().set_syn_watch(slot, true).unwrap();
+    // A record takes 88 bytes of the 64 KiB ring (80 and an 8-byte header): about 560
+    // fill three quarters, 744 all of it.
+    let n = 800u16;
+    let mut first = None;
+    for port in 0..n {
+        let client = sa(CLIENT, 41000 + port);
+        let b = assert_forwarded(
+            &lab.run(&tcp_frame(client, sa(VIP, 80), TCP_SYN)),
+            client,
+            8080,
+        );
+        first.get_or_insert((client, b));
+    }
+    let shed = lab.stat(stat::EVENTS_SHED);
+    assert!(
+        (200..=300).contains(&shed),
+        "{shed} of {n} SYN records shed"
+    );
+    assert_eq!(lab.stat(stat::EVENTS_LOST), 0, "records lost, not shed");
+    let (client, b) = first.unwrap();
+    lab.run(&tcp_frame(sa(b, 8080), client, TCP_RST | TCP_ACK));
+    let h = lab.health();
+    assert_eq!(h.len() as u64, u64::from(n) - shed + 1);
+    let last = h.last().unwrap();
+    assert_eq!(last.kind, XdpHealthKind::Refused as u8, "{last:?}");
+    assert_eq!(last.cport, client.port());
+    assert_eq!(lab.stat(stat::EVENTS_LOST), 0);
+    // Drained: successes go in again.
+    let again = sa(CLIENT, 42000);
+    lab.run(&tcp_frame(again, sa(VIP, 80), TCP_SYN));
+    assert_eq!(lab.health().len(), 1);
+    assert_eq!(lab.stat(stat::EVENTS_SHED), shed);
+}
+
 #[test]
 fn an_icmp_unreachable_from_a_backend_is_reported_and_translated() {
     let mut lab = lab(&web());

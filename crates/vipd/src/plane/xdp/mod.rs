@@ -234,8 +234,16 @@ impl DataPlane for XdpPlane {
     }
 
     fn counters(&self) -> Counters {
+        // The counters are this program's own (`XDP_STATS` is not pinned).
+        let shed = self
+            .dp
+            .maps()
+            .stats()
+            .map(|s| s[vipd_common::xdp::stat::EVENTS_SHED as usize])
+            .unwrap_or(0);
         Counters {
             decode_failures: self.decode_errors,
+            shed,
             ..Counters::default()
         }
     }
