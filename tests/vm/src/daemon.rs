@@ -57,6 +57,26 @@ fn service(
     t
 }
 
+/// A service with no `scheduler` (the data plane's default): `protocol`, each backend
+/// with its weight, `health` lines of `[service.health]` (may be empty).
+pub fn weighted_service(
+    name: &str,
+    protocol: &str,
+    vip: std::net::SocketAddr,
+    backends: &[(std::net::SocketAddr, u32)],
+    health: &str,
+) -> String {
+    let mut t = format!(
+        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nprotocol = \"{protocol}\"\n\n  [service.health]\n{health}\n"
+    );
+    for (b, w) in backends {
+        t.push_str(&format!(
+            "  [[service.backend]]\n  address = \"{b}\"\n  weight = {w}\n"
+        ));
+    }
+    t
+}
+
 /// A scratch directory (config, ownership record, runtime dir, log) and the daemon.
 pub struct Vipd {
     pub dir: PathBuf,
@@ -292,11 +312,30 @@ impl Vipd {
     }
 }
 
+impl Vipd {
+    /// Where the socket plane pins its programs and maps: `VIPD_SOCKET_PIN_DIR` of
+    /// [`Vipd::env`] if set, else vipd's default.
+    pub fn socket_pins(&self) -> PathBuf {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "VIPD_SOCKET_PIN_DIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/vipd/socket"))
+    }
+}
+
 impl Drop for Vipd {
+    /// Kills the daemon. A socket plane's programs outlive it by design (pinned); the
+    /// test made them, so they go too, before a later test's traffic meets them.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        let socket = std::fs::read_to_string(&self.config)
+            .is_ok_and(|c| c.contains("dataplane = \"socket\""));
+        if socket {
+            let _ = std::fs::remove_dir_all(self.socket_pins());
         }
     }
 }

@@ -3,6 +3,7 @@
 //! loudly anywhere else, never skip.
 
 pub mod conformance;
+pub mod conn_bench;
 pub mod daemon;
 pub mod dns;
 pub mod failover;
@@ -11,6 +12,7 @@ pub mod lab;
 pub mod load;
 pub(crate) mod packet_socket;
 pub mod servers;
+pub mod stats;
 pub mod syn;
 pub mod vipd_cli;
 pub mod watch;

@@ -1,5 +1,5 @@
 //! Backend servers: a TCP greeting server (`hello from <ns>`, then close), a TCP echo
-//! server that keeps connections open, a TCP server that tells each client the address
+//! server that keeps connections open, a TCP sink for bulk uploads, a TCP server that tells each client the address
 //! it sees the connection come from (`peer <addr> <ns>`, then close), and UDP servers
 //! that answer each datagram with their namespace's name, or with the address the
 //! datagram came from. [`whoami_tcp`] and [`whoami_udp`] ask the latter two through a
@@ -37,6 +37,9 @@ pub enum Kind {
     /// Writes `peer <addr> <ns>\n`, `<addr>` being the connection's remote address as
     /// the backend sees it (`198.18.250.2:40000`, `[fd00:18:fa::2]:40000`), and closes.
     Peer,
+    /// Reads and discards everything until the client closes, then closes (a bulk
+    /// upload's receiver).
+    Sink,
 }
 
 /// A running listener: closing it makes the accept loop end.
@@ -94,6 +97,9 @@ fn accept_loop(listener: &TcpListener, stop: &AtomicBool, kind: Kind, name: &str
                     let name = name.to_string();
                     thread::spawn(move || echo(conn, &name));
                 }
+                Kind::Sink => {
+                    thread::spawn(move || std::io::copy(&mut &conn, &mut std::io::sink()));
+                }
             },
             Err(_) if stop.load(Ordering::SeqCst) => return,
             // ECONNABORTED and the like: keep serving; EMFILE: do not spin.
@@ -146,6 +152,12 @@ impl Lab {
     /// it) and closes it. Ask it with [`whoami_tcp`].
     pub fn serve_peer(&self, i: usize, port: u16) -> SocketAddr {
         self.serve(i, port, Kind::Peer, false)
+    }
+
+    /// A TCP server on backend `i` at `port` that reads and discards what each client
+    /// sends, and closes when the client does.
+    pub fn serve_sink(&self, i: usize, port: u16) -> SocketAddr {
+        self.serve(i, port, Kind::Sink, false)
     }
 
     /// [`Lab::serve_peer`] listening on every address of backend `i`'s namespace (the

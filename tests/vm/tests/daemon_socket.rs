@@ -18,7 +18,7 @@ use std::{
 };
 
 use vipd_vmtests::{
-    daemon::Vipd,
+    daemon::{weighted_service, Vipd},
     lab::{module_loaded, Family, Lab},
     load::{hold_connection, Load, Outcome},
     require_vm,
@@ -35,25 +35,6 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 
 fn sock(ip: IpAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
-}
-
-/// One service's config: `protocol`, its backends with their weights, `health` lines.
-fn service(
-    name: &str,
-    protocol: &str,
-    vip: SocketAddr,
-    backends: &[(SocketAddr, u32)],
-    health: &str,
-) -> String {
-    let mut t = format!(
-        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nprotocol = \"{protocol}\"\n\n  [service.health]\n{health}\n"
-    );
-    for (b, w) in backends {
-        t.push_str(&format!(
-            "  [[service.backend]]\n  address = \"{b}\"\n  weight = {w}\n"
-        ));
-    }
-    t
 }
 
 fn socket_config(services: &[String]) -> String {
@@ -113,8 +94,8 @@ fn tcp_udp_spread_and_vip(family: Family, name: &str) {
     let vipd = start(
         name,
         &socket_config(&[
-            service("web", "tcp", vip, &with(&peers), ""),
-            service("dns", "udp", udp_vip, &with(&udp), ""),
+            weighted_service("web", "tcp", vip, &with(&peers), ""),
+            weighted_service("dns", "udp", udp_vip, &with(&udp), ""),
         ]),
     );
     let want = [("vb1", 50.0), ("vb2", 30.0), ("vb3", 20.0)];
@@ -199,7 +180,7 @@ fn faults_quarantine_and_clients_move(family: Family, name: &str) {
     let vip = sock(lab.vip, VPORT);
     let vipd = start(
         name,
-        &socket_config(&[service(
+        &socket_config(&[weighted_service(
             "web",
             "tcp",
             vip,
@@ -295,8 +276,8 @@ fn kill9_and_restart_drop_no_connection_and_write_nothing() {
     let mut vipd = start(
         "socket-restart",
         &socket_config(&[
-            service("web", "tcp", vip, &weighted(&greet), ""),
-            service("echo", "tcp", echo_vip, &weighted(&echo), ""),
+            weighted_service("web", "tcp", vip, &weighted(&greet), ""),
+            weighted_service("echo", "tcp", echo_vip, &weighted(&echo), ""),
         ]),
     );
     let mut held = hold_connection(echo_vip, TIMEOUT).expect("a connection through the VIP");

@@ -50,11 +50,7 @@ impl Throughput {
 
     /// The `q` quantile (0..=1) of the answered queries' latency.
     pub fn latency(&self, q: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((self.latencies.len() - 1) as f64 * q).round() as usize;
-        self.latencies[i]
+        crate::stats::quantile(&self.latencies, q)
     }
 
     /// One line: rate, loss, latency quantiles, per backend.

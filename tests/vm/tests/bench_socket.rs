@@ -1,0 +1,253 @@
+//! Benchmark (prints figures, asserts nothing about them): TCP through the socket data
+//! plane against the same client going straight to a backend and through IPVS, in the
+//! same VM run, on the real-network lab (firewall on), IPv4 and IPv6.
+//!
+//! * Connection setup: `CLIENTS` closed-loop clients, each connecting, reading a
+//!   greeting and closing, again and again; connections per second and the latency of
+//!   each (connect to the greeting's end), p50 and p99.
+//! * Bulk: one upload stream into a sink for `BULK` seconds; bytes per second.
+//!
+//! Targets: one backend straight; a VIP of IPVS (`vipd run`, two backends); a VIP of the
+//! socket plane (another `vipd run`, `dataplane = "socket"`, the same two backends); and the
+//! backend straight from inside the socket plane's cgroup (its programs run on every
+//! connect there and find no VIP: the cost on a client's other traffic). The socket
+//! plane is attached to a cgroup of the benchmark's own, and the benchmark moves itself
+//! in and out of it, so the other targets run with no program at all. Rounds
+//! interleave the targets. Printed: each run, the means, and the ratios to straight.
+//!
+//! `#[ignore]`d, so `cargo xtask vm-test` skips it;
+//! `cargo xtask vm-bench --kernel 6.12 bench_socket` runs it (release build).
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
+
+use vipd_vmtests::{
+    conn_bench::{setup, upload, Setup},
+    daemon::{tcp_service, weighted_service, Vipd},
+    lab::{Family, Lab},
+    require_vm, sh,
+};
+
+/// Each target's greeting port (on every backend): a target's connections never share a
+/// 4-tuple with another's, whose TIME_WAIT and conntrack entries would otherwise take
+/// over a new connection that happens to reuse their client port.
+const GREET: [u16; 4] = [8080, 8081, 8082, 8083];
+const VPORT: u16 = 80;
+const SINK: u16 = 9100;
+const CLIENTS: usize = 4;
+const WARMUP: Duration = Duration::from_millis(500);
+const WINDOW: Duration = Duration::from_secs(3);
+const BULK: Duration = Duration::from_secs(3);
+const ROUNDS: usize = 3;
+const CGROUP: &str = "/sys/fs/cgroup/vipd-bench";
+const ROOT_CGROUP: &str = "/sys/fs/cgroup";
+
+/// Moves this whole process (every thread) into cgroup `dir`; sockets made from then on
+/// belong to it.
+fn enter(dir: &str) {
+    std::fs::write(
+        Path::new(dir).join("cgroup.procs"),
+        std::process::id().to_string(),
+    )
+    .unwrap_or_else(|e| panic!("moving into {dir}: {e}"));
+}
+
+/// The socket plane's VIP: another address of the VIP range than IPVS's.
+fn socket_vip(family: Family) -> IpAddr {
+    match family {
+        Family::V4 => "198.18.0.20".parse().unwrap(),
+        Family::V6 => "fd00:18::20".parse().unwrap(),
+    }
+}
+
+struct Target {
+    label: &'static str,
+    to: SocketAddr,
+    cgroup: &'static str,
+}
+
+/// Each backend at weight 1.
+fn one(backends: &[SocketAddr]) -> Vec<(SocketAddr, u32)> {
+    backends.iter().map(|b| (*b, 1)).collect()
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn bench(family: Family) {
+    require_vm();
+    sh("ipvsadm -C");
+    let lab = Lab::new(family, 2);
+    let greet: Vec<[SocketAddr; 2]> = GREET
+        .iter()
+        .map(|p| [lab.serve_greeting(0, *p), lab.serve_greeting(1, *p)])
+        .collect();
+    let sink = [lab.serve_sink(0, SINK), lab.serve_sink(1, SINK)];
+    let (ipvs_vip, sock_vip) = (lab.vip, socket_vip(family));
+    let at = |ip: IpAddr, port: u16| SocketAddr::new(ip, port);
+
+    // Both planes under `vipd run`, each with its passive health on, as an operator runs
+    // them. The socket plane first: a first start unloads ip_vs, as at a host's boot.
+    let _ = std::fs::create_dir(CGROUP);
+    let mut socket = Vipd::new(&format!("bench-socket-{family:?}"));
+    // Pins of its own: the IPVS daemon's start removes a socket plane's default pins.
+    socket.env.push((
+        "VIPD_SOCKET_PIN_DIR".to_owned(),
+        "/sys/fs/bpf/vipd-bench".to_owned(),
+    ));
+    socket.write_config(&format!(
+        "dataplane = \"socket\"\n\n[daemon]\nmetrics_address = \"off\"\n\n[socket]\ncgroup = \"{CGROUP}\"\n\n{}\n{}",
+        weighted_service("greet", "tcp", at(sock_vip, VPORT), &one(&greet[2]), ""),
+        weighted_service("sink", "tcp", at(sock_vip, SINK), &one(&sink), "")
+    ));
+    socket.start();
+    let mut ipvs = Vipd::new(&format!("bench-socket-ipvs-{family:?}"));
+    ipvs.write_config(&format!(
+        "{}\n{}",
+        tcp_service("greet", at(ipvs_vip, VPORT), &greet[1], 1, ""),
+        tcp_service("sink", at(ipvs_vip, SINK), &sink, 1, "")
+    ));
+    ipvs.start();
+
+    println!(
+        "== bench_socket {family:?}: {CLIENTS} closed-loop clients, {} ms warm-up, {} s window, {ROUNDS} rounds; bulk {} s; kernel {}",
+        WARMUP.as_millis(),
+        WINDOW.as_secs(),
+        BULK.as_secs(),
+        sh("uname -r").trim()
+    );
+    let setups = [
+        Target {
+            label: "straight",
+            to: greet[0][0],
+            cgroup: ROOT_CGROUP,
+        },
+        Target {
+            label: "IPVS VIP",
+            to: at(ipvs_vip, VPORT),
+            cgroup: ROOT_CGROUP,
+        },
+        Target {
+            label: "socket plane VIP",
+            to: at(sock_vip, VPORT),
+            cgroup: CGROUP,
+        },
+        Target {
+            label: "straight, plane attached",
+            to: greet[3][0],
+            cgroup: CGROUP,
+        },
+    ];
+    let mut runs: Vec<Vec<Setup>> = vec![Vec::new(); setups.len()];
+    for round in 1..=ROUNDS {
+        for (k, t) in setups.iter().enumerate() {
+            enter(t.cgroup);
+            let s = setup(t.to, CLIENTS, WARMUP, WINDOW);
+            println!("round {round} {:26} {}", t.label, s.line());
+            runs[k].push(s);
+        }
+    }
+    let bulks = [
+        Target {
+            label: "straight",
+            to: sink[0],
+            cgroup: ROOT_CGROUP,
+        },
+        Target {
+            label: "IPVS VIP",
+            to: at(ipvs_vip, SINK),
+            cgroup: ROOT_CGROUP,
+        },
+        Target {
+            label: "socket plane VIP",
+            to: at(sock_vip, SINK),
+            cgroup: CGROUP,
+        },
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); bulks.len()];
+    for round in 1..=ROUNDS {
+        for (k, t) in bulks.iter().enumerate() {
+            enter(t.cgroup);
+            match upload(t.to, BULK) {
+                Ok(r) => {
+                    println!("round {round} bulk {:21} {:8.1} MB/s", t.label, r / 1e6);
+                    rates[k].push(r);
+                }
+                Err(e) => println!("round {round} bulk {:21} failed: {e}", t.label),
+            }
+        }
+    }
+    enter(ROOT_CGROUP);
+
+    println!("== bench_socket {family:?} means over {ROUNDS} rounds");
+    let rate = |k: usize| mean(&runs[k].iter().map(Setup::rate).collect::<Vec<_>>());
+    let p50 = |k: usize| {
+        mean(
+            &runs[k]
+                .iter()
+                .map(|s| us(s.quantile(0.5)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let p99 = |k: usize| {
+        mean(
+            &runs[k]
+                .iter()
+                .map(|s| us(s.quantile(0.99)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    for (k, t) in setups.iter().enumerate() {
+        let failed: usize = runs[k].iter().map(|s| s.failed).sum();
+        println!(
+            "  setup {:26} {:8.0} conn/s  p50 {:6.0} us  p99 {:6.0} us  failed {failed}",
+            t.label,
+            rate(k),
+            p50(k),
+            p99(k)
+        );
+    }
+    for (k, t) in setups.iter().enumerate().skip(1) {
+        println!(
+            "  ratio straight / {:26} rate {:.3}  p50 latency {:.3}",
+            t.label,
+            rate(0) / rate(k),
+            p50(k) / p50(0)
+        );
+    }
+    for (k, t) in bulks.iter().enumerate() {
+        if rates[k].is_empty() {
+            continue;
+        }
+        println!(
+            "  bulk {:21} {:8.1} MB/s  ratio to straight {:.3}",
+            t.label,
+            mean(&rates[k]) / 1e6,
+            mean(&rates[k]) / mean(&rates[0])
+        );
+    }
+    socket.stop();
+    ipvs.stop();
+    drop(socket);
+    let _ = std::fs::remove_dir(CGROUP);
+}
+
+#[test]
+#[ignore = "benchmark: cargo xtask vm-bench bench_socket"]
+fn bench_socket_v4() {
+    bench(Family::V4);
+}
+
+#[test]
+#[ignore = "benchmark: cargo xtask vm-bench bench_socket"]
+fn bench_socket_v6() {
+    bench(Family::V6);
+}
