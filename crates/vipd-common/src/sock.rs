@@ -189,8 +189,11 @@ pub mod stat {
     pub const PEER_LOST: u32 = 5;
     /// Health events that did not fit into `SOCK_HEALTH`.
     pub const EVENTS_LOST: u32 = 6;
+    /// Health records that can fail no backend (established, SYN sent), not queued
+    /// while the ring was three quarters full, to keep room for failures.
+    pub const EVENTS_SHED: u32 = 7;
     /// Number of counters.
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
     /// Names, in index order (for status and metrics).
     pub const NAMES: [&str; COUNT as usize] = [
         "connects",
@@ -200,6 +203,7 @@ pub mod stat {
         "no_backend",
         "peer_lost",
         "events_lost",
+        "events_shed",
     ];
 }
 

@@ -1,12 +1,20 @@
 //! A health record of a translated connection, into the socket plane's ring buffer.
+//!
+//! A failure wakes the daemon at once; a success waits for the daemon's periodic drain
+//! (a wake-up per connection would cost the daemon more than the rest of the record),
+//! and is shed once the ring's last quarter is all that is left ([`crate::ring_room`]).
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::bpf_ktime_get_ns,
+};
 use vipd_common::{
     health::{HealthEvent, HealthKind},
     sock::{stat, SockPeer},
 };
 
 use crate::{
+    ring_room::room_for_success,
     sock_addr::Addr,
     sock_maps::{count, SOCK_HEALTH},
 };
@@ -15,6 +23,16 @@ use crate::{
 /// client's end, `backend` the socket's peer.
 #[inline(always)]
 pub fn emit(kind: HealthKind, rec: &SockPeer, family: u8, local: &Addr, backend: &Addr) {
+    let success = matches!(kind, HealthKind::Established | HealthKind::SynSent);
+    if success && !room_for_success(&SOCK_HEALTH) {
+        count(stat::EVENTS_SHED);
+        return;
+    }
+    let wakeup = if success {
+        BPF_RB_NO_WAKEUP
+    } else {
+        BPF_RB_FORCE_WAKEUP
+    };
     let ev = HealthEvent {
         // SAFETY: a plain helper call.
         ts_ns: unsafe { bpf_ktime_get_ns() },
@@ -34,7 +52,10 @@ pub fn emit(kind: HealthKind, rec: &SockPeer, family: u8, local: &Addr, backend:
         vip: rec.addr,
         backend: backend.addr,
     };
-    if SOCK_HEALTH.output::<HealthEvent>(&ev, 0).is_err() {
+    if SOCK_HEALTH
+        .output::<HealthEvent>(&ev, wakeup.into())
+        .is_err()
+    {
         count(stat::EVENTS_LOST);
     }
 }

@@ -7,6 +7,7 @@
 #![no_main]
 
 mod object;
+mod ring_room;
 mod sock_addr;
 mod sock_connect;
 mod sock_getpeername;

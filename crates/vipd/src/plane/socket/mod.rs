@@ -269,8 +269,16 @@ impl DataPlane for SocketPlane {
     }
 
     fn counters(&self) -> Counters {
+        // The counters are these programs' own (`SOCK_STATS` is not pinned).
+        let shed = self
+            .dp
+            .maps()
+            .stats()
+            .map(|s| s[stat::EVENTS_SHED as usize])
+            .unwrap_or(0);
         Counters {
             decode_failures: self.decode_errors,
+            shed,
             ..Counters::default()
         }
     }
