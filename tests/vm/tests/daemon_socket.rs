@@ -3,8 +3,8 @@
 //! route to any VIP and `ip_vs` never loaded. The cgroup programs translate each socket's
 //! destination at connect() or sendmsg(), so:
 //!
-//! * TCP, connected UDP and unconnected UDP from a fixed source port reach the backends,
-//!   spread per weights; the application sees the VIP (`getpeername`, `recvfrom`), the
+//! * TCP, connected UDP, unconnected UDP from a fixed source port and `dig` reach the
+//!   backends, spread per weights; the application sees the VIP (`getpeername`, `recvfrom`), the
 //!   backend sees the client host's own address, and the firewall lets the answers in;
 //! * a backend whose server dies (refuses) and one that drops SYNs (a blackhole) are
 //!   taken out of the selection, and new connections go to the others;
@@ -19,6 +19,7 @@ use std::{
 
 use vipd_vmtests::{
     daemon::{weighted_service, Vipd},
+    dns::dig::dig_txt,
     lab::{module_loaded, Family, Lab},
     load::{hold_connection, Load, Outcome},
     require_vm,
@@ -26,11 +27,13 @@ use vipd_vmtests::{
 };
 
 const VPORT: u16 = 80;
-const UDP_VPORT: u16 = 53;
+const UDP_VPORT: u16 = 5301;
 const RPORT: u16 = 8080;
 const PEER_PORT: u16 = 9000;
 const ECHO_PORT: u16 = 7000;
 const UDP_PORT: u16 = 5353;
+const DNS_VPORT: u16 = 5300;
+const DNS_PORT: u16 = 53;
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 fn sock(ip: IpAddr, port: u16) -> SocketAddr {
@@ -86,16 +89,19 @@ fn tcp_udp_spread_and_vip(family: Family, name: &str) {
     let lab = Lab::new(family, 3);
     let peers: Vec<SocketAddr> = (0..3).map(|i| lab.serve_peer(i, PEER_PORT)).collect();
     let udp: Vec<SocketAddr> = (0..3).map(|i| lab.serve_udp_peer(i, UDP_PORT)).collect();
+    let dns: Vec<SocketAddr> = (0..3).map(|i| lab.serve_dns(i, DNS_PORT)).collect();
     let weights = [5, 3, 2];
     let vip = sock(lab.vip, VPORT);
     let udp_vip = sock(lab.vip, UDP_VPORT);
+    let dns_vip = sock(lab.vip, DNS_VPORT);
     let with =
         |b: &[SocketAddr]| -> Vec<(SocketAddr, u32)> { b.iter().copied().zip(weights).collect() };
     let vipd = start(
         name,
         &socket_config(&[
             weighted_service("web", "tcp", vip, &with(&peers), ""),
-            weighted_service("dns", "udp", udp_vip, &with(&udp), ""),
+            weighted_service("udp", "udp", udp_vip, &with(&udp), ""),
+            weighted_service("dns", "udp", dns_vip, &with(&dns), ""),
         ]),
     );
     let want = [("vb1", 50.0), ("vb2", 30.0), ("vb3", 20.0)];
@@ -156,6 +162,16 @@ fn tcp_udp_spread_and_vip(family: Family, name: &str) {
             .or_insert(0) += 1;
     }
     assert_eq!(backends.len(), 1, "a fixed source port moved: {backends:?}");
+
+    // dig, a real resolver client, through the VIP: every query answered, by the
+    // backends in proportion (60 draws: each backend's share is loose).
+    let mut answered = BTreeMap::new();
+    for _ in 0..60 {
+        let name = dig_txt(dns_vip).unwrap_or_else(|e| panic!("{e}\n{}", vipd.log(1)));
+        *answered.entry(name).or_insert(0) += 1;
+    }
+    println!("dig: {answered:?}");
+    assert!(answered.len() >= 2, "dig answers from {answered:?}");
 
     // The client host's firewall dropped nothing: answers came from the backend the
     // connection went to, which conntrack knows.
