@@ -22,18 +22,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mode=""
+given="$*"
+native=0
+vm=0
 vm_args=()
 while [ "$#" -gt 0 ]; do
     case "$1" in
-        --native) mode=native ;;
-        --vm) mode=vm ;;
-        --kernel) mode=vm; vm_args+=("$1" "${2:?--kernel needs a value}"); shift ;;
+        --native) native=1 ;;
+        --vm) vm=1 ;;
+        --kernel) vm=1; vm_args+=("$1" "${2:?--kernel needs a value}"); shift ;;
         -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) vm_args+=("$1") ;;
     esac
     shift
 done
+if [ "$native" -eq 1 ] && { [ "$vm" -eq 1 ] || [ "${#vm_args[@]}" -gt 0 ]; }; then
+    echo "demo: --native runs on this host and takes no other option (got: $given)" >&2
+    exit 2
+fi
+mode=""
+[ "$native" -eq 1 ] && mode=native
+[ "$vm" -eq 1 ] && mode=vm
 
 ipvs_available() {
     [ -d /sys/module/ip_vs ] || { command -v modprobe >/dev/null && modprobe -n -q ip_vs 2>/dev/null; }
@@ -55,10 +64,6 @@ if [ -z "$mode" ]; then
     else
         mode=vm
     fi
-fi
-if [ "$mode" = native ] && [ "${#vm_args[@]}" -gt 0 ]; then
-    echo "demo: --native takes no other option (got: ${vm_args[*]})" >&2
-    exit 2
 fi
 
 bash scripts/setup.sh
