@@ -8,6 +8,12 @@
 //! restarted; then vb2 drops every SYN (a blackhole), and recovers. A live view prints
 //! once a second; the demo ends with a summary: connections attempted and failed, and
 //! fault-to-quarantine time per backend.
+//!
+//! With `--native` it runs on this host instead, with vipd's socket data plane (no IPVS
+//! needed): every host of the lab is a namespace, the clients run in the client host's
+//! namespace and in a cgroup of the demo's, and nothing of the host's own networking
+//! changes ([`vipd_vmtests::native`]). `--cleanup` removes what an interrupted native
+//! run left.
 
 use std::{
     net::SocketAddr,
@@ -16,16 +22,38 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Result;
+use clap::Parser;
 use vipd::daemon::{control, view::DaemonView};
 use vipd_ipvs::ServiceKey;
 use vipd_vmtests::{
     daemon::Vipd,
     failover::{Failover, Fault, FaultReport, Timing},
-    lab::{unload_ipvs, Family, Lab},
+    lab::{unload_ipvs, Family, Firewall, Lab},
+    native::{status_weights, Names, Session},
     require_vm,
     servers::whoami_tcp,
     sh,
+    weights::WeightWatcher,
 };
+
+/// The lab demo: in the VM with IPVS (no option), or on this host with the socket plane.
+#[derive(Parser)]
+struct Args {
+    /// Run on this host with vipd's socket data plane, in namespaces and a cgroup of
+    /// the demo's own (needs root and a kernel with cgroup v2 BPF hooks; no IPVS).
+    #[arg(long)]
+    native: bool,
+    /// Remove what an interrupted native run left (namespaces, cgroup, pins, daemon),
+    /// and exit.
+    #[arg(long, conflicts_with = "native")]
+    cleanup: bool,
+}
+
+/// The native run's names: namespaces vdemo-c (the client host), vdemo-r, vdemo-b1...
+fn native_names() -> Names {
+    Names::of("demo", "vdemo-", 3)
+}
 
 const CONFIG: &str = include_str!("../../../examples/lab.toml");
 const VIP: &str = "198.18.0.10:80";
@@ -86,27 +114,77 @@ fn describe(r: &FaultReport) -> String {
     )
 }
 
-fn main() {
-    require_vm();
-    sh("ip link del vipd0 2>/dev/null; true");
-    println!("== vipd lab demo on {}", sh("uname -r").trim());
-    let lab = Lab::new(Family::V4, 3);
+/// The data plane side of a run: IPVS in the VM, or the socket plane natively.
+enum Plane {
+    Vm,
+    Native(Session),
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.cleanup {
+        native_names().cleanup();
+        return Ok(());
+    }
+    let mut plane = if args.native {
+        Plane::Native(Session::start(native_names())?)
+    } else {
+        require_vm();
+        sh("ip link del vipd0 2>/dev/null; true");
+        Plane::Vm
+    };
+    let lab = match &plane {
+        Plane::Vm => Lab::new(Family::V4, 3),
+        Plane::Native(s) => Lab::namespaced(Family::V4, 3, Firewall::On, &s.names.prefix),
+    };
+    let on = match &plane {
+        Plane::Vm => "",
+        Plane::Native(_) => ", natively: socket data plane, the client host a namespace",
+    };
+    println!("== vipd lab demo on {}{on}", sh("uname -r").trim());
     for i in 0..3 {
         lab.serve_greeting(i, RPORT);
     }
     lab.serve_peer(0, WHOAMI_PORT);
-    let mut vipd = Vipd::new("demo");
-    vipd.write_config(&format!("{CONFIG}{WHOAMI_CONFIG}"));
-    println!("== config (examples/lab.toml):\n{CONFIG}");
-    println!("== and a second service, whose backend answers with the client address it sees:{WHOAMI_CONFIG}");
-    unload_ipvs();
-    println!(
-        "== the client host: {} on its uplink to the router, a stateful firewall, ip_vs not \
-         loaded (as at boot: vipd loads what it needs)",
-        lab.client_addr()
-    );
-    vipd.start();
-    println!("== vipd run is up; IPVS now holds:\n{}", sh("ipvsadm -Ln"));
+    let mut vipd = Vipd::new(if args.native { "demo-native" } else { "demo" });
+    let config = format!("{CONFIG}{WHOAMI_CONFIG}");
+    match &mut plane {
+        Plane::Vm => {
+            vipd.write_config(&config);
+            println!("== config (examples/lab.toml):\n{CONFIG}");
+            println!("== and a second service, whose backend answers with the client address it sees:{WHOAMI_CONFIG}");
+            unload_ipvs();
+            println!(
+                "== the client host: {} on its uplink to the router, a stateful firewall, ip_vs not \
+                 loaded (as at boot: vipd loads what it needs)",
+                lab.client_addr()
+            );
+            vipd.start();
+            println!("== vipd run is up; IPVS now holds:\n{}", sh("ipvsadm -Ln"));
+        }
+        Plane::Native(session) => {
+            let text = session.socket_config(&config);
+            vipd.write_config(&text);
+            println!(
+                "== config (examples/lab.toml for the socket data plane, and a second service, \
+                 whose backend answers with the client address it sees):\n{text}"
+            );
+            println!(
+                "== the client host: namespace {}, {} on its uplink to the router, a stateful \
+                 firewall; clients in cgroup {}",
+                session.names.client_ns(),
+                lab.client_addr(),
+                session.cgroup.path.display()
+            );
+            session.start_vipd(&mut vipd)?;
+            session.become_client()?;
+            println!(
+                "== vipd run is up in the client host's namespace (pins in {}):\n{}",
+                session.pins.0.display(),
+                vipd.status_text()
+            );
+        }
+    }
     let whoami: SocketAddr = WHOAMI.parse().unwrap();
     match whoami_tcp(whoami, Duration::from_secs(5)) {
         Ok(v) => println!(
@@ -123,13 +201,15 @@ fn main() {
         Err(e) => println!("== the backend's view: connecting to {whoami} failed: {e}"),
     }
     let vip: SocketAddr = VIP.parse().unwrap();
-    let f = Failover::start(
-        &lab,
-        ServiceKey::tcp(vip.ip(), vip.port()),
-        RPORT,
-        RATE,
-        Duration::from_secs(2),
-    );
+    let service = ServiceKey::tcp(vip.ip(), vip.port());
+    let weights = match &plane {
+        Plane::Vm => WeightWatcher::start(service, Duration::from_millis(2)),
+        Plane::Native(_) => WeightWatcher::start_with(
+            Duration::from_millis(5),
+            status_weights(vipd.runtime.clone(), "web"),
+        ),
+    };
+    let f = Failover::start_watching(&lab, service, RPORT, RATE, Duration::from_secs(2), weights);
     let started = Instant::now();
     let stop = AtomicBool::new(false);
     let socket = control::socket_path(&vipd.runtime);
@@ -154,9 +234,15 @@ fn main() {
             }
         });
         f.settle(Duration::from_secs(4));
-        println!("== fault 1: kill vb1's server (connections to it are refused)");
+        println!(
+            "== fault 1: kill {}'s server (connections to it are refused)",
+            lab.backends[0].ns
+        );
         let a = f.fault(Fault::Refuse, 0, &timing);
-        println!("== fault 2: vb2 drops every SYN (blackhole)");
+        println!(
+            "== fault 2: {} drops every SYN (blackhole)",
+            lab.backends[1].ns
+        );
         let b = f.fault(Fault::DropSyns, 1, &timing);
         stop.store(true, Ordering::Relaxed);
         (a, b)
@@ -198,8 +284,25 @@ fn main() {
     }) {
         println!("    {l}");
     }
-    println!(
-        "  vipd stopped with SIGTERM; IPVS keeps forwarding:\n{}",
-        sh("ipvsadm -Ln")
-    );
+    match &plane {
+        Plane::Vm => println!(
+            "  vipd stopped with SIGTERM; IPVS keeps forwarding:\n{}",
+            sh("ipvsadm -Ln")
+        ),
+        Plane::Native(session) => {
+            println!(
+                "  vipd stopped with SIGTERM; its programs stay attached to {} (pinned), \
+                 so clients keep connecting through the VIP:",
+                session.cgroup.path.display()
+            );
+            match whoami_tcp(whoami, Duration::from_secs(5)) {
+                Ok(v) => println!("    {whoami} -> {} answered", v.backend),
+                Err(e) => println!("    connecting to {whoami} failed: {e}"),
+            }
+            println!("== removing the lab (namespaces, cgroup, pins)");
+        }
+    }
+    drop(lab);
+    drop(plane);
+    Ok(())
 }

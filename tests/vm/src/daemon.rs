@@ -1,7 +1,8 @@
-//! Running `vipd run` inside the VM: start it on a config in a scratch directory (the
-//! first time with `ip_vs` unloaded, as at a host's boot), ask it for its status over the
-//! control socket, read its metrics and log, and stop it the polite way (SIGTERM) or the
-//! hard way (`kill -9`).
+//! Running `vipd run` inside the VM (or in the native lab's client namespace,
+//! [`crate::native`]): start it on a config in a scratch directory (the first time with
+//! `ip_vs` unloaded, as at a host's boot), ask it for its status over the control
+//! socket, read its metrics and log, and stop it the polite way (SIGTERM) or the hard
+//! way (`kill -9`).
 
 use std::{
     fs::File,
@@ -85,6 +86,9 @@ pub struct Vipd {
     pub runtime: PathBuf,
     /// Extra environment for `vipd run` (e.g. `NOTIFY_SOCKET`).
     pub env: Vec<(String, String)>,
+    /// Whether the first start puts IPVS back as at boot (true, the VM's default; false
+    /// on a host whose IPVS and connection tracking are not the test's to reset).
+    pub reset_ipvs: bool,
     child: Option<Child>,
     starts: u32,
 }
@@ -101,6 +105,7 @@ impl Vipd {
             runtime: dir.join("run"),
             dir,
             env: Vec::new(),
+            reset_ipvs: true,
             child: None,
             starts: 0,
         }
@@ -119,7 +124,7 @@ impl Vipd {
     }
 
     /// Starts `vipd run` and waits until its control socket answers. The first start of
-    /// a `Vipd` finds the kernel as a host at boot has it: no IPVS service, `ip_vs` not
+    /// a `Vipd` (with [`Vipd::reset_ipvs`]) finds the kernel as a host at boot has it: no IPVS service, `ip_vs` not
     /// loaded ([`crate::lab::unload_ipvs`]); vipd loads what it needs. Later starts (a
     /// restart within a test) keep the kernel's state.
     pub fn start(&mut self) {
@@ -130,7 +135,7 @@ impl Vipd {
     /// first arguments, e.g. setpriv's), which must exec it.
     pub fn start_under(&mut self, launcher: &[String]) {
         assert!(self.child.is_none(), "vipd already running");
-        if self.starts == 0 {
+        if self.starts == 0 && self.reset_ipvs {
             crate::lab::unload_ipvs();
         }
         self.starts += 1;

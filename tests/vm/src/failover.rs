@@ -241,10 +241,23 @@ impl<'a> Failover<'a> {
         rate: f64,
         connect_timeout: Duration,
     ) -> Self {
+        let weights = WeightWatcher::start(service, Duration::from_millis(2));
+        Self::start_watching(lab, service, rport, rate, connect_timeout, weights)
+    }
+
+    /// Like [`Failover::start`], with the service's weights from `weights` (for a data
+    /// plane other than IPVS).
+    pub fn start_watching(
+        lab: &'a Lab,
+        service: ServiceKey,
+        rport: u16,
+        rate: f64,
+        connect_timeout: Duration,
+        weights: WeightWatcher,
+    ) -> Self {
         let ServiceKey::Addr { addr, port, .. } = service else {
             panic!("a failover scenario needs an address service, not {service:?}");
         };
-        let weights = WeightWatcher::start(service, Duration::from_millis(2));
         let sniffers = (0..lab.backends.len())
             .map(|i| lab.sniff_syns(i, rport))
             .collect();

@@ -26,6 +26,11 @@
 //! inside namespaces this lab creates (the VM has no other network device). No address
 //! anywhere goes through duplicate address detection. Dropping the lab removes
 //! everything it made.
+//!
+//! Outside the VM (the native demo on a development host, [`Lab::namespaced`]) the client
+//! host is a namespace of its own too, so that the lab never touches the host's own
+//! networking: the same uplink, addresses, routes and firewall, inside it, and every
+//! namespace's name starts with a prefix of the caller's ([`Place`]).
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -44,7 +49,7 @@ use crate::{
     sh,
 };
 
-/// The router's namespace.
+/// The router's namespace in the VM's lab ([`Place::vm`]).
 pub const ROUTER_NS: &str = "vr";
 /// The client host's uplink to the router (its peer in the router is `c0`).
 pub const UPLINK: &str = "vup0";
@@ -87,8 +92,52 @@ pub struct Backend {
     pub addr: IpAddr,
 }
 
+/// Where a lab's hosts are: the names of its namespaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The client host's namespace; None: the root namespace (the VM's).
+    pub client_ns: Option<String>,
+    /// The router's namespace.
+    pub router_ns: String,
+    /// Backend `i` (from 1) is namespace `<backend_prefix><i>`.
+    pub backend_prefix: String,
+}
+
+impl Place {
+    /// The VM's lab: the client host is the root namespace; [`ROUTER_NS`], `vb1`...
+    pub fn vm() -> Place {
+        Place {
+            client_ns: None,
+            router_ns: ROUTER_NS.to_string(),
+            backend_prefix: "vb".to_string(),
+        }
+    }
+
+    /// Every host in a namespace: `<prefix>c` (the client host), `<prefix>r`,
+    /// `<prefix>b1`...
+    pub fn namespaced(prefix: &str) -> Place {
+        Place {
+            client_ns: Some(format!("{prefix}c")),
+            router_ns: format!("{prefix}r"),
+            backend_prefix: format!("{prefix}b"),
+        }
+    }
+
+    fn backend_ns(&self, i: u8) -> String {
+        format!("{}{i}", self.backend_prefix)
+    }
+
+    /// `ip netns exec <client ns> `, or nothing for the root namespace: the prefix of
+    /// a command the client host runs.
+    pub fn on_client(&self) -> String {
+        exec_in(self.client_ns.as_deref())
+    }
+}
+
 pub struct Lab {
     pub family: Family,
+    /// Where its hosts are (the VM's root namespace is the client host, or not).
+    pub place: Place,
     pub backends: Vec<Backend>,
     pub vip: IpAddr,
     pub firewall: Firewall,
@@ -253,32 +302,49 @@ impl Lab {
     /// Like [`Lab::new`], with or without the client host's firewall.
     pub fn new_with(family: Family, n: u8, firewall: Firewall) -> Self {
         unload_ipvs();
-        remove_network(n.max(8));
+        Self::build(family, n, firewall, Place::vm())
+    }
+
+    /// A lab whose every host is a namespace ([`Place::namespaced`]`(prefix)`), the
+    /// client host included: for a host whose own networking must stay as it is (the
+    /// native demo). IPVS and the host's connection tracking are left alone.
+    pub fn namespaced(family: Family, n: u8, firewall: Firewall, prefix: &str) -> Self {
+        Self::build(family, n, firewall, Place::namespaced(prefix))
+    }
+
+    fn build(family: Family, n: u8, firewall: Firewall, place: Place) -> Self {
+        remove_network(&place, n.max(8));
         let (v4, v6) = (Family::V4, Family::V6);
+        let router = place.router_ns.as_str();
+        let c = place.on_client();
+        let client_ns = match &place.client_ns {
+            Some(ns) => format!("ip netns add {ns} && ip -n {ns} link set lo up && "),
+            None => String::new(),
+        };
         sh(&format!(
-            "{root_dad} && ip netns add {ROUTER_NS} && {router_dad} && \
-             ip netns exec {ROUTER_NS} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 && \
-             ip -n {ROUTER_NS} link set lo up && \
-             ip link add {UPLINK} type veth peer name {ROUTER_DOWNLINK} netns {ROUTER_NS} && \
-             ip addr add {CLIENT_V4}/24 dev {UPLINK} && ip addr add {CLIENT_V6}/64 dev {UPLINK} nodad && \
-             ip link set {UPLINK} up && \
-             ip -n {ROUTER_NS} addr add {GATEWAY_V4}/24 dev {ROUTER_DOWNLINK} && \
-             ip -n {ROUTER_NS} addr add {GATEWAY_V6}/64 dev {ROUTER_DOWNLINK} nodad && \
-             ip -n {ROUTER_NS} link set {ROUTER_DOWNLINK} up && \
-             ip -4 route replace default via {GATEWAY_V4} dev {UPLINK} && \
-             ip -6 route replace default via {GATEWAY_V6} dev {UPLINK}",
-            root_dad = no_dad(None),
-            router_dad = no_dad(Some(ROUTER_NS)),
+            "{client_ns}{client_dad} && ip netns add {router} && {router_dad} && \
+             ip netns exec {router} sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 && \
+             ip -n {router} link set lo up && \
+             {c}ip link add {UPLINK} type veth peer name {ROUTER_DOWNLINK} netns {router} && \
+             {c}ip addr add {CLIENT_V4}/24 dev {UPLINK} && {c}ip addr add {CLIENT_V6}/64 dev {UPLINK} nodad && \
+             {c}ip link set {UPLINK} up && \
+             ip -n {router} addr add {GATEWAY_V4}/24 dev {ROUTER_DOWNLINK} && \
+             ip -n {router} addr add {GATEWAY_V6}/64 dev {ROUTER_DOWNLINK} nodad && \
+             ip -n {router} link set {ROUTER_DOWNLINK} up && \
+             {c}ip -4 route replace default via {GATEWAY_V4} dev {UPLINK} && \
+             {c}ip -6 route replace default via {GATEWAY_V6} dev {UPLINK}",
+            client_dad = no_dad(place.client_ns.as_deref()),
+            router_dad = no_dad(Some(router)),
         ));
         let mut backends = Vec::new();
         let names: Vec<(String, String)> = (1..=n)
-            .map(|i| (format!("vb{i}"), format!("b{i}")))
+            .map(|i| (place.backend_ns(i), format!("b{i}")))
             .collect();
         for (i, (ns, dev)) in (1..=n).zip(&names) {
             let mut cmd = format!(
                 "ip netns add {ns} && {dad} && ip -n {ns} link set lo up && \
-                 ip -n {ROUTER_NS} link add {dev} type veth peer name eth0 netns {ns} && \
-                 ip -n {ROUTER_NS} link set {dev} up && ip -n {ns} link set eth0 up",
+                 ip -n {router} link add {dev} type veth peer name eth0 netns {ns} && \
+                 ip -n {router} link set {dev} up && ip -n {ns} link set eth0 up",
                 dad = no_dad(Some(ns)),
             );
             for f in [v4, v6] {
@@ -290,9 +356,10 @@ impl Lab {
                 } = f.link(i);
                 let nodad = if f == v6 { " nodad" } else { "" };
                 cmd.push_str(&format!(
-                    " && ip -n {ROUTER_NS} addr add {router}/{plen} dev {dev}{nodad} && \
+                    " && ip -n {router_ns} addr add {router}/{plen} dev {dev}{nodad} && \
                      ip -n {ns} addr add {backend}/{plen} dev eth0{nodad} && \
                      ip -n {ns} {flag} route add {client_net} via {router} dev eth0",
+                    router_ns = place.router_ns,
                     flag = f.ip_flag(),
                 ));
             }
@@ -302,17 +369,21 @@ impl Lab {
                 addr: family.link(i).backend.parse().unwrap(),
             });
         }
-        let mut ends = vec![(None, UPLINK), (Some(ROUTER_NS), ROUTER_DOWNLINK)];
+        let mut ends = vec![
+            (place.client_ns.as_deref(), UPLINK),
+            (Some(router), ROUTER_DOWNLINK),
+        ];
         for (ns, dev) in &names {
-            ends.push((Some(ROUTER_NS), dev.as_str()));
+            ends.push((Some(router), dev.as_str()));
             ends.push((Some(ns.as_str()), "eth0"));
         }
         wait_until_up(&ends);
         if firewall == Firewall::On {
-            install_firewall();
+            install_firewall(&c);
         }
         Self {
             family,
+            place,
             backends,
             vip: family.vip(),
             firewall,
@@ -334,7 +405,10 @@ impl Lab {
         if self.firewall == Firewall::Off {
             return 0;
         }
-        let listing = sh(&format!("nft list table inet {FIREWALL_TABLE}"));
+        let listing = sh(&format!(
+            "{}nft list table inet {FIREWALL_TABLE}",
+            self.place.on_client()
+        ));
         listing
             .split_whitespace()
             .zip(listing.split_whitespace().skip(1))
@@ -350,9 +424,9 @@ impl Lab {
 /// types a host needs come in; invalid packets and everything else are dropped. IPv6
 /// neighbour discovery is untracked (conntrack lets it pass as neither established nor
 /// invalid) and is accepted by type.
-fn install_firewall() {
+fn install_firewall(on_client: &str) {
     sh(&format!(
-        "nft -f - <<'EOF'\n\
+        "{on_client}nft -f - <<'EOF'\n\
          table inet {FIREWALL_TABLE} {{\n\
            chain input {{\n\
              type filter hook input priority filter; policy drop;\n\
@@ -369,18 +443,29 @@ fn install_firewall() {
     ));
 }
 
-/// Removes what a lab makes (what exists of it): the router namespace, backend
-/// namespaces `vb1`..`vb<n>`, the uplink, the VIP route device, the client host's
-/// nftables tables.
-fn remove_network(n: u8) {
+/// Removes what a lab at `place` makes (what exists of it): the router namespace,
+/// backend namespaces 1..`n`, the uplink, the VIP route device, the client host's
+/// nftables tables, and the client host's namespace if it has one.
+pub fn remove_network(place: &Place, n: u8) {
+    if let Some(ns) = &place.client_ns {
+        // The uplink, routes and tables go with the namespace; its veth explicitly, as
+        // below.
+        quietly(&["ip", "-n", ns, "link", "del", UPLINK]);
+        quietly(&["ip", "netns", "del", ns]);
+    }
+    let router = place.router_ns.as_str();
     // Deleting the veths explicitly: a server socket still open in a namespace keeps that
     // namespace, and so its links, alive after `ip netns del`.
-    quietly(&["ip", "link", "del", UPLINK]);
+    quietly(&["ip", "-n", router, "link", "del", ROUTER_DOWNLINK]);
     for i in 1..=n {
-        quietly(&["ip", "-n", ROUTER_NS, "link", "del", &format!("b{i}")]);
-        quietly(&["ip", "netns", "del", &format!("vb{i}")]);
+        quietly(&["ip", "-n", router, "link", "del", &format!("b{i}")]);
+        quietly(&["ip", "netns", "del", &place.backend_ns(i)]);
     }
-    quietly(&["ip", "netns", "del", ROUTER_NS]);
+    quietly(&["ip", "netns", "del", router]);
+    if place.client_ns.is_some() {
+        return;
+    }
+    quietly(&["ip", "link", "del", UPLINK]);
     quietly(&["ip", "link", "del", VIP_ROUTE_DEV]);
     quietly(&["nft", "delete", "table", "inet", FIREWALL_TABLE]);
     for family in ["ip", "ip6"] {
@@ -724,7 +809,10 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.close_servers();
         self.stop_dns();
-        remove_network(u8::try_from(self.backends.len()).unwrap_or(u8::MAX));
+        remove_network(
+            &self.place,
+            u8::try_from(self.backends.len()).unwrap_or(u8::MAX),
+        );
         if CONNTRACK_SET.swap(false, Ordering::SeqCst)
             && Path::new("/proc/sys/net/ipv4/vs/conntrack").exists()
         {

@@ -1,6 +1,7 @@
 //! Helpers for the VM integration tests. These tests need IPVS and kprobes, which the
 //! development host lacks: they run inside the VM (`cargo xtask vm-test`) and fail
-//! loudly anywhere else, never skip.
+//! loudly anywhere else, never skip. The lab also runs natively, on a host with the
+//! socket data plane's features ([`native`]): the native demo and its host test.
 
 pub mod conformance;
 pub mod conn_bench;
@@ -10,6 +11,7 @@ pub mod failover;
 pub mod keepalived;
 pub mod lab;
 pub mod load;
+pub mod native;
 pub(crate) mod packet_socket;
 pub mod servers;
 pub mod stats;
@@ -74,6 +76,19 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     })
     .join()
     .expect("netns thread panicked")
+}
+
+/// Moves the calling thread into network namespace `ns` (created with `ip netns add`)
+/// for good; threads it starts from now on start there too.
+pub fn enter_netns(ns: &str) -> anyhow::Result<()> {
+    let path = format!("/run/netns/{ns}");
+    let file = File::open(&path).map_err(|e| anyhow::anyhow!("opening {path}: {e}"))?;
+    // SAFETY: a valid namespace descriptor; setns affects only this thread.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        anyhow::bail!("setns {path}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel programs' timestamps

@@ -1,5 +1,6 @@
 //! Watches the destinations of one IPVS service: a thread dumps them over generic netlink
-//! (`vipd_ipvs::Client`) every `period` and records each change of a destination's
+//! (`vipd_ipvs::Client`; or asks another source, [`WeightWatcher::start_with`]) every
+//! `period` and records each change of a destination's
 //! weight, its appearance and its removal, with the time the dump that showed it
 //! returned. The change itself happened between the previous dump and that one, so a
 //! time in the log is late by at most one poll interval (see [`WeightLog::max_gap`]).
@@ -120,6 +121,32 @@ impl WeightWatcher {
     /// thread runs at a real-time priority so that a busy VM does not stall it. Returns
     /// after the first dump.
     pub fn start(service: ServiceKey, period: Duration) -> WeightWatcher {
+        let mut client = None;
+        Self::start_with(period, move || {
+            let c = match client.as_mut() {
+                Some(c) => c,
+                None => client.insert(Client::connect().map_err(|_| ())?),
+            };
+            match c.destinations(&service) {
+                Ok(dests) => Ok(dests
+                    .iter()
+                    .map(|d| (SocketAddr::new(d.addr, d.port), d.weight))
+                    .collect()),
+                Err(_) => {
+                    client = None;
+                    Err(())
+                }
+            }
+        })
+    }
+
+    /// Like [`WeightWatcher::start`], with the destinations and weights from `dump`
+    /// (e.g. a daemon's status, for a data plane other than IPVS); a dump that fails
+    /// counts as an error and changes nothing.
+    pub fn start_with(
+        period: Duration,
+        mut dump: impl FnMut() -> Result<BTreeMap<SocketAddr, u32>, ()> + Send + 'static,
+    ) -> WeightWatcher {
         let started = Instant::now();
         let log = Arc::new(Mutex::new(WeightLog {
             started,
@@ -134,13 +161,12 @@ impl WeightWatcher {
             let (log, stop) = (log.clone(), stop.clone());
             thread::spawn(move || {
                 crate::realtime_thread(20);
-                let mut client = Client::connect().expect("IPVS netlink client");
                 let mut seen: BTreeMap<SocketAddr, u32> = BTreeMap::new();
                 let mut prev_sent = started;
                 let mut ready = Some(ready_tx);
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
-                    let dump = client.destinations(&service);
+                    let dump = dump();
                     let at = Instant::now();
                     let mut log = log.lock().unwrap();
                     log.polls += 1;
@@ -148,11 +174,7 @@ impl WeightWatcher {
                         log.max_gap = log.max_gap.max(sent - prev_sent);
                     }
                     match dump {
-                        Ok(dests) => {
-                            let now: BTreeMap<SocketAddr, u32> = dests
-                                .iter()
-                                .map(|d| (SocketAddr::new(d.addr, d.port), d.weight))
-                                .collect();
+                        Ok(now) => {
                             let mut change = |dest, weight| {
                                 log.events.push(WeightEvent {
                                     at,
@@ -171,12 +193,7 @@ impl WeightWatcher {
                             }
                             seen = now;
                         }
-                        Err(_) => {
-                            log.errors += 1;
-                            if let Ok(c) = Client::connect() {
-                                client = c;
-                            }
-                        }
+                        Err(()) => log.errors += 1,
                     }
                     drop(log);
                     prev_sent = sent;
