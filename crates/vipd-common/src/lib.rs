@@ -52,5 +52,7 @@ mod pod {
     unsafe impl aya::Pod for crate::sock::SockBackend {}
     unsafe impl aya::Pod for crate::sock::SockPeerKey {}
     unsafe impl aya::Pod for crate::sock::SockPeer {}
+    unsafe impl aya::Pod for crate::sock::SockAffinityKey {}
+    unsafe impl aya::Pod for crate::sock::SockAffinity {}
     unsafe impl aya::Pod for crate::sock::SockResetOffsets {}
 }

@@ -8,6 +8,7 @@
 
 mod object;
 mod sock_addr;
+mod sock_affinity;
 mod sock_connect;
 mod sock_getpeername;
 mod sock_health;
