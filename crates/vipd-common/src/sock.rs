@@ -14,7 +14,7 @@
 //! | `SOCK_HEALTH` (ring buffer) | | [`crate::health::HealthEvent`] |
 //! | `SOCK_SYN_SENT` (LRU hash) | socket cookie (`u64`) | `u32` (unused): translated connections still in their handshake |
 //! | `SOCK_AFFINITY` (LRU hash) | [`SockAffinityKey`] | [`SockAffinity`]: the backend a client sticks to (services with persistence) |
-//! | `SOCK_SYN_RTO` (hash) | [`crate::VipKey`] | `u32`: the VIP's initial SYN timeout, jiffies |
+//! | `SOCK_SYN_RTO` (hash) | [`crate::VipKey`] | [`SockSynRto`]: the VIP's initial SYN timeout |
 //!
 //! Backend choice: each service holds the ids of its backends with weight above 0 and
 //! their cumulative weights; a new socket draws a random number below the total and takes
@@ -183,6 +183,18 @@ pub struct SockAffinity {
     pub _pad1: u32,
 }
 
+/// `SOCK_SYN_RTO`'s value: a TCP VIP's initial SYN timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockSynRto {
+    /// The timeout, jiffies (at least 1).
+    pub jiffies: u32,
+    /// Not 0: `sock_ops` reports each translated connection's SYN as it leaves
+    /// (`HealthKind::SynSent`), so that userspace learns the handshake times of an
+    /// adaptive timeout.
+    pub report_syn: u32,
+}
+
 /// `addr` with every bit past the first `prefix` cleared (a prefix of 128 or more keeps
 /// all). Shared by the kernel programs and userspace's tests; a fixed loop.
 #[inline(always)]
@@ -271,6 +283,7 @@ pub mod stat {
 const _: () = assert!(core::mem::size_of::<SockService>() == 24 + 8 * SOCK_MAX_BACKENDS);
 const _: () = assert!(core::mem::size_of::<SockAffinityKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockAffinity>() == 40);
+const _: () = assert!(core::mem::size_of::<SockSynRto>() == 8);
 const _: () = assert!(core::mem::size_of::<SockBackend>() == 24);
 const _: () = assert!(core::mem::size_of::<SockPeerKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockPeer>() == 32);

@@ -6,7 +6,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vipd_common::{
-    sock::{stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService},
+    sock::{
+        stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
+        SockSynRto,
+    },
     VipKey,
 };
 
@@ -41,9 +44,9 @@ pub static SOCK_SYN_SENT: LruHashMap<u64, u32> = LruHashMap::with_max_entries(10
 pub static SOCK_AFFINITY: LruHashMap<SockAffinityKey, SockAffinity> =
     LruHashMap::with_max_entries(1024, 0);
 
-/// TCP VIPs with an initial SYN timeout (jiffies), for `sock_ops`' `TIMEOUT_INIT`.
+/// TCP VIPs with an initial SYN timeout, for `sock_ops`' `TIMEOUT_INIT`.
 #[map(name = "SOCK_SYN_RTO")]
-pub static SOCK_SYN_RTO: HashMap<VipKey, u32> = HashMap::with_max_entries(64, 0);
+pub static SOCK_SYN_RTO: HashMap<VipKey, SockSynRto> = HashMap::with_max_entries(64, 0);
 
 /// Health events for userspace.
 #[map(name = "SOCK_HEALTH")]

@@ -6,7 +6,10 @@ use aya::{
 };
 use vipd_common::{
     health::HealthEvent,
-    sock::{stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService},
+    sock::{
+        stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
+        SockSynRto,
+    },
     VipKey,
 };
 
@@ -21,7 +24,7 @@ pub struct SockMaps {
     backends: Array<MapData, SockBackend>,
     peers: HashMap<MapData, SockPeerKey, SockPeer>,
     affinity: HashMap<MapData, SockAffinityKey, SockAffinity>,
-    syn_rto: HashMap<MapData, VipKey, u32>,
+    syn_rto: HashMap<MapData, VipKey, SockSynRto>,
     stats: PerCpuArray<MapData, u64>,
     health: RingBuf<MapData>,
     sizes: Sizes,
@@ -91,11 +94,16 @@ impl SockMaps {
         self.affinity.iter().filter_map(Result::ok).collect()
     }
 
-    /// Gives connections to TCP VIP `key` the initial SYN timeout `jiffies`.
-    pub fn set_syn_rto(&mut self, key: &VipKey, jiffies: u32) -> Result<(), SockError> {
+    /// Gives connections to TCP VIP `key` the initial SYN timeout `rto`.
+    pub fn set_syn_rto(&mut self, key: &VipKey, rto: SockSynRto) -> Result<(), SockError> {
         self.syn_rto
-            .insert(key, jiffies, 0)
+            .insert(key, rto, 0)
             .map_err(err("SOCK_SYN_RTO"))
+    }
+
+    /// The TCP VIPs with an initial SYN timeout, and theirs.
+    pub fn syn_rtos(&self) -> Vec<(VipKey, SockSynRto)> {
+        self.syn_rto.iter().filter_map(Result::ok).collect()
     }
 
     /// VIP `key` goes back to the kernel's SYN timeout (not an error if it had none).

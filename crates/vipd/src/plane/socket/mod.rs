@@ -18,6 +18,7 @@
 //! is written per VIP to `SOCK_SYN_RTO` ([`syn_rto`]), which `sock_ops` applies to the
 //! connections the connect hook translated.
 
+mod handshakes;
 mod syn_rto;
 
 use std::{
@@ -44,7 +45,7 @@ use crate::{
     },
     watcher::Counters,
 };
-use syn_rto::SockSynRto;
+use syn_rto::SynRtoVips;
 
 /// How passive detection runs with the socket plane: partial (the `vipd_watcher_mode`
 /// label), since UDP errors are not reported.
@@ -101,7 +102,7 @@ pub struct SocketPlane {
     applied: HeldMap,
     /// The persistence of the services that have it, from the running config.
     persistence: BTreeMap<ServiceKey, SockPersistence>,
-    syn_rto: SockSynRto,
+    syn_rto: SynRtoVips,
     /// Reports taken from the ring buffer, before the SYN timeouts' rule.
     taken: Vec<Report>,
     mode: String,
@@ -173,7 +174,7 @@ impl SocketPlane {
             specs: BTreeMap::new(),
             applied: HeldMap::default(),
             persistence: BTreeMap::new(),
-            syn_rto: SockSynRto::default(),
+            syn_rto: SynRtoVips::default(),
             taken: Vec::new(),
         })
     }
@@ -214,6 +215,11 @@ impl SocketPlane {
         vipd_common::sock::SockAffinity,
     )> {
         self.dp.maps().affinities()
+    }
+
+    /// The TCP VIPs' initial SYN timeouts as the map holds them.
+    pub fn syn_rtos(&self) -> Vec<(vipd_common::VipKey, vipd_common::sock::SockSynRto)> {
+        self.dp.maps().syn_rtos()
     }
 
     /// Takes the persistence of `config`'s services.

@@ -1,13 +1,16 @@
 //! The socket plane's side of `syn_rto`: the TCP VIPs' initial SYN timeouts (fixed, or
 //! adaptive through the learning every plane shares, [`Timeouts`]) written to the
 //! `SOCK_SYN_RTO` map, in jiffies, for the `sock_ops` program's `TIMEOUT_INIT`. Only
-//! differences are written; a VIP that loses its timeout is removed from the map.
+//! differences are written; a VIP that loses its timeout is removed from the map. An
+//! adaptive VIP's entry asks for its SYNs to be reported, which give the handshake
+//! times it learns from ([`super::handshakes`]).
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use tracing::{debug, info, warn};
-use vipd_common::IPPROTO_TCP;
+use vipd_common::{sock::SockSynRto, IPPROTO_TCP};
 
+use super::handshakes::SynTimes;
 use crate::{
     clock,
     config::SynRto,
@@ -18,17 +21,18 @@ use crate::{
 };
 
 #[derive(Debug, Default)]
-pub struct SockSynRto {
+pub struct SynRtoVips {
     timeouts: Timeouts,
-    /// What `SOCK_SYN_RTO` holds (jiffies), by VIP.
-    applied: BTreeMap<SocketAddr, u32>,
+    syn_times: SynTimes,
+    /// What `SOCK_SYN_RTO` holds, by VIP.
+    applied: BTreeMap<SocketAddr, SockSynRto>,
     /// The kernel's tick rate, once read.
     hz: Option<u32>,
     /// The last failure logged (not repeated on every change).
     warned: Option<String>,
 }
 
-impl SockSynRto {
+impl SynRtoVips {
     /// Exactly `vips` have timeouts from now on.
     pub fn configure(&mut self, vips: &[(SocketAddr, SynRto)], maps: &mut SockMaps) {
         self.timeouts.configure(vips);
@@ -39,7 +43,9 @@ impl SockSynRto {
     /// Passes `r` on to `out` (or holds an early SYN retransmission, see
     /// [`crate::plane::syn_rto::early`]), learning the handshakes of adaptive VIPs.
     pub fn feed(&mut self, r: Report, out: &mut Vec<Report>) {
-        self.timeouts.feed(r, out);
+        if let Some(r) = self.syn_times.fill(r) {
+            self.timeouts.feed(r, out);
+        }
     }
 
     /// Releases held reports that are due and writes timeouts that changed.
@@ -100,7 +106,10 @@ impl SockSynRto {
         }
         let hz = self.hz()?;
         for (vip, rto) in wanted {
-            let j = jiffies(rto, hz);
+            let j = SockSynRto {
+                jiffies: jiffies(rto, hz),
+                report_syn: u32::from(self.timeouts.is_adaptive(&vip)),
+            };
             if self.applied.get(&vip) == Some(&j) {
                 continue;
             }
