@@ -33,12 +33,13 @@ const _: () = assert!(1 << SOCK_SEARCH_STEPS == SOCK_MAX_BACKENDS);
 
 /// One virtual service: `SOCK_SERVICES`' value. Entries `0..count` of `ids` and `cum`
 /// are used: `cum[i]` is the sum of the weights of backends `0..=i`, so `cum[count - 1]`
-/// is `total`. `count` 0: no backend takes connections, and a connect to the VIP fails
+/// is `total`. `ids[0..count]` ascend, so that whether a backend is in the selection is
+/// a binary search ([`SockService::has`]), not a scan the verifier walks 256 times. `count` 0: no backend takes connections, and a connect to the VIP fails
 /// at once (`EPERM`) instead of going to the VIP's own address.
 ///
 /// `affinity_s` above 0: the service has persistence (session affinity) with that
 /// timeout in seconds; the client (network namespace and the socket's bound source
-/// address, masked to `affinity_prefix` bits) keeps its backend in `SOCK_AFFINITY`.
+/// address, masked with `affinity_mask`) keeps its backend in `SOCK_AFFINITY`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct SockService {
@@ -48,10 +49,10 @@ pub struct SockService {
     pub total: u32,
     /// Persistence timeout, seconds; 0: no persistence.
     pub affinity_s: u32,
-    /// Persistence netmask as a prefix length of the client's source address (of an
-    /// IPv4 address for an IPv4 service).
-    pub affinity_prefix: u8,
-    pub _pad: [u8; 7],
+    /// Persistence netmask: the bits of the client's source address that count (IPv4
+    /// in the first four bytes). A mask, not a prefix length, so that the programs mask
+    /// with one AND a byte: no branches for the verifier to follow.
+    pub affinity_mask: [u8; 16],
     pub cum: [u32; SOCK_MAX_BACKENDS],
     pub ids: [u32; SOCK_MAX_BACKENDS],
 }
@@ -63,8 +64,7 @@ impl Default for SockService {
             count: 0,
             total: 0,
             affinity_s: 0,
-            affinity_prefix: 0,
-            _pad: [0; 7],
+            affinity_mask: [0; 16],
             cum: [0; SOCK_MAX_BACKENDS],
             ids: [0; SOCK_MAX_BACKENDS],
         }
@@ -98,6 +98,33 @@ impl SockService {
             step += 1;
         }
         lo & (SOCK_MAX_BACKENDS - 1)
+    }
+
+    /// Whether backend `id` is in the selection (weight above 0): a binary search of
+    /// `ids[0..count]`, which ascend; the same fixed number of steps as [`Self::pick`].
+    #[inline(always)]
+    pub fn has(&self, id: u32) -> bool {
+        let count = if (self.count as usize) > SOCK_MAX_BACKENDS {
+            SOCK_MAX_BACKENDS
+        } else {
+            self.count as usize
+        };
+        // The first entry at or above id, in [lo, hi).
+        let mut lo = 0usize;
+        let mut hi = count;
+        let mut step = 0;
+        while step <= SOCK_SEARCH_STEPS {
+            if lo < hi {
+                let mid = (lo + hi) / 2;
+                if self.ids[mid & (SOCK_MAX_BACKENDS - 1)] < id {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            step += 1;
+        }
+        lo < count && self.ids[lo & (SOCK_MAX_BACKENDS - 1)] == id
     }
 }
 
@@ -196,7 +223,7 @@ pub struct SockSynRto {
 }
 
 /// `addr` with every bit past the first `prefix` cleared (a prefix of 128 or more keeps
-/// all). Shared by the kernel programs and userspace's tests; a fixed loop.
+/// all); `mask_prefix(&[0xff; 16], p)` is the mask of prefix length `p`.
 #[inline(always)]
 pub fn mask_prefix(addr: &[u8; 16], prefix: u8) -> [u8; 16] {
     let mut out = [0u8; 16];
@@ -280,7 +307,7 @@ pub mod stat {
     ];
 }
 
-const _: () = assert!(core::mem::size_of::<SockService>() == 24 + 8 * SOCK_MAX_BACKENDS);
+const _: () = assert!(core::mem::size_of::<SockService>() == 32 + 8 * SOCK_MAX_BACKENDS);
 const _: () = assert!(core::mem::size_of::<SockAffinityKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockAffinity>() == 40);
 const _: () = assert!(core::mem::size_of::<SockSynRto>() == 8);
@@ -290,7 +317,25 @@ const _: () = assert!(core::mem::size_of::<SockPeer>() == 32);
 
 #[cfg(test)]
 mod tests {
-    use super::mask_prefix;
+    use super::{mask_prefix, SockService, SOCK_MAX_BACKENDS};
+
+    #[test]
+    fn has_finds_exactly_the_ids_of_the_selection() {
+        for count in [0usize, 1, 2, 3, 7, 100, 255, 256] {
+            let mut s = SockService {
+                count: count as u32,
+                ..SockService::default()
+            };
+            for i in 0..SOCK_MAX_BACKENDS {
+                // Ascending odd ids; past count, junk that must not count.
+                s.ids[i] = if i < count { 2 * i as u32 + 1 } else { 3 };
+            }
+            for id in 0..(2 * SOCK_MAX_BACKENDS as u32 + 4) {
+                let want = id % 2 == 1 && ((id - 1) / 2) < count as u32;
+                assert_eq!(s.has(id), want, "count {count}, id {id}");
+            }
+        }
+    }
 
     #[test]
     fn a_prefix_keeps_its_bits_and_clears_the_rest() {

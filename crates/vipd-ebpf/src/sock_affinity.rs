@@ -12,7 +12,7 @@ use aya_ebpf::{
     programs::SockAddrContext,
     EbpfContext,
 };
-use vipd_common::sock::{mask_prefix, SockAffinity, SockAffinityKey, SockBackend, SockService};
+use vipd_common::sock::{SockAffinity, SockAffinityKey, SockBackend, SockService};
 
 use crate::{sock_addr::read_addr, sock_maps::SOCK_AFFINITY};
 
@@ -35,9 +35,15 @@ pub fn client(ctx: &SockAddrContext, svc: &SockService, v6: bool, mapped: bool) 
             [0u8; 16]
         };
     }
+    let mut addr = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        addr[i] = src[i] & svc.affinity_mask[i];
+        i += 1;
+    }
     SockAffinityKey {
         netns,
-        addr: mask_prefix(&src, svc.affinity_prefix),
+        addr,
         service_id: svc.service_id,
         _pad: 0,
     }

@@ -101,7 +101,7 @@ pub fn choose(ctx: &SockAddrContext, v6: bool, dst: &Addr, family: u8, protocol:
     } else {
         let who = client(ctx, svc, v6, mapped);
         let kept = sticky(&who, svc, |id, gen| {
-            SOCK_BACKENDS.get(id).is_some_and(|b| b.gen == gen) && selects(svc, id)
+            SOCK_BACKENDS.get(id).is_some_and(|b| b.gen == gen) && svc.has(id)
         });
         let id = kept.unwrap_or_else(|| draw(svc));
         let Some(b) = SOCK_BACKENDS.get(id) else {
@@ -234,7 +234,7 @@ pub fn forward(
     let (svc_key, mapped) = service_key(vip, family, protocol);
     // SAFETY: a hash map lookup; the value is not kept past this program's run.
     let svc = unsafe { SOCK_SERVICES.get(&svc_key) }?;
-    if !selects(svc, p.backend_id) {
+    if !svc.has(p.backend_id) {
         return None;
     }
     if svc.affinity_s != 0 {
@@ -244,21 +244,4 @@ pub fn forward(
         addr: p.addr,
         port: p.port,
     })
-}
-
-/// Whether backend `id` is in the service's selection (weight above 0).
-#[inline(always)]
-fn selects(svc: &SockService, id: u32) -> bool {
-    let count = svc.count as usize;
-    let mut i = 0;
-    while i < SOCK_MAX_BACKENDS {
-        if i >= count {
-            return false;
-        }
-        if svc.ids[i] == id {
-            return true;
-        }
-        i += 1;
-    }
-    false
 }

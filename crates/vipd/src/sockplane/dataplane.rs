@@ -16,7 +16,7 @@ use std::{
 };
 
 use vipd_common::{
-    sock::{SockBackend, SockService},
+    sock::{mask_prefix, SockBackend, SockService},
     VipKey,
 };
 
@@ -199,14 +199,16 @@ impl Dataplane {
         }
         let service_ids = self.service_ids(&want);
         for (key, spec) in &want {
-            let mut members: Vec<(SocketAddr, u32)> = spec.backends.clone();
-            // A fixed order, whatever order the config lists them in.
-            members.sort();
-            let members: Vec<(u32, u32)> = members.iter().map(|(a, w)| (self.ids[a], *w)).collect();
+            // The selection puts them in id order, whatever order the config lists.
+            let members: Vec<(u32, u32)> = spec
+                .backends
+                .iter()
+                .map(|(a, w)| (self.ids[a], *w))
+                .collect();
             let mut sel = selection(service_ids[key], &members)?;
             if let Some(p) = spec.persistence {
                 sel.affinity_s = p.timeout_s.max(1);
-                sel.affinity_prefix = p.prefix;
+                sel.affinity_mask = mask_prefix(&[0xff; 16], p.prefix);
             }
             if self.services.get(key) == Some(&sel) {
                 continue;

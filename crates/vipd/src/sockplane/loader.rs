@@ -235,6 +235,22 @@ impl SockProgram {
         self.sizes
     }
 
+    /// How many instructions the verifier walked for each program (`None` before 5.16,
+    /// which does not say), in [`program_names`] order: what the programs' complexity
+    /// costs, against the verifier's limit of a million on every kernel.
+    pub fn verified_instructions(&self) -> Vec<(&'static str, Option<u32>)> {
+        program_names()
+            .map(|name| {
+                let info = match self.ebpf.program(name) {
+                    Some(Program::SockOps(p)) => p.info().ok(),
+                    Some(Program::CgroupSockAddr(p)) => p.info().ok(),
+                    _ => None,
+                };
+                (name, info.and_then(|i| i.verified_instruction_count()))
+            })
+            .collect()
+    }
+
     /// The pinned maps an earlier vipd left with another layout, created afresh.
     pub fn recreated(&self) -> &[Recreated] {
         &self.recreated

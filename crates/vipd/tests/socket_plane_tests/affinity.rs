@@ -127,6 +127,12 @@ fn connections_with_persistence_stick_to_one_backend_and_move_once_it_leaves() {
     assert_eq!(t.len(), 3, "the service without persistence: {t:?}");
     // One client (this host, unbound sockets) per service with persistence.
     assert_eq!(plane.affinities().len(), 2, "{:?}", plane.affinities());
+    // A reload that changes the timeout rewrites the two services with persistence
+    // only, and the client keeps its backend.
+    let applied = plane.apply(&config("60s"), &weights([1, 1, 1])).unwrap();
+    assert_eq!(applied.writes, 2, "{applied:?}");
+    let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 100, "tcp"), vip);
+    assert_eq!(one(&t, "tcp after the reload"), first);
 
     // The sticky backend is quarantined (weight 0): the client moves, and sticks.
     let mut w = [1, 1, 1];

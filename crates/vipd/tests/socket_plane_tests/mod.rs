@@ -4,3 +4,4 @@
 mod affinity;
 mod pinned_layout;
 mod syn_rto;
+mod verifier;

@@ -1,5 +1,5 @@
 //! A restart finds pinned maps of an older layout (here `SOCK_SERVICES` as it was
-//! before persistence: a value 8 bytes shorter): the plane re-creates the map it can
+//! before persistence: a value 16 bytes shorter): the plane re-creates the map it can
 //! prove its own and balances with the new layout; a pin of another layout that is not
 //! provably vipd's stops the start with an error naming it, and is left in place.
 
@@ -107,7 +107,7 @@ fn a_pinned_map_of_an_older_layout_is_recreated_if_ours_and_refused_if_not() {
     let pin = pins.0.join("SOCK_SERVICES");
 
     // Not provably vipd's (another name) and of another layout: refused, left alone.
-    pin_hash_map(&pin, "OTHER", want.key_size, want.value_size - 8, 16);
+    pin_hash_map(&pin, "OTHER", want.key_size, want.value_size - 16, 16);
     let s = SocketSettings {
         cgroup: cg.0.clone(),
     };
@@ -116,7 +116,7 @@ fn a_pinned_map_of_an_older_layout_is_recreated_if_ours_and_refused_if_not() {
         .expect("started beside a foreign map");
     let msg = e.chain();
     assert!(
-        msg.contains("SOCK_SERVICES") && msg.contains("value size 2064, expected 2072"),
+        msg.contains("SOCK_SERVICES") && msg.contains("value size 2064, expected 2080"),
         "{msg}"
     );
     assert!(pin.exists(), "the foreign pin was removed");
@@ -127,7 +127,7 @@ fn a_pinned_map_of_an_older_layout_is_recreated_if_ours_and_refused_if_not() {
         &pin,
         "SOCK_SERVICES",
         want.key_size,
-        want.value_size - 8,
+        want.value_size - 16,
         want.max_entries,
     );
     let mut plane = start(&cg.0, &pins.0);
