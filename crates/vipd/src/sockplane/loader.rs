@@ -97,7 +97,8 @@ impl Default for Sizes {
             backends: 8192,
             // Preallocated (an LRU map always is): about 8 MiB of kernel memory.
             peers: 1 << 16,
-            // Preallocated too: about 5 MiB.
+            // Preallocated too: about 8 MiB (72 bytes of key and value, and the
+            // kernel's element header).
             affinity: 1 << 16,
             events_bytes: 1 << 20,
         }
