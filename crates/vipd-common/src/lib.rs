@@ -52,5 +52,8 @@ mod pod {
     unsafe impl aya::Pod for crate::sock::SockBackend {}
     unsafe impl aya::Pod for crate::sock::SockPeerKey {}
     unsafe impl aya::Pod for crate::sock::SockPeer {}
+    unsafe impl aya::Pod for crate::sock::SockAffinityKey {}
+    unsafe impl aya::Pod for crate::sock::SockAffinity {}
+    unsafe impl aya::Pod for crate::sock::SockSynRto {}
     unsafe impl aya::Pod for crate::sock::SockResetOffsets {}
 }

@@ -13,6 +13,8 @@
 //! | `SOCK_STATS` (per-CPU array) | [`stat`] index | `u64` |
 //! | `SOCK_HEALTH` (ring buffer) | | [`crate::health::HealthEvent`] |
 //! | `SOCK_SYN_SENT` (LRU hash) | socket cookie (`u64`) | `u32` (unused): translated connections still in their handshake |
+//! | `SOCK_AFFINITY` (LRU hash) | [`SockAffinityKey`] | [`SockAffinity`]: the backend a client sticks to (services with persistence) |
+//! | `SOCK_SYN_RTO` (hash) | [`crate::VipKey`] | [`SockSynRto`]: the VIP's initial SYN timeout |
 //!
 //! Backend choice: each service holds the ids of its backends with weight above 0 and
 //! their cumulative weights; a new socket draws a random number below the total and takes
@@ -31,8 +33,13 @@ const _: () = assert!(1 << SOCK_SEARCH_STEPS == SOCK_MAX_BACKENDS);
 
 /// One virtual service: `SOCK_SERVICES`' value. Entries `0..count` of `ids` and `cum`
 /// are used: `cum[i]` is the sum of the weights of backends `0..=i`, so `cum[count - 1]`
-/// is `total`. `count` 0: no backend takes connections, and a connect to the VIP fails
+/// is `total`. `ids[0..count]` ascend, so that whether a backend is in the selection is
+/// a binary search ([`SockService::has`]), not a scan the verifier walks 256 times. `count` 0: no backend takes connections, and a connect to the VIP fails
 /// at once (`EPERM`) instead of going to the VIP's own address.
+///
+/// `affinity_s` above 0: the service has persistence (session affinity) with that
+/// timeout in seconds; the client (network namespace and the socket's bound source
+/// address, masked with `affinity_mask`) keeps its backend in `SOCK_AFFINITY`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct SockService {
@@ -40,7 +47,12 @@ pub struct SockService {
     pub service_id: u32,
     pub count: u32,
     pub total: u32,
-    pub _pad: u32,
+    /// Persistence timeout, seconds; 0: no persistence.
+    pub affinity_s: u32,
+    /// Persistence netmask: the bits of the client's source address that count (IPv4
+    /// in the first four bytes). A mask, not a prefix length, so that the programs mask
+    /// with one AND a byte: no branches for the verifier to follow.
+    pub affinity_mask: [u8; 16],
     pub cum: [u32; SOCK_MAX_BACKENDS],
     pub ids: [u32; SOCK_MAX_BACKENDS],
 }
@@ -51,7 +63,8 @@ impl Default for SockService {
             service_id: 0,
             count: 0,
             total: 0,
-            _pad: 0,
+            affinity_s: 0,
+            affinity_mask: [0; 16],
             cum: [0; SOCK_MAX_BACKENDS],
             ids: [0; SOCK_MAX_BACKENDS],
         }
@@ -85,6 +98,33 @@ impl SockService {
             step += 1;
         }
         lo & (SOCK_MAX_BACKENDS - 1)
+    }
+
+    /// Whether backend `id` is in the selection (weight above 0): a binary search of
+    /// `ids[0..count]`, which ascend; the same fixed number of steps as [`Self::pick`].
+    #[inline(always)]
+    pub fn has(&self, id: u32) -> bool {
+        let count = if (self.count as usize) > SOCK_MAX_BACKENDS {
+            SOCK_MAX_BACKENDS
+        } else {
+            self.count as usize
+        };
+        // The first entry at or above id, in [lo, hi).
+        let mut lo = 0usize;
+        let mut hi = count;
+        let mut step = 0;
+        while step <= SOCK_SEARCH_STEPS {
+            if lo < hi {
+                let mid = (lo + hi) / 2;
+                if self.ids[mid & (SOCK_MAX_BACKENDS - 1)] < id {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            step += 1;
+        }
+        lo < count && self.ids[lo & (SOCK_MAX_BACKENDS - 1)] == id
     }
 }
 
@@ -137,6 +177,70 @@ pub struct SockPeer {
     /// The backend's `gen` when it was chosen.
     pub gen: u32,
     pub service_id: u32,
+}
+
+/// A client of a service with persistence: `SOCK_AFFINITY`'s key. On a client host the
+/// client is the host itself, told apart by network namespace and source address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct SockAffinityKey {
+    /// `bpf_get_netns_cookie` of the socket's network namespace.
+    pub netns: u64,
+    /// The socket's bound source address masked to the service's prefix (all zero if
+    /// the socket is not bound to an address). IPv4 in the first four bytes.
+    pub addr: [u8; 16],
+    pub service_id: u32,
+    pub _pad: u32,
+}
+
+/// `SOCK_AFFINITY`'s value: the backend the client was last given and when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockAffinity {
+    /// `bpf_ktime_get_ns` of the last connect or datagram that used this entry.
+    pub last_ns: u64,
+    pub backend_id: u32,
+    /// The backend's `gen` when it was chosen: a reused id is not the same backend.
+    pub gen: u32,
+    /// The backend's address (IPv4 in the first four bytes) and port (host order).
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    pub _pad: u8,
+    pub _pad1: u32,
+}
+
+/// `SOCK_SYN_RTO`'s value: a TCP VIP's initial SYN timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockSynRto {
+    /// The timeout, jiffies (at least 1).
+    pub jiffies: u32,
+    /// Not 0: `sock_ops` reports each translated connection's SYN as it leaves
+    /// (`HealthKind::SynSent`), so that userspace learns the handshake times of an
+    /// adaptive timeout.
+    pub report_syn: u32,
+}
+
+/// `addr` with every bit past the first `prefix` cleared (a prefix of 128 or more keeps
+/// all); `mask_prefix(&[0xff; 16], p)` is the mask of prefix length `p`.
+#[inline(always)]
+pub fn mask_prefix(addr: &[u8; 16], prefix: u8) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let p = prefix as usize;
+    let mut i = 0;
+    while i < 16 {
+        let bit = i * 8;
+        out[i] = if p >= bit + 8 {
+            addr[i]
+        } else if p <= bit {
+            0
+        } else {
+            addr[i] & (0xffu8 << (8 - (p - bit)))
+        };
+        i += 1;
+    }
+    out
 }
 
 /// Where the `tcp/tcp_receive_reset` record's fields are, from this kernel's format
@@ -207,7 +311,48 @@ pub mod stat {
     ];
 }
 
-const _: () = assert!(core::mem::size_of::<SockService>() == 16 + 8 * SOCK_MAX_BACKENDS);
+const _: () = assert!(core::mem::size_of::<SockService>() == 32 + 8 * SOCK_MAX_BACKENDS);
+const _: () = assert!(core::mem::size_of::<SockAffinityKey>() == 32);
+const _: () = assert!(core::mem::size_of::<SockAffinity>() == 40);
+const _: () = assert!(core::mem::size_of::<SockSynRto>() == 8);
 const _: () = assert!(core::mem::size_of::<SockBackend>() == 24);
 const _: () = assert!(core::mem::size_of::<SockPeerKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockPeer>() == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::{mask_prefix, SockService, SOCK_MAX_BACKENDS};
+
+    #[test]
+    fn has_finds_exactly_the_ids_of_the_selection() {
+        for count in [0usize, 1, 2, 3, 7, 100, 255, 256] {
+            let mut s = SockService {
+                count: count as u32,
+                ..SockService::default()
+            };
+            for i in 0..SOCK_MAX_BACKENDS {
+                // Ascending odd ids; past count, junk that must not count.
+                s.ids[i] = if i < count { 2 * i as u32 + 1 } else { 3 };
+            }
+            for id in 0..(2 * SOCK_MAX_BACKENDS as u32 + 4) {
+                let want = id % 2 == 1 && ((id - 1) / 2) < count as u32;
+                assert_eq!(s.has(id), want, "count {count}, id {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_prefix_keeps_its_bits_and_clears_the_rest() {
+        let a = [
+            10, 1, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert_eq!(mask_prefix(&a, 24)[..4], [10, 1, 2, 0]);
+        assert_eq!(mask_prefix(&a, 24)[4..], [0; 12]);
+        assert_eq!(mask_prefix(&a, 28)[..4], [10, 1, 2, 0xf0]);
+        assert_eq!(mask_prefix(&a, 32)[..4], [10, 1, 2, 0xff]);
+        assert_eq!(mask_prefix(&a, 0), [0; 16]);
+        assert_eq!(mask_prefix(&a, 128), a);
+        assert_eq!(mask_prefix(&a, 200), a);
+        assert_eq!(mask_prefix(&a, 9)[..2], [10, 0]);
+    }
+}

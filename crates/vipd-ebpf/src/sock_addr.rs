@@ -24,25 +24,40 @@ pub fn protocol(ctx: &SockAddrContext) -> u32 {
     unsafe { core::ptr::read_volatile(&(*sa(ctx)).protocol) }
 }
 
-/// The user's address and port (`v6`: `user_ip6`, else `user_ip4`).
+/// An address read from a context: `v6` the four words at `ip6`, else the word at
+/// `ip4` (in the first four bytes, the rest zero). Volatile 4-byte loads, as the
+/// verifier allows on contexts and sockets.
+///
+/// # Safety
+/// Both pointers are fields of the program's context (or of a socket it gives).
 #[inline(always)]
-pub fn user(ctx: &SockAddrContext, v6: bool) -> Addr {
-    let p = sa(ctx);
+pub unsafe fn read_addr(v6: bool, ip4: *const u32, ip6: *const [u32; 4]) -> [u8; 16] {
     let mut addr = [0u8; 16];
-    // SAFETY: the context pointer is valid for the program's run; each field is read
-    // with one 4-byte load, as the verifier allows.
+    // SAFETY: as the caller promises.
     unsafe {
         if v6 {
             let mut i = 0;
             while i < 4 {
-                let w = core::ptr::read_volatile(&(*p).user_ip6[i]);
+                let w = core::ptr::read_volatile(&(*ip6)[i]);
                 addr[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
                 i += 1;
             }
         } else {
-            let w = core::ptr::read_volatile(&(*p).user_ip4);
+            let w = core::ptr::read_volatile(ip4);
             addr[..4].copy_from_slice(&w.to_ne_bytes());
         }
+    }
+    addr
+}
+
+/// The user's address and port (`v6`: `user_ip6`, else `user_ip4`).
+#[inline(always)]
+pub fn user(ctx: &SockAddrContext, v6: bool) -> Addr {
+    let p = sa(ctx);
+    // SAFETY: the context pointer is valid for the program's run; each field is read
+    // with one 4-byte load, as the verifier allows.
+    unsafe {
+        let addr = read_addr(v6, &(*p).user_ip4, &(*p).user_ip6);
         // Network byte order in the low 16 bits.
         let port = u16::from_be(core::ptr::read_volatile(&(*p).user_port) as u16);
         Addr { addr, port }

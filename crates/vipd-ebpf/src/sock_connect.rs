@@ -32,7 +32,7 @@ fn connect(ctx: &SockAddrContext, v6: bool) -> i32 {
     let family = if v6 { AF_INET6 } else { AF_INET } as u8;
     let proto = protocol(ctx) as u8;
     let dst = user(ctx, v6);
-    match choose(&dst, family, proto) {
+    match choose(ctx, v6, &dst, family, proto) {
         Choice::NotOurs => ALLOW,
         Choice::NoBackend => {
             count(stat::NO_BACKEND);

@@ -6,7 +6,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vipd_common::{
-    sock::{stat, SockBackend, SockPeer, SockPeerKey, SockService},
+    sock::{
+        stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
+        SockSynRto,
+    },
     VipKey,
 };
 
@@ -34,6 +37,16 @@ pub static SOCK_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::CO
 /// the establishment): an RST to one of them is a refusal.
 #[map(name = "SOCK_SYN_SENT")]
 pub static SOCK_SYN_SENT: LruHashMap<u64, u32> = LruHashMap::with_max_entries(1024, 0);
+
+/// The backend each client of a service with persistence sticks to, and when it last
+/// used it.
+#[map(name = "SOCK_AFFINITY")]
+pub static SOCK_AFFINITY: LruHashMap<SockAffinityKey, SockAffinity> =
+    LruHashMap::with_max_entries(1024, 0);
+
+/// TCP VIPs with an initial SYN timeout, for `sock_ops`' `TIMEOUT_INIT`.
+#[map(name = "SOCK_SYN_RTO")]
+pub static SOCK_SYN_RTO: HashMap<VipKey, SockSynRto> = HashMap::with_max_entries(64, 0);
 
 /// Health events for userspace.
 #[map(name = "SOCK_HEALTH")]

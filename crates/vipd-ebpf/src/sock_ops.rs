@@ -7,24 +7,36 @@
 //! reports an RST to one as a refusal. The socket's peer is the backend itself (there is
 //! no NAT), so the record names the VIP and the event needs no other attribution.
 //! Connections without a record (not to a VIP) are left alone: no flags, no events.
+//!
+//! `TIMEOUT_INIT` (asked while the connection is set up, after the connect hook chose
+//! its backend and before the SYN leaves): a connection translated from a TCP VIP that
+//! has an initial SYN timeout in `SOCK_SYN_RTO` gets it (jiffies) instead of the
+//! kernel's 1 s; the RTO that follows an unanswered SYN is reported as above. For a VIP
+//! whose timeout is adaptive, the SYN is reported as it leaves (`TCP_CONNECT_CB`), so
+//! that userspace learns the handshake times.
 
 use aya_ebpf::{
     bindings::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_RTO_CB, BPF_SOCK_OPS_RTO_CB_FLAG,
         BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
+        BPF_SOCK_OPS_TIMEOUT_INIT,
     },
     helpers::bpf_get_socket_cookie,
     macros::sock_ops,
     programs::SockOpsContext,
     EbpfContext,
 };
-use vipd_common::{health::HealthKind, sock::PEER_REVERSE, AF_INET, AF_INET6};
+use vipd_common::{
+    health::HealthKind,
+    sock::{SockPeer, SockSynRto, PEER_REVERSE},
+    AF_INET, AF_INET6, IPPROTO_TCP,
+};
 
 use crate::{
     sock_addr::Addr,
     sock_health::emit,
-    sock_maps::{SOCK_PEERS, SOCK_SYN_SENT},
-    sock_select::peer_key,
+    sock_maps::{SOCK_PEERS, SOCK_SYN_RTO, SOCK_SYN_SENT},
+    sock_select::{peer_key, service_key},
 };
 
 /// A `sock_ops` program's verdict: let the kernel go on.
@@ -40,6 +52,7 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
         && op != BPF_SOCK_OPS_RTO_CB
         && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
         && op != BPF_SOCK_OPS_STATE_CB
+        && op != BPF_SOCK_OPS_TIMEOUT_INIT
     {
         return CONTINUE;
     }
@@ -62,9 +75,16 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     let Some(rec) = (unsafe { SOCK_PEERS.get(&key) }).copied() else {
         return CONTINUE;
     };
-    if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
+    if op == BPF_SOCK_OPS_TIMEOUT_INIT {
+        if let Some(rto) = syn_rto(&rec) {
+            ctx.set_reply(rto.jiffies);
+        }
+    } else if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
         let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
         let _ = ctx.set_cb_flags(flags as i32);
+        if syn_rto(&rec).is_some_and(|r| r.report_syn != 0) {
+            emit(HealthKind::SynSent, &rec, family, &local, &backend);
+        }
         // A full map evicts the oldest handshake: its RST would go unreported.
         let _ = SOCK_SYN_SENT.insert(&cookie, &0, 0);
     } else if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
@@ -74,6 +94,18 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
         emit(HealthKind::SynRetransmit, &rec, family, &local, &backend);
     }
     CONTINUE
+}
+
+/// The initial SYN timeout of the VIP `rec` was translated from, if it has one.
+#[inline(always)]
+fn syn_rto(rec: &SockPeer) -> Option<SockSynRto> {
+    let vip = Addr {
+        addr: rec.addr,
+        port: rec.port,
+    };
+    let (key, _) = service_key(&vip, rec.family, IPPROTO_TCP as u8);
+    // SAFETY: a hash map lookup; the value is copied out at once.
+    unsafe { SOCK_SYN_RTO.get(&key) }.copied()
 }
 
 #[inline(always)]

@@ -1,6 +1,7 @@
 //! What every hook of the socket plane shares: finding a VIP's service, choosing one of
-//! its backends (weighted random, see `vipd_common::sock`), and the socket's records of
-//! the translation in `SOCK_PEERS`.
+//! its backends (weighted random, see `vipd_common::sock`, or the client's backend for a
+//! service with persistence, see `sock_affinity`), and the socket's records of the
+//! translation in `SOCK_PEERS`.
 
 use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie},
@@ -16,6 +17,7 @@ use vipd_common::{
 
 use crate::{
     sock_addr::Addr,
+    sock_affinity::{client, stick, sticky, touch},
     sock_maps::{count, SOCK_BACKENDS, SOCK_PEERS, SOCK_SERVICES},
 };
 
@@ -53,7 +55,7 @@ pub fn peer_key(cookie: u64, a: &Addr, family: u8, dir: u8) -> SockPeerKey {
 /// IPv4 address in IPv6 form (`::ffff:a.b.c.d`, a dual-stack socket reaching IPv4):
 /// that is balanced as the IPv4 VIP.
 #[inline(always)]
-fn service_key(vip: &Addr, family: u8, protocol: u8) -> (VipKey, bool) {
+pub fn service_key(vip: &Addr, family: u8, protocol: u8) -> (VipKey, bool) {
     let a = &vip.addr;
     let mapped =
         u16::from(family) == AF_INET6 && a[..10] == [0u8; 10] && a[10] == 0xff && a[11] == 0xff;
@@ -78,9 +80,10 @@ fn service_key(vip: &Addr, family: u8, protocol: u8) -> (VipKey, bool) {
 }
 
 /// Chooses a backend for `dst` (a VIP of `protocol`, or not), in the form the socket
-/// uses (an IPv4 backend as `::ffff:a.b.c.d` for an IPv4 VIP reached that way).
+/// uses (an IPv4 backend as `::ffff:a.b.c.d` for an IPv4 VIP reached that way). `v6`:
+/// the hook is an IPv6 one.
 #[inline(always)]
-pub fn choose(dst: &Addr, family: u8, protocol: u8) -> Choice {
+pub fn choose(ctx: &SockAddrContext, v6: bool, dst: &Addr, family: u8, protocol: u8) -> Choice {
     let (key, mapped) = service_key(dst, family, protocol);
     // SAFETY: a hash map lookup; the value is not kept past this program's run.
     let Some(svc) = (unsafe { SOCK_SERVICES.get(&key) }) else {
@@ -89,11 +92,25 @@ pub fn choose(dst: &Addr, family: u8, protocol: u8) -> Choice {
     if svc.count == 0 || svc.total == 0 {
         return Choice::NoBackend;
     }
-    // SAFETY: a plain helper call.
-    let r = unsafe { bpf_get_prandom_u32() } % svc.total;
-    let id = svc.ids[svc.pick(r)];
-    let Some(b) = SOCK_BACKENDS.get(id) else {
-        return Choice::NoBackend;
+    let (id, b) = if svc.affinity_s == 0 {
+        let id = draw(svc);
+        let Some(b) = SOCK_BACKENDS.get(id) else {
+            return Choice::NoBackend;
+        };
+        (id, b)
+    } else {
+        let who = client(ctx, svc, v6, mapped);
+        let kept = sticky(&who, svc, |id, gen| {
+            SOCK_BACKENDS.get(id).is_some_and(|b| b.gen == gen) && svc.has(id)
+        });
+        let id = kept.unwrap_or_else(|| draw(svc));
+        let Some(b) = SOCK_BACKENDS.get(id) else {
+            return Choice::NoBackend;
+        };
+        if kept.is_none() && b.gen != 0 {
+            stick(&who, id, b);
+        }
+        (id, b)
     };
     if b.gen == 0 {
         return Choice::NoBackend;
@@ -118,6 +135,18 @@ pub fn choose(dst: &Addr, family: u8, protocol: u8) -> Choice {
         service_id: svc.service_id,
     };
     Choice::Backend(to, back)
+}
+
+/// A weighted random backend id of `svc` (which has at least one). The remainder is
+/// checked: the value is map memory the compiler cannot assume unchanged since the
+/// caller looked at `total`, and a panic path is not a program the verifier loads.
+#[inline(always)]
+fn draw(svc: &SockService) -> u32 {
+    // SAFETY: a plain helper call.
+    let r = unsafe { bpf_get_prandom_u32() }
+        .checked_rem(svc.total)
+        .unwrap_or(0);
+    svc.ids[svc.pick(r)]
 }
 
 /// Records that this socket's `backend` stands for `back` (the VIP), for `getpeername`
@@ -184,9 +213,17 @@ fn reverse_as(cookie: u64, backend: &Addr, family: u8) -> Option<Addr> {
 
 /// The backend this socket's earlier datagrams to `vip` went to, while that backend
 /// still holds its id (its `gen` unchanged) and is still in the service's selection
-/// (a backend at weight 0, quarantined say, loses the socket at its next datagram).
+/// (a backend at weight 0, quarantined say, loses the socket at its next datagram). For
+/// a service with persistence the datagram also keeps its client's entry alive.
 #[inline(always)]
-pub fn forward(cookie: u64, vip: &Addr, family: u8, protocol: u8) -> Option<Addr> {
+pub fn forward(
+    ctx: &SockAddrContext,
+    v6: bool,
+    cookie: u64,
+    vip: &Addr,
+    family: u8,
+    protocol: u8,
+) -> Option<Addr> {
     let key = peer_key(cookie, vip, family, PEER_FORWARD);
     // SAFETY: a hash map lookup; the value is copied out at once.
     let p = unsafe { SOCK_PEERS.get(&key) }?;
@@ -194,31 +231,17 @@ pub fn forward(cookie: u64, vip: &Addr, family: u8, protocol: u8) -> Option<Addr
     if b.gen != p.gen {
         return None;
     }
-    let (svc_key, _) = service_key(vip, family, protocol);
+    let (svc_key, mapped) = service_key(vip, family, protocol);
     // SAFETY: a hash map lookup; the value is not kept past this program's run.
     let svc = unsafe { SOCK_SERVICES.get(&svc_key) }?;
-    if !selects(svc, p.backend_id) {
+    if !svc.has(p.backend_id) {
         return None;
+    }
+    if svc.affinity_s != 0 {
+        touch(&client(ctx, svc, v6, mapped), p.backend_id);
     }
     Some(Addr {
         addr: p.addr,
         port: p.port,
     })
-}
-
-/// Whether backend `id` is in the service's selection (weight above 0).
-#[inline(always)]
-fn selects(svc: &SockService, id: u32) -> bool {
-    let count = svc.count as usize;
-    let mut i = 0;
-    while i < SOCK_MAX_BACKENDS {
-        if i >= count {
-            return false;
-        }
-        if svc.ids[i] == id {
-            return true;
-        }
-        i += 1;
-    }
-    false
 }

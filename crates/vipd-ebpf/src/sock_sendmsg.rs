@@ -2,8 +2,9 @@
 //! sending to a VIP sends to a backend. The socket's first datagram to the VIP chooses
 //! it; later ones go to the same backend while it holds its id and stays in the
 //! service's selection, so a request and its retries reach one server, and a backend
-//! taken out (weight 0, quarantine) loses the socket at its next datagram. Both directions are recorded: `recvmsg` shows replies as
-//! coming from the VIP.
+//! taken out (weight 0, quarantine) loses the socket at its next datagram. Both
+//! directions are recorded: `recvmsg` shows replies as coming from the VIP. With
+//! persistence, the first datagram's choice is the client's (see `sock_affinity`).
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 use vipd_common::{sock::stat, AF_INET, AF_INET6, IPPROTO_UDP};
@@ -33,12 +34,12 @@ fn send(ctx: &SockAddrContext, v6: bool) -> i32 {
     let family = if v6 { AF_INET6 } else { AF_INET } as u8;
     let dst = user(ctx, v6);
     let cookie = cookie(ctx);
-    if let Some(to) = forward(cookie, &dst, family, proto) {
+    if let Some(to) = forward(ctx, v6, cookie, &dst, family, proto) {
         set_user(ctx, v6, &to);
         count(stat::DATAGRAMS);
         return 1;
     }
-    match choose(&dst, family, proto) {
+    match choose(ctx, v6, &dst, family, proto) {
         Choice::NotOurs => 1,
         Choice::NoBackend => {
             count(stat::NO_BACKEND);

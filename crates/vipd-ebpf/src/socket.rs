@@ -9,6 +9,7 @@
 mod object;
 mod ring_room;
 mod sock_addr;
+mod sock_affinity;
 mod sock_connect;
 mod sock_getpeername;
 mod sock_health;

@@ -80,11 +80,13 @@ fn the_socket_object_holds_only_the_socket_plane() {
     assert_eq!(
         maps,
         set(&[
+            "SOCK_AFFINITY",
             "SOCK_BACKENDS",
             "SOCK_HEALTH",
             "SOCK_PEERS",
             "SOCK_SERVICES",
             "SOCK_STATS",
+            "SOCK_SYN_RTO",
             "SOCK_SYN_SENT"
         ])
     );

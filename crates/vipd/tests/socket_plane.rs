@@ -7,6 +7,7 @@
 //! programs and maps with no write. Needs root.
 
 mod socket_common;
+mod socket_plane_tests;
 mod xdp_common;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
@@ -14,8 +15,9 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 use socket_common::{
     addr, backend_netns, drop_syns_to,
     procs::{client, OneSocket, Seen},
-    socket_config, Cgroup, Pins, Servers, BACKENDS4, BACKENDS6, TCP_PORT, UDP_PORT, VIP4, VIP6,
-    VIP_PORT,
+    socket_config,
+    web::WebRun,
+    Cgroup, Pins, Servers, BACKENDS4, BACKENDS6, TCP_PORT, UDP_PORT, VIP4, VIP6, VIP_PORT,
 };
 use vipd::{
     config::{Config, Protocol, SocketSettings},
@@ -305,7 +307,11 @@ fn a_restart_adopts_the_pinned_programs_with_zero_writes() {
     drop(second);
 
     let removed = vipd::sockplane::pins::remove_ours(&pins.0).unwrap();
-    assert_eq!(removed.removed.len(), programs + 3, "{removed:?}");
+    assert_eq!(
+        removed.removed.len(),
+        programs + vipd::sockplane::loader::PINNED_MAPS.len(),
+        "{removed:?}"
+    );
     assert!(removed.kept.is_empty(), "{removed:?}");
     // The VIP itself is routed nowhere in the namespace: ENETUNREACH.
     let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 1, "tcp");
@@ -558,45 +564,23 @@ enum Failure {
 /// report names the VIP and the real backend, the health machine quarantines it, and
 /// new connections go to the first backend only.
 fn quarantine(tag: &str, vip_ip: &str, backends: [&str; 3], failure: Failure) {
-    use xdp_common::daemon::{backend, Daemon, Scratch};
-    let ns = backend_netns();
+    use xdp_common::daemon::backend;
     let serving = match failure {
         Failure::Blackhole => &backends[..2],
         Failure::Refusal => &backends[..1],
     };
-    let _servers = Servers::start(&ns, serving);
+    let run = WebRun::start(
+        tag,
+        vip_ip,
+        &backends,
+        serving,
+        "  retransmit_threshold = 1\n  refuse_threshold = 1\n  base_ejection = \"60s\"\n",
+    );
     if failure == Failure::Blackhole {
-        drop_syns_to(&ns, backends[1]);
+        drop_syns_to(&run.ns, backends[1]);
     }
-    let cg = Cgroup::new(tag);
-    let pins = Pins::new(tag);
-    let scratch = Scratch::new(tag);
-    let dir = &scratch.0;
-    let vip = addr(vip_ip, VIP_PORT);
-    let (good, bad) = (addr(backends[0], TCP_PORT), addr(backends[1], TCP_PORT));
-    let cfg = socket_config(
-        dir,
-        &cg,
-        &format!(
-            r#"[[service]]
-name = "web"
-vip = "{vip}"
-backend = [{{ address = "{good}" }}, {{ address = "{bad}" }}]
-  [service.health]
-  retransmit_threshold = 1
-  refuse_threshold = 1
-  base_ejection = "60s"
-"#,
-        ),
-    );
-    let pin_dir = pins.0.display().to_string();
-    let daemon = Daemon::start_in(
-        &ns,
-        &cfg,
-        &dir.join("run"),
-        &dir.join("vipd.log"),
-        &[("VIPD_SOCKET_PIN_DIR", pin_dir.as_str())],
-    );
+    let (ns, cg, daemon) = (&run.ns, &run.cg, &run.daemon);
+    let (vip, good, bad) = (run.vip, run.good, run.bad);
     let v = daemon.status();
     assert_eq!(v.dataplane, "socket");
     assert_eq!(v.services[0].scheduler, "random");
@@ -610,7 +594,7 @@ backend = [{{ address = "{good}" }}, {{ address = "{bad}" }}]
     // Connections until one has met the failing backend (a blackholed one waits 2 s).
     let mut failed = 0;
     for _ in 0..20 {
-        let seen = client(&ns, &cg.0, vip_ip, VIP_PORT, 1, "tcp");
+        let seen = client(ns, &cg.0, vip_ip, VIP_PORT, 1, "tcp");
         if seen[0].backend.starts_with("error") {
             failed += 1;
             break;
@@ -630,7 +614,7 @@ backend = [{{ address = "{good}" }}, {{ address = "{bad}" }}]
         Failure::Refusal => assert!(b.outcomes.refused >= 1, "{b:?}"),
     }
     // From now on, every new connection goes to the good backend.
-    let t = tally(&client(&ns, &cg.0, vip_ip, VIP_PORT, 30, "tcp"), vip);
+    let t = tally(&client(ns, &cg.0, vip_ip, VIP_PORT, 30, "tcp"), vip);
     assert_eq!(t.get(backends[0]), Some(&30), "{t:?}\n{}", daemon.log());
     let v = daemon.wait_status(
         "established counted",

@@ -214,7 +214,6 @@ name = "a"
 vip = "198.18.100.1:80"
 scheduler = "maglev"
 forwarding = "route"
-persistence = { timeout = "60s" }
 flags = ["sh-port"]
   [[service.backend]]
   address = "198.18.2.11:80"
@@ -235,11 +234,10 @@ udp_stale_flows = "expire"
     let want = [
         "vipd.toml:6:13: scheduler \"maglev\" needs IPVS; the socket data plane's is \"random\" (weighted random choice at connect, the default)",
         "vipd.toml:7:14: `forwarding` needs IPVS: the socket data plane connects the client's socket straight to the backend (leave `forwarding` out)",
-        "vipd.toml:8:15: `persistence` needs IPVS: the socket data plane chooses a backend per socket and keeps no client-persistence templates",
-        "vipd.toml:9:9: `flags` needs IPVS: they are options of IPVS schedulers; the socket data plane chooses at random in proportion to the weights",
-        "vipd.toml:12:21: `upper_threshold` needs IPVS: the socket data plane keeps no connection counts per backend",
-        "vipd.toml:16:10: `fwmark` needs IPVS: the socket data plane translates VIP:port destinations at connect and sendmsg; there are no packets to mark",
-        "vipd.toml:23:19: udp_stale_flows = \"expire\" needs IPVS: a connected UDP socket keeps the backend it connected to with the socket data plane",
+        "vipd.toml:8:9: `flags` needs IPVS: they are options of IPVS schedulers; the socket data plane chooses at random in proportion to the weights",
+        "vipd.toml:11:21: `upper_threshold` needs IPVS: the socket data plane keeps no connection counts per backend",
+        "vipd.toml:15:10: `fwmark` needs IPVS: the socket data plane translates VIP:port destinations at connect and sendmsg; there are no packets to mark",
+        "vipd.toml:22:19: udp_stale_flows = \"expire\" needs IPVS: a connected UDP socket keeps the backend it connected to with the socket data plane",
     ];
     assert_eq!(e, want, "{e:#?}");
 }
@@ -262,5 +260,55 @@ fn a_socket_service_chooses_among_at_most_256_backends() {
     assert_eq!(
         errors(&text),
         ["vipd.toml:5:11: 257 backends: the socket data plane chooses among at most 256 per service"]
+    );
+}
+
+#[test]
+fn persistence_is_kept_by_the_socket_plane_and_checked_as_for_ipvs() {
+    let cfg = ok(r#"
+dataplane = "socket"
+
+[[service]]
+name = "web"
+vip = "198.18.100.1:80"
+persistence = { timeout = "300s", netmask = 24 }
+backend = [{ address = "198.18.2.11:80" }]
+
+[[service]]
+name = "dns"
+vip = "[fd00:18::1]:53"
+protocol = "udp"
+persistence = {}
+backend = [{ address = "[fd00:18::2]:53" }]
+"#);
+    assert_eq!(
+        cfg.services[0].persistence,
+        Some(Persistence {
+            timeout: std::time::Duration::from_secs(300),
+            netmask: 24,
+        })
+    );
+    // The defaults: ipvsadm's timeout, the full prefix.
+    assert_eq!(
+        cfg.services[1].persistence,
+        Some(Persistence {
+            timeout: std::time::Duration::from_secs(300),
+            netmask: 128,
+        })
+    );
+    assert_eq!(
+        errors(
+            r#"
+dataplane = "socket"
+[[service]]
+name = "web"
+vip = "198.18.100.1:80"
+persistence = { timeout = "0s", netmask = 33 }
+"#
+        ),
+        [
+            "vipd.toml:5:27: persistence timeout 0s must be at least 1s",
+            "vipd.toml:5:43: persistence netmask 33 out of range for an IPv4 service (0..=32)",
+        ]
     );
 }

@@ -94,11 +94,6 @@ pub(crate) fn restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
         r,
     );
     only_ipvs(
-        t.get("persistence"),
-        "the socket data plane chooses a backend per socket and keeps no client-persistence templates",
-        r,
-    );
-    only_ipvs(
         t.get("flags"),
         "they are options of IPVS schedulers; the socket data plane chooses at random in proportion to the weights",
         r,

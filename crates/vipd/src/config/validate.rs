@@ -434,11 +434,13 @@ fn service(
         },
         None => None,
     };
-    // With xdp or socket these are reported by their restrictions, once.
+    // With xdp it is reported by its restrictions, once; the socket plane keeps
+    // persistence itself (`sock_affinity` in the kernel programs).
     let persistence = t
         .get("persistence")
-        .filter(|_| !xdp && !socket)
+        .filter(|_| !xdp)
         .map(|f| persistence(f, id.family, r));
+    // With xdp or socket these are reported by their restrictions, once.
     let flags = t
         .get("flags")
         .filter(|_| !xdp && !socket)

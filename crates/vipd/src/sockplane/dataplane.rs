@@ -2,7 +2,7 @@
 //!
 //! Every backend address gets an id (shared by the services that list it) and a `gen`
 //! no earlier holder of that id had; every service gets an id and its selection
-//! ([`super::selection`]). Order of writes in [`Dataplane::apply`]: new backends, then
+//! ([`super::selection`]) with its persistence, if it has any. Order of writes in [`Dataplane::apply`]: new backends, then
 //! services whose selection changed (one write each, which is also all a weight change
 //! costs: a backend at weight 0 leaves its service's selection in that one write), then
 //! removed services, then backends no service lists any more are freed.
@@ -16,7 +16,7 @@ use std::{
 };
 
 use vipd_common::{
-    sock::{SockBackend, SockService},
+    sock::{mask_prefix, SockBackend, SockService},
     VipKey,
 };
 
@@ -31,6 +31,18 @@ pub struct SockServiceSpec {
     pub protocol: u8,
     /// Backends and their effective weights (0: no new sockets).
     pub backends: Vec<(SocketAddr, u32)>,
+    /// Persistence (session affinity), if the service has it.
+    pub persistence: Option<SockPersistence>,
+}
+
+/// A service's persistence as the kernel programs keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockPersistence {
+    /// Seconds, at least 1.
+    pub timeout_s: u32,
+    /// Prefix length of the client's source address that counts (of an IPv4 address for
+    /// an IPv4 service).
+    pub prefix: u8,
 }
 
 impl SockServiceSpec {
@@ -187,11 +199,17 @@ impl Dataplane {
         }
         let service_ids = self.service_ids(&want);
         for (key, spec) in &want {
-            let mut members: Vec<(SocketAddr, u32)> = spec.backends.clone();
-            // A fixed order, whatever order the config lists them in.
-            members.sort();
-            let members: Vec<(u32, u32)> = members.iter().map(|(a, w)| (self.ids[a], *w)).collect();
-            let sel = selection(service_ids[key], &members)?;
+            // The selection puts them in id order, whatever order the config lists.
+            let members: Vec<(u32, u32)> = spec
+                .backends
+                .iter()
+                .map(|(a, w)| (self.ids[a], *w))
+                .collect();
+            let mut sel = selection(service_ids[key], &members)?;
+            if let Some(p) = spec.persistence {
+                sel.affinity_s = p.timeout_s.max(1);
+                sel.affinity_mask = mask_prefix(&[0xff; 16], p.prefix);
+            }
             if self.services.get(key) == Some(&sel) {
                 continue;
             }

@@ -145,6 +145,29 @@ pub fn map_name(fd: BorrowedFd<'_>) -> std::io::Result<String> {
     Ok(name_of(&i.name))
 }
 
+/// What a map is, as far as its layout goes: the head of `struct bpf_map_info`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapLayout {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+}
+
+/// The layout of the map behind `fd`.
+pub fn map_layout(fd: BorrowedFd<'_>) -> std::io::Result<MapLayout> {
+    let i: MapInfo = info(fd)?;
+    let [map_type, _id, key_size, value_size, max_entries, map_flags] = i._head;
+    Ok(MapLayout {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags,
+    })
+}
+
 /// Puts `prog` on the link `link` in place of its program.
 pub fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> std::io::Result<()> {
     #[repr(C, align(8))]

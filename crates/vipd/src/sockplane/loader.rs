@@ -22,6 +22,7 @@ use aya::{
 };
 
 use super::{
+    compat::{remove_stale, Recreated},
     link::{cgroup_id, link_info, link_update, obj_get},
     maps::SockMaps,
     pins::{is_our_link, link_pin},
@@ -66,8 +67,13 @@ pub fn program_names() -> impl Iterator<Item = &'static str> {
 pub const PROGRAM_PREFIX: &str = "vipd_sock_";
 
 /// Maps that carry state worth keeping across a restart: pinned with a pin directory.
-/// The counters are per process.
-pub const PINNED_MAPS: [&str; 3] = ["SOCK_SERVICES", "SOCK_BACKENDS", "SOCK_PEERS"];
+/// The counters are per process; the SYN timeouts are written again at start.
+pub const PINNED_MAPS: [&str; 4] = [
+    "SOCK_SERVICES",
+    "SOCK_BACKENDS",
+    "SOCK_PEERS",
+    "SOCK_AFFINITY",
+];
 
 /// Map sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +84,8 @@ pub struct Sizes {
     /// Socket translations (LRU): two per unconnected UDP socket and VIP, one per
     /// connected socket.
     pub peers: u32,
+    /// Clients of services with persistence (LRU).
+    pub affinity: u32,
     /// Health ring buffer, bytes (a power of two, at least a page).
     pub events_bytes: u32,
 }
@@ -89,6 +97,9 @@ impl Default for Sizes {
             backends: 8192,
             // Preallocated (an LRU map always is): about 8 MiB of kernel memory.
             peers: 1 << 16,
+            // Preallocated too: about 8 MiB (72 bytes of key and value, and the
+            // kernel's element header).
+            affinity: 1 << 16,
             events_bytes: 1 << 20,
         }
     }
@@ -112,6 +123,8 @@ pub struct SockProgram {
     no_reset: Option<String>,
     /// Links this process holds (with no pin directory: they detach when it exits).
     held: Vec<FdLink>,
+    /// Pinned maps of another layout, created afresh by this load.
+    recreated: Vec<Recreated>,
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, SockError> {
@@ -178,10 +191,12 @@ fn prog_err(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> So
 impl SockProgram {
     /// Loads the object with maps of `sizes`, pinned in `pin_dir` if given.
     pub fn load(sizes: Sizes, pin_dir: Option<&Path>) -> Result<Self, SockError> {
+        let mut recreated = Vec::new();
         let pins: Vec<(&'static str, PathBuf)> = match pin_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)
                     .map_err(SockError::io(format!("creating {}", dir.display())))?;
+                recreated = remove_stale(dir, sizes)?;
                 PINNED_MAPS.iter().map(|m| (*m, dir.join(m))).collect()
             }
             None => Vec::new(),
@@ -195,6 +210,8 @@ impl SockProgram {
             .map_max_entries("SOCK_SERVICES", sizes.services)
             .map_max_entries("SOCK_BACKENDS", sizes.backends)
             .map_max_entries("SOCK_PEERS", sizes.peers)
+            .map_max_entries("SOCK_AFFINITY", sizes.affinity)
+            .map_max_entries("SOCK_SYN_RTO", sizes.services)
             .map_max_entries("SOCK_HEALTH", sizes.events_bytes);
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
@@ -211,11 +228,33 @@ impl SockProgram {
             sizes,
             no_reset: reset.err().map(|e| e.to_string()),
             held: Vec::new(),
+            recreated,
         })
     }
 
     pub fn sizes(&self) -> Sizes {
         self.sizes
+    }
+
+    /// How many instructions the verifier walked for each program (`None` before 5.16,
+    /// which does not say), in [`program_names`] order: what the programs' complexity
+    /// costs, against the verifier's limit of a million on every kernel.
+    pub fn verified_instructions(&self) -> Vec<(&'static str, Option<u32>)> {
+        program_names()
+            .map(|name| {
+                let info = match self.ebpf.program(name) {
+                    Some(Program::SockOps(p)) => p.info().ok(),
+                    Some(Program::CgroupSockAddr(p)) => p.info().ok(),
+                    _ => None,
+                };
+                (name, info.and_then(|i| i.verified_instruction_count()))
+            })
+            .collect()
+    }
+
+    /// The pinned maps an earlier vipd left with another layout, created afresh.
+    pub fn recreated(&self) -> &[Recreated] {
+        &self.recreated
     }
 
     /// Attaches every program to `cgroup`; with `pin_dir`, through pinned links (see the

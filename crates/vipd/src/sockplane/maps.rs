@@ -6,7 +6,10 @@ use aya::{
 };
 use vipd_common::{
     health::HealthEvent,
-    sock::{stat, SockBackend, SockPeer, SockPeerKey, SockService},
+    sock::{
+        stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
+        SockSynRto,
+    },
     VipKey,
 };
 
@@ -20,6 +23,8 @@ pub struct SockMaps {
     services: HashMap<MapData, VipKey, SockService>,
     backends: Array<MapData, SockBackend>,
     peers: HashMap<MapData, SockPeerKey, SockPeer>,
+    affinity: HashMap<MapData, SockAffinityKey, SockAffinity>,
+    syn_rto: HashMap<MapData, VipKey, SockSynRto>,
     stats: PerCpuArray<MapData, u64>,
     health: RingBuf<MapData>,
     sizes: Sizes,
@@ -36,6 +41,8 @@ impl SockMaps {
             services: HashMap::try_from(take("SOCK_SERVICES")?).map_err(err("SOCK_SERVICES"))?,
             backends: Array::try_from(take("SOCK_BACKENDS")?).map_err(err("SOCK_BACKENDS"))?,
             peers: HashMap::try_from(take("SOCK_PEERS")?).map_err(err("SOCK_PEERS"))?,
+            affinity: HashMap::try_from(take("SOCK_AFFINITY")?).map_err(err("SOCK_AFFINITY"))?,
+            syn_rto: HashMap::try_from(take("SOCK_SYN_RTO")?).map_err(err("SOCK_SYN_RTO"))?,
             stats: PerCpuArray::try_from(take("SOCK_STATS")?).map_err(err("SOCK_STATS"))?,
             health: RingBuf::try_from(take("SOCK_HEALTH")?).map_err(err("SOCK_HEALTH"))?,
             sizes,
@@ -79,6 +86,31 @@ impl SockMaps {
     /// tests, not for every status).
     pub fn peers(&self) -> usize {
         self.peers.keys().filter(Result::is_ok).count()
+    }
+
+    /// The clients of services with persistence and the backends they stick to (one
+    /// syscall per entry: for tests and inspection).
+    pub fn affinities(&self) -> Vec<(SockAffinityKey, SockAffinity)> {
+        self.affinity.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Gives connections to TCP VIP `key` the initial SYN timeout `rto`.
+    pub fn set_syn_rto(&mut self, key: &VipKey, rto: SockSynRto) -> Result<(), SockError> {
+        self.syn_rto
+            .insert(key, rto, 0)
+            .map_err(err("SOCK_SYN_RTO"))
+    }
+
+    /// The TCP VIPs with an initial SYN timeout, and theirs.
+    pub fn syn_rtos(&self) -> Vec<(VipKey, SockSynRto)> {
+        self.syn_rto.iter().filter_map(Result::ok).collect()
+    }
+
+    /// VIP `key` goes back to the kernel's SYN timeout (not an error if it had none).
+    pub fn remove_syn_rto(&mut self, key: &VipKey) -> Result<(), SockError> {
+        removed(self.syn_rto.remove(key))
+            .map(drop)
+            .map_err(err("SOCK_SYN_RTO"))
     }
 
     /// The counters summed over CPUs, in `stat` order.

@@ -5,13 +5,15 @@
 //! shared types are `vipd_common::sock`.
 //!
 //! Here: [`loader`] loads the programs and attaches them to a cgroup (through links
-//! pinned so that balancing outlives vipd), [`link`] holds the few bpf(2) calls aya has
+//! pinned so that balancing outlives vipd), [`compat`] re-creates pinned maps of another
+//! layout, [`link`] holds the few bpf(2) calls aya has
 //! no wrapper for, [`pins`] decides which pinned objects vipd may remove, [`reset`] sets
 //! up the refusal tracepoint, [`maps`] reads
 //! and writes the maps, [`selection`] builds a service's weighted selection, and
 //! [`dataplane`] turns a desired state into the smallest set of map writes, and
 //! [`features`] says what this host's kernel lacks for the plane (`vipd check`).
 
+pub mod compat;
 pub mod dataplane;
 mod error;
 pub mod features;
@@ -22,7 +24,7 @@ pub mod pins;
 pub mod reset;
 pub mod selection;
 
-pub use dataplane::{Changes, Dataplane, SockServiceSpec};
+pub use dataplane::{Changes, Dataplane, SockPersistence, SockServiceSpec};
 pub use error::SockError;
 pub use loader::{Sizes, SockProgram};
 pub use maps::SockMaps;

@@ -1,15 +1,17 @@
 //! A service's weighted selection as the kernel programs read it
-//! ([`vipd_common::sock::SockService`]): the backends with weight above 0, in a fixed
-//! order, with their cumulative weights. Pure, so that what an apply would write can be
+//! ([`vipd_common::sock::SockService`]): the backends with weight above 0, in ascending
+//! id order (the programs binary-search it), with their cumulative weights. Pure, so that what an apply would write can be
 //! compared with what the map holds.
 
 use vipd_common::sock::{SockService, SOCK_MAX_BACKENDS};
 
 use super::SockError;
 
-/// The selection of service `service_id` over `members` (backend id, weight), in the
-/// order given; backends with weight 0 are left out (they take no new sockets).
+/// The selection of service `service_id` over `members` (backend id, weight), in
+/// ascending id order; backends with weight 0 are left out (they take no new sockets).
 pub fn selection(service_id: u32, members: &[(u32, u32)]) -> Result<SockService, SockError> {
+    let mut members = members.to_vec();
+    members.sort_unstable();
     let mut s = SockService {
         service_id,
         ..SockService::default()
@@ -60,6 +62,14 @@ mod tests {
         for (id, w) in members {
             assert_eq!(hits[&id], w, "backend {id}");
         }
+    }
+
+    #[test]
+    fn ids_ascend_whatever_order_they_come_in() {
+        let s = selection(1, &[(9, 1), (2, 5), (4, 0), (3, 1)]).unwrap();
+        assert_eq!(&s.ids[..3], &[2, 3, 9]);
+        assert_eq!(&s.cum[..3], &[5, 6, 7]);
+        assert!(s.has(9) && s.has(2) && !s.has(4) && !s.has(1));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod procs;
+pub mod web;
 
 use std::{
     net::{IpAddr, SocketAddr},

@@ -12,6 +12,14 @@
 //! `tcp_receive_reset` tracepoint an RST during its handshake (a refusal); the socket's
 //! peer is the backend itself, so nothing needs attributing. UDP errors are not reported
 //! yet; active checks catch those.
+//!
+//! Services with `persistence` have their timeout and netmask in their selection's
+//! value; the kernel programs keep each client's backend (`SOCK_AFFINITY`). `syn_rto`
+//! is written per VIP to `SOCK_SYN_RTO` ([`syn_rto`]), which `sock_ops` applies to the
+//! connections the connect hook translated.
+
+mod handshakes;
+mod syn_rto;
 
 use std::{
     collections::BTreeMap,
@@ -27,12 +35,17 @@ use super::{
     Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written,
 };
 use crate::{
+    clock,
     config::{Config, SocketSettings},
     fs_type,
     model::{health_record::take_reports, Report, ServiceKey},
-    sockplane::{loader::Attached, Dataplane, Sizes, SockError, SockProgram, SockServiceSpec},
+    sockplane::{
+        loader::Attached, Dataplane, Sizes, SockError, SockPersistence, SockProgram,
+        SockServiceSpec,
+    },
     watcher::Counters,
 };
+use syn_rto::SynRtoVips;
 
 /// How passive detection runs with the socket plane: partial (the `vipd_watcher_mode`
 /// label), since UDP errors are not reported.
@@ -87,7 +100,11 @@ pub struct SocketPlane {
     specs: BTreeMap<ServiceKey, SockServiceSpec>,
     /// What the maps hold per backend.
     applied: HeldMap,
-    syn_rto_warned: bool,
+    /// The persistence of the services that have it, from the running config.
+    persistence: BTreeMap<ServiceKey, SockPersistence>,
+    syn_rto: SynRtoVips,
+    /// Reports taken from the ring buffer, before the SYN timeouts' rule.
+    taken: Vec<Report>,
     mode: String,
     /// Waiting on the health ring buffer failed: no more records are read.
     events_failed: bool,
@@ -125,6 +142,14 @@ impl SocketPlane {
         check_cgroup(&s.cgroup)?;
         fs_type::ensure_bpffs().map_err(SockError::io("mounting bpffs on /sys/fs/bpf"))?;
         let mut prog = SockProgram::load(Sizes::default(), Some(pins))?;
+        for r in prog.recreated() {
+            warn!(
+                map = r.map,
+                dir = %pins.display(),
+                "the pinned map had another layout ({}); created afresh, its entries are lost",
+                r.why
+            );
+        }
         let attached = prog.attach(&s.cgroup, Some(pins))?;
         let mode = match prog.attach_reset()? {
             None => MODE.to_owned(),
@@ -148,7 +173,9 @@ impl SocketPlane {
             attached,
             specs: BTreeMap::new(),
             applied: HeldMap::default(),
-            syn_rto_warned: false,
+            persistence: BTreeMap::new(),
+            syn_rto: SynRtoVips::default(),
+            taken: Vec::new(),
         })
     }
 
@@ -180,6 +207,40 @@ impl SocketPlane {
         self.dp.maps().peers()
     }
 
+    /// The clients of services with persistence the maps hold, and their backends.
+    pub fn affinities(
+        &self,
+    ) -> Vec<(
+        vipd_common::sock::SockAffinityKey,
+        vipd_common::sock::SockAffinity,
+    )> {
+        self.dp.maps().affinities()
+    }
+
+    /// The TCP VIPs' initial SYN timeouts as the map holds them.
+    pub fn syn_rtos(&self) -> Vec<(vipd_common::VipKey, vipd_common::sock::SockSynRto)> {
+        self.dp.maps().syn_rtos()
+    }
+
+    /// Takes the persistence of `config`'s services.
+    fn persistence_of(&mut self, config: &Config) {
+        self.persistence = config
+            .services
+            .iter()
+            .filter_map(|s| {
+                let p = s.persistence?;
+                Some((
+                    ServiceKey::from(s.key),
+                    SockPersistence {
+                        // Validation keeps it to whole seconds, at most 31 days.
+                        timeout_s: u32::try_from(p.timeout.as_secs()).unwrap_or(u32::MAX),
+                        prefix: p.netmask,
+                    },
+                ))
+            })
+            .collect();
+    }
+
     /// The counters of the programs, by name.
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
         match self.dp.maps().stats() {
@@ -202,8 +263,15 @@ impl SocketPlane {
                     vip: m.vip.addr,
                     protocol: m.vip.ip_proto(),
                     backends: m.backends,
+                    persistence: self.persistence.get(&m.key).copied(),
                 },
             );
+        }
+        if full {
+            // The persistence of services whose weights did not change may have.
+            for (k, spec) in &mut self.specs {
+                spec.persistence = self.persistence.get(k).copied();
+            }
         }
         let all: Vec<SockServiceSpec> = self.specs.values().cloned().collect();
         let changes = self.dp.apply(&all).map_err(PlaneError::SocketWrite)?;
@@ -240,16 +308,22 @@ impl DataPlane for SocketPlane {
     }
 
     fn set_syn_rto(&mut self, vips: &[(std::net::SocketAddr, crate::config::SynRto)]) {
-        if !vips.is_empty() && !self.syn_rto_warned {
-            self.syn_rto_warned = true;
-            warn!(
-                vips = vips.len(),
-                "syn_rto is not applied by the socket data plane yet; VIPs keep the kernel's 1 s SYN timeout"
-            );
-        }
+        self.syn_rto.configure(vips, self.dp.maps_mut());
     }
 
-    fn apply(&mut self, _config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
+    fn next_deadline(&self) -> Option<tokio::time::Instant> {
+        let due = self.syn_rto.next_deadline_ns()?;
+        let wait = due.saturating_sub(clock::mono_ns());
+        Some(tokio::time::Instant::now() + std::time::Duration::from_nanos(wait))
+    }
+
+    fn maintain(&mut self, _now: tokio::time::Instant) -> bool {
+        self.syn_rto.update(self.dp.maps_mut());
+        false
+    }
+
+    fn apply(&mut self, config: &Config, weights: &Weights) -> Result<Applied, PlaneError> {
+        self.persistence_of(config);
         let (writes, _) = self.sync(weights, true)?;
         Ok(applied("socket", writes))
     }
@@ -259,7 +333,8 @@ impl DataPlane for SocketPlane {
         Ok(weight_writes(ops, written))
     }
 
-    fn restore(&mut self, _config: &Config, weights: &Weights) {
+    fn restore(&mut self, config: &Config, weights: &Weights) {
+        self.persistence_of(config);
         if let Err(e) = self.sync(weights, true) {
             warn!(
                 "restoring the socket maps to the running config failed: {}",
@@ -290,13 +365,20 @@ impl DataPlane for SocketPlane {
 
     fn take_reports(&mut self, max: usize, out: &mut Vec<Report>) -> usize {
         let maps = self.dp.maps_mut();
-        take_reports(
+        let mut taken = std::mem::take(&mut self.taken);
+        let n = take_reports(
             || maps.next_health(),
             max,
-            out,
+            &mut taken,
             &mut self.decode_errors,
             "socket",
-        )
+        );
+        for r in taken.drain(..) {
+            self.syn_rto.feed(r, out);
+        }
+        self.taken = taken;
+        self.syn_rto.settle(out, self.dp.maps_mut());
+        n
     }
 
     fn events_failed(&mut self, error: &std::io::Error) {

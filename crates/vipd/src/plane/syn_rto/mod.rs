@@ -65,6 +65,11 @@ impl Timeouts {
         self.changed = true;
     }
 
+    /// Whether `vip`'s timeout is adaptive.
+    pub fn is_adaptive(&self, vip: &SocketAddr) -> bool {
+        self.adaptive.contains_key(vip)
+    }
+
     /// Whether any VIP has a timeout.
     pub fn any(&self) -> bool {
         !(self.fixed.is_empty() && self.adaptive.is_empty())

@@ -1,0 +1,115 @@
+//! Persistence (session affinity) for services that have it: a client keeps the backend
+//! it was given while it keeps connecting (or sending) within the service's timeout. On
+//! a client host the client is the host itself, so a client here is a network namespace
+//! and the socket's bound source address masked to the service's prefix (all zero when
+//! the socket is not bound). An entry whose time ran out, or whose backend left the
+//! service's selection (weight 0, quarantine, removal) or its id, gives way to a fresh
+//! weighted choice. Services without persistence never get here.
+
+use aya_ebpf::{
+    bindings::bpf_sock,
+    helpers::{bpf_get_netns_cookie, bpf_ktime_get_ns},
+    programs::SockAddrContext,
+    EbpfContext,
+};
+use vipd_common::sock::{SockAffinity, SockAffinityKey, SockBackend, SockService};
+
+use crate::{sock_addr::read_addr, sock_maps::SOCK_AFFINITY};
+
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// The client of `svc` making this call. `v6`: the hook is an IPv6 one; `mapped`: an
+/// IPv6 socket reaching an IPv4 VIP, whose source counts in its IPv4 form.
+#[inline(always)]
+pub fn client(ctx: &SockAddrContext, svc: &SockService, v6: bool, mapped: bool) -> SockAffinityKey {
+    // SAFETY: the helper takes the program's own context.
+    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    let mut src = source(ctx, v6);
+    if mapped {
+        let a = src;
+        src = if a[..10] == [0u8; 10] && a[10] == 0xff && a[11] == 0xff {
+            [
+                a[12], a[13], a[14], a[15], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ]
+        } else {
+            [0u8; 16]
+        };
+    }
+    let mut addr = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        addr[i] = src[i] & svc.affinity_mask[i];
+        i += 1;
+    }
+    SockAffinityKey {
+        netns,
+        addr,
+        service_id: svc.service_id,
+        _pad: 0,
+    }
+}
+
+/// The socket's bound source address (zero if unbound).
+#[inline(always)]
+fn source(ctx: &SockAddrContext, v6: bool) -> [u8; 16] {
+    // SAFETY: `sk` of a sock_addr context is the (full) socket the call is made on; its
+    // address fields are read with one 4-byte load each, as the verifier allows.
+    unsafe {
+        let sk: *mut bpf_sock = core::ptr::read_volatile(&(*ctx.sock_addr).__bindgen_anon_1.sk);
+        read_addr(v6, &(*sk).src_ip4, &(*sk).src_ip6)
+    }
+}
+
+/// The backend id `client` sticks to, if its entry is still good: used within the
+/// timeout, and its backend `live` (in the selection, same `gen`). A good entry is
+/// refreshed.
+#[inline(always)]
+pub fn sticky(
+    client: &SockAffinityKey,
+    svc: &SockService,
+    live: impl Fn(u32, u32) -> bool,
+) -> Option<u32> {
+    let a = SOCK_AFFINITY.get_ptr_mut(client)?;
+    // SAFETY: a value pointer the map lookup just returned, used within this run.
+    let a = unsafe { &mut *a };
+    // SAFETY: a plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let timeout = u64::from(svc.affinity_s) * NS_PER_S;
+    if now.wrapping_sub(a.last_ns) > timeout || !live(a.backend_id, a.gen) {
+        return None;
+    }
+    a.last_ns = now;
+    Some(a.backend_id)
+}
+
+/// Records that `client` now sticks to backend `id`.
+#[inline(always)]
+pub fn stick(client: &SockAffinityKey, id: u32, b: &SockBackend) {
+    let v = SockAffinity {
+        // SAFETY: a plain helper call.
+        last_ns: unsafe { bpf_ktime_get_ns() },
+        backend_id: id,
+        gen: b.gen,
+        addr: b.addr,
+        port: b.port,
+        family: b.family,
+        _pad: 0,
+        _pad1: 0,
+    };
+    // A full map evicts its least recently used client, which chooses afresh next time.
+    let _ = SOCK_AFFINITY.insert(client, &v, 0);
+}
+
+/// Marks `client`'s entry used now, if it names backend `id` (an unconnected UDP
+/// socket's later datagrams keep its client's affinity alive).
+#[inline(always)]
+pub fn touch(client: &SockAffinityKey, id: u32) {
+    if let Some(a) = SOCK_AFFINITY.get_ptr_mut(client) {
+        // SAFETY: as in `sticky`.
+        let a = unsafe { &mut *a };
+        if a.backend_id == id {
+            // SAFETY: a plain helper call.
+            a.last_ns = unsafe { bpf_ktime_get_ns() };
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The socket plane's host tests beyond the basics of `socket_plane.rs`, one concern a
+//! file.
+
+mod affinity;
+mod pinned_layout;
+mod syn_rto;
+mod verifier;
