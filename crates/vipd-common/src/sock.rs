@@ -109,14 +109,21 @@ impl SockService {
         } else {
             self.count as usize
         };
-        // The first entry at or above id, in [lo, hi).
+        // The first entry at or above id, in [lo, hi). If id is there, the search reads
+        // it: the step that brings hi down to its index reads that entry. So the answer
+        // is found inside the loop, and no entry is read after it, at an index the
+        // compiler would pass unmasked (it knows lo < count <= 255; verifiers before
+        // Linux 6.8 do not learn that from comparing two registers).
         let mut lo = 0usize;
         let mut hi = count;
+        let mut found = false;
         let mut step = 0;
         while step <= SOCK_SEARCH_STEPS {
             if lo < hi {
                 let mid = (lo + hi) / 2;
-                if self.ids[mid & (SOCK_MAX_BACKENDS - 1)] < id {
+                let at = self.ids[mid & (SOCK_MAX_BACKENDS - 1)];
+                found |= at == id;
+                if at < id {
                     lo = mid + 1;
                 } else {
                     hi = mid;
@@ -124,7 +131,7 @@ impl SockService {
             }
             step += 1;
         }
-        lo < count && self.ids[lo & (SOCK_MAX_BACKENDS - 1)] == id
+        found
     }
 }
 
