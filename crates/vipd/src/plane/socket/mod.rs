@@ -30,7 +30,11 @@ use crate::{
     config::{Config, SocketSettings},
     fs_type,
     model::{health_record::take_reports, Report, ServiceKey},
-    sockplane::{loader::Attached, Dataplane, Sizes, SockError, SockProgram, SockServiceSpec},
+    sockplane::{
+        loader::Attached,
+        udp_destroy::{left_selection, UdpExpiry},
+        Dataplane, Sizes, SockError, SockProgram, SockServiceSpec,
+    },
     watcher::Counters,
 };
 
@@ -94,6 +98,8 @@ pub struct SocketPlane {
     decode_errors: u64,
     /// The kernel's lost-record counter when this vipd started.
     lost_at_start: u64,
+    /// Destroys connected UDP sockets of backends that leave a selection.
+    udp_expiry: UdpExpiry,
 }
 
 /// The programs' count of records they could not queue.
@@ -149,6 +155,7 @@ impl SocketPlane {
             specs: BTreeMap::new(),
             applied: HeldMap::default(),
             syn_rto_warned: false,
+            udp_expiry: UdpExpiry::default(),
         })
     }
 
@@ -182,15 +189,18 @@ impl SocketPlane {
 
     /// The counters of the programs, by name.
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
-        match self.dp.maps().stats() {
+        let mut out: Vec<_> = match self.dp.maps().stats() {
             Ok(s) => stat::NAMES.iter().copied().zip(s).collect(),
             Err(_) => Vec::new(),
-        }
+        };
+        out.push(("udp_sockets_destroyed", self.udp_expiry.destroyed()));
+        out
     }
 
     /// Makes the maps hold the services of `weights`. `full`: these are all the
     /// services; else only these services' weights may have changed.
     fn sync(&mut self, weights: &Weights, full: bool) -> Result<(usize, Vec<Written>), PlaneError> {
+        let before = self.specs.clone();
         if full {
             self.specs.retain(|k, _| weights.has_service(k));
         }
@@ -207,6 +217,9 @@ impl SocketPlane {
         }
         let all: Vec<SockServiceSpec> = self.specs.values().cloned().collect();
         let changes = self.dp.apply(&all).map_err(PlaneError::SocketWrite)?;
+        // Connected UDP sockets of backends now out of a selection move (`expire`).
+        let left = left_selection(&before, &self.specs);
+        self.udp_expiry.expire(self.dp.maps(), &left);
         // The write of a service's selection is when its backends at 0 leave it.
         let written = self.applied.record(wanted, None, full.then_some(weights));
         debug!(writes = changes.total(), "socket maps synced");

@@ -1,0 +1,161 @@
+//! Host tier: connected UDP sockets the socket data plane translated move when their
+//! backend leaves the selection (`udp_stale_flows = "expire"`): vipd destroys them with
+//! `SOCK_DESTROY`, the application's next exchange on the old socket fails, and a new
+//! socket through the VIP reaches another backend. A socket the application connected
+//! straight to the same backend is not the plane's and keeps working. Needs root and a
+//! kernel with `CONFIG_INET_DIAG_DESTROY`.
+//!
+//! `sock_diag` sees the sockets of its own network namespace: the plane runs on a thread
+//! inside the test's namespace, where the clients' sockets are.
+
+mod socket_common;
+mod xdp_common;
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::Stdio,
+};
+
+use socket_common::{
+    addr, backend_netns, procs::in_cgroup, Cgroup, Pins, Servers, BACKENDS4, BACKENDS6, UDP_PORT,
+    VIP4, VIP6,
+};
+use vipd::{
+    config::{Config, Protocol, SocketSettings},
+    model::{BackendId, ServiceKey, Vip},
+    plane::{socket::SocketPlane, DataPlane, Held, Weights},
+};
+
+/// One UDP service of `vip` on [`UDP_PORT`] over `backends` at weights `w`.
+fn udp_weights(vip: &str, backends: &[&str], w: &[u32]) -> Weights {
+    let key = ServiceKey::Addr(Vip::new(Protocol::Udp, addr(vip, UDP_PORT)));
+    let mut out = Weights::default();
+    for (b, w) in backends.iter().zip(w) {
+        out.insert(
+            key,
+            BackendId::new(addr(b, UDP_PORT).ip(), UDP_PORT),
+            Held {
+                configured: 1,
+                weight: Some(*w),
+            },
+        );
+    }
+    out
+}
+
+/// A connected UDP socket through the VIP (`a`) and one connected straight to the
+/// backend `a` reached (`d`); prints who answered each. Then, at a line on stdin: what a
+/// `recv` on `a` gets, an exchange on `a`, one on `d`, and one on a new socket through
+/// the VIP.
+const CLIENT: &str = r#"
+import socket, sys
+vip, port = sys.argv[1], int(sys.argv[2])
+fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+def sock(a):
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(2); s.connect((a, port)); return s
+def r(s):
+    try:
+        return s.recv(100).decode()
+    except OSError as e:
+        return "error:%s" % e.errno
+def x(s):
+    try:
+        s.send(b"x"); return s.recv(100).decode()
+    except OSError as e:
+        return "error:%s" % e.errno
+a = sock(vip); first = x(a)
+d = sock(("::ffff:" + first) if fam == socket.AF_INET6 and ":" not in first else first)
+print(first, x(d), flush=True)
+sys.stdin.readline()
+print(r(a), x(a), x(d), x(sock(vip)), flush=True)
+"#;
+
+fn words(out: &mut impl BufRead) -> Vec<String> {
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+/// `client_vip`: the VIP as the client names it (`::ffff:a.b.c.d` for a dual-stack
+/// socket reaching the IPv4 VIP).
+fn moves_off_a_backend_at_weight_0(vip: &str, client_vip: &str, backends: [&str; 3], tag: &str) {
+    let ns = backend_netns();
+    let _servers = Servers::start(&ns, &backends);
+    let cg = Cgroup::new(tag);
+    let pins = Pins::new(tag);
+    ns.enter(|| {
+        let s = SocketSettings {
+            cgroup: cg.0.clone(),
+        };
+        let mut plane = SocketPlane::start_with(&s, &pins.0)
+            .unwrap_or_else(|e| panic!("starting: {}", e.chain()));
+        plane
+            .apply(&Config::default(), &udp_weights(vip, &backends, &[1, 1, 1]))
+            .unwrap();
+        let mut child = in_cgroup(&ns, &cg.0, CLIENT, &format!("{client_vip} {UDP_PORT}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("client");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let before = words(&mut out);
+        assert_eq!(before.len(), 2, "{before:?}");
+        let first = before[0].clone();
+        let i = backends
+            .iter()
+            .position(|b| *b == first)
+            .unwrap_or_else(|| panic!("no backend answered: {before:?}"));
+        assert_eq!(before[1], first, "the direct socket: {before:?}");
+
+        let mut w = [1, 1, 1];
+        w[i] = 0;
+        plane
+            .write_weights(&udp_weights(vip, &backends, &w))
+            .unwrap();
+        writeln!(child.stdin.as_mut().unwrap()).unwrap();
+        let after = words(&mut out);
+        let _ = child.kill();
+        let _ = child.wait();
+        eprintln!("{tag}: before {before:?}, after the move {after:?}");
+        assert_eq!(after.len(), 4, "{after:?}");
+        // A waiting recv gets ECONNABORTED; the kernel has disconnected the socket, so a
+        // send without an address then gets EDESTADDRREQ.
+        assert_eq!(
+            after[0],
+            format!("error:{}", libc::ECONNABORTED),
+            "the translated socket was not destroyed: {after:?}"
+        );
+        assert_eq!(
+            after[1],
+            format!("error:{}", libc::EDESTADDRREQ),
+            "{after:?}"
+        );
+        assert_eq!(after[2], first, "the direct socket was touched: {after:?}");
+        assert!(
+            !after[3].starts_with("error") && after[3] != first,
+            "a new socket did not reach another backend: {after:?}"
+        );
+        let destroyed = plane
+            .stats()
+            .into_iter()
+            .find(|(n, _)| *n == "udp_sockets_destroyed")
+            .map(|(_, v)| v);
+        assert_eq!(destroyed, Some(1), "{after:?}");
+    });
+}
+
+#[test]
+fn a_connected_udp_socket_leaves_a_backend_at_weight_0_v4() {
+    moves_off_a_backend_at_weight_0(VIP4, VIP4, BACKENDS4, "udpd4");
+}
+
+#[test]
+fn a_connected_udp_socket_leaves_a_backend_at_weight_0_v6() {
+    moves_off_a_backend_at_weight_0(VIP6, VIP6, BACKENDS6, "udpd6");
+}
+
+#[test]
+fn a_dual_stack_udp_socket_leaves_an_ipv4_backend_at_weight_0() {
+    let mapped = format!("::ffff:{VIP4}");
+    moves_off_a_backend_at_weight_0(VIP4, &mapped, BACKENDS4, "udpdm");
+}
