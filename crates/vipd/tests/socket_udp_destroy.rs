@@ -1,9 +1,10 @@
 //! Host tier: connected UDP sockets the socket data plane translated move when their
-//! backend leaves the selection (`udp_stale_flows = "expire"`): vipd destroys them with
-//! `SOCK_DESTROY`, the application's next exchange on the old socket fails, and a new
-//! socket through the VIP reaches another backend. A socket the application connected
-//! straight to the same backend is not the plane's and keeps working. Needs root and a
-//! kernel with `CONFIG_INET_DIAG_DESTROY`.
+//! backend is taken out of the service (`udp_stale_flows = "expire"`): vipd destroys
+//! them with `SOCK_DESTROY`, the application's next receive on the old socket fails with
+//! `ECONNABORTED`, and a new socket through the VIP reaches another backend. At weight 0
+//! (a drain, or `udp_stale_flows = "keep"`) they keep going. A socket the application
+//! connected straight to the same backend is not the plane's and keeps working. Needs
+//! root and a kernel with `CONFIG_INET_DIAG_DESTROY`.
 //!
 //! `sock_diag` sees the sockets of its own network namespace: the plane runs on a thread
 //! inside the test's namespace, where the clients' sockets are.
@@ -26,8 +27,9 @@ use vipd::{
     plane::{socket::SocketPlane, DataPlane, Held, Weights},
 };
 
-/// One UDP service of `vip` on [`UDP_PORT`] over `backends` at weights `w`.
-fn udp_weights(vip: &str, backends: &[&str], w: &[u32]) -> Weights {
+/// One UDP service of `vip` on [`UDP_PORT`] over `backends` at weights `w` (`None`:
+/// taken out of the plane, as a quarantine with `udp_stale_flows = "expire"` does).
+fn udp_weights(vip: &str, backends: &[&str], w: &[Option<u32>]) -> Weights {
     let key = ServiceKey::Addr(Vip::new(Protocol::Udp, addr(vip, UDP_PORT)));
     let mut out = Weights::default();
     for (b, w) in backends.iter().zip(w) {
@@ -36,7 +38,7 @@ fn udp_weights(vip: &str, backends: &[&str], w: &[u32]) -> Weights {
             BackendId::new(addr(b, UDP_PORT).ip(), UDP_PORT),
             Held {
                 configured: 1,
-                weight: Some(*w),
+                weight: *w,
             },
         );
     }
@@ -44,9 +46,9 @@ fn udp_weights(vip: &str, backends: &[&str], w: &[u32]) -> Weights {
 }
 
 /// A connected UDP socket through the VIP (`a`) and one connected straight to the
-/// backend `a` reached (`d`); prints who answered each. Then, at a line on stdin: what a
-/// `recv` on `a` gets, an exchange on `a`, one on `d`, and one on a new socket through
-/// the VIP.
+/// backend `a` reached (`d`); prints who answered each, then again at a line on stdin.
+/// At a second line: what a `recv` on `a` gets, an exchange on `a`, one on `d`, and one
+/// on a new socket through the VIP.
 const CLIENT: &str = r#"
 import socket, sys
 vip, port = sys.argv[1], int(sys.argv[2])
@@ -67,6 +69,8 @@ a = sock(vip); first = x(a)
 d = sock(("::ffff:" + first) if fam == socket.AF_INET6 and ":" not in first else first)
 print(first, x(d), flush=True)
 sys.stdin.readline()
+print(x(a), x(d), flush=True)
+sys.stdin.readline()
 print(r(a), x(a), x(d), x(sock(vip)), flush=True)
 "#;
 
@@ -78,7 +82,7 @@ fn words(out: &mut impl BufRead) -> Vec<String> {
 
 /// `client_vip`: the VIP as the client names it (`::ffff:a.b.c.d` for a dual-stack
 /// socket reaching the IPv4 VIP).
-fn moves_off_a_backend_at_weight_0(vip: &str, client_vip: &str, backends: [&str; 3], tag: &str) {
+fn moves_off_a_backend_taken_out(vip: &str, client_vip: &str, backends: [&str; 3], tag: &str) {
     let ns = backend_netns();
     let _servers = Servers::start(&ns, &backends);
     let cg = Cgroup::new(tag);
@@ -90,7 +94,10 @@ fn moves_off_a_backend_at_weight_0(vip: &str, client_vip: &str, backends: [&str;
         let mut plane = SocketPlane::start_with(&s, &pins.0)
             .unwrap_or_else(|e| panic!("starting: {}", e.chain()));
         plane
-            .apply(&Config::default(), &udp_weights(vip, &backends, &[1, 1, 1]))
+            .apply(
+                &Config::default(),
+                &udp_weights(vip, &backends, &[Some(1); 3]),
+            )
             .unwrap();
         let mut child = in_cgroup(&ns, &cg.0, CLIENT, &format!("{client_vip} {UDP_PORT}"))
             .stdin(Stdio::piped())
@@ -107,8 +114,18 @@ fn moves_off_a_backend_at_weight_0(vip: &str, client_vip: &str, backends: [&str;
             .unwrap_or_else(|| panic!("no backend answered: {before:?}"));
         assert_eq!(before[1], first, "the direct socket: {before:?}");
 
-        let mut w = [1, 1, 1];
-        w[i] = 0;
+        // At weight 0 (a drain) both sockets keep their backend.
+        let mut w = [Some(1); 3];
+        w[i] = Some(0);
+        plane
+            .write_weights(&udp_weights(vip, &backends, &w))
+            .unwrap();
+        writeln!(child.stdin.as_mut().unwrap()).unwrap();
+        let drained = words(&mut out);
+        assert_eq!(drained, [first.clone(), first.clone()], "at weight 0");
+
+        // Taken out: the translated socket is destroyed.
+        w[i] = None;
         plane
             .write_weights(&udp_weights(vip, &backends, &w))
             .unwrap();
@@ -145,17 +162,17 @@ fn moves_off_a_backend_at_weight_0(vip: &str, client_vip: &str, backends: [&str;
 }
 
 #[test]
-fn a_connected_udp_socket_leaves_a_backend_at_weight_0_v4() {
-    moves_off_a_backend_at_weight_0(VIP4, VIP4, BACKENDS4, "udpd4");
+fn a_connected_udp_socket_leaves_a_backend_taken_out_v4() {
+    moves_off_a_backend_taken_out(VIP4, VIP4, BACKENDS4, "udpd4");
 }
 
 #[test]
-fn a_connected_udp_socket_leaves_a_backend_at_weight_0_v6() {
-    moves_off_a_backend_at_weight_0(VIP6, VIP6, BACKENDS6, "udpd6");
+fn a_connected_udp_socket_leaves_a_backend_taken_out_v6() {
+    moves_off_a_backend_taken_out(VIP6, VIP6, BACKENDS6, "udpd6");
 }
 
 #[test]
-fn a_dual_stack_udp_socket_leaves_an_ipv4_backend_at_weight_0() {
+fn a_dual_stack_udp_socket_leaves_an_ipv4_backend_taken_out() {
     let mapped = format!("::ffff:{VIP4}");
-    moves_off_a_backend_at_weight_0(VIP4, &mapped, BACKENDS4, "udpdm");
+    moves_off_a_backend_taken_out(VIP4, &mapped, BACKENDS4, "udpdm");
 }

@@ -11,7 +11,7 @@
 //! and writes the maps, [`selection`] builds a service's weighted selection, and
 //! [`dataplane`] turns a desired state into the smallest set of map writes, and
 //! [`features`] says what this host's kernel lacks for the plane (`vipd check`);
-//! [`udp_destroy`] moves connected UDP sockets off backends that leave a selection.
+//! [`udp_destroy`] moves connected UDP sockets off backends taken out of a service.
 
 pub mod dataplane;
 mod error;

@@ -1,15 +1,17 @@
-//! Moving connected UDP sockets off a backend that left its service's selection, as
+//! Moving connected UDP sockets off a backend taken out of its service, as
 //! `udp_stale_flows = "expire"` does for IPVS and XDP.
 //!
 //! The socket plane translates a connected UDP socket once, at `connect()`; the kernel
 //! then sends its datagrams to the backend without asking the plane again. When that
-//! backend leaves the selection (weight 0, or removed from the service), vipd finds the
-//! service's sockets connected to it with a `sock_diag` dump of the UDP sockets
+//! backend leaves a UDP service (taken out on quarantine, which is what
+//! `udp_stale_flows = "expire"`, the default, does, or removed from the config), vipd
+//! finds the service's sockets connected to it with a `sock_diag` dump of the UDP sockets
 //! (`NETLINK_SOCK_DIAG`, `SOCK_DIAG_BY_FAMILY`, connected ones only, by destination
 //! port) and destroys each with `SOCK_DESTROY` (the kernel's `CONFIG_INET_DIAG_DESTROY`).
 //! The application's next `send`/`recv` on it fails with `ECONNABORTED` (the kernel
 //! also disconnects it); a new socket connects through the VIP to a backend in the
-//! selection.
+//! selection. A backend held at weight 0 (`udp_stale_flows = "keep"`, `vipd drain`)
+//! keeps its sockets, as IPVS keeps the flows of a weight-0 destination.
 //!
 //! Only sockets the plane translated are touched: a socket is destroyed only when
 //! `SOCK_PEERS` holds the plane's record for its cookie (the dump's `idiag_cookie`)
@@ -450,11 +452,11 @@ pub fn translated_from(record: Option<&SockPeer>, family: u8, vip: SocketAddr) -
     })
 }
 
-/// The (VIP, backend) pairs of UDP services whose backend was in the selection in
-/// `before` (weight above 0) and is not in `after` (weight 0, or gone from the
-/// service). A service gone altogether is left out: its VIP no longer translates, so a
-/// new socket would not reach a backend.
-pub fn left_selection(
+/// The (VIP, backend) pairs of UDP services whose backend is in `before` (at any
+/// weight) and not in `after`: taken out, or removed. A backend now at weight 0 stays
+/// (a drain: its sockets keep going). A service gone altogether is left out: its VIP no
+/// longer translates, so a new socket would not reach a backend.
+pub fn taken_out(
     before: &BTreeMap<ServiceKey, SockServiceSpec>,
     after: &BTreeMap<ServiceKey, SockServiceSpec>,
 ) -> Vec<(SocketAddr, SocketAddr)> {
@@ -463,9 +465,8 @@ pub fn left_selection(
         let Some(new) = after.get(key) else {
             continue;
         };
-        for (b, w) in &old.backends {
-            let still = new.backends.iter().any(|(a, nw)| a == b && *nw > 0);
-            if *w > 0 && !still {
+        for (b, _) in &old.backends {
+            if !new.backends.iter().any(|(a, _)| a == b) {
                 out.push((old.vip, *b));
             }
         }
@@ -481,7 +482,7 @@ pub struct Expired {
     pub left_alone: u64,
 }
 
-/// Destroys the translated connected UDP sockets of backends that left a selection;
+/// Destroys the translated connected UDP sockets of backends taken out of a service;
 /// keeps the count, and warns once when the kernel cannot.
 #[derive(Default)]
 pub struct UdpExpiry {
@@ -509,7 +510,7 @@ impl UdpExpiry {
                             %vip,
                             %backend,
                             destroyed = e.destroyed,
-                            "destroyed the connected UDP sockets translated to a backend that left the selection"
+                            "destroyed the connected UDP sockets translated to a backend taken out of its service"
                         );
                     }
                     if e.left_alone > 0 {
@@ -532,11 +533,11 @@ impl UdpExpiry {
         match err.missing_feature() {
             Some(what) => warn!(
                 %backend,
-                "connected UDP sockets of backends that leave the selection are not moved: this kernel lacks {what} ({err})"
+                "connected UDP sockets of backends taken out are not moved: this kernel lacks {what} ({err})"
             ),
             None => warn!(
                 %backend,
-                "moving connected UDP sockets off a backend that left the selection failed: {err}"
+                "moving connected UDP sockets off a backend taken out failed: {err}"
             ),
         }
     }
@@ -751,7 +752,7 @@ mod tests {
     }
 
     #[test]
-    fn backends_that_leave_a_udp_selection() {
+    fn backends_taken_out_of_a_udp_service() {
         let k = |p| {
             ServiceKey::Addr(crate::model::Vip::new(
                 crate::model::Protocol::Udp,
@@ -779,19 +780,16 @@ mod tests {
             (k(55), spec(55, IPPROTO_UDP, &[("10.1.0.1:55", 1)])),
         ]);
         let after = BTreeMap::from([
-            (
-                k(53),
-                spec(53, IPPROTO_UDP, &[("10.1.0.1:53", 0), ("10.1.0.3:53", 0)]),
-            ),
+            (k(53), spec(53, IPPROTO_UDP, &[("10.1.0.1:53", 0)])),
             (k(54), spec(54, 6, &[("10.1.0.1:54", 0)])),
         ]);
-        let left = left_selection(&before, &after);
+        let left = taken_out(&before, &after);
         let vip: SocketAddr = "10.9.0.1:53".parse().unwrap();
         assert_eq!(
             left,
             vec![
-                (vip, "10.1.0.1:53".parse().unwrap()),
-                (vip, "10.1.0.2:53".parse().unwrap())
+                (vip, "10.1.0.2:53".parse().unwrap()),
+                (vip, "10.1.0.3:53".parse().unwrap())
             ]
         );
     }

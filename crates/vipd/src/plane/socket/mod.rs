@@ -3,7 +3,8 @@
 //! machines' effective weights become each service's selection (only services whose
 //! selection changed are written, one map write each), so a backend whose weight drops
 //! to 0 takes no new socket from the moment of that write. A socket keeps the backend it
-//! connected to.
+//! connected to, except a connected UDP socket of a backend taken out of its service
+//! (see [`crate::sockplane::udp_destroy`]).
 //!
 //! The programs and maps are pinned, so balancing goes on while vipd is stopped or
 //! upgraded; a restarted vipd adopts what the maps hold and writes nothing when nothing
@@ -32,7 +33,7 @@ use crate::{
     model::{health_record::take_reports, Report, ServiceKey},
     sockplane::{
         loader::Attached,
-        udp_destroy::{left_selection, UdpExpiry},
+        udp_destroy::{taken_out, UdpExpiry},
         Dataplane, Sizes, SockError, SockProgram, SockServiceSpec,
     },
     watcher::Counters,
@@ -98,7 +99,7 @@ pub struct SocketPlane {
     decode_errors: u64,
     /// The kernel's lost-record counter when this vipd started.
     lost_at_start: u64,
-    /// Destroys connected UDP sockets of backends that leave a selection.
+    /// Destroys connected UDP sockets of backends taken out of a service.
     udp_expiry: UdpExpiry,
 }
 
@@ -217,8 +218,8 @@ impl SocketPlane {
         }
         let all: Vec<SockServiceSpec> = self.specs.values().cloned().collect();
         let changes = self.dp.apply(&all).map_err(PlaneError::SocketWrite)?;
-        // Connected UDP sockets of backends now out of a selection move (`expire`).
-        let left = left_selection(&before, &self.specs);
+        // Connected UDP sockets of backends taken out move (`udp_stale_flows = "expire"`).
+        let left = taken_out(&before, &self.specs);
         self.udp_expiry.expire(self.dp.maps(), &left);
         // The write of a service's selection is when its backends at 0 leave it.
         let written = self.applied.record(wanted, None, full.then_some(weights));
