@@ -14,7 +14,7 @@ mod xdp_common;
 
 use std::{
     io::{BufRead, BufReader, Write},
-    process::Stdio,
+    process::{Child, ChildStdout, Stdio},
 };
 
 use socket_common::{
@@ -74,15 +74,33 @@ sys.stdin.readline()
 print(r(a), x(a), x(d), x(sock(vip)), flush=True)
 "#;
 
+/// The client's next line, in words.
 fn words(out: &mut impl BufRead) -> Vec<String> {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     line.split_whitespace().map(str::to_owned).collect()
 }
 
-/// `client_vip`: the VIP as the client names it (`::ffff:a.b.c.d` for a dual-stack
-/// socket reaching the IPv4 VIP).
-fn moves_off_a_backend_taken_out(vip: &str, client_vip: &str, backends: [&str; 3], tag: &str) {
+/// The plane's count of destroyed sockets.
+fn destroyed(plane: &SocketPlane) -> Option<u64> {
+    plane
+        .stats()
+        .into_iter()
+        .find(|(n, _)| *n == "udp_sockets_destroyed")
+        .map(|(_, v)| v)
+}
+
+/// Backends serving in a namespace of their own, a socket plane (on a thread inside that
+/// namespace) with the UDP service of `vip` over them at weight 1, and `script` run with
+/// `args` as a client in the plane's cgroup; `f` gets the plane, the client (ended after
+/// `f`) and its output.
+fn with_client(
+    vip: &str,
+    backends: [&str; 3],
+    tag: &str,
+    (script, args): (&str, &str),
+    f: impl FnOnce(&mut SocketPlane, &mut Child, &mut BufReader<ChildStdout>) + Send,
+) {
     let ns = backend_netns();
     let _servers = Servers::start(&ns, &backends);
     let cg = Cgroup::new(tag);
@@ -99,13 +117,24 @@ fn moves_off_a_backend_taken_out(vip: &str, client_vip: &str, backends: [&str; 3
                 &udp_weights(vip, &backends, &[Some(1); 3]),
             )
             .unwrap();
-        let mut child = in_cgroup(&ns, &cg.0, CLIENT, &format!("{client_vip} {UDP_PORT}"))
+        let mut child = in_cgroup(&ns, &cg.0, script, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("client");
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        let before = words(&mut out);
+        f(&mut plane, &mut child, &mut out);
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+}
+
+/// `client_vip`: the VIP as the client names it (`::ffff:a.b.c.d` for a dual-stack
+/// socket reaching the IPv4 VIP).
+fn moves_off_a_backend_taken_out(vip: &str, client_vip: &str, backends: [&str; 3], tag: &str) {
+    let args = format!("{client_vip} {UDP_PORT}");
+    with_client(vip, backends, tag, (CLIENT, &args), |plane, child, out| {
+        let before = words(out);
         assert_eq!(before.len(), 2, "{before:?}");
         let first = before[0].clone();
         let i = backends
@@ -121,7 +150,7 @@ fn moves_off_a_backend_taken_out(vip: &str, client_vip: &str, backends: [&str; 3
             .write_weights(&udp_weights(vip, &backends, &w))
             .unwrap();
         writeln!(child.stdin.as_mut().unwrap()).unwrap();
-        let drained = words(&mut out);
+        let drained = words(out);
         assert_eq!(drained, [first.clone(), first.clone()], "at weight 0");
 
         // Taken out: the translated socket is destroyed.
@@ -130,9 +159,7 @@ fn moves_off_a_backend_taken_out(vip: &str, client_vip: &str, backends: [&str; 3
             .write_weights(&udp_weights(vip, &backends, &w))
             .unwrap();
         writeln!(child.stdin.as_mut().unwrap()).unwrap();
-        let after = words(&mut out);
-        let _ = child.kill();
-        let _ = child.wait();
+        let after = words(out);
         eprintln!("{tag}: before {before:?}, after the move {after:?}");
         assert_eq!(after.len(), 4, "{after:?}");
         // A waiting recv gets ECONNABORTED; the kernel has disconnected the socket, so a
@@ -152,12 +179,7 @@ fn moves_off_a_backend_taken_out(vip: &str, client_vip: &str, backends: [&str; 3
             !after[3].starts_with("error") && after[3] != first,
             "a new socket did not reach another backend: {after:?}"
         );
-        let destroyed = plane
-            .stats()
-            .into_iter()
-            .find(|(n, _)| *n == "udp_sockets_destroyed")
-            .map(|(_, v)| v);
-        assert_eq!(destroyed, Some(1), "{after:?}");
+        assert_eq!(destroyed(plane), Some(1), "{after:?}");
     });
 }
 
@@ -175,4 +197,49 @@ fn a_connected_udp_socket_leaves_a_backend_taken_out_v6() {
 fn a_dual_stack_udp_socket_leaves_an_ipv4_backend_taken_out() {
     let mapped = format!("::ffff:{VIP4}");
     moves_off_a_backend_taken_out(VIP4, &mapped, BACKENDS4, "udpdm");
+}
+
+/// `n` connected UDP sockets through the VIP, one exchange each; prints who answered
+/// each, all on one line, and holds them until stdin closes.
+const MANY: &str = r#"
+import socket, sys
+vip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+socks, seen = [], []
+for i in range(n):
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(2); s.connect((vip, port))
+    s.send(b"x"); seen.append(s.recv(100).decode()); socks.append(s)
+print(" ".join(seen), flush=True)
+sys.stdin.read()
+"#;
+
+/// Hundreds of sockets: exactly those on the backend taken out are destroyed, and the
+/// write that takes it out (dump and destroys included) is timed.
+#[test]
+fn hundreds_of_sockets_of_a_backend_taken_out_are_destroyed() {
+    let backends = BACKENDS4;
+    let n = 600;
+    let args = format!("{VIP4} {UDP_PORT} {n}");
+    with_client(
+        VIP4,
+        backends,
+        "udpdn",
+        (MANY, &args),
+        |plane, child, out| {
+            let seen = words(out);
+            assert_eq!(seen.len(), n, "{seen:?}");
+            let on_first = seen.iter().filter(|b| *b == backends[0]).count();
+            let t = std::time::Instant::now();
+            plane
+                .write_weights(&udp_weights(VIP4, &backends, &[None, Some(1), Some(1)]))
+                .unwrap();
+            let took = t.elapsed();
+            drop(child.stdin.take());
+            eprintln!(
+            "{on_first} of {n} sockets on the backend taken out: destroyed {:?} in {took:?} (the map write included)",
+            destroyed(plane)
+        );
+            assert_eq!(destroyed(plane), Some(on_first as u64));
+        },
+    );
 }
