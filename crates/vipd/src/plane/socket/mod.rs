@@ -285,6 +285,7 @@ impl DataPlane for SocketPlane {
     fn counters(&self) -> Counters {
         Counters {
             decode_failures: self.decode_errors,
+            udp_sockets_destroyed: self.udp_expiry.destroyed(),
             ..Counters::default()
         }
     }
