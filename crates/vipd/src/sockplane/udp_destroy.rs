@@ -8,9 +8,10 @@
 //! finds the service's sockets connected to it with a `sock_diag` dump of the UDP sockets
 //! (`NETLINK_SOCK_DIAG`, `SOCK_DIAG_BY_FAMILY`, connected ones only, by destination
 //! port) and destroys each with `SOCK_DESTROY` (the kernel's `CONFIG_INET_DIAG_DESTROY`).
-//! The application's next `send`/`recv` on it fails with `ECONNABORTED` (the kernel
-//! also disconnects it); a new socket connects through the VIP to a backend in the
-//! selection. A backend held at weight 0 (`udp_stale_flows = "keep"`, `vipd drain`)
+//! The application's pending or next `recv` on it fails with `ECONNABORTED`; the kernel
+//! also disconnects it, so a `send` without an address fails with `EDESTADDRREQ`. A new
+//! socket connects through the VIP to a backend in the selection. `sock_diag` answers
+//! for the network namespace of its caller: sockets of other namespaces are not seen. A backend held at weight 0 (`udp_stale_flows = "keep"`, `vipd drain`)
 //! keeps its sockets, as IPVS keeps the flows of a weight-0 destination.
 //!
 //! Only sockets the plane translated are touched: a socket is destroyed only when
@@ -563,6 +564,7 @@ impl UdpExpiry {
                     continue;
                 }
                 let key = reverse_key(s.id.cookie, family, form);
+                // A record that cannot be read proves nothing: the socket is left alone.
                 let record = maps.peer(&key).unwrap_or(None);
                 if !translated_from(record.as_ref(), family, *vip_form) {
                     e.left_alone += 1;
