@@ -67,8 +67,14 @@ const ON_DEMAND_MODULES: &[&str] = &[
 /// On-demand modules that a kernel of the matrix may be built without, with their build
 /// option: shipped when the option is `m` (nothing to do for `y`). The tests read the
 /// kernel's build options from [`KERNEL_CONFIG`] to know which to expect (Debian's 6.1
-/// has no `ip_vs_twos`, its 6.12 has it).
-const OPTIONAL_MODULES: &[(&str, &str)] = &[("ip_vs_twos", "CONFIG_IP_VS_TWOS")];
+/// has no `ip_vs_twos`, its 6.12 has it). `udp_diag` (with `inet_diag`): the socket
+/// plane's dump of connected UDP sockets before it destroys those of a backend taken out
+/// (the kernel loads it at the first `sock_diag` request for UDP).
+const OPTIONAL_MODULES: &[(&str, &str)] = &[
+    ("ip_vs_twos", "CONFIG_IP_VS_TWOS"),
+    ("inet_diag", "CONFIG_INET_DIAG"),
+    ("udp_diag", "CONFIG_INET_UDP_DIAG"),
+];
 
 /// Index files of the kernel's module directory that `depmod` and `modprobe` read, copied
 /// when the package has them (`modules.builtin` lets modprobe tell a built-in module

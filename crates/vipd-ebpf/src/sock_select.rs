@@ -9,9 +9,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use vipd_common::{
-    sock::{
-        stat, SockPeer, SockPeerKey, SockService, PEER_FORWARD, PEER_REVERSE, SOCK_MAX_BACKENDS,
-    },
+    sock::{stat, SockPeer, SockPeerKey, SockService, PEER_FORWARD, PEER_REVERSE},
     VipKey, AF_INET, AF_INET6,
 };
 

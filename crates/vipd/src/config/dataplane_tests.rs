@@ -229,6 +229,12 @@ name = "c"
 vip = "[fd00:18::1]:53"
 protocol = "udp"
 udp_stale_flows = "expire"
+
+[[service]]
+name = "d"
+vip = "[fd00:18::1]:54"
+protocol = "udp"
+udp_stale_flows = "keep"
 "#,
     );
     let want = [
@@ -237,7 +243,6 @@ udp_stale_flows = "expire"
         "vipd.toml:8:9: `flags` needs IPVS: they are options of IPVS schedulers; the socket data plane chooses at random in proportion to the weights",
         "vipd.toml:11:21: `upper_threshold` needs IPVS: the socket data plane keeps no connection counts per backend",
         "vipd.toml:15:10: `fwmark` needs IPVS: the socket data plane translates VIP:port destinations at connect and sendmsg; there are no packets to mark",
-        "vipd.toml:22:19: udp_stale_flows = \"expire\" needs IPVS: a connected UDP socket keeps the backend it connected to with the socket data plane",
     ];
     assert_eq!(e, want, "{e:#?}");
 }

@@ -122,14 +122,6 @@ pub(crate) fn restrictions(t: Table<'_>, r: &mut Reporter<'_>) {
             ),
         }
     }
-    if let Some(f) = t.get("udp_stale_flows") {
-        if f.item_str() == Some("expire") {
-            r.error(
-                f.at,
-                "udp_stale_flows = \"expire\" needs IPVS: a connected UDP socket keeps the backend it connected to with the socket data plane",
-            );
-        }
-    }
     thresholds_need_ipvs(
         t,
         "the socket data plane keeps no connection counts per backend",

@@ -56,11 +56,36 @@ pub fn check(s: &SocketSettings) -> Features {
             "TCP refusals will not be reported by the socket data plane ({e}); active checks still catch them"
         ));
     }
+    let build =
+        kernel_release().and_then(|r| std::fs::read_to_string(format!("/boot/config-{r}")).ok());
+    out.notes.extend(udp_destroy_note(build.as_deref()));
     if !fs_type::magic(Path::new("/sys/fs/bpf")).is_ok_and(|m| m == fs_type::BPF_FS_MAGIC) {
         out.notes
             .push("bpffs is not mounted on /sys/fs/bpf; vipd run mounts it".into());
     }
     out
+}
+
+/// A note when the kernel's build options (`/boot/config-<release>`, if there) say it
+/// cannot destroy sockets or dump UDP ones: connected UDP sockets of a backend taken out
+/// then stay on it.
+fn udp_destroy_note(build: Option<&str>) -> Option<String> {
+    let build = build?;
+    let has = |option: &str| {
+        build
+            .lines()
+            .any(|l| l == format!("{option}=y") || l == format!("{option}=m"))
+    };
+    let missing: Vec<&str> = ["CONFIG_INET_DIAG_DESTROY", "CONFIG_INET_UDP_DIAG"]
+        .into_iter()
+        .filter(|o| !has(o))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "connected UDP sockets of a backend taken out will not be moved by the socket data plane: the kernel is built without {}",
+            missing.join(" and ")
+        )
+    })
 }
 
 fn cgroup(dir: &Path, out: &mut Features) {
@@ -87,6 +112,19 @@ mod tests {
         assert_eq!(release_version("6.1-rc1"), Some((6, 1)));
         assert_eq!(release_version("x"), None);
         assert!(release_version("5.4.0").unwrap() < MIN_KERNEL);
+    }
+
+    #[test]
+    fn a_kernel_that_cannot_destroy_udp_sockets_gets_a_note() {
+        let debian = "CONFIG_INET_DIAG=m\nCONFIG_INET_UDP_DIAG=m\nCONFIG_INET_DIAG_DESTROY=y\n";
+        assert_eq!(udp_destroy_note(Some(debian)), None);
+        assert_eq!(udp_destroy_note(None), None);
+        let without = "CONFIG_INET_UDP_DIAG=m\n# CONFIG_INET_DIAG_DESTROY is not set\n";
+        let note = udp_destroy_note(Some(without)).unwrap();
+        assert!(
+            note.ends_with("built without CONFIG_INET_DIAG_DESTROY"),
+            "{note}"
+        );
     }
 
     #[test]

@@ -113,6 +113,15 @@ impl SockMaps {
             .map_err(err("SOCK_SYN_RTO"))
     }
 
+    /// The translation record under `key`, if there is one.
+    pub fn peer(&self, key: &SockPeerKey) -> Result<Option<SockPeer>, SockError> {
+        match self.peers.get(key, 0) {
+            Ok(p) => Ok(Some(p)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(err("SOCK_PEERS")(e)),
+        }
+    }
+
     /// The counters summed over CPUs, in `stat` order.
     pub fn stats(&self) -> Result<[u64; stat::COUNT as usize], SockError> {
         let mut out = [0u64; stat::COUNT as usize];

@@ -11,7 +11,8 @@
 //! up the refusal tracepoint, [`maps`] reads
 //! and writes the maps, [`selection`] builds a service's weighted selection, and
 //! [`dataplane`] turns a desired state into the smallest set of map writes, and
-//! [`features`] says what this host's kernel lacks for the plane (`vipd check`).
+//! [`features`] says what this host's kernel lacks for the plane (`vipd check`);
+//! [`udp_destroy`] moves connected UDP sockets off backends taken out of a service.
 
 pub mod compat;
 pub mod dataplane;
@@ -23,6 +24,8 @@ pub mod maps;
 pub mod pins;
 pub mod reset;
 pub mod selection;
+pub mod sock_diag;
+pub mod udp_destroy;
 
 pub use dataplane::{Changes, Dataplane, SockPersistence, SockServiceSpec};
 pub use error::SockError;

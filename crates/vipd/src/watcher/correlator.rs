@@ -29,6 +29,9 @@ pub struct Counters {
     /// Records that could fail no backend, not queued by the kernel programs while the
     /// ring was nearly full, to keep room for those that can (counted there, not here).
     pub shed: u64,
+    /// Connected UDP sockets the socket plane destroyed because their backend was taken
+    /// out of its service (counted there, not here).
+    pub udp_sockets_destroyed: u64,
 }
 
 #[derive(Debug)]

@@ -88,7 +88,7 @@ print(time.perf_counter() - t)
 /// python3 running `script` with `args`, in namespace `ns` and cgroup `cgroup`. Into
 /// the cgroup first: `ip netns exec` mounts a sysfs of the namespace's own, without the
 /// cgroup file systems.
-fn in_cgroup(ns: &Netns, cgroup: &Path, script: &str, args: &str) -> Command {
+pub fn in_cgroup(ns: &Netns, cgroup: &Path, script: &str, args: &str) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(format!(
         "echo $$ > {}/cgroup.procs && exec ip netns exec {} python3 -c '{script}' {args}",

@@ -109,6 +109,7 @@ async fn the_planes_decode_failures_are_exported() {
         counters: Counters {
             decode_failures: 4,
             unattributed: 2,
+            udp_sockets_destroyed: 3,
             ..Counters::default()
         },
         ..FakePlane::default()
@@ -117,6 +118,7 @@ async fn the_planes_decode_failures_are_exported() {
     r.core.read_counters(&mut r.plane);
     assert!(r.metric("vipd_event_decode_failures_total 4"));
     assert!(r.metric("vipd_events_unattributed_total 2"));
+    assert!(r.metric("vipd_udp_sockets_destroyed_total 3"));
 }
 
 #[tokio::test(start_paused = true)]

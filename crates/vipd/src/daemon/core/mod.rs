@@ -380,6 +380,8 @@ impl Core {
         self.metrics().set_unattributed(counters.unattributed);
         self.metrics().set_decode_failures(counters.decode_failures);
         self.metrics().set_shed(counters.shed);
+        self.metrics()
+            .set_udp_sockets_destroyed(counters.udp_sockets_destroyed);
     }
 
     /// Housekeeping: the full apply when due, and some connection counts.

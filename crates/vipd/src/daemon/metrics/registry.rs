@@ -26,6 +26,7 @@ pub(super) struct Inner {
     pub unattributed: u64,
     pub decode_failures: u64,
     pub shed: u64,
+    pub udp_sockets_destroyed: u64,
     /// One of [`WATCHER_MODES`]; empty before the first report.
     pub watcher_mode: String,
     pub reconcile_ops: BTreeMap<String, u64>,
@@ -141,6 +142,12 @@ impl Metrics {
     /// Records shed to keep ring room for failures: `vipd_events_shed_total`.
     pub fn set_shed(&self, n: u64) {
         self.lock().shed = n;
+    }
+
+    /// Connected UDP sockets the socket plane destroyed (their backend taken out):
+    /// `vipd_udp_sockets_destroyed_total`.
+    pub fn set_udp_sockets_destroyed(&self, n: u64) {
+        self.lock().udp_sockets_destroyed = n;
     }
 
     /// `n` netlink writes of `kind` (`ipvs` or `rtnetlink`):

@@ -173,6 +173,11 @@ fn watcher(x: &mut Exposition, inner: &Inner) {
             "Success and close records not queued while the ring was nearly full, to keep room for failures.",
             inner.shed,
         ),
+        (
+            "vipd_udp_sockets_destroyed_total",
+            "Connected UDP sockets the socket plane destroyed because their backend was taken out of its service.",
+            inner.udp_sockets_destroyed,
+        ),
     ];
     for (name, help, n) in counters {
         x.single(name, Kind::Counter, help, n);

@@ -114,6 +114,9 @@ vipd_event_decode_failures_total 2
 # HELP vipd_events_shed_total Success and close records not queued while the ring was nearly full, to keep room for failures.
 # TYPE vipd_events_shed_total counter
 vipd_events_shed_total 0
+# HELP vipd_udp_sockets_destroyed_total Connected UDP sockets the socket plane destroyed because their backend was taken out of its service.
+# TYPE vipd_udp_sockets_destroyed_total counter
+vipd_udp_sockets_destroyed_total 0
 # HELP vipd_reconcile_operations_total Writes made to bring the kernel to the desired state, by kind.
 # TYPE vipd_reconcile_operations_total counter
 vipd_reconcile_operations_total{kind="ipvs"} 3

@@ -87,7 +87,8 @@ impl Conntrack {
     }
 }
 
-fn set_timeout(sock: &Socket, d: Duration) -> io::Result<()> {
+/// Sets `SO_RCVTIMEO` of a netlink socket.
+pub(crate) fn set_timeout(sock: &Socket, d: Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: d.as_secs() as libc::time_t,
         tv_usec: d.subsec_micros() as libc::suseconds_t,

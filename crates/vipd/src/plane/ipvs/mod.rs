@@ -2,7 +2,7 @@
 //! through [`crate::reconcile`], single weights on the fast path) and the eBPF
 //! connection watcher as its event source.
 
-mod conntrack;
+pub(crate) mod conntrack;
 mod full_apply;
 mod retry;
 mod syn_rto;

@@ -3,7 +3,8 @@
 //! machines' effective weights become each service's selection (only services whose
 //! selection changed are written, one map write each), so a backend whose weight drops
 //! to 0 takes no new socket from the moment of that write. A socket keeps the backend it
-//! connected to.
+//! connected to, except a connected UDP socket of a backend taken out of its service
+//! (see [`crate::sockplane::udp_destroy`]).
 //!
 //! The programs and maps are pinned, so balancing goes on while vipd is stopped or
 //! upgraded; a restarted vipd adopts what the maps hold and writes nothing when nothing
@@ -40,8 +41,9 @@ use crate::{
     fs_type,
     model::{health_record::take_reports, Report, ServiceKey},
     sockplane::{
-        loader::Attached, Dataplane, Sizes, SockError, SockPersistence, SockProgram,
-        SockServiceSpec,
+        loader::Attached,
+        udp_destroy::{taken_out, UdpExpiry},
+        Dataplane, Sizes, SockError, SockPersistence, SockProgram, SockServiceSpec,
     },
     watcher::Counters,
 };
@@ -111,6 +113,8 @@ pub struct SocketPlane {
     decode_errors: u64,
     /// The kernel's lost-record counter when this vipd started.
     lost_at_start: u64,
+    /// Destroys connected UDP sockets of backends taken out of a service.
+    udp_expiry: UdpExpiry,
 }
 
 /// The programs' count of records they could not queue.
@@ -176,6 +180,7 @@ impl SocketPlane {
             persistence: BTreeMap::new(),
             syn_rto: SynRtoVips::default(),
             taken: Vec::new(),
+            udp_expiry: UdpExpiry::default(),
         })
     }
 
@@ -243,15 +248,18 @@ impl SocketPlane {
 
     /// The counters of the programs, by name.
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
-        match self.dp.maps().stats() {
+        let mut out: Vec<_> = match self.dp.maps().stats() {
             Ok(s) => stat::NAMES.iter().copied().zip(s).collect(),
             Err(_) => Vec::new(),
-        }
+        };
+        out.push(("udp_sockets_destroyed", self.udp_expiry.destroyed()));
+        out
     }
 
     /// Makes the maps hold the services of `weights`. `full`: these are all the
     /// services; else only these services' weights may have changed.
     fn sync(&mut self, weights: &Weights, full: bool) -> Result<(usize, Vec<Written>), PlaneError> {
+        let before = self.specs.clone();
         if full {
             self.specs.retain(|k, _| weights.has_service(k));
         }
@@ -275,6 +283,9 @@ impl SocketPlane {
         }
         let all: Vec<SockServiceSpec> = self.specs.values().cloned().collect();
         let changes = self.dp.apply(&all).map_err(PlaneError::SocketWrite)?;
+        // Connected UDP sockets of backends taken out move (`udp_stale_flows = "expire"`).
+        let left = taken_out(&before, &self.specs);
+        self.udp_expiry.expire(self.dp.maps(), &left);
         // The write of a service's selection is when its backends at 0 leave it.
         let written = self.applied.record(wanted, None, full.then_some(weights));
         debug!(writes = changes.total(), "socket maps synced");
@@ -354,6 +365,7 @@ impl DataPlane for SocketPlane {
         Counters {
             decode_failures: self.decode_errors,
             shed,
+            udp_sockets_destroyed: self.udp_expiry.destroyed(),
             ..Counters::default()
         }
     }
