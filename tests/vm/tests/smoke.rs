@@ -196,6 +196,10 @@ fn a_dropped_lab_leaves_nothing_behind() {
     // starts by unloading it, which also resets what an earlier test's vipd set).
     unload_ipvs();
     sh("modprobe ip_vs");
+    // Without an earlier test's vipd0: vipd leaves its VIP routes when it stops, and a
+    // route whose source address was a lab's changes when a new lab brings the address
+    // back and takes it away again.
+    sh("ip link del vipd0 2>/dev/null; true");
     let before = host_state();
     for family in [Family::V4, Family::V6] {
         let lab = Lab::new(family, 2);
