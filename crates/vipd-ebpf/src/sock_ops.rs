@@ -56,6 +56,11 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     {
         return CONTINUE;
     }
+    // A translated connection calls back at each of its state changes; only the last
+    // one (CLOSE) is of use, so the others stop here, before the socket is read.
+    if op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) != TCP_CLOSE {
+        return CONTINUE;
+    }
     let Some((family, local, backend)) = ends(&ctx) else {
         return CONTINUE;
     };
@@ -65,10 +70,8 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     if op == BPF_SOCK_OPS_STATE_CB {
         // The connection is gone: its translation goes too, so that the LRU map holds
         // live sockets (a reset was reported before the kernel closes the socket).
-        if ctx.arg(1) == TCP_CLOSE {
-            let _ = SOCK_PEERS.remove(&key);
-            let _ = SOCK_SYN_SENT.remove(&cookie);
-        }
+        let _ = SOCK_PEERS.remove(&key);
+        let _ = SOCK_SYN_SENT.remove(&cookie);
         return CONTINUE;
     }
     // SAFETY: a hash map lookup; the value is copied out at once.
