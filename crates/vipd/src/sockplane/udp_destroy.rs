@@ -22,10 +22,7 @@
 //! so the kernel refuses it (`ENOENT`) if another socket has taken those addresses since
 //! the dump. TCP sockets are never touched.
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
-};
+use std::net::{IpAddr, SocketAddr};
 
 use tracing::{debug, info, warn};
 use vipd_common::sock::{SockPeer, SockPeerKey, PEER_REVERSE};
@@ -35,7 +32,6 @@ use super::{
     maps::SockMaps,
     sock_diag::{octets, DiagError, SockDiag, AF_INET, AF_INET6, IPPROTO_UDP},
 };
-use crate::model::ServiceKey;
 
 /// The socket families and the form of `addr` that a socket of each holds: an IPv4
 /// address also as `::ffff:a.b.c.d` (a dual-stack IPv6 socket that reached IPv4).
@@ -76,26 +72,20 @@ pub fn translated_from(record: Option<&SockPeer>, family: u8, vip: SocketAddr) -
     })
 }
 
-/// The (VIP, backend) pairs of UDP services whose backend is in `before` (at any
-/// weight) and not in `after`: taken out, or removed. A backend now at weight 0 stays
-/// (a drain: its sockets keep going). A service gone altogether is left out: its VIP no
-/// longer translates, so a new socket would not reach a backend.
-pub fn taken_out(
-    before: &BTreeMap<ServiceKey, SockServiceSpec>,
-    after: &BTreeMap<ServiceKey, SockServiceSpec>,
-) -> Vec<(SocketAddr, SocketAddr)> {
-    let mut out = Vec::new();
-    for (key, old) in before.iter().filter(|(_, s)| s.protocol == IPPROTO_UDP) {
-        let Some(new) = after.get(key) else {
-            continue;
-        };
-        for (b, _) in &old.backends {
-            if !new.backends.iter().any(|(a, _)| a == b) {
-                out.push((old.vip, *b));
-            }
-        }
+/// The (VIP, backend) pairs of a UDP service whose backend is in `old` (at any weight)
+/// and not in `new`, its next spec: taken out, or removed. A backend now at weight 0
+/// stays (a drain: its sockets keep going). A service gone altogether has no next spec
+/// and is not asked about: its VIP no longer translates, so a new socket would not reach
+/// a backend.
+pub fn taken_out(old: &SockServiceSpec, new: &SockServiceSpec) -> Vec<(SocketAddr, SocketAddr)> {
+    if old.protocol != IPPROTO_UDP {
+        return Vec::new();
     }
-    out
+    old.backends
+        .iter()
+        .filter(|(b, _)| !new.backends.iter().any(|(a, _)| a == b))
+        .map(|(b, _)| (old.vip, *b))
+        .collect()
 }
 
 /// What one [`UdpExpiry::expire`] found.
@@ -204,7 +194,10 @@ impl UdpExpiry {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::model::ServiceKey;
 
     #[test]
     fn only_the_plane_s_udp_record_of_that_vip_counts() {
@@ -270,7 +263,12 @@ mod tests {
             (k(53), spec(53, IPPROTO_UDP, &[("10.1.0.1:53", 0)])),
             (k(54), spec(54, 6, &[("10.1.0.1:54", 0)])),
         ]);
-        let left = taken_out(&before, &after);
+        // As the plane asks: each service that has a next spec, against it.
+        let left: Vec<_> = before
+            .iter()
+            .filter_map(|(key, old)| after.get(key).map(|new| taken_out(old, new)))
+            .flatten()
+            .collect();
         let vip: SocketAddr = "10.9.0.1:53".parse().unwrap();
         assert_eq!(
             left,

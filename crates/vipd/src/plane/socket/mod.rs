@@ -259,21 +259,23 @@ impl SocketPlane {
     /// Makes the maps hold the services of `weights`. `full`: these are all the
     /// services; else only these services' weights may have changed.
     fn sync(&mut self, weights: &Weights, full: bool) -> Result<(usize, Vec<Written>), PlaneError> {
-        let before = self.specs.clone();
         if full {
             self.specs.retain(|k, _| weights.has_service(k));
         }
         let (services, wanted) = members(weights);
+        // Backends taken out of a UDP service, whose connected sockets move.
+        let mut left = Vec::new();
         for m in services {
-            self.specs.insert(
-                m.key,
-                SockServiceSpec {
-                    vip: m.vip.addr,
-                    protocol: m.vip.ip_proto(),
-                    backends: m.backends,
-                    persistence: self.persistence.get(&m.key).copied(),
-                },
-            );
+            let spec = SockServiceSpec {
+                vip: m.vip.addr,
+                protocol: m.vip.ip_proto(),
+                backends: m.backends,
+                persistence: self.persistence.get(&m.key).copied(),
+            };
+            if let Some(old) = self.specs.get(&m.key) {
+                left.extend(taken_out(old, &spec));
+            }
+            self.specs.insert(m.key, spec);
         }
         if full {
             // The persistence of services whose weights did not change may have.
@@ -284,7 +286,6 @@ impl SocketPlane {
         let all: Vec<SockServiceSpec> = self.specs.values().cloned().collect();
         let changes = self.dp.apply(&all).map_err(PlaneError::SocketWrite)?;
         // Connected UDP sockets of backends taken out move (`udp_stale_flows = "expire"`).
-        let left = taken_out(&before, &self.specs);
         self.udp_expiry.expire(self.dp.maps(), &left);
         // The write of a service's selection is when its backends at 0 leave it.
         let written = self.applied.record(wanted, None, full.then_some(weights));
