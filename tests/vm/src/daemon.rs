@@ -47,15 +47,14 @@ fn service(
     weight: u32,
     health: &str,
 ) -> String {
-    let mut t = format!(
-        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nprotocol = \"{protocol}\"\nscheduler = \"rr\"\n\n  [service.health]\n{health}\n"
-    );
-    for b in backends {
-        t.push_str(&format!(
-            "  [[service.backend]]\n  address = \"{b}\"\n  weight = {weight}\n"
-        ));
-    }
-    t
+    service_text(
+        name,
+        protocol,
+        Some("rr"),
+        vip,
+        &each_at(backends, weight),
+        health,
+    )
 }
 
 /// A service with no `scheduler` (the data plane's default): `protocol`, each backend
@@ -67,8 +66,27 @@ pub fn weighted_service(
     backends: &[(std::net::SocketAddr, u32)],
     health: &str,
 ) -> String {
+    service_text(name, protocol, None, vip, backends, health)
+}
+
+/// Every backend of `backends` at `weight`.
+pub fn each_at(backends: &[std::net::SocketAddr], weight: u32) -> Vec<(std::net::SocketAddr, u32)> {
+    backends.iter().map(|b| (*b, weight)).collect()
+}
+
+fn service_text(
+    name: &str,
+    protocol: &str,
+    scheduler: Option<&str>,
+    vip: std::net::SocketAddr,
+    backends: &[(std::net::SocketAddr, u32)],
+    health: &str,
+) -> String {
+    let scheduler = scheduler
+        .map(|s| format!("scheduler = \"{s}\"\n"))
+        .unwrap_or_default();
     let mut t = format!(
-        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nprotocol = \"{protocol}\"\n\n  [service.health]\n{health}\n"
+        "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nprotocol = \"{protocol}\"\n{scheduler}\n  [service.health]\n{health}\n"
     );
     for (b, w) in backends {
         t.push_str(&format!(

@@ -20,14 +20,15 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    path::Path,
     time::Duration,
 };
 
+use vipd::config::SocketSettings;
 use vipd_vmtests::{
     conn_bench::{setup, upload, Setup},
-    daemon::{tcp_service, weighted_service, Vipd},
+    daemon::{each_at, tcp_service, weighted_service, Vipd},
     lab::{Family, Lab},
+    native::ClientCgroup,
     require_vm, sh,
 };
 
@@ -42,18 +43,8 @@ const WARMUP: Duration = Duration::from_millis(500);
 const WINDOW: Duration = Duration::from_secs(3);
 const BULK: Duration = Duration::from_secs(3);
 const ROUNDS: usize = 3;
-const CGROUP: &str = "/sys/fs/cgroup/vipd-bench";
-const ROOT_CGROUP: &str = "/sys/fs/cgroup";
-
-/// Moves this whole process (every thread) into cgroup `dir`; sockets made from then on
-/// belong to it.
-fn enter(dir: &str) {
-    std::fs::write(
-        Path::new(dir).join("cgroup.procs"),
-        std::process::id().to_string(),
-    )
-    .unwrap_or_else(|e| panic!("moving into {dir}: {e}"));
-}
+/// The socket plane's cgroup, a child of the cgroup v2 root.
+const CGROUP: &str = "vipd-bench";
 
 /// The socket plane's VIP: another address of the VIP range than IPVS's.
 fn socket_vip(family: Family) -> IpAddr {
@@ -66,12 +57,18 @@ fn socket_vip(family: Family) -> IpAddr {
 struct Target {
     label: &'static str,
     to: SocketAddr,
-    cgroup: &'static str,
+    /// Run from inside the socket plane's cgroup.
+    in_plane: bool,
 }
 
-/// Each backend at weight 1.
-fn one(backends: &[SocketAddr]) -> Vec<(SocketAddr, u32)> {
-    backends.iter().map(|b| (*b, 1)).collect()
+/// Puts this process inside the socket plane's cgroup, or back where it was.
+fn place(cgroup: &mut ClientCgroup, in_plane: bool) {
+    let moved = if in_plane {
+        cgroup.join()
+    } else {
+        cgroup.leave()
+    };
+    moved.unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -96,7 +93,8 @@ fn bench(family: Family) {
 
     // Both planes under `vipd run`, each with its passive health on, as an operator runs
     // them. The socket plane first: a first start unloads ip_vs, as at a host's boot.
-    let _ = std::fs::create_dir(CGROUP);
+    let root = SocketSettings::default_cgroup();
+    let mut cgroup = ClientCgroup::create(&root, CGROUP).expect("the socket plane's cgroup");
     let mut socket = Vipd::new(&format!("bench-socket-{family:?}"));
     // Pins of its own: the IPVS daemon's start removes a socket plane's default pins.
     socket.env.push((
@@ -104,9 +102,10 @@ fn bench(family: Family) {
         "/sys/fs/bpf/vipd-bench".to_owned(),
     ));
     socket.write_config(&format!(
-        "dataplane = \"socket\"\n\n[daemon]\nmetrics_address = \"off\"\n\n[socket]\ncgroup = \"{CGROUP}\"\n\n{}\n{}",
-        weighted_service("greet", "tcp", at(sock_vip, VPORT), &one(&greet[2]), ""),
-        weighted_service("sink", "tcp", at(sock_vip, SINK), &one(&sink), "")
+        "dataplane = \"socket\"\n\n[daemon]\nmetrics_address = \"off\"\n\n[socket]\ncgroup = \"{}\"\n\n{}\n{}",
+        cgroup.path.display(),
+        weighted_service("greet", "tcp", at(sock_vip, VPORT), &each_at(&greet[2], 1), ""),
+        weighted_service("sink", "tcp", at(sock_vip, SINK), &each_at(&sink, 1), "")
     ));
     socket.start();
     let mut ipvs = Vipd::new(&format!("bench-socket-ipvs-{family:?}"));
@@ -128,28 +127,28 @@ fn bench(family: Family) {
         Target {
             label: "straight",
             to: greet[0][0],
-            cgroup: ROOT_CGROUP,
+            in_plane: false,
         },
         Target {
             label: "IPVS VIP",
             to: at(ipvs_vip, VPORT),
-            cgroup: ROOT_CGROUP,
+            in_plane: false,
         },
         Target {
             label: "socket plane VIP",
             to: at(sock_vip, VPORT),
-            cgroup: CGROUP,
+            in_plane: true,
         },
         Target {
             label: "straight, plane attached",
             to: greet[3][0],
-            cgroup: CGROUP,
+            in_plane: true,
         },
     ];
     let mut runs: Vec<Vec<Setup>> = vec![Vec::new(); setups.len()];
     for round in 1..=ROUNDS {
         for (k, t) in setups.iter().enumerate() {
-            enter(t.cgroup);
+            place(&mut cgroup, t.in_plane);
             let s = setup(t.to, CLIENTS, WARMUP, WINDOW);
             println!("round {round} {:26} {}", t.label, s.line());
             runs[k].push(s);
@@ -159,23 +158,23 @@ fn bench(family: Family) {
         Target {
             label: "straight",
             to: sink[0],
-            cgroup: ROOT_CGROUP,
+            in_plane: false,
         },
         Target {
             label: "IPVS VIP",
             to: at(ipvs_vip, SINK),
-            cgroup: ROOT_CGROUP,
+            in_plane: false,
         },
         Target {
             label: "socket plane VIP",
             to: at(sock_vip, SINK),
-            cgroup: CGROUP,
+            in_plane: true,
         },
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); bulks.len()];
     for round in 1..=ROUNDS {
         for (k, t) in bulks.iter().enumerate() {
-            enter(t.cgroup);
+            place(&mut cgroup, t.in_plane);
             match upload(t.to, BULK) {
                 Ok(r) => {
                     println!("round {round} bulk {:21} {:8.1} MB/s", t.label, r / 1e6);
@@ -185,7 +184,7 @@ fn bench(family: Family) {
             }
         }
     }
-    enter(ROOT_CGROUP);
+    place(&mut cgroup, false);
 
     println!("== bench_socket {family:?} means over {ROUNDS} rounds");
     let rate = |k: usize| mean(&runs[k].iter().map(Setup::rate).collect::<Vec<_>>());
@@ -236,8 +235,9 @@ fn bench(family: Family) {
     }
     socket.stop();
     ipvs.stop();
+    // Its pins go before the cgroup they are attached to.
     drop(socket);
-    let _ = std::fs::remove_dir(CGROUP);
+    drop(cgroup);
 }
 
 #[test]

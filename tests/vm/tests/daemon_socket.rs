@@ -18,7 +18,7 @@ use std::{
 };
 
 use vipd_vmtests::{
-    daemon::{weighted_service, Vipd},
+    daemon::{each_at, weighted_service, Vipd},
     dns::dig::dig_txt,
     lab::{module_loaded, Family, Lab},
     load::{hold_connection, Load, Outcome},
@@ -200,7 +200,7 @@ fn faults_quarantine_and_clients_move(family: Family, name: &str) {
             "web",
             "tcp",
             vip,
-            &backends.iter().map(|b| (*b, 10)).collect::<Vec<_>>(),
+            &each_at(&backends, 10),
             "  base_ejection = \"30s\"\n",
         )]),
     );
@@ -288,12 +288,11 @@ fn kill9_and_restart_drop_no_connection_and_write_nothing() {
     let greet: Vec<SocketAddr> = (0..2).map(|i| lab.serve_greeting(i, RPORT)).collect();
     let vip = sock(lab.vip, VPORT);
     let echo_vip = sock(lab.vip, ECHO_PORT);
-    let weighted = |b: &[SocketAddr]| b.iter().map(|b| (*b, 1)).collect::<Vec<_>>();
     let mut vipd = start(
         "socket-restart",
         &socket_config(&[
-            weighted_service("web", "tcp", vip, &weighted(&greet), ""),
-            weighted_service("echo", "tcp", echo_vip, &weighted(&echo), ""),
+            weighted_service("web", "tcp", vip, &each_at(&greet, 1), ""),
+            weighted_service("echo", "tcp", echo_vip, &each_at(&echo, 1), ""),
         ]),
     );
     let mut held = hold_connection(echo_vip, TIMEOUT).expect("a connection through the VIP");
@@ -335,7 +334,7 @@ fn persistence_keeps_the_host_on_one_backend_until_it_leaves() {
         "web",
         "tcp",
         vip,
-        &peers.iter().map(|b| (*b, 1)).collect::<Vec<_>>(),
+        &each_at(&peers, 1),
         "  base_ejection = \"30s\"\n",
     )
     .replace(
@@ -384,7 +383,7 @@ fn syn_rto_takes_a_blackholed_backend_out_well_before_a_second() {
             "web",
             "tcp",
             vip,
-            &backends.iter().map(|b| (*b, 10)).collect::<Vec<_>>(),
+            &each_at(&backends, 10),
             "  base_ejection = \"30s\"\n  syn_rto = \"200ms\"\n",
         )]),
     );

@@ -25,7 +25,11 @@ impl ClientCgroup {
 
     /// Moves this whole process (every thread) into the cgroup: sockets made from now
     /// on are balanced. Processes started earlier (the daemon) stay where they were.
+    /// Nothing to do while it is in already.
     pub fn join(&mut self) -> Result<()> {
+        if self.home.is_some() {
+            return Ok(());
+        }
         let home = own_cgroup(&self.path)?;
         move_self(&self.path)?;
         self.home = Some(home);
