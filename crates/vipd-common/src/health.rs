@@ -66,3 +66,61 @@ impl HealthEvent {
 }
 
 const _: () = assert!(HealthEvent::SIZE == 80);
+
+/// errno values of the unreachable errors (Linux, every architecture vipd builds for).
+mod errno {
+    pub const EACCES: i32 = 13;
+    pub const ENONET: i32 = 64;
+    pub const ENOPROTOOPT: i32 = 92;
+    pub const ENETUNREACH: i32 = 101;
+    pub const ECONNREFUSED: i32 = 111;
+    pub const EHOSTDOWN: i32 = 112;
+    pub const EHOSTUNREACH: i32 = 113;
+}
+
+/// The ICMP (`v6` false) or ICMPv6 destination unreachable a socket error `err` came
+/// from, as the kernel converts one into the other (`icmp_err_convert`,
+/// `icmpv6_err_convert`): type and code. The conversion loses detail, so this is the
+/// most common source of each errno: `EHOSTUNREACH` is also what an IPv4
+/// "administratively prohibited" becomes. `None` for an errno no unreachable becomes
+/// (`EMSGSIZE` is path MTU discovery; 0 is no error at all).
+pub const fn unreachable_of_errno(v6: bool, err: i32) -> Option<(u8, u8)> {
+    use errno::*;
+    if v6 {
+        Some(match err {
+            ENETUNREACH => (1, 0),
+            EACCES => (1, 1),
+            EHOSTUNREACH => (1, 3),
+            ECONNREFUSED => (1, 4),
+            _ => return None,
+        })
+    } else {
+        Some(match err {
+            ENETUNREACH => (3, 0),
+            EHOSTUNREACH => (3, 1),
+            ENOPROTOOPT => (3, 2),
+            ECONNREFUSED => (3, 3),
+            EHOSTDOWN => (3, 7),
+            ENONET => (3, 8),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_errors_name_the_unreachable_they_came_from() {
+        assert_eq!(unreachable_of_errno(false, 111), Some((3, 3)));
+        assert_eq!(unreachable_of_errno(true, 111), Some((1, 4)));
+        assert_eq!(unreachable_of_errno(false, 113), Some((3, 1)));
+        assert_eq!(unreachable_of_errno(true, 13), Some((1, 1)));
+        assert_eq!(unreachable_of_errno(false, 13), None);
+        // Path MTU discovery and no error are not failures.
+        assert_eq!(unreachable_of_errno(false, 90), None);
+        assert_eq!(unreachable_of_errno(true, 90), None);
+        assert_eq!(unreachable_of_errno(false, 0), None);
+    }
+}

@@ -56,4 +56,5 @@ mod pod {
     unsafe impl aya::Pod for crate::sock::SockAffinity {}
     unsafe impl aya::Pod for crate::sock::SockSynRto {}
     unsafe impl aya::Pod for crate::sock::SockResetOffsets {}
+    unsafe impl aya::Pod for crate::sock::SockErrorOffsets {}
 }

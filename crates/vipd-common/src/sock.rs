@@ -283,6 +283,24 @@ impl SockResetOffsets {
     };
 }
 
+/// Where `vipd_sock_error` finds what it reads of the socket it is handed (`struct
+/// sock` offsets from BTF, and `sk_err`): the global `SOCK_ERROR_SK` of the socket
+/// plane's object. `sock.valid` 0: not set, the program does nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockErrorOffsets {
+    pub sock: crate::SockOffsets,
+    /// `int sk_err` of `struct sock`.
+    pub err: u16,
+}
+
+impl SockErrorOffsets {
+    pub const UNSET: Self = Self {
+        sock: crate::SockOffsets::UNSET,
+        err: 0,
+    };
+}
+
 /// Indexes of `SOCK_STATS`, a per-CPU array of counters.
 pub mod stat {
     /// Connects to a VIP sent to a backend.

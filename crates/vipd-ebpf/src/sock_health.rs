@@ -23,6 +23,24 @@ use crate::{
 /// client's end, `backend` the socket's peer.
 #[inline(always)]
 pub fn emit(kind: HealthKind, rec: &SockPeer, family: u8, local: &Addr, backend: &Addr) {
+    send(kind, rec, family, local, backend, (0, 0));
+}
+
+/// Sends an [`HealthKind::Unreachable`] record of ICMP type and code `icmp`.
+#[inline(always)]
+pub fn emit_unreachable(rec: &SockPeer, family: u8, local: &Addr, backend: &Addr, icmp: (u8, u8)) {
+    send(HealthKind::Unreachable, rec, family, local, backend, icmp);
+}
+
+#[inline(always)]
+fn send(
+    kind: HealthKind,
+    rec: &SockPeer,
+    family: u8,
+    local: &Addr,
+    backend: &Addr,
+    (icmp_type, icmp_code): (u8, u8),
+) {
     let success = matches!(kind, HealthKind::Established | HealthKind::SynSent);
     if success && !room_for_success(&SOCK_HEALTH) {
         count(stat::EVENTS_SHED);
@@ -41,8 +59,8 @@ pub fn emit(kind: HealthKind, rec: &SockPeer, family: u8, local: &Addr, backend:
         kind: kind as u8,
         family,
         protocol: rec.protocol,
-        icmp_type: 0,
-        icmp_code: 0,
+        icmp_type,
+        icmp_code,
         _pad: [0; 3],
         cport: local.port,
         vport: rec.port,

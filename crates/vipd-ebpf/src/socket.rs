@@ -1,16 +1,21 @@
 //! The socket data plane's object (`vipd-sock`): the cgroup programs that translate a
 //! VIP to a backend when a socket connects or sends, and back when the application asks
 //! for its peer or receives a datagram, the `sock_ops` program that reports how those
-//! connections fare, and the maps they own; nothing of the other planes'. Built for `bpfel-unknown-none` by `crates/vipd/build.rs`; vipd's socket
-//! loader loads it with aya.
+//! connections fare, the tracepoints that report refusals and ICMP errors, and the maps
+//! they own; nothing of the other planes'. Built for `bpfel-unknown-none` by
+//! `crates/vipd/build.rs`; vipd's socket loader loads it with aya.
 #![no_std]
 #![no_main]
 
+// Only `read` (probed reads) is used here; the trait serves the watcher.
+#[allow(dead_code)]
+mod kernel_read;
 mod object;
 mod ring_room;
 mod sock_addr;
 mod sock_affinity;
 mod sock_connect;
+mod sock_error;
 mod sock_getpeername;
 mod sock_health;
 mod sock_maps;

@@ -91,7 +91,10 @@ fn the_socket_object_holds_only_the_socket_plane() {
         ])
     );
     let want: Vec<&str> = crate::sockplane::loader::program_names()
-        .chain([crate::sockplane::reset::RESET_PROGRAM])
+        .chain([
+            crate::sockplane::reset::RESET_PROGRAM,
+            crate::sockplane::error_report::ERROR_PROGRAM,
+        ])
         .collect();
     assert_eq!(programs, set(&want));
 }

@@ -51,6 +51,20 @@ fn weights(vip: &str, backends: &[&str], w: &[u32]) -> Weights {
     out
 }
 
+/// The service of `vip` with `backend` alone, at weight 1.
+fn one_backend(protocol: Protocol, vip: SocketAddr, backend: SocketAddr) -> Weights {
+    let mut w = Weights::default();
+    w.insert(
+        ServiceKey::Addr(Vip::new(protocol, vip)),
+        BackendId::new(backend.ip(), backend.port()),
+        Held {
+            configured: 1,
+            weight: Some(1),
+        },
+    );
+    w
+}
+
 fn start(cgroup: &Path, pins: &Path) -> SocketPlane {
     let s = SocketSettings {
         cgroup: cgroup.to_owned(),
@@ -524,16 +538,9 @@ fn established_refused_and_unanswered_syns_are_reported_with_vip_and_backend() {
     // A backend with no listener answers the SYN with an RST: a refusal, reported by
     // the tracepoint with the client's end too.
     let closed = addr(backends[0], 7999);
-    let mut w = Weights::default();
-    w.insert(
-        ServiceKey::Addr(Vip::new(Protocol::Tcp, vip)),
-        BackendId::new(closed.ip(), closed.port()),
-        Held {
-            configured: 1,
-            weight: Some(1),
-        },
-    );
-    plane.apply(&Config::default(), &w).unwrap();
+    plane
+        .apply(&Config::default(), &one_backend(Protocol::Tcp, vip, closed))
+        .unwrap();
     let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 2, "tcp");
     assert!(seen.iter().all(|s| s.backend == "error:111"), "{seen:?}");
     let got = reports(&mut plane);

@@ -7,7 +7,8 @@
 //!   backends, spread per weights; the application sees the VIP (`getpeername`, `recvfrom`), the
 //!   backend sees the client host's own address, and the firewall lets the answers in;
 //! * a backend whose server dies (refuses) and one that drops SYNs (a blackhole) are
-//!   taken out of the selection, and new connections go to the others;
+//!   taken out of the selection, and new connections go to the others; so is a UDP
+//!   backend whose host answers with port unreachable;
 //! * `kill -9` of vipd leaves balancing in place, and a restart writes nothing and keeps
 //!   every connection.
 
@@ -276,6 +277,72 @@ fn refused_and_blackholed_backends_leave_the_selection_ipv4() {
 #[test]
 fn refused_and_blackholed_backends_leave_the_selection_ipv6() {
     faults_quarantine_and_clients_move(Family::V6, "socket-faults-v6");
+}
+
+/// A UDP backend with nothing on its port: its host answers a datagram with an ICMP
+/// port unreachable, which the client's firewall lets in as related; the plane reports
+/// it from the connected socket, the backend is quarantined, and every socket after
+/// that is answered by the others.
+fn udp_port_unreachable_quarantines(family: Family, name: &str) {
+    require_vm();
+    let lab = Lab::new(family, 3);
+    let live: Vec<SocketAddr> = (0..3).map(|i| lab.serve_udp_peer(i, UDP_PORT)).collect();
+    let dead = sock(live[0].ip(), UDP_PORT + 1);
+    let udp_vip = sock(lab.vip, UDP_VPORT);
+    let vipd = start(
+        name,
+        &socket_config(&[weighted_service(
+            "udp",
+            "udp",
+            udp_vip,
+            &[(dead, 1), (live[1], 1), (live[2], 1)],
+            "  base_ejection = \"30s\"\n",
+        )]),
+    );
+    let mode = vipd.status().watcher.mode;
+    assert!(
+        mode.contains("ICMP errors on connected UDP sockets"),
+        "{mode}"
+    );
+
+    // Sockets until the dead backend has been tried and taken out.
+    let mut refused = 0;
+    for _ in 0..60 {
+        if whoami_udp(udp_vip, Duration::from_millis(500)).is_err() {
+            refused += 1;
+            break;
+        }
+    }
+    assert_eq!(refused, 1, "no datagram went to the dead backend");
+    let view = vipd.wait_for_backend(dead, "quarantined", Duration::from_secs(5));
+    let b = view.services[0]
+        .backends
+        .iter()
+        .find(|b| b.addr == dead.to_string())
+        .unwrap();
+    assert_eq!(b.weight, 0, "{b:?}");
+    assert!(b.outcomes.unreachable >= 1, "{b:?}");
+
+    let mut answered = BTreeMap::new();
+    for _ in 0..100 {
+        let v = whoami_udp(udp_vip, TIMEOUT)
+            .unwrap_or_else(|e| panic!("after the quarantine: {e}\n{}", vipd.log(1)));
+        *answered.entry(v.backend).or_insert(0) += 1;
+    }
+    assert!(
+        answered.keys().all(|b| b == "vb2" || b == "vb3"),
+        "{answered:?}"
+    );
+}
+
+#[test]
+fn a_udp_port_unreachable_takes_its_backend_out_ipv4() {
+    udp_port_unreachable_quarantines(Family::V4, "socket-udp-unreach-v4");
+}
+
+#[test]
+fn a_udp_port_unreachable_takes_its_backend_out_ipv6() {
+    udp_port_unreachable_quarantines(Family::V6, "socket-udp-unreach-v6");
 }
 
 /// kill -9 of vipd: balancing goes on (the programs and maps are pinned), a held

@@ -1,6 +1,6 @@
 //! What the socket data plane needs from this host's kernel, for `vipd check`: read
 //! only, nothing is loaded. A missing requirement is an error naming it; a missing
-//! extra (refusal reports) is a note.
+//! extra (refusal or UDP error reports) is a note.
 
 use std::path::Path;
 
@@ -54,6 +54,12 @@ pub fn check(s: &SocketSettings) -> Features {
     if let Err(e) = super::reset::offsets() {
         out.notes.push(format!(
             "TCP refusals will not be reported by the socket data plane ({e}); active checks still catch them"
+        ));
+    }
+    let version = kernel_release().as_deref().and_then(release_version);
+    if let Some(why) = super::error_report::unavailable(version, super::error_report::offsets()) {
+        out.notes.push(format!(
+            "ICMP errors on connected UDP sockets will not be reported by the socket data plane ({why}); active checks still catch them"
         ));
     }
     let build =

@@ -23,6 +23,7 @@ use aya::{
 
 use super::{
     compat::{remove_stale, Recreated},
+    error_report,
     link::{cgroup_id, link_info, link_update, obj_get},
     maps::SockMaps,
     pins::{is_our_link, link_pin},
@@ -121,6 +122,9 @@ pub struct SockProgram {
     /// Why refusals are not reported on this kernel (the tracepoint's record lacks a
     /// field vipd needs); `None`: its program is loaded.
     no_reset: Option<String>,
+    /// Why ICMP errors on connected UDP sockets are not reported on this kernel (no BTF,
+    /// no `inet_sk_error_report`, or its program was refused); `None`: loaded.
+    no_errors: Option<String>,
     /// Links this process holds (with no pin directory: they detach when it exits).
     held: Vec<FdLink>,
     /// Pinned maps of another layout, created afresh by this load.
@@ -129,6 +133,19 @@ pub struct SockProgram {
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Program, SockError> {
     ebpf.program_mut(name).ok_or(SockError::Missing(name))
+}
+
+/// Loads the ICMP error hook against the kernel's BTF; an error says why it cannot run
+/// here (the plane goes on without it).
+fn load_error_report(ebpf: &mut Ebpf) -> Result<(), String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("reading the kernel's BTF: {e}"))?;
+    let name = error_report::ERROR_PROGRAM;
+    match ebpf.program_mut(name) {
+        Some(Program::BtfTracePoint(p)) => p
+            .load(error_report::TRACEPOINT, &btf)
+            .map_err(|e| format!("loading {name} on tp_btf {}: {e}", error_report::TRACEPOINT)),
+        _ => Err(format!("the eBPF object has no {name}")),
+    }
 }
 
 /// Loads program `name`.
@@ -202,9 +219,13 @@ impl SockProgram {
             None => Vec::new(),
         };
         let reset = reset::offsets();
+        let errors = error_report::offsets();
         let mut loader = EbpfLoader::new();
         if let Ok(off) = &reset {
             loader.override_global(reset::OFFSETS_GLOBAL, off, true);
+        }
+        if let Ok(off) = &errors {
+            loader.override_global(error_report::OFFSETS_GLOBAL, off, true);
         }
         loader
             .map_max_entries("SOCK_SERVICES", sizes.services)
@@ -223,10 +244,12 @@ impl SockProgram {
         if reset.is_ok() {
             load_one(&mut ebpf, reset::RESET_PROGRAM)?;
         }
+        let no_errors = errors.and_then(|_| load_error_report(&mut ebpf)).err();
         Ok(SockProgram {
             ebpf,
             sizes,
             no_reset: reset.err().map(|e| e.to_string()),
+            no_errors,
             held: Vec::new(),
             recreated,
         })
@@ -341,6 +364,22 @@ impl SockProgram {
             Program::TracePoint(p) => {
                 p.attach(reset::TRACEPOINT.0, reset::TRACEPOINT.1)
                     .map_err(prog_err(name))?;
+                Ok(None)
+            }
+            _ => Err(SockError::Missing(name)),
+        }
+    }
+
+    /// Attaches the ICMP error tracepoint (held by this process, as the refusal one).
+    /// Returns why it is not attached on this kernel, if it is not.
+    pub fn attach_error_report(&mut self) -> Result<Option<String>, SockError> {
+        if let Some(why) = &self.no_errors {
+            return Ok(Some(why.clone()));
+        }
+        let name = error_report::ERROR_PROGRAM;
+        match program(&mut self.ebpf, name)? {
+            Program::BtfTracePoint(p) => {
+                p.attach().map_err(prog_err(name))?;
                 Ok(None)
             }
             _ => Err(SockError::Missing(name)),

@@ -17,6 +17,7 @@
 pub mod compat;
 pub mod dataplane;
 mod error;
+pub mod error_report;
 pub mod features;
 pub mod link;
 pub mod loader;

@@ -1,7 +1,8 @@
 //! Discovers, on the running kernel, the offsets each kernel program needs.
 
 use vipd_common::{
-    IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockOffsets, SockTracepointOffsets, NO_FIELD,
+    sock::SockErrorOffsets, IpvsConnOffsets, IpvsConnParamOffsets, SkbOffsets, SockOffsets,
+    SockTracepointOffsets, NO_FIELD,
 };
 
 use super::{
@@ -118,6 +119,22 @@ pub fn sock(btf: &Btf) -> Result<SockOffsets, BtfError> {
     })
 }
 
+/// Offsets for the socket plane's error hook: the socket's ends and protocol as for
+/// [`sock`] (`sk_protocol` required), and `sk_err`, the error being reported.
+pub fn sock_error(btf: &Btf) -> Result<SockErrorOffsets, BtfError> {
+    let sock = sock(btf)?;
+    if sock.protocol == NO_FIELD {
+        return Err(BtfError::Bitfield {
+            strukt: "sock".into(),
+            member: "sk_protocol".into(),
+        });
+    }
+    Ok(SockErrorOffsets {
+        sock,
+        err: member(btf, "sock", "sk_err", 4)?,
+    })
+}
+
 /// Offsets of the `struct sk_buff` members the UDP hooks read.
 pub fn skb(btf: &Btf) -> Result<SkbOffsets, BtfError> {
     const S: &str = "sk_buff";
@@ -179,6 +196,14 @@ mod tests {
             off.protocol, NO_FIELD,
             "sk_protocol is a plain u16 since 5.6"
         );
+    }
+
+    #[test]
+    fn host_kernel_sock_error_offsets() {
+        let off = sock_error(&Btf::from_sys_fs(None).unwrap()).unwrap();
+        assert_eq!(off.sock, sock(&Btf::from_sys_fs(None).unwrap()).unwrap());
+        // sk_err is a member of struct sock itself, past sock_common.
+        assert!(off.err > off.sock.v6_rcv_saddr && off.err < off.sock.sport);
     }
 
     #[test]

@@ -4,4 +4,5 @@
 mod affinity;
 mod pinned_layout;
 mod syn_rto;
+mod udp_errors;
 mod verifier;

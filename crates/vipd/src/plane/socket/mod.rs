@@ -11,8 +11,9 @@
 //! changed. Passive detection: for each TCP connection the connect hook translated, the
 //! `sock_ops` program reports its SYN retransmissions and its establishment, and the
 //! `tcp_receive_reset` tracepoint an RST during its handshake (a refusal); the socket's
-//! peer is the backend itself, so nothing needs attributing. UDP errors are not reported
-//! yet; active checks catch those.
+//! peer is the backend itself, so nothing needs attributing. An ICMP error on a connected
+//! UDP socket it translated is reported from `inet_sk_error_report` the same way;
+//! unconnected UDP's errors and silent UDP backends are left to active checks.
 //!
 //! Services with `persistence` have their timeout and netmask in their selection's
 //! value; the kernel programs keep each client's backend (`SOCK_AFFINITY`). `syn_rto`
@@ -20,6 +21,7 @@
 //! connections the connect hook translated.
 
 mod handshakes;
+mod mode;
 mod syn_rto;
 
 use std::{
@@ -47,11 +49,8 @@ use crate::{
     },
     watcher::Counters,
 };
+use mode::mode;
 use syn_rto::SynRtoVips;
-
-/// How passive detection runs with the socket plane: partial (the `vipd_watcher_mode`
-/// label), since UDP errors are not reported.
-const MODE: &str = "partial: the socket plane reports TCP refusals (tcp_receive_reset), unanswered SYNs and established connections (sock_ops); UDP errors need active checks";
 
 /// Where the links and state maps are pinned (overridable for tests).
 pub fn pin_dir() -> PathBuf {
@@ -155,15 +154,15 @@ impl SocketPlane {
             );
         }
         let attached = prog.attach(&s.cgroup, Some(pins))?;
-        let mode = match prog.attach_reset()? {
-            None => MODE.to_owned(),
-            Some(why) => {
-                warn!("TCP refusals are not reported by the socket data plane here: {why}");
-                format!(
-                    "partial: the socket plane reports unanswered SYNs and established connections (sock_ops); refusals need active checks ({why})"
-                )
-            }
-        };
+        let no_reset = prog.attach_reset()?;
+        if let Some(why) = &no_reset {
+            warn!("TCP refusals are not reported by the socket data plane here: {why}");
+        }
+        let no_errors = prog.attach_error_report()?;
+        if let Some(why) = &no_errors {
+            warn!("ICMP errors on connected UDP sockets are not reported by the socket data plane here: {why}");
+        }
+        let mode = mode(no_reset.as_deref(), no_errors.as_deref());
         let dp = Dataplane::adopt(prog.take_maps()?)?;
         Ok(SocketPlane {
             lost_at_start: lost_counter(&dp).unwrap_or(0),
