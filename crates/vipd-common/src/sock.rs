@@ -12,7 +12,6 @@
 //! | `SOCK_PEERS` (LRU hash) | [`SockPeerKey`] | [`SockPeer`] |
 //! | `SOCK_STATS` (per-CPU array) | [`stat`] index | `u64` |
 //! | `SOCK_HEALTH` (ring buffer) | | [`crate::health::HealthEvent`] |
-//! | `SOCK_SYN_SENT` (LRU hash) | socket cookie (`u64`) | `u32` (unused): translated connections still in their handshake |
 //! | `SOCK_AFFINITY` (LRU hash) | [`SockAffinityKey`] | [`SockAffinity`]: the backend a client sticks to (services with persistence) |
 //! | `SOCK_SYN_RTO` (hash) | [`crate::VipKey`] | [`SockSynRto`]: the VIP's initial SYN timeout |
 //!
@@ -251,8 +250,9 @@ pub fn mask_prefix(addr: &[u8; 16], prefix: u8) -> [u8; 16] {
 }
 
 /// Where the `tcp/tcp_receive_reset` record's fields are, from this kernel's format
-/// file: the global `SOCK_RESET_TP` of the socket plane's object. `valid` 0: not set,
-/// the program does nothing.
+/// file, and where the socket the record points to keeps its state, from BTF: the
+/// global `SOCK_RESET_TP` of the socket plane's object. `valid` 0: not set, the program
+/// does nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct SockResetOffsets {
@@ -265,7 +265,10 @@ pub struct SockResetOffsets {
     pub saddr_v6: u16,
     pub daddr_v6: u16,
     pub sock_cookie: u16,
-    pub _pad: u16,
+    /// The record's `skaddr` (the `struct sock *`).
+    pub skaddr: u16,
+    /// `skc_state` in `struct sock_common`.
+    pub state: u16,
 }
 
 impl SockResetOffsets {
@@ -279,7 +282,8 @@ impl SockResetOffsets {
         saddr_v6: 0,
         daddr_v6: 0,
         sock_cookie: 0,
-        _pad: 0,
+        skaddr: 0,
+        state: 0,
     };
 }
 

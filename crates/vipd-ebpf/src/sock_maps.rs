@@ -33,11 +33,6 @@ pub static SOCK_PEERS: LruHashMap<SockPeerKey, SockPeer> = LruHashMap::with_max_
 #[map(name = "SOCK_STATS")]
 pub static SOCK_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
-/// Cookies of translated TCP connections still in their handshake (from the SYN to
-/// the establishment): an RST to one of them is a refusal.
-#[map(name = "SOCK_SYN_SENT")]
-pub static SOCK_SYN_SENT: LruHashMap<u64, u32> = LruHashMap::with_max_entries(1024, 0);
-
 /// The backend each client of a service with persistence sticks to, and when it last
 /// used it.
 #[map(name = "SOCK_AFFINITY")]

@@ -2,10 +2,10 @@
 //! backend fares, for the health state machine. At `TCP_CONNECT_CB` (the SYN goes out) a
 //! connection with a translation record asks for RTO and state callbacks; an RTO while
 //! it is still in SYN_SENT is a SYN retransmission (the backend has not answered),
-//! `ACTIVE_ESTABLISHED_CB` is a success, and the move to CLOSE removes the record.
-//! Connections in their handshake are kept in `SOCK_SYN_SENT` for `sock_reset`, which
-//! reports an RST to one as a refusal. The socket's peer is the backend itself (there is
-//! no NAT), so the record names the VIP and the event needs no other attribution.
+//! `ACTIVE_ESTABLISHED_CB` is a success, and the move to CLOSE removes the record. (An
+//! RST during the handshake is `sock_reset`'s: a refusal.) The socket's peer is the
+//! backend itself (there is no NAT), so the record names the VIP and the event needs no
+//! other attribution.
 //! Connections without a record (not to a VIP) are left alone: no flags, no events.
 //!
 //! `TIMEOUT_INIT` (asked while the connection is set up, after the connect hook chose
@@ -35,7 +35,7 @@ use vipd_common::{
 use crate::{
     sock_addr::Addr,
     sock_health::emit,
-    sock_maps::{SOCK_PEERS, SOCK_SYN_RTO, SOCK_SYN_SENT},
+    sock_maps::{SOCK_PEERS, SOCK_SYN_RTO},
     sock_select::{peer_key, service_key},
 };
 
@@ -71,7 +71,6 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
         // The connection is gone: its translation goes too, so that the LRU map holds
         // live sockets (a reset was reported before the kernel closes the socket).
         let _ = SOCK_PEERS.remove(&key);
-        let _ = SOCK_SYN_SENT.remove(&cookie);
         return CONTINUE;
     }
     // SAFETY: a hash map lookup; the value is copied out at once.
@@ -88,10 +87,7 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
         if syn_rto(&rec).is_some_and(|r| r.report_syn != 0) {
             emit(HealthKind::SynSent, &rec, family, &local, &backend);
         }
-        // A full map evicts the oldest handshake: its RST would go unreported.
-        let _ = SOCK_SYN_SENT.insert(&cookie, &0, 0);
     } else if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
-        let _ = SOCK_SYN_SENT.remove(&cookie);
         emit(HealthKind::Established, &rec, family, &local, &backend);
     } else if state(&ctx) == TCP_SYN_SENT {
         emit(HealthKind::SynRetransmit, &rec, family, &local, &backend);

@@ -1,8 +1,11 @@
 //! `vipd_sock_reset` (tracepoint `tcp/tcp_receive_reset`): an RST to a translated
-//! connection still in its handshake (its cookie in `SOCK_SYN_SENT`) is the backend
-//! refusing it. The tracepoint fires for every socket on the host; the cookie lookup
-//! keeps everything else out. Field offsets come from this kernel's format file, set by
-//! userspace in `SOCK_RESET_TP` before loading; unset, the program does nothing.
+//! connection still in its handshake (SYN_SENT) is the backend refusing it. The
+//! tracepoint fires for every socket on the host; the translation record, looked up by
+//! the socket's cookie and peer, keeps everything else out, and only then is the
+//! socket's state read (through the record's `skaddr`, at the offset userspace took
+//! from BTF): an RST later in a connection's life is not a refusal. The record's field
+//! offsets come from this kernel's format file, set by userspace in `SOCK_RESET_TP`
+//! before loading; unset, the program does nothing.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use vipd_common::{
@@ -12,11 +15,12 @@ use vipd_common::{
 };
 
 use crate::{
-    sock_addr::Addr,
-    sock_health::emit,
-    sock_maps::{SOCK_PEERS, SOCK_SYN_SENT},
+    kernel_read::read, sock_addr::Addr, sock_health::emit, sock_maps::SOCK_PEERS,
     sock_select::peer_key,
 };
+
+/// `TCP_SYN_SENT` (include/net/tcp_states.h).
+const TCP_SYN_SENT: u8 = 2;
 
 #[unsafe(no_mangle)]
 static SOCK_RESET_TP: SockResetOffsets = SockResetOffsets::UNSET;
@@ -37,11 +41,6 @@ fn reset(ctx: &TracePointContext, off: &SockResetOffsets) -> Result<(), i32> {
     // SAFETY: the offsets come from this kernel's format file for this tracepoint, and
     // read_at goes through bpf_probe_read.
     let cookie: u64 = unsafe { ctx.read_at(off.sock_cookie as usize)? };
-    // SAFETY: a hash map lookup.
-    if unsafe { SOCK_SYN_SENT.get(&cookie) }.is_none() {
-        return Ok(());
-    }
-    let _ = SOCK_SYN_SENT.remove(&cookie);
     // SAFETY: as above (ports are in host order in the record).
     let (family, sport, dport): (u16, u16, u16) = unsafe {
         (
@@ -82,6 +81,14 @@ fn reset(ctx: &TracePointContext, off: &SockResetOffsets) -> Result<(), i32> {
     let Some(rec) = (unsafe { SOCK_PEERS.get(&key) }).copied() else {
         return Ok(());
     };
+    // SAFETY: as above; the socket is read through bpf_probe_read_kernel.
+    let state: u8 = unsafe {
+        let sk: u64 = ctx.read_at(off.skaddr as usize)?;
+        read(sk as *const u8, off.state)?
+    };
+    if state != TCP_SYN_SENT {
+        return Ok(());
+    }
     let local = Addr {
         addr: local,
         port: sport,

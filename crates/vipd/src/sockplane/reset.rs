@@ -1,11 +1,17 @@
 //! The refusal hook of the socket plane: `vipd_sock_reset` on the `tcp/tcp_receive_reset`
-//! tracepoint, which carries the socket's cookie. Its record's field offsets come from
-//! this kernel's format file; a kernel whose tracepoint lacks a field (older ones have
-//! no `sock_cookie`) gets no refusal reports, and the plane says so.
+//! tracepoint, which carries the socket's cookie and address. Its record's field offsets
+//! come from this kernel's format file, and where the socket keeps its state from BTF
+//! (an RST is a refusal only while the connection is in SYN_SENT). A kernel whose
+//! tracepoint lacks a field (older ones have no `sock_cookie`) or without BTF gets no
+//! refusal reports, and the plane says so.
 
 use vipd_common::sock::SockResetOffsets;
 
-use crate::watcher::tracefs::{Format, TracefsError};
+use crate::watcher::{
+    btf::Btf,
+    offsets,
+    tracefs::{Format, TracefsError},
+};
 
 /// The program and the tracepoint it attaches to.
 pub const RESET_PROGRAM: &str = "vipd_sock_reset";
@@ -14,13 +20,17 @@ pub const TRACEPOINT: (&str, &str) = ("tcp", "tcp_receive_reset");
 /// The global the offsets go into.
 pub const OFFSETS_GLOBAL: &str = "SOCK_RESET_TP";
 
-/// The record's offsets on this kernel.
-pub fn offsets() -> Result<SockResetOffsets, TracefsError> {
-    offsets_in(&Format::read(TRACEPOINT.0, TRACEPOINT.1)?)
+/// The record's and the socket's offsets on this kernel, or why there are none.
+pub fn offsets() -> Result<SockResetOffsets, String> {
+    let format = Format::read(TRACEPOINT.0, TRACEPOINT.1).map_err(|e| e.to_string())?;
+    let btf = Btf::from_sys_fs(None).map_err(|e| e.to_string())?;
+    let state = offsets::sock(&btf).map_err(|e| e.to_string())?.state;
+    offsets_in(&format, state).map_err(|e| e.to_string())
 }
 
-/// The offsets in format `f`, each field checked for its size.
-pub fn offsets_in(f: &Format) -> Result<SockResetOffsets, TracefsError> {
+/// The offsets in format `f`, each field checked for its size, with `state` the
+/// offset of the socket's `skc_state`.
+pub fn offsets_in(f: &Format, state: u16) -> Result<SockResetOffsets, TracefsError> {
     Ok(SockResetOffsets {
         valid: 1,
         sport: f.offset("sport", 2)?,
@@ -31,7 +41,8 @@ pub fn offsets_in(f: &Format) -> Result<SockResetOffsets, TracefsError> {
         saddr_v6: f.offset("saddr_v6", 16)?,
         daddr_v6: f.offset("daddr_v6", 16)?,
         sock_cookie: f.offset("sock_cookie", 8)?,
-        _pad: 0,
+        skaddr: f.offset("skaddr", 8)?,
+        state,
     })
 }
 
@@ -54,14 +65,15 @@ mod tests {
     #[test]
     fn offsets_come_from_the_format_and_a_missing_cookie_is_named() {
         let f = Format::parse("tcp/tcp_receive_reset", FORMAT).unwrap();
-        let o = offsets_in(&f).unwrap();
+        let o = offsets_in(&f, 18).unwrap();
         assert_eq!((o.valid, o.sport, o.dport, o.family), (1, 16, 18, 20));
         assert_eq!((o.daddr, o.daddr_v6, o.sock_cookie), (26, 46, 64));
+        assert_eq!((o.skaddr, o.state), (8, 18));
         let old = FORMAT.replace(
             "\tfield:__u64 sock_cookie;\toffset:64;\tsize:8;\tsigned:0;\n",
             "",
         );
-        let e = offsets_in(&Format::parse("tcp/tcp_receive_reset", &old).unwrap()).unwrap_err();
+        let e = offsets_in(&Format::parse("tcp/tcp_receive_reset", &old).unwrap(), 18).unwrap_err();
         assert!(e.to_string().contains("sock_cookie"), "{e}");
     }
 }
