@@ -61,6 +61,12 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     if op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) != TCP_CLOSE {
         return CONTINUE;
     }
+    // Established: only a connection this program asked callbacks of at its SYN has a
+    // record, so any other stops here, before the map lookup.
+    if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && ctx.cb_flags() & BPF_SOCK_OPS_STATE_CB_FLAG == 0
+    {
+        return CONTINUE;
+    }
     let Some((family, local, backend)) = ends(&ctx) else {
         return CONTINUE;
     };
