@@ -55,13 +55,19 @@ fn once(to: SocketAddr, timeout: Duration) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `clients` threads connecting to `to` in a closed loop; connections that end inside
-/// `warmup..warmup + window` count.
-pub fn setup(to: SocketAddr, clients: usize, warmup: Duration, window: Duration) -> Setup {
+/// `clients` threads connecting in a closed loop, each connection to one of `to` at
+/// random (a target that is several backends straight is spread over them as a VIP of
+/// random choice spreads its connections, bursts on one backend included);
+/// connections that end inside `warmup..warmup + window` count.
+pub fn setup(to: &[SocketAddr], clients: usize, warmup: Duration, window: Duration) -> Setup {
+    assert!(!to.is_empty(), "a setup target needs an address");
     let start = Instant::now();
     let (from, until) = (start + warmup, start + warmup + window);
     let threads: Vec<_> = (0..clients)
-        .map(|_| {
+        .map(|i| {
+            let to = to.to_vec();
+            // xorshift64, seeded per client: no two clients draw the same sequence.
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ ((i as u64 + 1) << 32);
             thread::spawn(move || {
                 let mut out = Setup {
                     window,
@@ -72,7 +78,10 @@ pub fn setup(to: SocketAddr, clients: usize, warmup: Duration, window: Duration)
                     if t >= until {
                         return out;
                     }
-                    let r = once(to, Duration::from_secs(2));
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let r = once(to[(x % to.len() as u64) as usize], Duration::from_secs(2));
                     let end = Instant::now();
                     if end < from || end >= until {
                         continue;

@@ -290,6 +290,11 @@ impl Vipd {
         self.child.as_ref().expect("vipd running").id()
     }
 
+    /// CPU time (user + system) the running vipd has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        crate::proc_cpu::cpu_time(self.pid())
+    }
+
     /// Which start this is (1 for the first).
     pub fn starts(&self) -> u32 {
         self.starts

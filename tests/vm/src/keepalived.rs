@@ -188,20 +188,10 @@ impl Keepalived {
 
     /// CPU time (user + system) keepalived's processes have used so far.
     pub fn cpu_time(&self) -> Duration {
-        let tick = 1.0 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64);
-        let mut total = 0.0;
-        for pid in self.pids() {
-            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // Fields after the command name (which is in parentheses): utime is the
-            // 12th, stime the 13th of those.
-            let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or_default();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            total += (ticks(11) + ticks(12)) * tick;
-        }
-        Duration::from_secs_f64(total)
+        self.pids()
+            .into_iter()
+            .map(|pid| crate::proc_cpu::cpu_time(pid as u32))
+            .sum()
     }
 
     /// What keepalived printed so far.

@@ -13,6 +13,7 @@ pub mod lab;
 pub mod load;
 pub mod native;
 pub(crate) mod packet_socket;
+pub mod proc_cpu;
 pub mod servers;
 pub mod stats;
 pub mod syn;

@@ -12,15 +12,19 @@
 //! backend straight from inside the socket plane's cgroup (its programs run on every
 //! connect there and find no VIP: the cost on a client's other traffic). The socket
 //! plane is attached to a cgroup of the benchmark's own, and the benchmark moves itself
-//! in and out of it, so the other targets run with no program at all. Rounds
-//! interleave the targets. Printed: each run, the means, and the ratios to straight.
+//! in and out of it, so the other targets run with no program at all. The straight
+//! targets pick one of both backends at random for each connection, as the VIPs do.
+//! Rounds interleave the targets. Printed: each run, the means, the ratios to straight,
+//! and, while each target ran, the kernel programs' time (BPF statistics) and each
+//! daemon's CPU.
 //!
 //! `#[ignore]`d, so `cargo xtask vm-test` skips it;
 //! `cargo xtask vm-bench --kernel 6.12 bench_socket` runs it (release build).
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use vipd::config::SocketSettings;
@@ -56,7 +60,7 @@ fn socket_vip(family: Family) -> IpAddr {
 
 struct Target {
     label: &'static str,
-    to: SocketAddr,
+    to: Vec<SocketAddr>,
     /// Run from inside the socket plane's cgroup.
     in_plane: bool,
 }
@@ -71,6 +75,33 @@ fn place(cgroup: &mut ClientCgroup, in_plane: bool) {
     moved.unwrap_or_else(|e| panic!("{e:#}"));
 }
 
+/// Runs and run time of each loaded BPF program by name (in the VM, only the two
+/// daemons'), as the kernel counts them while statistics are enabled.
+fn program_time() -> BTreeMap<String, (u64, Duration)> {
+    let mut out: BTreeMap<String, (u64, Duration)> = BTreeMap::new();
+    for p in aya::programs::loaded_programs().flatten() {
+        let name = p.name_as_str().unwrap_or("?").to_owned();
+        let e = out.entry(name).or_default();
+        e.0 += p.run_count();
+        e.1 += p.run_time();
+    }
+    out
+}
+
+/// Each program's runs and run time from `before` to `after`, added to `into`.
+fn add_delta(
+    into: &mut BTreeMap<String, (u64, f64)>,
+    before: &BTreeMap<String, (u64, Duration)>,
+    after: &BTreeMap<String, (u64, Duration)>,
+) {
+    for (name, (runs, time)) in after {
+        let (r0, t0) = before.get(name).copied().unwrap_or_default();
+        let e = into.entry(name.clone()).or_default();
+        e.0 += runs - r0;
+        e.1 += (*time - t0).as_secs_f64();
+    }
+}
+
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
@@ -79,10 +110,20 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// Connection tracking entries the client's firewall may hold. Every connection leaves
+/// one for the TIME_WAIT timeout (2 min): at these rates the VM's default (64 Ki) fills
+/// within one family's rounds, and then new connections are dropped. A client that
+/// opens thousands of connections a second raises it as this does.
+const CONNTRACK_MAX: u32 = 1 << 20;
+
 fn bench(family: Family) {
     require_vm();
     sh("ipvsadm -C");
     let lab = Lab::new(family, 2);
+    // After the lab: its firewall is what loads connection tracking.
+    sh(&format!(
+        "sysctl -qw net.netfilter.nf_conntrack_max={CONNTRACK_MAX}"
+    ));
     let greet: Vec<[SocketAddr; 2]> = GREET
         .iter()
         .map(|p| [lab.serve_greeting(0, *p), lab.serve_greeting(1, *p)])
@@ -126,30 +167,45 @@ fn bench(family: Family) {
     let setups = [
         Target {
             label: "straight",
-            to: greet[0][0],
+            to: greet[0].to_vec(),
             in_plane: false,
         },
         Target {
             label: "IPVS VIP",
-            to: at(ipvs_vip, VPORT),
+            to: vec![at(ipvs_vip, VPORT)],
             in_plane: false,
         },
         Target {
             label: "socket plane VIP",
-            to: at(sock_vip, VPORT),
+            to: vec![at(sock_vip, VPORT)],
             in_plane: true,
         },
         Target {
             label: "straight, plane attached",
-            to: greet[3][0],
+            to: greet[3].to_vec(),
             in_plane: true,
         },
     ];
     let mut runs: Vec<Vec<Setup>> = vec![Vec::new(); setups.len()];
+    // Each daemon's CPU over each target's runs (seconds of CPU, seconds of wall).
+    let mut cpu: Vec<[(f64, f64); 2]> = vec![[(0.0, 0.0); 2]; setups.len()];
+    // The kernel programs' runs and run time over each target's runs, and the wall time.
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling BPF stats");
+    let mut programs: Vec<BTreeMap<String, (u64, f64)>> = vec![BTreeMap::new(); setups.len()];
+    let mut walls = vec![0.0f64; setups.len()];
     for round in 1..=ROUNDS {
         for (k, t) in setups.iter().enumerate() {
             place(&mut cgroup, t.in_plane);
-            let s = setup(t.to, CLIENTS, WARMUP, WINDOW);
+            let (c0, p0) = ([socket.cpu_time(), ipvs.cpu_time()], program_time());
+            let started = Instant::now();
+            let s = setup(&t.to, CLIENTS, WARMUP, WINDOW);
+            let wall = started.elapsed().as_secs_f64();
+            for (d, now) in [socket.cpu_time(), ipvs.cpu_time()].into_iter().enumerate() {
+                cpu[k][d].0 += (now - c0[d]).as_secs_f64();
+                cpu[k][d].1 += wall;
+            }
+            add_delta(&mut programs[k], &p0, &program_time());
+            walls[k] += wall;
             println!("round {round} {:26} {}", t.label, s.line());
             runs[k].push(s);
         }
@@ -157,17 +213,17 @@ fn bench(family: Family) {
     let bulks = [
         Target {
             label: "straight",
-            to: sink[0],
+            to: vec![sink[0]],
             in_plane: false,
         },
         Target {
             label: "IPVS VIP",
-            to: at(ipvs_vip, SINK),
+            to: vec![at(ipvs_vip, SINK)],
             in_plane: false,
         },
         Target {
             label: "socket plane VIP",
-            to: at(sock_vip, SINK),
+            to: vec![at(sock_vip, SINK)],
             in_plane: true,
         },
     ];
@@ -175,7 +231,7 @@ fn bench(family: Family) {
     for round in 1..=ROUNDS {
         for (k, t) in bulks.iter().enumerate() {
             place(&mut cgroup, t.in_plane);
-            match upload(t.to, BULK) {
+            match upload(t.to[0], BULK) {
                 Ok(r) => {
                     println!("round {round} bulk {:21} {:8.1} MB/s", t.label, r / 1e6);
                     rates[k].push(r);
@@ -220,6 +276,38 @@ fn bench(family: Family) {
             t.label,
             rate(0) / rate(k),
             p50(k) / p50(0)
+        );
+    }
+    for (k, t) in setups.iter().enumerate() {
+        let wall = walls[k];
+        let conns = (rate(k) * wall).max(1.0);
+        let (runs, busy) = programs[k]
+            .values()
+            .fold((0, 0.0), |(r, b), (runs, busy)| (r + runs, b + busy));
+        println!(
+            "  kernel programs during {:26} {:5.2} % of a core, {:6.0} ns a run, {:4.1} runs a connection",
+            t.label,
+            100.0 * busy / wall.max(1e-9),
+            1e9 * busy / (runs.max(1) as f64),
+            runs as f64 / conns
+        );
+        for (name, (runs, busy)) in &programs[k] {
+            if *runs as f64 >= conns / 2.0 {
+                println!(
+                    "    {name:16} {:4.1} runs a connection, {:6.0} ns a run",
+                    *runs as f64 / conns,
+                    1e9 * busy / (*runs as f64)
+                );
+            }
+        }
+    }
+    for (k, t) in setups.iter().enumerate() {
+        let pct = |d: usize| 100.0 * cpu[k][d].0 / cpu[k][d].1.max(1e-9);
+        println!(
+            "  daemon CPU during {:26} socket vipd {:5.1} %  IPVS vipd {:5.1} % of a core",
+            t.label,
+            pct(0),
+            pct(1)
         );
     }
     for (k, t) in bulks.iter().enumerate() {
