@@ -30,6 +30,9 @@ pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Counters of one backend.
 #[derive(Debug, Default)]
 pub struct BackendStats {
+    /// The backend's address as metrics and logs name it, made once (an outcome is
+    /// counted per connection).
+    pub label: String,
     pub counts: OutcomeCounts,
     pub recent: RecentRing,
     pub active_conns: u32,
@@ -177,7 +180,10 @@ impl Services {
             let mut stats = stats;
             stats.retain(|id, _| dests.contains_key(id));
             for id in dests.keys() {
-                stats.entry(*id).or_default();
+                stats.entry(*id).or_insert_with(|| BackendStats {
+                    label: std::net::SocketAddr::from(*id).to_string(),
+                    ..BackendStats::default()
+                });
             }
             let hp = spec.health.as_ref();
             let rt = ServiceRt {

@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::model::Outcome;
+
 /// The whole daemon.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -128,7 +130,15 @@ pub struct RecentOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentRing {
     capacity: usize,
-    items: VecDeque<(Instant, String)>,
+    items: VecDeque<(Instant, Recent)>,
+}
+
+/// One entry of a [`RecentRing`]: a plane's outcome is kept as it came and described
+/// only when status is built (one comes per connection), anything else as its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Recent {
+    Outcome(Outcome),
+    Text(String),
 }
 
 impl RecentRing {
@@ -160,12 +170,22 @@ impl RecentRing {
         self.items.clear();
     }
 
-    /// Records an outcome seen at `at`, dropping the oldest when full.
-    pub fn push(&mut self, at: Instant, outcome: impl Into<String>) {
+    /// Records an outcome seen at `at`, described by `text`, dropping the oldest when
+    /// full.
+    pub fn push(&mut self, at: Instant, text: impl Into<String>) {
+        self.keep(at, Recent::Text(text.into()));
+    }
+
+    /// Records a plane's outcome seen at `at`, dropping the oldest when full.
+    pub fn push_outcome(&mut self, at: Instant, outcome: Outcome) {
+        self.keep(at, Recent::Outcome(outcome));
+    }
+
+    fn keep(&mut self, at: Instant, item: Recent) {
         if self.items.len() == self.capacity {
             self.items.pop_front();
         }
-        self.items.push_back((at, outcome.into()));
+        self.items.push_back((at, item));
     }
 
     /// The outcomes, most recent first, aged relative to `now` (an outcome stamped after
@@ -174,9 +194,12 @@ impl RecentRing {
         self.items
             .iter()
             .rev()
-            .map(|(at, outcome)| RecentOutcome {
+            .map(|(at, item)| RecentOutcome {
                 ago_ms: now.saturating_duration_since(*at).as_millis() as u64,
-                outcome: outcome.clone(),
+                outcome: match item {
+                    Recent::Outcome(o) => o.describe(),
+                    Recent::Text(t) => t.clone(),
+                },
             })
             .collect()
     }
@@ -193,6 +216,17 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_planes_outcome_is_described_when_rendered() {
+        let t0 = Instant::now();
+        let mut ring = RecentRing::new(2);
+        ring.push_outcome(t0, Outcome::Refused);
+        ring.push(t0, "check failed: timeout");
+        ring.push_outcome(t0, Outcome::SynRetransmit(2));
+        let texts: Vec<String> = ring.render(t0).into_iter().map(|r| r.outcome).collect();
+        assert_eq!(texts, ["syn-retransmit #2", "check failed: timeout"]);
+    }
 
     #[test]
     fn ring_keeps_the_last_outcomes_newest_first() {

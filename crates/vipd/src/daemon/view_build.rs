@@ -42,27 +42,6 @@ pub fn count(c: &mut OutcomeCounts, o: &Outcome) {
     }
 }
 
-/// `established 0.4ms`, `refused`, `syn-retransmit #2`, `client-abort`,
-/// `closed by peer (rst)`.
-pub fn describe(o: &Outcome) -> String {
-    match o {
-        Outcome::Established {
-            latency: Some(latency),
-        } => format!("established {:.1}ms", latency.as_secs_f64() * 1e3),
-        Outcome::Established { latency: None } => "established".to_owned(),
-        Outcome::Refused => "refused".to_owned(),
-        Outcome::SynRetransmit(n) => format!("syn-retransmit #{n}"),
-        Outcome::ClientAbort => "client-abort".to_owned(),
-        Outcome::Closed { by_peer, reset } => format!(
-            "closed {}{}",
-            if *by_peer { "by peer" } else { "locally" },
-            if *reset { " (rst)" } else { "" }
-        ),
-        Outcome::Unreachable(icmp) => format!("unreachable ({})", icmp.describe()),
-        Outcome::Silent(d) => format!("silent for {:.0}ms", d.as_secs_f64() * 1e3),
-    }
-}
-
 pub fn build(services: &Services, now: Instant, meta: Meta<'_>) -> DaemonView {
     let services = services
         .by_key
@@ -157,17 +136,19 @@ mod tests {
             }
         );
         assert_eq!(
-            describe(&Outcome::Established {
+            Outcome::Established {
                 latency: Some(Duration::from_micros(420))
-            }),
+            }
+            .describe(),
             "established 0.4ms"
         );
-        assert_eq!(describe(&Outcome::SynRetransmit(2)), "syn-retransmit #2");
+        assert_eq!(Outcome::SynRetransmit(2).describe(), "syn-retransmit #2");
         assert_eq!(
-            describe(&Outcome::Closed {
+            Outcome::Closed {
                 by_peer: false,
                 reset: false
-            }),
+            }
+            .describe(),
             "closed locally"
         );
     }

@@ -24,6 +24,29 @@ pub enum Outcome {
     Silent(Duration),
 }
 
+impl Outcome {
+    /// As `vipd status` lists it: `established 0.4ms`, `refused`, `syn-retransmit #2`,
+    /// `client-abort`, `closed by peer (rst)`, ...
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Established {
+                latency: Some(latency),
+            } => format!("established {:.1}ms", latency.as_secs_f64() * 1e3),
+            Outcome::Established { latency: None } => "established".to_owned(),
+            Outcome::Refused => "refused".to_owned(),
+            Outcome::SynRetransmit(n) => format!("syn-retransmit #{n}"),
+            Outcome::ClientAbort => "client-abort".to_owned(),
+            Outcome::Closed { by_peer, reset } => format!(
+                "closed {}{}",
+                if *by_peer { "by peer" } else { "locally" },
+                if *reset { " (rst)" } else { "" }
+            ),
+            Outcome::Unreachable(icmp) => format!("unreachable ({})", icmp.describe()),
+            Outcome::Silent(d) => format!("silent for {:.0}ms", d.as_secs_f64() * 1e3),
+        }
+    }
+}
+
 /// An outcome with the connection it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {

@@ -58,12 +58,10 @@ impl Core {
             return;
         };
         view_build::count(&mut stats.counts, &report.outcome);
-        stats
-            .recent
-            .push(now, view_build::describe(&report.outcome));
+        stats.recent.push_outcome(now, report.outcome);
         self.effects
             .metrics
-            .outcome(&s.name, &backend.to_string(), outcome_name(&report.outcome));
+            .outcome(&s.name, &stats.label, outcome_name(&report.outcome));
         let signal = match report.outcome {
             Outcome::Established { .. } => Signal::Success,
             Outcome::Refused => Signal::Refused,

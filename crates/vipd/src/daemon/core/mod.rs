@@ -25,6 +25,8 @@ mod operator;
 mod operator_tests;
 mod reload;
 #[cfg(test)]
+mod report_bench;
+#[cfg(test)]
 mod syn_rto_tests;
 #[cfg(test)]
 mod tests;

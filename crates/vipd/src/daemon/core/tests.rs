@@ -71,7 +71,7 @@ pub(super) fn b(n: u8) -> BackendId {
 
 /// `outcome` of a connection to `service`'s VIP on `backend`, seen by the kernel at
 /// `ts_ns`, its first SYN at `syn_ns`.
-fn report(
+pub(super) fn report(
     service: ServiceKey,
     outcome: Outcome,
     backend: BackendId,

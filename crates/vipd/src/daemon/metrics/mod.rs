@@ -11,6 +11,7 @@
 //! itself (HELP, TYPE, escaped labels, cumulative histogram buckets) is short and its
 //! output is checked against `promtool check metrics`.
 
+mod backend_counts;
 mod histogram;
 mod http;
 mod registry;

@@ -8,7 +8,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use super::histogram::Histogram;
+use super::{backend_counts::BackendCounts, histogram::Histogram};
 use crate::health::State;
 
 /// The values of `vipd_watcher_mode`'s `mode` label: the first word of a plane's mode.
@@ -19,8 +19,8 @@ type Labelled3 = (String, String, String);
 
 #[derive(Debug, Default, Clone)]
 pub(super) struct Inner {
-    pub outcomes: BTreeMap<Labelled3, u64>,
-    pub quarantines: BTreeMap<Labelled3, u64>,
+    pub outcomes: BackendCounts,
+    pub quarantines: BackendCounts,
     pub fault_to_quarantine: BTreeMap<String, Histogram>,
     pub lost_events: u64,
     pub unattributed: u64,
@@ -88,20 +88,12 @@ impl Metrics {
     /// One connection outcome (or check result) for a backend:
     /// `vipd_outcomes_total{service,backend,outcome}`.
     pub fn outcome(&self, service: &str, backend: &str, outcome: &str) {
-        *self
-            .lock()
-            .outcomes
-            .entry((service.to_owned(), backend.to_owned(), outcome.to_owned()))
-            .or_default() += 1;
+        self.lock().outcomes.bump(service, backend, outcome);
     }
 
     /// A backend taken out of rotation: `vipd_quarantines_total{service,backend,cause}`.
     pub fn quarantine(&self, service: &str, backend: &str, cause: &str) {
-        *self
-            .lock()
-            .quarantines
-            .entry((service.to_owned(), backend.to_owned(), cause.to_owned()))
-            .or_default() += 1;
+        self.lock().quarantines.bump(service, backend, cause);
     }
 
     /// Seconds from the kernel seeing a fault to the weight-0 write taking effect:
@@ -254,8 +246,8 @@ impl Metrics {
     /// Keeps only the per-backend series for which `keep(service, backend)` holds.
     pub fn retain_backends(&self, keep: impl Fn(&str, &str) -> bool) {
         let mut inner = self.lock();
-        inner.outcomes.retain(|(s, b, _), _| keep(s, b));
-        inner.quarantines.retain(|(s, b, _), _| keep(s, b));
+        inner.outcomes.retain(&keep);
+        inner.quarantines.retain(&keep);
         inner.backends.retain(|(s, b), _| keep(s, b));
         inner.drained.retain(|(s, b), _| keep(s, b));
     }

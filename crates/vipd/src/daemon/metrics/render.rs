@@ -116,8 +116,8 @@ fn detection(x: &mut Exposition, inner: &Inner) {
     ];
     for (name, help, label, counts) in per_backend {
         let mut f = x.family(name, Kind::Counter, help);
-        for ((s, b, v), n) in counts {
-            f.sample(&[("service", s), ("backend", b), (label, v)], *n);
+        for ((s, b, v), n) in counts.iter() {
+            f.sample(&[("service", s), ("backend", b), (label, v)], n);
         }
     }
     let mut f = x.family(
