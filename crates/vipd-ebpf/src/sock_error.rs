@@ -7,8 +7,9 @@
 //! once. The tracepoint fires for every inet socket's errors on the host; anything but a
 //! UDP socket with an unreachable's errno and a translation record is left at that.
 //!
-//! Unconnected UDP sockets get no such report from the kernel (it cannot tell which
-//! datagram failed), and TCP's errors end the handshake the other hooks follow.
+//! An unconnected UDP socket gets no such report unless it asked for errors, and then
+//! it has no peer to find its translation by; TCP's errors end the handshake the other
+//! hooks follow.
 //!
 //! The socket's fields are read at offsets userspace took from BTF (`SOCK_ERROR_SK`);
 //! unset, the program does nothing.
