@@ -14,10 +14,10 @@ pub const TRACEPOINT: &str = "inet_sk_error_report";
 /// The global the offsets go into.
 pub const OFFSETS_GLOBAL: &str = "SOCK_ERROR_SK";
 
-/// The socket's offsets on this kernel, or why the hook cannot run here.
-pub fn offsets() -> Result<SockErrorOffsets, String> {
-    let btf = Btf::from_sys_fs(None).map_err(|e| e.to_string())?;
-    offsets::sock_error(&btf).map_err(|e| e.to_string())
+/// The socket's offsets in the kernel's `btf` (or why it could not be read), or why the
+/// hook cannot run here.
+pub fn offsets(btf: Result<&Btf, &str>) -> Result<SockErrorOffsets, String> {
+    offsets::sock_error(btf?).map_err(|e| e.to_string())
 }
 
 /// The oldest kernel with the `inet_sk_error_report` tracepoint.
@@ -56,6 +56,8 @@ mod tests {
 
     #[test]
     fn this_hosts_btf_gives_the_offsets() {
-        assert_eq!(offsets().unwrap().sock.valid, 1);
+        let btf = Btf::from_sys_fs(None).unwrap();
+        assert_eq!(offsets(Ok(&btf)).unwrap().sock.valid, 1);
+        assert_eq!(offsets(Err("no BTF")).unwrap_err(), "no BTF");
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::{config::SocketSettings, fs_type};
+use crate::{config::SocketSettings, fs_type, watcher::btf::Btf};
 
 /// The oldest kernel with every hook the plane attaches (`getpeername4/6`: 5.8).
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
@@ -51,13 +51,16 @@ pub fn check(s: &SocketSettings) -> Features {
             .push("kernel release unknown (/proc/sys/kernel/osrelease); needs Linux 5.8 or later".into()),
     }
     cgroup(&s.cgroup, &mut out);
-    if let Err(e) = super::reset::offsets() {
+    let btf = Btf::from_sys_fs(None).map_err(|e| e.to_string());
+    let btf = btf.as_ref().map_err(String::as_str);
+    if let Err(e) = super::reset::offsets(btf) {
         out.notes.push(format!(
             "TCP refusals will not be reported by the socket data plane ({e}); active checks still catch them"
         ));
     }
     let version = kernel_release().as_deref().and_then(release_version);
-    if let Some(why) = super::error_report::unavailable(version, super::error_report::offsets()) {
+    if let Some(why) = super::error_report::unavailable(version, super::error_report::offsets(btf))
+    {
         out.notes.push(format!(
             "ICMP errors on connected UDP sockets will not be reported by the socket data plane ({why}); active checks still catch them"
         ));

@@ -29,6 +29,7 @@ use super::{
     pins::{is_our_link, link_pin},
     reset, SockError,
 };
+use crate::watcher::btf::Btf;
 
 /// The socket data plane's kernel object (built by build.rs from `vipd-ebpf`'s
 /// `vipd-sock`): its programs and maps only.
@@ -218,8 +219,11 @@ impl SockProgram {
             }
             None => Vec::new(),
         };
-        let reset = reset::offsets();
-        let errors = error_report::offsets();
+        // The kernel's BTF, read once for both tracepoints' socket offsets.
+        let btf = Btf::from_sys_fs(None).map_err(|e| e.to_string());
+        let btf = btf.as_ref().map_err(String::as_str);
+        let reset = reset::offsets(btf);
+        let errors = error_report::offsets(btf);
         let mut loader = EbpfLoader::new();
         if let Ok(off) = &reset {
             loader.override_global(reset::OFFSETS_GLOBAL, off, true);

@@ -20,11 +20,11 @@ pub const TRACEPOINT: (&str, &str) = ("tcp", "tcp_receive_reset");
 /// The global the offsets go into.
 pub const OFFSETS_GLOBAL: &str = "SOCK_RESET_TP";
 
-/// The record's and the socket's offsets on this kernel, or why there are none.
-pub fn offsets() -> Result<SockResetOffsets, String> {
+/// The record's offsets on this kernel and the socket's in its `btf` (or why that
+/// could not be read), or why there are none.
+pub fn offsets(btf: Result<&Btf, &str>) -> Result<SockResetOffsets, String> {
     let format = Format::read(TRACEPOINT.0, TRACEPOINT.1).map_err(|e| e.to_string())?;
-    let btf = Btf::from_sys_fs(None).map_err(|e| e.to_string())?;
-    let state = offsets::sock(&btf).map_err(|e| e.to_string())?.state;
+    let state = offsets::sock(btf?).map_err(|e| e.to_string())?.state;
     offsets_in(&format, state).map_err(|e| e.to_string())
 }
 
