@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vipd::daemon::{control, view::DaemonView};
+use vipd::daemon::{
+    control,
+    view::{BackendView, DaemonView, ServiceView},
+};
 
 /// The metrics address the tests give the daemon (loopback only).
 pub const METRICS: &str = "127.0.0.1:9477";
@@ -366,4 +369,14 @@ impl Drop for Vipd {
             let _ = std::fs::remove_dir_all(self.socket_pins());
         }
     }
+}
+
+/// The view of `backend` in service `s`; panics naming it when the service has no such
+/// backend.
+pub fn backend_in(s: &ServiceView, backend: std::net::SocketAddr) -> &BackendView {
+    let addr = backend.to_string();
+    s.backends
+        .iter()
+        .find(|b| b.addr == addr)
+        .unwrap_or_else(|| panic!("service {} has no backend {addr}: {s:?}", s.name))
 }

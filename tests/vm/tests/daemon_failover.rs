@@ -15,7 +15,7 @@ use std::{
 
 use vipd_ipvs::ServiceKey;
 use vipd_vmtests::{
-    daemon::{tcp_service, Vipd},
+    daemon::{backend_in, tcp_service, Vipd},
     lab::{Family, Lab},
     load::{Load, Outcome},
     require_vm, sh,
@@ -314,11 +314,7 @@ fn blackholed_backend_is_quarantined_then_readmitted(family: Family, name: &str)
         ns(victim)
     );
     let status = s.vipd.status();
-    let b = &status.services[0]
-        .backends
-        .iter()
-        .find(|b| b.addr == dest.to_string())
-        .unwrap();
+    let b = backend_in(&status.services[0], dest);
     assert_eq!(b.state, "healthy");
     assert!(b.quarantines >= 1);
     println!("load: {}", r.summary());

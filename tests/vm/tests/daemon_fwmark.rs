@@ -8,7 +8,7 @@ use std::{
 };
 
 use vipd_vmtests::{
-    daemon::Vipd,
+    daemon::{backend_in, Vipd},
     lab::{Family, Lab},
     require_vm, sh,
 };
@@ -44,11 +44,7 @@ fn refusing_backend_of_a_fwmark_service_is_quarantined() {
             .iter()
             .any(|b| b.addr == refusing.to_string() && b.state == "quarantined")
     });
-    let b = v.services[0]
-        .backends
-        .iter()
-        .find(|b| b.addr == refusing.to_string())
-        .unwrap();
+    let b = backend_in(&v.services[0], refusing);
     assert_eq!(b.weight, 0, "{b:?}");
     assert!(vipd.log(1).contains("cause=\"refused\""), "{}", vipd.log(1));
     // Every later connection goes to the backend that answers.

@@ -13,7 +13,7 @@ use std::{
 
 use vipd_ipvs::ServiceKey;
 use vipd_vmtests::{
-    daemon::{tcp_service, Vipd},
+    daemon::{backend_in, tcp_service, Vipd},
     lab::{Family, Lab},
     load::{hold_connection, Load, Outcome},
     require_vm, sh,
@@ -187,11 +187,7 @@ fn kill_9_under_load_fails_nothing_and_the_restart_writes_nothing() {
         "weights changed after the restart: {flaps:?}"
     );
     let v = vipd.status();
-    let b = v.services[0]
-        .backends
-        .iter()
-        .find(|b| b.addr == web[0].to_string())
-        .unwrap();
+    let b = backend_in(&v.services[0], web[0]);
     assert_eq!(b.state, "quarantined", "{b:?}");
     assert!(b.quarantine_left_ms.is_some_and(|ms| ms > 10_000), "{b:?}");
     assert!(vipd.log(3).contains("restored"), "{}", vipd.log(3));
@@ -297,11 +293,7 @@ fn active_checks_quarantine_a_dead_backend_without_client_traffic() {
         zero.duration_since(fault)
     );
     let v = vipd.status();
-    let b = v.services[0]
-        .backends
-        .iter()
-        .find(|b| b.addr == web[2].to_string())
-        .unwrap();
+    let b = backend_in(&v.services[0], web[2]);
     assert!(
         b.recent
             .iter()

@@ -19,7 +19,7 @@ use std::{
 };
 
 use vipd_vmtests::{
-    daemon::{each_at, weighted_service, Vipd},
+    daemon::{backend_in, each_at, weighted_service, Vipd},
     dns::dig::dig_txt,
     lab::{module_loaded, Family, Lab},
     load::{hold_connection, Load, Outcome},
@@ -216,11 +216,7 @@ fn faults_quarantine_and_clients_move(family: Family, name: &str) {
     lab.kill_server(0);
     let view = vipd.wait_for_backend(backends[0], "quarantined", Duration::from_secs(5));
     let refused_after = killed.elapsed();
-    let b = view.services[0]
-        .backends
-        .iter()
-        .find(|b| b.addr == backends[0].to_string())
-        .unwrap();
+    let b = backend_in(&view.services[0], backends[0]);
     assert_eq!(b.weight, 0, "{b:?}");
     println!(
         "vb1 (refusing) quarantined {:.0} ms after its server died",
@@ -315,11 +311,7 @@ fn udp_port_unreachable_quarantines(family: Family, name: &str) {
     }
     assert_eq!(refused, 1, "no datagram went to the dead backend");
     let view = vipd.wait_for_backend(dead, "quarantined", Duration::from_secs(5));
-    let b = view.services[0]
-        .backends
-        .iter()
-        .find(|b| b.addr == dead.to_string())
-        .unwrap();
+    let b = backend_in(&view.services[0], dead);
     assert_eq!(b.weight, 0, "{b:?}");
     assert!(b.outcomes.unreachable >= 1, "{b:?}");
 
