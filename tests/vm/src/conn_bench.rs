@@ -20,6 +20,9 @@ pub struct Setup {
     pub done: usize,
     /// Attempts that failed (any error or timeout) inside the window.
     pub failed: usize,
+    /// Every connection attempt of the run, warm-up and tail included (for costs the
+    /// kernel counts over the whole run).
+    pub attempts: usize,
     pub window: Duration,
     /// Each completed connection's time from connect() to the greeting's end, sorted.
     pub latencies: Vec<Duration>,
@@ -83,6 +86,7 @@ pub fn setup(to: &[SocketAddr], clients: usize, warmup: Duration, window: Durati
                     x ^= x << 17;
                     let r = once(to[(x % to.len() as u64) as usize], Duration::from_secs(2));
                     let end = Instant::now();
+                    out.attempts += 1;
                     if end < from || end >= until {
                         continue;
                     }
@@ -105,6 +109,7 @@ pub fn setup(to: &[SocketAddr], clients: usize, warmup: Duration, window: Durati
         let s = t.join().expect("a client thread");
         all.done += s.done;
         all.failed += s.failed;
+        all.attempts += s.attempts;
         all.latencies.extend(s.latencies);
     }
     all.latencies.sort();

@@ -3,6 +3,7 @@
 //! loudly anywhere else, never skip. The lab also runs natively, on a host with the
 //! socket data plane's features ([`native`]): the native demo and its host test.
 
+pub mod bpf_stats;
 pub mod conformance;
 pub mod conn_bench;
 pub mod daemon;

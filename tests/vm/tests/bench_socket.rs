@@ -7,16 +7,21 @@
 //!   each (connect to the greeting's end), p50 and p99.
 //! * Bulk: one upload stream into a sink for `BULK` seconds; bytes per second.
 //!
-//! Targets: one backend straight; a VIP of IPVS (`vipd run`, two backends); a VIP of the
-//! socket plane (another `vipd run`, `dataplane = "socket"`, the same two backends); and the
-//! backend straight from inside the socket plane's cgroup (its programs run on every
-//! connect there and find no VIP: the cost on a client's other traffic). The socket
-//! plane is attached to a cgroup of the benchmark's own, and the benchmark moves itself
-//! in and out of it, so the other targets run with no program at all. The straight
-//! targets pick one of both backends at random for each connection, as the VIPs do.
-//! Rounds interleave the targets. Printed: each run, the means, the ratios to straight,
-//! and, while each target ran, the kernel programs' time (BPF statistics) and each
-//! daemon's CPU.
+//! Targets: straight to the two backends; a VIP of IPVS (`vipd run`, two backends); a
+//! VIP of the socket plane (another `vipd run`, `dataplane = "socket"`, two backends);
+//! and the backends straight from inside the socket plane's cgroup (its programs run on
+//! every connect there and find no VIP: the cost on a client's other traffic). The
+//! socket plane is attached to a cgroup of the benchmark's own, and the benchmark moves
+//! itself in and out of it, so the other targets run with no program at all. The
+//! straight targets pick one of both backends at random for each connection, as the
+//! VIPs do.
+//!
+//! Rounds interleave the targets, each round starting at another one, with BPF
+//! statistics off. Printed: each run, the means, and each target's ratio to straight as
+//! the median of the rounds' ratios (each round's straight run is its baseline, so the
+//! host's slow drifts cancel), with their range; each daemon's CPU while each target
+//! ran; then, from one more window per target with BPF statistics on, the kernel
+//! programs' time per connection.
 //!
 //! `#[ignore]`d, so `cargo xtask vm-test` skips it;
 //! `cargo xtask vm-bench --kernel 6.12 bench_socket` runs it (release build).
@@ -29,11 +34,13 @@ use std::{
 
 use vipd::config::SocketSettings;
 use vipd_vmtests::{
+    bpf_stats,
     conn_bench::{setup, upload, Setup},
     daemon::{each_at, tcp_service, weighted_service, Vipd},
     lab::{Family, Lab},
     native::ClientCgroup,
     require_vm, sh,
+    stats::{median, range},
 };
 
 /// Each target's greeting port (on every backend): a target's connections never share a
@@ -44,9 +51,10 @@ const VPORT: u16 = 80;
 const SINK: u16 = 9100;
 const CLIENTS: usize = 4;
 const WARMUP: Duration = Duration::from_millis(500);
-const WINDOW: Duration = Duration::from_secs(3);
+const WINDOW: Duration = Duration::from_millis(1500);
 const BULK: Duration = Duration::from_secs(3);
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 9;
+const BULK_ROUNDS: usize = 3;
 /// The socket plane's cgroup, a child of the cgroup v2 root.
 const CGROUP: &str = "vipd-bench";
 
@@ -75,31 +83,12 @@ fn place(cgroup: &mut ClientCgroup, in_plane: bool) {
     moved.unwrap_or_else(|e| panic!("{e:#}"));
 }
 
-/// Runs and run time of each loaded BPF program by name (in the VM, only the two
-/// daemons'), as the kernel counts them while statistics are enabled.
-fn program_time() -> BTreeMap<String, (u64, Duration)> {
-    let mut out: BTreeMap<String, (u64, Duration)> = BTreeMap::new();
-    for p in aya::programs::loaded_programs().flatten() {
-        let name = p.name_as_str().unwrap_or("?").to_owned();
-        let e = out.entry(name).or_default();
-        e.0 += p.run_count();
-        e.1 += p.run_time();
-    }
-    out
-}
-
-/// Each program's runs and run time from `before` to `after`, added to `into`.
-fn add_delta(
-    into: &mut BTreeMap<String, (u64, f64)>,
-    before: &BTreeMap<String, (u64, Duration)>,
-    after: &BTreeMap<String, (u64, Duration)>,
-) {
-    for (name, (runs, time)) in after {
-        let (r0, t0) = before.get(name).copied().unwrap_or_default();
-        let e = into.entry(name.clone()).or_default();
-        e.0 += runs - r0;
-        e.1 += (*time - t0).as_secs_f64();
-    }
+/// What one profiled run of a target measured: each program's runs and run time
+/// (seconds), and the connections attempted.
+#[derive(Clone, Default)]
+struct Profile {
+    programs: BTreeMap<String, (u64, f64)>,
+    connections: f64,
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -158,11 +147,12 @@ fn bench(family: Family) {
     ipvs.start();
 
     println!(
-        "== bench_socket {family:?}: {CLIENTS} closed-loop clients, {} ms warm-up, {} s window, {ROUNDS} rounds; bulk {} s; kernel {}",
+        "== bench_socket {family:?}: {CLIENTS} closed-loop clients, {} ms warm-up, {} ms window, {ROUNDS} rounds; bulk {} s; kernel {}, clock source {}",
         WARMUP.as_millis(),
-        WINDOW.as_secs(),
+        WINDOW.as_millis(),
         BULK.as_secs(),
-        sh("uname -r").trim()
+        sh("uname -r").trim(),
+        sh("cat /sys/devices/system/clocksource/clocksource0/current_clocksource").trim()
     );
     let setups = [
         Target {
@@ -186,17 +176,18 @@ fn bench(family: Family) {
             in_plane: true,
         },
     ];
+    // Rate rounds, BPF statistics off (they cost each program run two clock reads,
+    // which would weigh on the targets that run more programs). Each round starts at
+    // another target, so that none always follows the same one.
     let mut runs: Vec<Vec<Setup>> = vec![Vec::new(); setups.len()];
     // Each daemon's CPU over each target's runs (seconds of CPU, seconds of wall).
     let mut cpu: Vec<[(f64, f64); 2]> = vec![[(0.0, 0.0); 2]; setups.len()];
-    // The kernel programs' runs and run time over each target's runs, and the wall time.
-    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling BPF stats");
-    let mut programs: Vec<BTreeMap<String, (u64, f64)>> = vec![BTreeMap::new(); setups.len()];
-    let mut walls = vec![0.0f64; setups.len()];
-    for round in 1..=ROUNDS {
-        for (k, t) in setups.iter().enumerate() {
+    for round in 0..ROUNDS {
+        for i in 0..setups.len() {
+            let k = (round + i) % setups.len();
+            let t = &setups[k];
             place(&mut cgroup, t.in_plane);
-            let (c0, p0) = ([socket.cpu_time(), ipvs.cpu_time()], program_time());
+            let c0 = [socket.cpu_time(), ipvs.cpu_time()];
             let started = Instant::now();
             let s = setup(&t.to, CLIENTS, WARMUP, WINDOW);
             let wall = started.elapsed().as_secs_f64();
@@ -204,10 +195,21 @@ fn bench(family: Family) {
                 cpu[k][d].0 += (now - c0[d]).as_secs_f64();
                 cpu[k][d].1 += wall;
             }
-            add_delta(&mut programs[k], &p0, &program_time());
-            walls[k] += wall;
-            println!("round {round} {:26} {}", t.label, s.line());
+            println!("round {} {:26} {}", round + 1, t.label, s.line());
             runs[k].push(s);
+        }
+    }
+    // One profiled window per target, BPF statistics on: the kernel programs' runs and
+    // run time per connection.
+    let mut programs: Vec<Profile> = vec![Profile::default(); setups.len()];
+    {
+        let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling BPF stats");
+        for (k, t) in setups.iter().enumerate() {
+            place(&mut cgroup, t.in_plane);
+            let p0 = bpf_stats::snapshot();
+            let s = setup(&t.to, CLIENTS, WARMUP, WINDOW);
+            bpf_stats::add_delta(&mut programs[k].programs, &p0, &bpf_stats::snapshot());
+            programs[k].connections = s.attempts as f64;
         }
     }
     let bulks = [
@@ -228,7 +230,7 @@ fn bench(family: Family) {
         },
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); bulks.len()];
-    for round in 1..=ROUNDS {
+    for round in 1..=BULK_ROUNDS {
         for (k, t) in bulks.iter().enumerate() {
             place(&mut cgroup, t.in_plane);
             match upload(t.to[0], BULK) {
@@ -242,16 +244,9 @@ fn bench(family: Family) {
     }
     place(&mut cgroup, false);
 
-    println!("== bench_socket {family:?} means over {ROUNDS} rounds");
+    println!("== bench_socket {family:?} over {ROUNDS} rounds");
     let rate = |k: usize| mean(&runs[k].iter().map(Setup::rate).collect::<Vec<_>>());
-    let p50 = |k: usize| {
-        mean(
-            &runs[k]
-                .iter()
-                .map(|s| us(s.quantile(0.5)))
-                .collect::<Vec<_>>(),
-        )
-    };
+    let p50s = |k: usize| -> Vec<f64> { runs[k].iter().map(|s| us(s.quantile(0.5))).collect() };
     let p99 = |k: usize| {
         mean(
             &runs[k]
@@ -266,32 +261,39 @@ fn bench(family: Family) {
             "  setup {:26} {:8.0} conn/s  p50 {:6.0} us  p99 {:6.0} us  failed {failed}",
             t.label,
             rate(k),
-            p50(k),
+            mean(&p50s(k)),
             p99(k)
         );
     }
+    // Each round's ratio to that round's straight run: the host's slow drifts, which
+    // move every target of a round alike, cancel out.
     for (k, t) in setups.iter().enumerate().skip(1) {
+        let ratios: Vec<f64> = (0..ROUNDS)
+            .map(|r| runs[0][r].rate() / runs[k][r].rate())
+            .collect();
+        let (lo, hi) = range(&ratios);
+        let lat: Vec<f64> = (0..ROUNDS).map(|r| p50s(k)[r] / p50s(0)[r]).collect();
         println!(
-            "  ratio straight / {:26} rate {:.3}  p50 latency {:.3}",
+            "  ratio straight / {:26} rate: median {:.3} (rounds {lo:.3}-{hi:.3}, of means {:.3})  p50 latency: median {:.3}",
             t.label,
+            median(&ratios),
             rate(0) / rate(k),
-            p50(k) / p50(0)
+            median(&lat)
         );
     }
     for (k, t) in setups.iter().enumerate() {
-        let wall = walls[k];
-        let conns = (rate(k) * wall).max(1.0);
-        let (runs, busy) = programs[k]
+        let (progs, conns) = (&programs[k].programs, programs[k].connections.max(1.0));
+        let (runs, busy) = progs
             .values()
             .fold((0, 0.0), |(r, b), (runs, busy)| (r + runs, b + busy));
         println!(
-            "  kernel programs during {:26} {:5.2} % of a core, {:6.0} ns a run, {:4.1} runs a connection",
+            "  kernel programs during {:26} {:7.0} ns a connection, {:6.0} ns a run, {:4.1} runs a connection",
             t.label,
-            100.0 * busy / wall.max(1e-9),
+            1e9 * busy / conns,
             1e9 * busy / (runs.max(1) as f64),
             runs as f64 / conns
         );
-        for (name, (runs, busy)) in &programs[k] {
+        for (name, (runs, busy)) in progs {
             if *runs as f64 >= conns / 2.0 {
                 println!(
                     "    {name:16} {:4.1} runs a connection, {:6.0} ns a run",
