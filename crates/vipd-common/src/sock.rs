@@ -14,6 +14,7 @@
 //! | `SOCK_HEALTH` (ring buffer) | | [`crate::health::HealthEvent`] |
 //! | `SOCK_AFFINITY` (LRU hash) | [`SockAffinityKey`] | [`SockAffinity`]: the backend a client sticks to (services with persistence) |
 //! | `SOCK_SYN_RTO` (hash) | [`crate::VipKey`] | [`SockSynRto`]: the VIP's initial SYN timeout |
+//! | `SOCK_SYN_NEXT` (per-CPU array, 1 entry) | 0 | [`SockSynNext`]: the SYN timeout of the connection `sock_ops` just saw leave (kernel only) |
 //!
 //! Backend choice: each service holds the ids of its backends with weight above 0 and
 //! their cumulative weights; a new socket draws a random number below the total and takes
@@ -228,6 +229,21 @@ pub struct SockSynRto {
     pub report_syn: u32,
 }
 
+/// `SOCK_SYN_NEXT`'s value. `sock_ops` sees a connection's `TCP_CONNECT_CB` and then,
+/// in the same call into the kernel on the same CPU, its `TIMEOUT_INIT`: at the first it
+/// has already found the translation and the VIP's timeout, and leaves them here for the
+/// second, which would otherwise look both up again. A slot whose cookie is another
+/// socket's (the task moved CPU in between) is not used: the lookups are made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockSynNext {
+    /// The socket's cookie.
+    pub cookie: u64,
+    /// Its initial SYN timeout, jiffies; 0: the kernel's own.
+    pub jiffies: u32,
+    pub _pad: u32,
+}
+
 /// `addr` with every bit past the first `prefix` cleared (a prefix of 128 or more keeps
 /// all); `mask_prefix(&[0xff; 16], p)` is the mask of prefix length `p`.
 #[inline(always)]
@@ -344,6 +360,7 @@ const _: () = assert!(core::mem::size_of::<SockService>() == 32 + 8 * SOCK_MAX_B
 const _: () = assert!(core::mem::size_of::<SockAffinityKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockAffinity>() == 40);
 const _: () = assert!(core::mem::size_of::<SockSynRto>() == 8);
+const _: () = assert!(core::mem::size_of::<SockSynNext>() == 16);
 const _: () = assert!(core::mem::size_of::<SockBackend>() == 24);
 const _: () = assert!(core::mem::size_of::<SockPeerKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockPeer>() == 32);

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use vipd_common::{
     sock::{
         stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
-        SockSynRto,
+        SockSynNext, SockSynRto,
     },
     VipKey,
 };
@@ -42,6 +42,10 @@ pub static SOCK_AFFINITY: LruHashMap<SockAffinityKey, SockAffinity> =
 /// TCP VIPs with an initial SYN timeout, for `sock_ops`' `TIMEOUT_INIT`.
 #[map(name = "SOCK_SYN_RTO")]
 pub static SOCK_SYN_RTO: HashMap<VipKey, SockSynRto> = HashMap::with_max_entries(64, 0);
+
+/// What `sock_ops` found at a connection's `TCP_CONNECT_CB`, for its `TIMEOUT_INIT`.
+#[map(name = "SOCK_SYN_NEXT")]
+pub static SOCK_SYN_NEXT: PerCpuArray<SockSynNext> = PerCpuArray::with_max_entries(1, 0);
 
 /// Health events for userspace.
 #[map(name = "SOCK_HEALTH")]

@@ -8,12 +8,15 @@
 //! other attribution.
 //! Connections without a record (not to a VIP) are left alone: no flags, no events.
 //!
-//! `TIMEOUT_INIT` (asked while the connection is set up, after the connect hook chose
-//! its backend and before the SYN leaves): a connection translated from a TCP VIP that
-//! has an initial SYN timeout in `SOCK_SYN_RTO` gets it (jiffies) instead of the
-//! kernel's 1 s; the RTO that follows an unanswered SYN is reported as above. For a VIP
-//! whose timeout is adaptive, the SYN is reported as it leaves (`TCP_CONNECT_CB`), so
-//! that userspace learns the handshake times.
+//! `TIMEOUT_INIT` (asked while the connection is set up, right after `TCP_CONNECT_CB`
+//! and before the SYN leaves): a connection translated from a TCP VIP that has an
+//! initial SYN timeout in `SOCK_SYN_RTO` gets it (jiffies) instead of the kernel's 1 s.
+//! `TCP_CONNECT_CB` has looked it up already and left it in `SOCK_SYN_NEXT`, so
+//! `TIMEOUT_INIT` reads no other map unless the task changed CPU in between (and stops
+//! at once for a connection without callbacks: not translated). The RTO that follows an
+//! unanswered SYN is reported as above. For a VIP whose timeout is adaptive, the SYN is
+//! reported as it leaves (`TCP_CONNECT_CB`), so that userspace learns the handshake
+//! times.
 
 use aya_ebpf::{
     bindings::{
@@ -28,14 +31,14 @@ use aya_ebpf::{
 };
 use vipd_common::{
     health::HealthKind,
-    sock::{SockPeer, SockSynRto, PEER_REVERSE},
+    sock::{SockPeer, SockSynNext, SockSynRto, PEER_REVERSE},
     AF_INET, AF_INET6, IPPROTO_TCP,
 };
 
 use crate::{
     sock_addr::Addr,
     sock_health::emit,
-    sock_maps::{SOCK_PEERS, SOCK_SYN_RTO},
+    sock_maps::{SOCK_PEERS, SOCK_SYN_NEXT, SOCK_SYN_RTO},
     sock_select::{peer_key, service_key},
 };
 
@@ -61,17 +64,31 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     if op == BPF_SOCK_OPS_STATE_CB && ctx.arg(1) != TCP_CLOSE {
         return CONTINUE;
     }
-    // Established: only a connection this program asked callbacks of at its SYN has a
-    // record, so any other stops here, before the map lookup.
-    if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && ctx.cb_flags() & BPF_SOCK_OPS_STATE_CB_FLAG == 0
+    // Established and the SYN timeout (which the kernel asks after `TCP_CONNECT_CB`):
+    // only a connection this program asked callbacks of at its SYN has a record, so any
+    // other stops here, before the map lookup.
+    if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_TIMEOUT_INIT)
+        && ctx.cb_flags() & BPF_SOCK_OPS_STATE_CB_FLAG == 0
     {
         return CONTINUE;
+    }
+    // SAFETY: the helper takes the program's own context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    if op == BPF_SOCK_OPS_TIMEOUT_INIT {
+        if let Some(next) = SOCK_SYN_NEXT.get_ptr(0) {
+            // SAFETY: a per-CPU slot, touched only by this program on this CPU.
+            let next = unsafe { *next };
+            if next.cookie == cookie {
+                if next.jiffies != 0 {
+                    ctx.set_reply(next.jiffies);
+                }
+                return CONTINUE;
+            }
+        }
     }
     let Some((family, local, backend)) = ends(&ctx) else {
         return CONTINUE;
     };
-    // SAFETY: the helper takes the program's own context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     let key = peer_key(cookie, &backend, family, PEER_REVERSE);
     if op == BPF_SOCK_OPS_STATE_CB {
         // The connection is gone: its translation goes too, so that the LRU map holds
@@ -90,7 +107,18 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     } else if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
         let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
         let _ = ctx.set_cb_flags(flags as i32);
-        if syn_rto(&rec).is_some_and(|r| r.report_syn != 0) {
+        let rto = syn_rto(&rec);
+        if let Some(next) = SOCK_SYN_NEXT.get_ptr_mut(0) {
+            // SAFETY: a per-CPU slot, touched only by this program on this CPU.
+            unsafe {
+                *next = SockSynNext {
+                    cookie,
+                    jiffies: rto.map_or(0, |r| r.jiffies),
+                    _pad: 0,
+                }
+            };
+        }
+        if rto.is_some_and(|r| r.report_syn != 0) {
             emit(HealthKind::SynSent, &rec, family, &local, &backend);
         }
     } else if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
