@@ -26,6 +26,7 @@ pub mod control_proto;
 pub mod core;
 pub mod dns_link;
 pub mod dns_record;
+mod drain_pace;
 pub mod fault;
 pub mod metrics;
 pub mod notify;

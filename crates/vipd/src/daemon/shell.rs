@@ -51,6 +51,7 @@ use super::{
     core::{Core, Restored},
     dns_link::DnsLink,
     dns_record,
+    drain_pace::DrainPace,
     metrics::Metrics,
     notify::Notifier,
     persist,
@@ -149,6 +150,13 @@ async fn readable(
         Some(e) => e.readable_mut().await,
         None => std::future::pending().await,
     }
+}
+
+/// A timer for drains every `period`, the first one `period` from now.
+fn drain_interval(period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at(Instant::now() + period, period);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    t
 }
 
 /// Takes up to [`EVENT_BATCH`] kernel records and feeds their reports to the core, all
@@ -359,8 +367,8 @@ impl Shell {
         let mut housekeeping = Instant::now() + HOUSEKEEPING;
         let mut udp_tick = tokio::time::interval(crate::plane::ipvs::UDP_POLL);
         udp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut drain_tick = tokio::time::interval(crate::watcher::RING_DRAIN);
-        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut pace = DrainPace::new(crate::watcher::RING_DRAIN, self.plane.ticks().idle_drain);
+        let mut drain_tick = drain_interval(pace.period());
         loop {
             let listening = self.events.is_some();
             let ticks = self.plane.ticks();
@@ -377,8 +385,12 @@ impl Shell {
                 _ = self.signals.int.recv() => { info!(signal = "SIGINT", "stopping; {}", self.plane.on_stop()); break; }
                 ready = readable(&mut self.events) => match ready {
                     Ok(mut guard) => {
-                        if drain(&mut *self.plane, &mut self.core, &mut self.reports) < EVENT_BATCH {
+                        let n = drain(&mut *self.plane, &mut self.core, &mut self.reports);
+                        if n < EVENT_BATCH {
                             guard.clear_ready();
+                        }
+                        if let Some(p) = pace.after(n) {
+                            drain_tick = drain_interval(p);
                         }
                     }
                     Err(e) => self.events_failed(&e),
@@ -386,7 +398,10 @@ impl Shell {
                 done = write_done(&mut self.writer), if self.core.writing() => self.done(done),
                 Some(r) = self.check_rx.recv() => self.core.on_check(r, Instant::now()),
                 _ = drain_tick.tick(), if listening && ticks.drain => {
-                    drain(&mut *self.plane, &mut self.core, &mut self.reports);
+                    let n = drain(&mut *self.plane, &mut self.core, &mut self.reports);
+                    if let Some(p) = pace.after(n) {
+                        drain_tick = drain_interval(p);
+                    }
                 }
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
                 _ = self.signals.hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload().await; }

@@ -76,6 +76,11 @@ pub struct Ticks {
     pub drain: bool,
     /// Poll the UDP traffic counters every [`ipvs::UDP_POLL`].
     pub udp: bool,
+    /// While the ring stays empty, draining this seldom is enough: the records that wait
+    /// for a drain can wait that long (nothing is timed from when they are read). `None`:
+    /// always every [`crate::watcher::RING_DRAIN`] (a plane that times handshakes from
+    /// the SYN's record as it reads it).
+    pub idle_drain: Option<Duration>,
 }
 
 /// How a plane describes itself in `vipd status`.

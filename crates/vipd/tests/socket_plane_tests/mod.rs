@@ -2,6 +2,7 @@
 //! file.
 
 mod affinity;
+mod idle;
 mod pinned_layout;
 mod syn_rto;
 mod udp_errors;

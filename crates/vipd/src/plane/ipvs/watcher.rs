@@ -181,6 +181,8 @@ impl Watcher {
                     .watched
                     .iter()
                     .any(|(p, _)| *p == libc::IPPROTO_UDP as u8),
+            // The correlator follows each handshake from its SYN's record as read.
+            idle_drain: None,
         }
     }
 

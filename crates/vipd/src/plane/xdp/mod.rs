@@ -315,6 +315,8 @@ impl DataPlane for XdpPlane {
         Ticks {
             drain: !self.events_failed,
             udp: false,
+            // Handshake deadlines start when a SYN's record is read.
+            idle_drain: None,
         }
     }
 

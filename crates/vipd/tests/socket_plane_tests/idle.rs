@@ -1,0 +1,133 @@
+//! `vipd run` with the socket plane while its VIPs see little or no traffic: it drains
+//! the health ring seldom (successes can wait; failures wake it), and still counts a
+//! success that comes after a quiet spell within its idle drain period.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    socket_common::{procs::client, web::WebRun, BACKENDS4, VIP4, VIP_PORT},
+    xdp_common::daemon::{backend, Daemon},
+};
+
+/// A process's run time (ns) and times it was scheduled in, over all its threads, as
+/// the kernel's scheduler counts them (`/proc/<pid>/task/*/schedstat`).
+fn schedstat(pid: u32) -> (u64, u64) {
+    let mut out = (0, 0);
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads") {
+        let path = t.unwrap().path().join("schedstat");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let f: Vec<u64> = text
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [run, _, slices] = f.as_slice() {
+            out.0 += run;
+            out.1 += slices;
+        }
+    }
+    out
+}
+
+/// The daemon's share of a core and wake-ups a second over `span`.
+fn idle_cost(d: &Daemon, span: Duration) -> (f64, f64) {
+    let pid = d.child.id();
+    let (r0, s0) = schedstat(pid);
+    std::thread::sleep(span);
+    let (r1, s1) = schedstat(pid);
+    let secs = span.as_secs_f64();
+    (
+        100.0 * (r1 - r0) as f64 / 1e9 / secs,
+        (s1 - s0) as f64 / secs,
+    )
+}
+
+fn established(d: &Daemon, good: &str) -> u64 {
+    backend(&d.status(), good).outcomes.established
+}
+
+/// From one connection through the VIP (the client has its answer) to its success in
+/// the daemon's status.
+fn success_lag(run: &WebRun, cg: &Path) -> Duration {
+    let good = run.good.to_string();
+    let before = established(&run.daemon, &good);
+    client(&run.ns, cg, VIP4, VIP_PORT, 1, "tcp");
+    let t = Instant::now();
+    while established(&run.daemon, &good) == before {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the success was not counted:\n{}",
+            run.daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    t.elapsed()
+}
+
+/// `vipd run` with the socket plane that has seen a few connections and then 2 s of
+/// nothing.
+fn quiet_run(tag: &str) -> WebRun {
+    // One backend only, so that every connection is a success of `good`.
+    let run = WebRun::start(tag, VIP4, &BACKENDS4, &BACKENDS4[..1], "");
+    assert_eq!(run.daemon.status().dataplane, "socket");
+    // The first connections, then a quiet spell long enough for the idle pace.
+    client(&run.ns, &run.cg.0, VIP4, VIP_PORT, 3, "tcp");
+    std::thread::sleep(Duration::from_secs(2));
+    run
+}
+
+#[test]
+fn a_quiet_daemon_wakes_seldom_and_still_counts_a_success_soon() {
+    let run = quiet_run("sock-idle");
+    let (cpu, wakeups) = idle_cost(&run.daemon, Duration::from_secs(3));
+    println!("idle: {cpu:.3} % of a core, {wakeups:.1} wake-ups a second");
+    // Draining every 20 ms alone would be 50 a second.
+    assert!(wakeups < 25.0, "{wakeups:.1} wake-ups a second while idle");
+    let lag = success_lag(&run, &run.cg.0);
+    println!("a success after the quiet spell counted {lag:?} after the connection");
+    // At most the idle drain period (500 ms) and the status's own republishing (1 s).
+    assert!(lag < Duration::from_secs(3), "{lag:?}");
+}
+
+/// Benchmark (prints figures): the daemon's CPU and wake-ups idle and under one
+/// connection a second, and how long a success after a quiet spell takes to reach its
+/// status (which is also republished once a second).
+/// `cargo test --release -p vipd --test socket_plane idle -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: run explicitly, as root"]
+fn bench_a_quiet_daemon() {
+    let run = quiet_run("sock-idle-bench");
+    let (cpu, wakeups) = idle_cost(&run.daemon, Duration::from_secs(20));
+    println!("idle, 20 s: {cpu:.3} % of a core, {wakeups:.1} wake-ups a second");
+    let pid = run.daemon.child.id();
+    let (r0, s0) = schedstat(pid);
+    let t = Instant::now();
+    for i in 1..=20u32 {
+        client(&run.ns, &run.cg.0, VIP4, VIP_PORT, 1, "tcp");
+        std::thread::sleep(
+            (t + Duration::from_secs(i.into())).saturating_duration_since(Instant::now()),
+        );
+    }
+    let (r1, s1) = schedstat(pid);
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "one connection a second, {secs:.0} s: {:.3} % of a core, {:.1} wake-ups a second",
+        100.0 * (r1 - r0) as f64 / 1e9 / secs,
+        (s1 - s0) as f64 / secs
+    );
+    // Each after a second and a half of quiet (status polled only here).
+    let mut lags = Vec::new();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(1500));
+        lags.push(success_lag(&run, &run.cg.0));
+    }
+    lags.sort();
+    println!(
+        "connection after a quiet spell to its success in status, {} connections: median {:?}, max {:?}",
+        lags.len(),
+        lags[lags.len() / 2],
+        lags[lags.len() - 1]
+    );
+}
