@@ -4,9 +4,9 @@
 //! the rest (successes) wait for a periodic drain. While records flow, that drain runs
 //! every [`crate::watcher::RING_DRAIN`]. A plane whose waiting records can wait longer
 //! (see [`crate::plane::Ticks::idle_drain`]) is drained at its slower idle period once
-//! drains have found nothing for [`IDLE_AFTER`] in a row, so an idle daemon wakes a few
-//! times a second instead of fifty; the first drain that finds records brings the fast
-//! period back.
+//! [`IDLE_AFTER`] drains in a row have found nothing, so an idle daemon wakes a few times
+//! a second instead of fifty; the first drain that finds records brings the fast period
+//! back.
 
 use std::time::Duration;
 

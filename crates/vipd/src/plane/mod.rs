@@ -68,6 +68,11 @@ pub struct UdpFinding {
     pub silent: Option<Report>,
 }
 
+/// How seldom an event ring whose waiting records can wait is drained while it stays
+/// empty (see [`Ticks::idle_drain`]): an idle vipd wakes twice a second for it, and a
+/// success after a quiet spell is counted within this.
+pub const IDLE_DRAIN: Duration = Duration::from_millis(500);
+
 /// Which timers the plane's event source wants besides its readiness.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ticks {
@@ -77,9 +82,10 @@ pub struct Ticks {
     /// Poll the UDP traffic counters every [`ipvs::UDP_POLL`].
     pub udp: bool,
     /// While the ring stays empty, draining this seldom is enough: the records that wait
-    /// for a drain can wait that long (nothing is timed from when they are read). `None`:
-    /// always every [`crate::watcher::RING_DRAIN`] (a plane that times handshakes from
-    /// the SYN's record as it reads it).
+    /// for a drain can wait that long (nothing is timed from when they are read, and a
+    /// record that wakes vipd has every record queued before it read first). `None`:
+    /// always every [`crate::watcher::RING_DRAIN`] (a plane that starts a deadline when
+    /// it reads a SYN's record).
     pub idle_drain: Option<Duration>,
 }
 

@@ -181,8 +181,11 @@ impl Watcher {
                     .watched
                     .iter()
                     .any(|(p, _)| *p == libc::IPPROTO_UDP as u8),
-            // The correlator follows each handshake from its SYN's record as read.
-            idle_drain: None,
+            // Records that can wait are successes, closes and SYNs: the correlator dates
+            // them by the kernel's timestamps, and a failure's wake-up reads every record
+            // queued before it (so the handshakes a quarantine releases are known by
+            // then). The SYN timeout is the client's own, set in the kernel.
+            idle_drain: Some(crate::plane::IDLE_DRAIN),
         }
     }
 

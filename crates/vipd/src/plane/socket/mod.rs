@@ -52,11 +52,6 @@ use crate::{
 use mode::mode;
 use syn_rto::SynRtoVips;
 
-/// How seldom the health ring is drained while it stays empty (see
-/// [`crate::plane::Ticks::idle_drain`]): an idle vipd wakes twice a second for it, and a
-/// success after a quiet spell is counted within this.
-const IDLE_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// Where the links and state maps are pinned (overridable for tests).
 pub fn pin_dir() -> PathBuf {
     std::env::var_os("VIPD_SOCKET_PIN_DIR")
@@ -410,7 +405,7 @@ impl DataPlane for SocketPlane {
             // Failures wake vipd at once; successes and the SYNs of adaptive timeouts
             // carry the kernel's timestamps, and a held early retransmission's deadline
             // drains the ring before it is released.
-            idle_drain: Some(IDLE_DRAIN),
+            idle_drain: Some(super::IDLE_DRAIN),
         }
     }
 

@@ -315,7 +315,8 @@ impl DataPlane for XdpPlane {
         Ticks {
             drain: !self.events_failed,
             udp: false,
-            // Handshake deadlines start when a SYN's record is read.
+            // A SYN's handshake deadline (`syn_rto`) is set when its record is read, and
+            // a blackholed backend sends nothing that would wake vipd sooner.
             idle_drain: None,
         }
     }
