@@ -1,20 +1,18 @@
 //! A health record of a translated connection, into the socket plane's ring buffer.
 //!
 //! A failure wakes the daemon at once; a success waits for the daemon's periodic drain
-//! (a wake-up per connection would cost the daemon more than the rest of the record),
-//! and is shed once the ring's last quarter is all that is left ([`crate::ring_room`]).
+//! (a wake-up per connection would cost the daemon more than the rest of the record)
+//! unless an eighth of the ring is unread, and is shed once the ring's last quarter is
+//! all that is left ([`crate::ring_room`]).
 
-use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::bpf_ktime_get_ns,
-};
+use aya_ebpf::{bindings::BPF_RB_FORCE_WAKEUP, helpers::bpf_ktime_get_ns};
 use vipd_common::{
     health::{HealthEvent, HealthKind},
     sock::{stat, SockPeer},
 };
 
 use crate::{
-    ring_room::room_for_success,
+    ring_room::success_wakeup,
     sock_addr::Addr,
     sock_maps::{count, SOCK_HEALTH},
 };
@@ -42,14 +40,16 @@ fn send(
     (icmp_type, icmp_code): (u8, u8),
 ) {
     let success = matches!(kind, HealthKind::Established | HealthKind::SynSent);
-    if success && !room_for_success(&SOCK_HEALTH) {
-        count(stat::EVENTS_SHED);
-        return;
-    }
     let wakeup = if success {
-        BPF_RB_NO_WAKEUP
+        match success_wakeup(&SOCK_HEALTH) {
+            Some(flag) => flag,
+            None => {
+                count(stat::EVENTS_SHED);
+                return;
+            }
+        }
     } else {
-        BPF_RB_FORCE_WAKEUP
+        BPF_RB_FORCE_WAKEUP.into()
     };
     let ev = HealthEvent {
         // SAFETY: a plain helper call.
@@ -70,10 +70,7 @@ fn send(
         vip: rec.addr,
         backend: backend.addr,
     };
-    if SOCK_HEALTH
-        .output::<HealthEvent>(&ev, wakeup.into())
-        .is_err()
-    {
+    if SOCK_HEALTH.output::<HealthEvent>(&ev, wakeup).is_err() {
         count(stat::EVENTS_LOST);
     }
 }

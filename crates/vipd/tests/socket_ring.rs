@@ -1,6 +1,7 @@
 //! Host tier: the socket plane's health ring keeps its last quarter for failures. With
 //! the daemon not reading, successes (established connections) fill three quarters of
-//! the ring and are then shed and counted; a refusal still gets in. Needs root.
+//! the ring and are then shed and counted; a refusal still gets in. Successes wake a
+//! waiting reader only once an eighth of the ring is unread. Needs root.
 
 mod socket_common;
 mod xdp_common;
@@ -8,6 +9,8 @@ mod xdp_common;
 use socket_common::{
     addr, backend_netns, procs::client, Cgroup, Pins, Servers, BACKENDS4, TCP_PORT, VIP4, VIP_PORT,
 };
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use vipd::{
     config::{Config, Protocol, SocketSettings},
     model::{BackendId, Outcome, ServiceKey, Vip},
@@ -89,4 +92,82 @@ fn a_ring_three_quarters_full_sheds_successes_and_keeps_room_for_failures() {
         0,
         "records lost, not shed"
     );
+}
+
+/// An edge-triggered epoll instance on the ring, as the daemon's reader waits on it: an
+/// event comes only when a record wakes the reader, not while records merely wait.
+struct Edge(OwnedFd);
+
+impl Edge {
+    fn on(fd: &OwnedFd) -> Self {
+        // SAFETY: plain syscalls; the new descriptor is owned at once.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(
+            ep >= 0,
+            "epoll_create1: {}",
+            std::io::Error::last_os_error()
+        );
+        let ep = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ep) };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: 0,
+        };
+        // SAFETY: valid descriptors and event.
+        let rc = unsafe {
+            libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev)
+        };
+        assert_eq!(rc, 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+        Edge(ep)
+    }
+
+    /// Whether the reader was woken since the last call.
+    fn woken(&self) -> bool {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: room for one event; no wait.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut ev, 1, 0) };
+        assert!(n >= 0, "epoll_wait: {}", std::io::Error::last_os_error());
+        n == 1
+    }
+}
+
+#[test]
+fn successes_wake_the_reader_only_once_an_eighth_of_the_ring_is_unread() {
+    let ns = backend_netns();
+    let _servers = Servers::start(&ns, &BACKENDS4[..1]);
+    let cg = Cgroup::new("sock-ring-wake");
+    let pins = Pins::new("sock-ring-wake");
+    let settings = SocketSettings {
+        cgroup: cg.0.clone(),
+    };
+    let mut plane = SocketPlane::start_with(&settings, &pins.0)
+        .unwrap_or_else(|e| panic!("starting: {}", e.chain()));
+    plane
+        .apply(
+            &Config::default(),
+            &one_backend(addr(BACKENDS4[0], TCP_PORT)),
+        )
+        .unwrap();
+    let fd = plane.event_fd().expect("an event source").unwrap();
+    let edge = Edge::on(&fd);
+    let connect = |n: usize| {
+        let seen = client(&ns, &cg.0, VIP4, VIP_PORT, n, "tcp");
+        assert!(
+            seen.iter().all(|s| !s.backend.starts_with("error")),
+            "{seen:?}"
+        );
+    };
+    // A few successes (well under an eighth of the 1 MiB ring: 88 bytes each) wait for
+    // the reader's drain without waking it.
+    connect(50);
+    assert!(!edge.woken(), "50 successes woke the reader");
+    // Past an eighth of the ring unread (about 1,490 records), nothing reading: they
+    // wake it.
+    connect(1_600);
+    assert!(
+        edge.woken(),
+        "1,650 unread successes did not wake the reader"
+    );
+    let mut reports = Vec::new();
+    while plane.take_reports(100_000, &mut reports) > 0 {}
+    assert_eq!(reports.len(), 1_650, "every success queued");
 }
