@@ -12,13 +12,13 @@ mod socket_common;
 mod xdp_common;
 
 use socket_common::{
-    backend_netns, procs::timed_connects, Cgroup, Pins, Servers, BACKENDS4, TCP_PORT, VIP4,
-    VIP_PORT,
+    backend_netns, procs::timed_connects, start_plane, Cgroup, Pins, Servers, BACKENDS4, TCP_PORT,
+    VIP4, VIP_PORT,
 };
 use vipd::{
-    config::{Config, Protocol, SocketSettings},
+    config::{Config, Protocol},
     model::{BackendId, ServiceKey, Vip},
-    plane::{socket::SocketPlane, DataPlane, Held, Weights},
+    plane::{DataPlane, Held, Weights},
 };
 
 const ROUNDS: usize = 7;
@@ -38,10 +38,7 @@ fn bench_connection_setup_through_the_socket_plane() {
     let cg = Cgroup::new("sock-bench");
     let bare = Cgroup::new("sock-bench-bare");
     let pins = Pins::new("sock-bench");
-    let settings = SocketSettings {
-        cgroup: cg.0.clone(),
-    };
-    let mut plane = SocketPlane::start_with(&settings, &pins.0).expect("socket plane");
+    let mut plane = start_plane(&cg, &pins);
     let mut w = Weights::default();
     let vip = socket_common::addr(VIP4, VIP_PORT);
     w.insert(

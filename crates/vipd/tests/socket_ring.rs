@@ -6,16 +6,18 @@
 mod socket_common;
 mod xdp_common;
 
-use socket_common::{
-    addr, backend_netns, procs::client, Cgroup, Pins, Servers, BACKENDS4, TCP_PORT, VIP4, VIP_PORT,
-};
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use socket_common::{
+    addr, backend_netns, procs::client, start_plane, Cgroup, Pins, Servers, BACKENDS4, TCP_PORT,
+    VIP4, VIP_PORT,
+};
 use vipd::{
-    config::{Config, Protocol, SocketSettings},
+    config::{Config, Protocol},
     model::{BackendId, Outcome, ServiceKey, Vip},
     plane::{socket::SocketPlane, DataPlane, Held, Weights},
 };
+use xdp_common::Netns;
 
 /// The TCP service of the VIP with one backend, `backend`, at weight 1.
 fn one_backend(backend: std::net::SocketAddr) -> Weights {
@@ -31,25 +33,48 @@ fn one_backend(backend: std::net::SocketAddr) -> Weights {
     w
 }
 
+/// The plane on a test's own namespace (backend 0 serving), cgroup and pins, with the
+/// VIP's TCP service on backend 0. Fields drop in order: the plane first.
+struct Run {
+    plane: SocketPlane,
+    _pins: Pins,
+    cg: Cgroup,
+    _servers: Servers,
+    ns: Netns,
+}
+
+impl Run {
+    fn start(tag: &str) -> Run {
+        let ns = backend_netns();
+        let servers = Servers::start(&ns, &BACKENDS4[..1]);
+        let cg = Cgroup::new(tag);
+        let pins = Pins::new(tag);
+        let mut plane = start_plane(&cg, &pins);
+        plane
+            .apply(
+                &Config::default(),
+                &one_backend(addr(BACKENDS4[0], TCP_PORT)),
+            )
+            .unwrap();
+        Run {
+            plane,
+            _pins: pins,
+            cg,
+            _servers: servers,
+            ns,
+        }
+    }
+}
+
 #[test]
 fn a_ring_three_quarters_full_sheds_successes_and_keeps_room_for_failures() {
-    let ns = backend_netns();
-    let _servers = Servers::start(&ns, &BACKENDS4[..1]);
-    let cg = Cgroup::new("sock-ring");
-    let pins = Pins::new("sock-ring");
-    let settings = SocketSettings {
-        cgroup: cg.0.clone(),
-    };
-    let mut plane = SocketPlane::start_with(&settings, &pins.0)
-        .unwrap_or_else(|e| panic!("starting: {}", e.chain()));
-    let serving = addr(BACKENDS4[0], TCP_PORT);
-    plane
-        .apply(&Config::default(), &one_backend(serving))
-        .unwrap();
+    // Bound whole: every part lives to the test's end.
+    let mut run = Run::start("sock-ring");
+    let (plane, cg, ns) = (&mut run.plane, &run.cg, &run.ns);
     // The ring is 1 MiB and a record takes 88 bytes (80 and a header): about 8,940 fill
     // three quarters of it. Nothing reads it meanwhile.
     let n = 10_000;
-    let seen = client(&ns, &cg.0, VIP4, VIP_PORT, n, "tcp");
+    let seen = client(ns, &cg.0, VIP4, VIP_PORT, n, "tcp");
     let failed: Vec<_> = seen
         .iter()
         .filter(|s| s.backend.starts_with("error"))
@@ -67,7 +92,7 @@ fn a_ring_three_quarters_full_sheds_successes_and_keeps_room_for_failures() {
     plane
         .apply(&Config::default(), &one_backend(closed))
         .unwrap();
-    let seen = client(&ns, &cg.0, VIP4, VIP_PORT, 1, "tcp");
+    let seen = client(ns, &cg.0, VIP4, VIP_PORT, 1, "tcp");
     assert_eq!(seen[0].backend, "error:111", "{seen:?}");
     let mut reports = Vec::new();
     while plane.take_reports(100_000, &mut reports) > 0 {}
@@ -132,25 +157,13 @@ impl Edge {
 
 #[test]
 fn successes_wake_the_reader_only_once_an_eighth_of_the_ring_is_unread() {
-    let ns = backend_netns();
-    let _servers = Servers::start(&ns, &BACKENDS4[..1]);
-    let cg = Cgroup::new("sock-ring-wake");
-    let pins = Pins::new("sock-ring-wake");
-    let settings = SocketSettings {
-        cgroup: cg.0.clone(),
-    };
-    let mut plane = SocketPlane::start_with(&settings, &pins.0)
-        .unwrap_or_else(|e| panic!("starting: {}", e.chain()));
-    plane
-        .apply(
-            &Config::default(),
-            &one_backend(addr(BACKENDS4[0], TCP_PORT)),
-        )
-        .unwrap();
+    // Bound whole: every part lives to the test's end.
+    let mut run = Run::start("sock-ring-wake");
+    let (plane, cg, ns) = (&mut run.plane, &run.cg, &run.ns);
     let fd = plane.event_fd().expect("an event source").unwrap();
     let edge = Edge::on(&fd);
     let connect = |n: usize| {
-        let seen = client(&ns, &cg.0, VIP4, VIP_PORT, n, "tcp");
+        let seen = client(ns, &cg.0, VIP4, VIP_PORT, n, "tcp");
         assert!(
             seen.iter().all(|s| !s.backend.starts_with("error")),
             "{seen:?}"

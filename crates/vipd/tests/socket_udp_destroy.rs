@@ -18,11 +18,11 @@ use std::{
 };
 
 use socket_common::{
-    addr, backend_netns, procs::in_cgroup, Cgroup, Pins, Servers, BACKENDS4, BACKENDS6, UDP_PORT,
-    VIP4, VIP6,
+    addr, backend_netns, procs::in_cgroup, start_plane, Cgroup, Pins, Servers, BACKENDS4,
+    BACKENDS6, UDP_PORT, VIP4, VIP6,
 };
 use vipd::{
-    config::{Config, Protocol, SocketSettings},
+    config::{Config, Protocol},
     model::{BackendId, ServiceKey, Vip},
     plane::{socket::SocketPlane, DataPlane, Held, Weights},
 };
@@ -106,11 +106,7 @@ fn with_client(
     let cg = Cgroup::new(tag);
     let pins = Pins::new(tag);
     ns.enter(|| {
-        let s = SocketSettings {
-            cgroup: cg.0.clone(),
-        };
-        let mut plane = SocketPlane::start_with(&s, &pins.0)
-            .unwrap_or_else(|e| panic!("starting: {}", e.chain()));
+        let mut plane = start_plane(&cg, &pins);
         plane
             .apply(
                 &Config::default(),

@@ -111,6 +111,16 @@ impl Drop for Pins {
     }
 }
 
+/// The socket plane attached to `cg`, pinned in `pins`.
+#[allow(dead_code)] // not every test crate starts a plane of its own
+pub fn start_plane(cg: &Cgroup, pins: &Pins) -> vipd::plane::socket::SocketPlane {
+    let settings = vipd::config::SocketSettings {
+        cgroup: cg.0.clone(),
+    };
+    vipd::plane::socket::SocketPlane::start_with(&settings, &pins.0)
+        .unwrap_or_else(|e| panic!("starting the socket plane: {}", e.chain()))
+}
+
 /// Whether the programs are still attached to `cgroup` (as bpftool would list them):
 /// through the kernel's view of the cgroup's programs.
 pub fn attached_programs(cgroup: &std::path::Path) -> String {
