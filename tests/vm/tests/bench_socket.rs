@@ -272,7 +272,8 @@ fn bench(family: Family) {
             .map(|r| runs[0][r].rate() / runs[k][r].rate())
             .collect();
         let (lo, hi) = range(&ratios);
-        let lat: Vec<f64> = (0..ROUNDS).map(|r| p50s(k)[r] / p50s(0)[r]).collect();
+        let (p50, p50_straight) = (p50s(k), p50s(0));
+        let lat: Vec<f64> = (0..ROUNDS).map(|r| p50[r] / p50_straight[r]).collect();
         println!(
             "  ratio straight / {:26} rate: median {:.3} (rounds {lo:.3}-{hi:.3}, of means {:.3})  p50 latency: median {:.3}",
             t.label,

@@ -2,10 +2,7 @@
 //! the health ring seldom (successes can wait; failures wake it), and still counts a
 //! success that comes after a quiet spell within its idle drain period.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use crate::{
     socket_common::{procs::client, web::WebRun, BACKENDS4, VIP4, VIP_PORT},
@@ -31,17 +28,26 @@ fn schedstat(pid: u32) -> (u64, u64) {
     out
 }
 
-/// The daemon's share of a core and wake-ups a second over `span`.
-fn idle_cost(d: &Daemon, span: Duration) -> (f64, f64) {
+/// The daemon's share of a core and wake-ups a second while `work` runs, and for how
+/// long it ran (s).
+fn cost_while(d: &Daemon, work: impl FnOnce()) -> (f64, f64, f64) {
     let pid = d.child.id();
     let (r0, s0) = schedstat(pid);
-    std::thread::sleep(span);
+    let t = Instant::now();
+    work();
+    let secs = t.elapsed().as_secs_f64();
     let (r1, s1) = schedstat(pid);
-    let secs = span.as_secs_f64();
     (
         100.0 * (r1 - r0) as f64 / 1e9 / secs,
         (s1 - s0) as f64 / secs,
+        secs,
     )
+}
+
+/// The daemon's share of a core and wake-ups a second over `span` of nothing.
+fn idle_cost(d: &Daemon, span: Duration) -> (f64, f64) {
+    let (cpu, wakeups, _) = cost_while(d, || std::thread::sleep(span));
+    (cpu, wakeups)
 }
 
 fn established(d: &Daemon, good: &str) -> u64 {
@@ -50,10 +56,10 @@ fn established(d: &Daemon, good: &str) -> u64 {
 
 /// From one connection through the VIP (the client has its answer) to its success in
 /// the daemon's status.
-fn success_lag(run: &WebRun, cg: &Path) -> Duration {
+fn success_lag(run: &WebRun) -> Duration {
     let good = run.good.to_string();
     let before = established(&run.daemon, &good);
-    client(&run.ns, cg, VIP4, VIP_PORT, 1, "tcp");
+    client(&run.ns, &run.cg.0, VIP4, VIP_PORT, 1, "tcp");
     let t = Instant::now();
     while established(&run.daemon, &good) == before {
         assert!(
@@ -85,7 +91,7 @@ fn a_quiet_daemon_wakes_seldom_and_still_counts_a_success_soon() {
     println!("idle: {cpu:.3} % of a core, {wakeups:.1} wake-ups a second");
     // Draining every 20 ms alone would be 50 a second.
     assert!(wakeups < 25.0, "{wakeups:.1} wake-ups a second while idle");
-    let lag = success_lag(&run, &run.cg.0);
+    let lag = success_lag(&run);
     println!("a success after the quiet spell counted {lag:?} after the connection");
     // At most the idle drain period (500 ms) and the status's own republishing (1 s).
     assert!(lag < Duration::from_secs(3), "{lag:?}");
@@ -101,27 +107,23 @@ fn bench_a_quiet_daemon() {
     let run = quiet_run("sock-idle-bench");
     let (cpu, wakeups) = idle_cost(&run.daemon, Duration::from_secs(20));
     println!("idle, 20 s: {cpu:.3} % of a core, {wakeups:.1} wake-ups a second");
-    let pid = run.daemon.child.id();
-    let (r0, s0) = schedstat(pid);
-    let t = Instant::now();
-    for i in 1..=20u32 {
-        client(&run.ns, &run.cg.0, VIP4, VIP_PORT, 1, "tcp");
-        std::thread::sleep(
-            (t + Duration::from_secs(i.into())).saturating_duration_since(Instant::now()),
-        );
-    }
-    let (r1, s1) = schedstat(pid);
-    let secs = t.elapsed().as_secs_f64();
+    let (cpu, wakeups, secs) = cost_while(&run.daemon, || {
+        let t = Instant::now();
+        for i in 1..=20u32 {
+            client(&run.ns, &run.cg.0, VIP4, VIP_PORT, 1, "tcp");
+            std::thread::sleep(
+                (t + Duration::from_secs(i.into())).saturating_duration_since(Instant::now()),
+            );
+        }
+    });
     println!(
-        "one connection a second, {secs:.0} s: {:.3} % of a core, {:.1} wake-ups a second",
-        100.0 * (r1 - r0) as f64 / 1e9 / secs,
-        (s1 - s0) as f64 / secs
+        "one connection a second, {secs:.0} s: {cpu:.3} % of a core, {wakeups:.1} wake-ups a second"
     );
     // Each after a second and a half of quiet (status polled only here).
     let mut lags = Vec::new();
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(1500));
-        lags.push(success_lag(&run, &run.cg.0));
+        lags.push(success_lag(&run));
     }
     lags.sort();
     println!(
