@@ -16,6 +16,7 @@ pub mod native;
 pub(crate) mod packet_socket;
 pub mod proc_cpu;
 pub mod servers;
+pub mod socket_bench;
 pub mod stats;
 pub mod syn;
 pub mod vipd_cli;

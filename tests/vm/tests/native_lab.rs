@@ -16,7 +16,7 @@ use std::{
 use vipd_vmtests::{
     daemon::Vipd,
     lab::{Family, Firewall, Lab, FIREWALL_TABLE},
-    native::{Names, Session},
+    native::{vipd_on_path, Names, Session},
     sh,
 };
 
@@ -40,26 +40,9 @@ fn connect(vip: SocketAddr) -> (SocketAddr, SocketAddr, String) {
     (peer, words[1].parse().expect("an address"), words[2].into())
 }
 
-/// Builds this profile's `vipd` binary (a no-op when `cargo test` built it already) and
-/// puts its directory first on PATH, where [`Vipd`] looks for it.
-fn vipd_on_path() {
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "vipd", "--bin", "vipd"])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building vipd failed");
-    // target/<profile>/deps/native_lab-<hash> -> target/<profile>
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
-    assert!(dir.join("vipd").is_file(), "no vipd in {}", dir.display());
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let paths = std::iter::once(dir).chain(std::env::split_paths(&path));
-    // The only test of this binary: no other thread reads the environment meanwhile.
-    std::env::set_var("PATH", std::env::join_paths(paths).unwrap());
-}
-
 #[test]
 fn socket_plane_balances_the_native_lab() {
+    // The only test of this binary: no other thread reads the environment meanwhile.
     vipd_on_path();
     let mut session = Session::start(Names::of("test-native", "vtnl-", 2)).expect("this host");
     let lab = Lab::namespaced(Family::V4, 2, Firewall::On, &session.names.prefix);

@@ -32,3 +32,26 @@ pub fn cleanup(prefix: &str, backends: u8, pid_file: &Path, cgroup: &Path, pins:
     PinDir::remove(pins);
     remove_network(&Place::namespaced(prefix), backends);
 }
+
+/// Builds this profile's `vipd` binary (a no-op when `cargo test` built it already) and
+/// puts its directory first on PATH, where [`crate::daemon::Vipd`] looks for it. Call
+/// it where no other thread reads the environment meanwhile.
+pub fn vipd_on_path() {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "vipd", "--bin", "vipd"])
+        .args(if cfg!(debug_assertions) {
+            &[][..]
+        } else {
+            &["--release"][..]
+        })
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building vipd failed");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    assert!(dir.join("vipd").is_file(), "no vipd in {}", dir.display());
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let paths = std::iter::once(dir).chain(std::env::split_paths(&path));
+    std::env::set_var("PATH", std::env::join_paths(paths).unwrap());
+}

@@ -1,0 +1,351 @@
+//! The socket plane benchmark's measurement, shared by its VM run (`bench_socket`, with
+//! IPVS beside it) and its native run (`bench_socket_native`, on the development host's
+//! namespace lab): targets measured in interleaved rounds, each target's ratio to the
+//! first one (straight to the backends), the kernel programs' time per connection, the
+//! daemons' CPU, and bulk uploads. It prints figures and asserts nothing about them.
+//!
+//! * Connection setup: [`CLIENTS`] closed-loop clients, each connecting, reading a
+//!   greeting and closing, again and again; connections per second and the latency of
+//!   each (connect to the greeting's end), p50 and p99.
+//! * Bulk: one upload stream into a sink for [`BULK`]; bytes per second.
+//!
+//! Rounds interleave the targets, each round starting at another one, with BPF
+//! statistics off (they cost each program run two clock reads, which would weigh on the
+//! targets that run more programs). Each target's ratio to straight is the median of the
+//! rounds' ratios (each round's straight run is its baseline, so the host's slow drifts
+//! cancel), printed with their range. Then one more window per target with BPF
+//! statistics on gives the kernel programs' time per connection attempted.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    bpf_stats,
+    conn_bench::{setup, upload, Setup},
+    daemon::{each_at, weighted_service, Vipd},
+    lab::Family,
+    native::ClientCgroup,
+    sh,
+    stats::{median, range},
+};
+
+pub const CLIENTS: usize = 4;
+pub const WARMUP: Duration = Duration::from_millis(500);
+pub const WINDOW: Duration = Duration::from_millis(1500);
+pub const BULK: Duration = Duration::from_secs(3);
+pub const ROUNDS: usize = 9;
+pub const BULK_ROUNDS: usize = 3;
+
+/// Connection tracking entries the client's firewall may hold. Every connection leaves
+/// one for the TIME_WAIT timeout (2 min): at these rates a default table (64 Ki in the
+/// VM, 256 Ki on the development host) fills within one family's rounds, and then new
+/// connections are dropped. A client that opens thousands of connections a second
+/// raises it as this does.
+pub const CONNTRACK_MAX: u32 = 1 << 20;
+
+/// One thing to connect to: the first setup target is the baseline (straight).
+pub struct Target {
+    pub label: &'static str,
+    /// Each connection goes to one of these at random.
+    pub to: Vec<SocketAddr>,
+    /// Run from inside the socket plane's cgroup.
+    pub in_plane: bool,
+}
+
+impl Target {
+    pub fn new(label: &'static str, to: &[SocketAddr], in_plane: bool) -> Target {
+        Target {
+            label,
+            to: to.to_vec(),
+            in_plane,
+        }
+    }
+}
+
+/// What one profiled run of a target measured: each program's runs and run time
+/// (seconds), and the connections attempted.
+#[derive(Clone, Default)]
+struct Profile {
+    programs: BTreeMap<String, (u64, f64)>,
+    connections: f64,
+}
+
+/// What the benchmark runs and where: the setup targets (straight first), the bulk
+/// targets (straight first), the socket plane's cgroup that the benchmark moves in and
+/// out of, and the daemons whose CPU it reads (a label each).
+pub struct Bench<'a> {
+    pub title: String,
+    pub setups: Vec<Target>,
+    pub bulks: Vec<Target>,
+    pub cgroup: &'a mut ClientCgroup,
+    pub daemons: Vec<(&'static str, &'a Vipd)>,
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+impl Bench<'_> {
+    /// Puts this process inside the socket plane's cgroup, or back where it was.
+    fn place(&mut self, in_plane: bool) {
+        let moved = if in_plane {
+            self.cgroup.join()
+        } else {
+            self.cgroup.leave()
+        };
+        moved.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    fn daemon_cpu(&self) -> Vec<f64> {
+        self.daemons
+            .iter()
+            .map(|(_, d)| d.cpu_time().as_secs_f64())
+            .collect()
+    }
+
+    /// Runs every round, the profiled windows and the bulk uploads, and prints them and
+    /// the summary. Leaves this process outside the plane's cgroup.
+    pub fn run(mut self) {
+        println!(
+            "== {}: {CLIENTS} closed-loop clients, {} ms warm-up, {} ms window, {ROUNDS} rounds; bulk {} s; kernel {}, clock source {}",
+            self.title,
+            WARMUP.as_millis(),
+            WINDOW.as_millis(),
+            BULK.as_secs(),
+            sh("uname -r").trim(),
+            sh("cat /sys/devices/system/clocksource/clocksource0/current_clocksource").trim()
+        );
+        let n = self.setups.len();
+        let mut runs: Vec<Vec<Setup>> = vec![Vec::new(); n];
+        // Each daemon's CPU over each target's runs (seconds of CPU), and the wall time.
+        let mut cpu: Vec<Vec<f64>> = vec![vec![0.0; self.daemons.len()]; n];
+        let mut wall = vec![0.0; n];
+        for round in 0..ROUNDS {
+            for i in 0..n {
+                let k = (round + i) % n;
+                self.place(self.setups[k].in_plane);
+                let c0 = self.daemon_cpu();
+                let started = Instant::now();
+                let s = setup(&self.setups[k].to, CLIENTS, WARMUP, WINDOW);
+                wall[k] += started.elapsed().as_secs_f64();
+                for (d, now) in self.daemon_cpu().into_iter().enumerate() {
+                    cpu[k][d] += now - c0[d];
+                }
+                println!(
+                    "round {} {:26} {}",
+                    round + 1,
+                    self.setups[k].label,
+                    s.line()
+                );
+                runs[k].push(s);
+            }
+        }
+        let programs = self.profile();
+        let rates = self.bulk();
+        self.place(false);
+
+        println!("== {} over {ROUNDS} rounds", self.title);
+        let rate = |k: usize| mean(&runs[k].iter().map(Setup::rate).collect::<Vec<_>>());
+        let p50s: Vec<Vec<f64>> = runs
+            .iter()
+            .map(|r| r.iter().map(|s| us(s.quantile(0.5))).collect())
+            .collect();
+        let p99 = |k: usize| {
+            mean(
+                &runs[k]
+                    .iter()
+                    .map(|s| us(s.quantile(0.99)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        for (k, t) in self.setups.iter().enumerate() {
+            let failed: usize = runs[k].iter().map(|s| s.failed).sum();
+            println!(
+                "  setup {:26} {:8.0} conn/s  p50 {:6.0} us  p99 {:6.0} us  failed {failed}",
+                t.label,
+                rate(k),
+                mean(&p50s[k]),
+                p99(k)
+            );
+        }
+        // Each round's ratio to that round's straight run: the host's slow drifts, which
+        // move every target of a round alike, cancel out.
+        for (k, t) in self.setups.iter().enumerate().skip(1) {
+            let ratios: Vec<f64> = (0..ROUNDS)
+                .map(|r| runs[0][r].rate() / runs[k][r].rate())
+                .collect();
+            let (lo, hi) = range(&ratios);
+            let lat: Vec<f64> = (0..ROUNDS).map(|r| p50s[k][r] / p50s[0][r]).collect();
+            println!(
+                "  ratio straight / {:26} rate: median {:.3} (rounds {lo:.3}-{hi:.3}, of means {:.3})  p50 latency: median {:.3}",
+                t.label,
+                median(&ratios),
+                rate(0) / rate(k),
+                median(&lat)
+            );
+        }
+        for (k, t) in self.setups.iter().enumerate() {
+            print_programs(t.label, &programs[k]);
+        }
+        for (k, t) in self.setups.iter().enumerate() {
+            let shares: Vec<String> = self
+                .daemons
+                .iter()
+                .enumerate()
+                .map(|(d, (label, _))| {
+                    format!("{label} {:5.1} %", 100.0 * cpu[k][d] / wall[k].max(1e-9))
+                })
+                .collect();
+            println!(
+                "  daemon CPU during {:26} {} of a core",
+                t.label,
+                shares.join("  ")
+            );
+        }
+        for (k, t) in self.bulks.iter().enumerate() {
+            if rates[k].is_empty() {
+                continue;
+            }
+            println!(
+                "  bulk {:21} {:8.1} MB/s  ratio to straight {:.3}",
+                t.label,
+                mean(&rates[k]) / 1e6,
+                mean(&rates[k]) / mean(&rates[0])
+            );
+        }
+    }
+
+    /// One profiled window per target, BPF statistics on: the kernel programs' runs and
+    /// run time per connection.
+    fn profile(&mut self) -> Vec<Profile> {
+        let mut programs = vec![Profile::default(); self.setups.len()];
+        let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling BPF stats");
+        for (k, profile) in programs.iter_mut().enumerate() {
+            self.place(self.setups[k].in_plane);
+            let p0 = bpf_stats::snapshot();
+            let s = setup(&self.setups[k].to, CLIENTS, WARMUP, WINDOW);
+            bpf_stats::add_delta(&mut profile.programs, &p0, &bpf_stats::snapshot());
+            profile.connections = s.attempts as f64;
+        }
+        programs
+    }
+
+    /// Bulk upload rounds: each bulk target's bytes per second.
+    fn bulk(&mut self) -> Vec<Vec<f64>> {
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); self.bulks.len()];
+        for round in 1..=BULK_ROUNDS {
+            for (k, rate) in rates.iter_mut().enumerate() {
+                self.place(self.bulks[k].in_plane);
+                let t = &self.bulks[k];
+                match upload(t.to[0], BULK) {
+                    Ok(r) => {
+                        println!("round {round} bulk {:21} {:8.1} MB/s", t.label, r / 1e6);
+                        rate.push(r);
+                    }
+                    Err(e) => println!("round {round} bulk {:21} failed: {e}", t.label),
+                }
+            }
+        }
+        rates
+    }
+}
+
+/// The kernel programs' time during one target's profiled window, per connection, and
+/// each program that ran at least once for every other connection.
+fn print_programs(label: &str, profile: &Profile) {
+    let (progs, conns) = (&profile.programs, profile.connections.max(1.0));
+    let (runs, busy) = progs
+        .values()
+        .fold((0, 0.0), |(r, b), (runs, busy)| (r + runs, b + busy));
+    println!(
+        "  kernel programs during {label:26} {:7.0} ns a connection, {:6.0} ns a run, {:4.1} runs a connection",
+        1e9 * busy / conns,
+        1e9 * busy / (runs.max(1) as f64),
+        runs as f64 / conns
+    );
+    for (name, (runs, busy)) in progs {
+        if *runs as f64 >= conns / 2.0 {
+            println!(
+                "    {name:16} {:4.1} runs a connection, {:6.0} ns a run",
+                *runs as f64 / conns,
+                1e9 * busy / (*runs as f64)
+            );
+        }
+    }
+}
+
+/// Each target's greeting port (on every backend): a target's connections never share a
+/// 4-tuple with another's, whose TIME_WAIT and conntrack entries would otherwise take
+/// over a new connection that happens to reuse their client port. In target order:
+/// straight, IPVS, the socket plane's VIP, straight with the plane attached.
+pub const GREET: [u16; 4] = [8080, 8081, 8082, 8083];
+/// The VIPs' port.
+pub const VPORT: u16 = 80;
+/// The bulk sinks' port (on every backend and every VIP).
+pub const SINK: u16 = 9100;
+
+/// The socket plane's VIP at `port`: another address of the VIP range than IPVS's.
+pub fn socket_vip(family: Family, port: u16) -> SocketAddr {
+    let ip: IpAddr = match family {
+        Family::V4 => "198.18.0.20".parse().unwrap(),
+        Family::V6 => "fd00:18::20".parse().unwrap(),
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// The socket plane's services (without the `dataplane` and `[socket]` lines): the
+/// greeting VIP over `greet`, the sink VIP over `sink`, every backend at weight 1.
+pub fn socket_services(family: Family, greet: &[SocketAddr], sink: &[SocketAddr]) -> String {
+    format!(
+        "{}\n{}",
+        weighted_service(
+            "greet",
+            "tcp",
+            socket_vip(family, VPORT),
+            &each_at(greet, 1),
+            ""
+        ),
+        weighted_service(
+            "sink",
+            "tcp",
+            socket_vip(family, SINK),
+            &each_at(sink, 1),
+            ""
+        )
+    )
+}
+
+/// Sets the host's connection tracking limit to [`CONNTRACK_MAX`] while it lives (if it
+/// was lower), and puts the old value back when dropped.
+pub struct ConntrackMax(Option<String>);
+
+impl ConntrackMax {
+    const SYSCTL: &'static str = "net.netfilter.nf_conntrack_max";
+
+    pub fn raise() -> ConntrackMax {
+        let old = sh(&format!("sysctl -n {}", Self::SYSCTL)).trim().to_owned();
+        if old
+            .parse::<u64>()
+            .is_ok_and(|v| v >= u64::from(CONNTRACK_MAX))
+        {
+            return ConntrackMax(None);
+        }
+        sh(&format!("sysctl -qw {}={CONNTRACK_MAX}", Self::SYSCTL));
+        ConntrackMax(Some(old))
+    }
+}
+
+impl Drop for ConntrackMax {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            sh(&format!("sysctl -qw {}={old}", Self::SYSCTL));
+        }
+    }
+}
