@@ -6,7 +6,7 @@
 use std::time::SystemTime;
 
 use vipd::{
-    daemon::view::{BackendView, DaemonView, RecentOutcome},
+    daemon::view::{BackendView, DaemonView, RecentOutcome, ServiceView},
     dns::NameView,
 };
 
@@ -197,11 +197,38 @@ pub fn render(view: &DaemonView, now: SystemTime) -> String {
                 out.push_str(&line(cells, &widths));
             }
         }
+        if let Some(sticky) = sticky_line(s) {
+            out.push_str(&sticky);
+        }
         for n in view.dns.iter().filter(|n| n.service == s.name) {
             out.push_str(&dns_line(n, &ago, now_ms));
         }
     }
     out
+}
+
+/// `  sticky clients: 5 (198.18.1.2:8080 4, 198.18.1.3:8080 1)`: the clients a service's
+/// persistence keeps on its backends, where the data plane counts them.
+fn sticky_line(s: &ServiceView) -> Option<String> {
+    let counted: Vec<(&str, u32)> = s
+        .backends
+        .iter()
+        .filter_map(|b| Some((b.addr.as_str(), b.sticky_clients?)))
+        .collect();
+    if counted.is_empty() {
+        return None;
+    }
+    let total: u32 = counted.iter().map(|(_, n)| n).sum();
+    let each: Vec<String> = counted
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(a, n)| format!("{a} {n}"))
+        .collect();
+    Some(if each.is_empty() {
+        "  sticky clients: 0\n".to_owned()
+    } else {
+        format!("  sticky clients: {total} ({})\n", each.join(", "))
+    })
 }
 
 /// One DNS name of a service: its last result, answer, TTL and refresh times.
@@ -232,7 +259,7 @@ fn dns_line(n: &NameView, ago: &dyn Fn(u64) -> String, now_ms: u64) -> String {
 mod tests {
     use std::time::Duration;
 
-    use vipd::daemon::view::{OutcomeCounts, ReloadView, ServiceView, WatcherView};
+    use vipd::daemon::view::{OutcomeCounts, ReloadView, WatcherView};
 
     use super::*;
 
@@ -421,6 +448,28 @@ db  [fd00:18::1]:5432/tcp  sh  PANIC (every backend out: all kept in rotation)
         assert_eq!(lines[1], "data plane: socket");
         assert_eq!(lines[2], "last reload 1.0s ago: ok, 2 socket map writes");
         assert_eq!(&cells[3..5], ["-", "-"]);
+        assert!(
+            !lines.iter().any(|l| l.contains("sticky")),
+            "a service without persistence has no sticky clients"
+        );
+    }
+
+    #[test]
+    fn a_service_with_persistence_shows_its_sticky_clients() {
+        let mut v = view();
+        v.dataplane = "socket".into();
+        let backends = &mut v.services[0].backends;
+        backends[0].sticky_clients = Some(4);
+        backends[1].sticky_clients = Some(1);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_000);
+        let text = render(&v, now);
+        assert!(
+            text.contains("\n  sticky clients: 5 (198.18.1.2:8080 4, 198.18.1.3:8080 1)\n"),
+            "{text}"
+        );
+        v.services[0].backends[0].sticky_clients = Some(0);
+        v.services[0].backends[1].sticky_clients = Some(0);
+        assert!(render(&v, now).contains("\n  sticky clients: 0\n"));
     }
 
     #[test]

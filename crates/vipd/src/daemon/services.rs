@@ -37,6 +37,9 @@ pub struct BackendStats {
     pub recent: RecentRing,
     pub active_conns: u32,
     pub inactive_conns: u32,
+    /// Clients its service's persistence keeps on it; `None`: not counted (no
+    /// persistence, or a plane that does not count them).
+    pub sticky_clients: Option<u32>,
 }
 
 /// One configured service at run time.

@@ -89,6 +89,9 @@ pub struct BackendView {
     /// IPVS's connection counts (0 with XDP, which keeps none per backend).
     pub active_conns: u32,
     pub inactive_conns: u32,
+    /// Clients its service's persistence keeps on it now (the socket plane counts them);
+    /// `None`: not counted.
+    pub sticky_clients: Option<u32>,
     /// How many times this backend has been quarantined.
     pub quarantines: u32,
     pub quarantine_left_ms: Option<u64>,

@@ -67,6 +67,7 @@ pub fn build(services: &Services, now: Instant, meta: Meta<'_>) -> DaemonView {
                         drained_since_unix_ms: meta.drains.since(&s.name, addr),
                         active_conns: stats.map_or(0, |s| s.active_conns),
                         inactive_conns: stats.map_or(0, |s| s.inactive_conns),
+                        sticky_clients: stats.and_then(|s| s.sticky_clients),
                         quarantines: v.quarantines,
                         quarantine_left_ms: v
                             .quarantine_left

@@ -15,7 +15,7 @@ pub mod syn_rto;
 mod weights;
 pub mod xdp;
 
-use std::{io, net::SocketAddr, os::fd::OwnedFd, time::Duration};
+use std::{collections::BTreeMap, io, net::SocketAddr, os::fd::OwnedFd, time::Duration};
 
 use tokio::time::Instant;
 
@@ -53,6 +53,10 @@ pub struct ConnCount {
     pub active: u32,
     pub inactive: u32,
 }
+
+/// Per service with persistence (every one of them, an empty map when no client sticks
+/// now), its backends that clients stick to and how many.
+pub type StickyCounts = BTreeMap<ServiceKey, BTreeMap<BackendId, u32>>;
 
 /// What one poll of a UDP backend's traffic counters found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +208,12 @@ pub trait DataPlane {
         &mut self,
         _service: &ServiceKey,
     ) -> Option<Result<Vec<ConnCount>, PlaneError>> {
+        None
+    }
+
+    /// How many clients each service with persistence keeps on each of its backends
+    /// now; `None`: the plane does not count them.
+    fn sticky_clients(&mut self) -> Option<StickyCounts> {
         None
     }
 }

@@ -20,7 +20,12 @@ use vipd_common::{
     VipKey,
 };
 
-use super::{maps::SockMaps, selection::selection, SockError};
+use super::{
+    maps::SockMaps,
+    selection::selection,
+    sticky::{self, StickyClients},
+    SockError,
+};
 use crate::model::kernel::{socket_addr, vip_key};
 
 /// One service as the socket plane wants it.
@@ -132,6 +137,17 @@ impl Dataplane {
     /// The selection `SOCK_SERVICES` holds for `key`.
     pub fn service(&self, key: &VipKey) -> Option<&SockService> {
         self.services.get(key)
+    }
+
+    /// The clients of services with persistence that stick to each backend at `now_ns`
+    /// (the kernel's monotonic clock): one syscall per entry of `SOCK_AFFINITY`.
+    pub fn sticky_clients(&self, now_ns: u64) -> Vec<StickyClients> {
+        sticky::count(
+            &self.maps.affinities(),
+            &self.services,
+            &self.entries,
+            now_ns,
+        )
     }
 
     fn free_id(&self) -> Result<u32, SockError> {

@@ -12,7 +12,8 @@
 //! and writes the maps, [`selection`] builds a service's weighted selection, and
 //! [`dataplane`] turns a desired state into the smallest set of map writes, and
 //! [`features`] says what this host's kernel lacks for the plane (`vipd check`);
-//! [`udp_destroy`] moves connected UDP sockets off backends taken out of a service.
+//! [`udp_destroy`] moves connected UDP sockets off backends taken out of a service;
+//! [`sticky`] counts the clients that services with persistence keep on each backend.
 
 pub mod compat;
 pub mod dataplane;
@@ -26,6 +27,7 @@ pub mod pins;
 pub mod reset;
 pub mod selection;
 pub mod sock_diag;
+pub mod sticky;
 pub mod udp_destroy;
 
 pub use dataplane::{Changes, Dataplane, SockPersistence, SockServiceSpec};

@@ -99,6 +99,27 @@ fn index(b: &str) -> usize {
     BACKENDS4.iter().position(|x| *x == b).unwrap()
 }
 
+/// What `vipd status` would show of the services with persistence: per service (by its
+/// VIP's port), the backends (by address) clients stick to and how many.
+fn sticky(plane: &mut SocketPlane) -> BTreeMap<u16, BTreeMap<String, u32>> {
+    let counts = plane
+        .sticky_clients()
+        .expect("the socket plane counts sticky clients");
+    counts
+        .into_iter()
+        .map(|(key, backends)| {
+            let ServiceKey::Addr(vip) = key else {
+                panic!("not an address service: {key:?}");
+            };
+            let backends = backends
+                .into_iter()
+                .map(|(b, n)| (b.ip.to_string(), n))
+                .collect();
+            (vip.addr.port(), backends)
+        })
+        .collect()
+}
+
 #[test]
 fn connections_with_persistence_stick_to_one_backend_and_move_once_it_leaves() {
     let ns = backend_netns();
@@ -125,8 +146,20 @@ fn connections_with_persistence_stick_to_one_backend_and_move_once_it_leaves() {
         addr(VIP4, PLAIN_PORT),
     );
     assert_eq!(t.len(), 3, "the service without persistence: {t:?}");
-    // One client (this host, unbound sockets) per service with persistence.
+    // One client (this host, unbound sockets) per service with persistence, and the
+    // service without persistence is not listed.
     assert_eq!(plane.affinities().len(), 2, "{:?}", plane.affinities());
+    let udp_first = {
+        let t = tally(&client(&ns, &cg.0, VIP4, UDP_PORT, 1, "udp"), uvip);
+        one(&t, "udp")
+    };
+    assert_eq!(
+        sticky(&mut plane),
+        BTreeMap::from([
+            (VIP_PORT, BTreeMap::from([(first.clone(), 1)])),
+            (UDP_PORT, BTreeMap::from([(udp_first, 1)])),
+        ])
+    );
     // A reload that changes the timeout rewrites the two services with persistence
     // only, and the client keeps its backend.
     let applied = plane.apply(&config("60s"), &weights([1, 1, 1])).unwrap();
@@ -141,6 +174,10 @@ fn connections_with_persistence_stick_to_one_backend_and_move_once_it_leaves() {
     let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 1000, "tcp"), vip);
     let second = one(&t, "tcp after the quarantine");
     assert_ne!(second, first, "still on the backend at weight 0");
+    assert_eq!(
+        sticky(&mut plane)[&VIP_PORT],
+        BTreeMap::from([(second.clone(), 1)])
+    );
     let t = tally(&client(&ns, &cg.0, VIP4, UDP_PORT, 50, "udp"), uvip);
     assert_ne!(one(&t, "udp after the quarantine"), first);
 
@@ -198,7 +235,14 @@ fn affinity_is_refreshed_on_use_and_expires_after_its_timeout() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+    assert_eq!(
+        sticky(&mut plane)[&VIP_PORT],
+        BTreeMap::from([(first.clone(), 1)])
+    );
     std::thread::sleep(Duration::from_millis(1600));
+    // Past its timeout the entry is still in the map, but no client sticks any more.
+    assert_eq!(plane.affinities().len(), 1, "{:?}", plane.affinities());
+    assert_eq!(sticky(&mut plane)[&VIP_PORT], BTreeMap::new());
     let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
     let after = one(&t, "after the timeout");
     assert_ne!(after, first, "the entry did not expire");

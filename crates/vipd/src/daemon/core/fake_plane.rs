@@ -6,7 +6,10 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 use crate::{
     config::Config,
     model::{BackendId, Report, ServiceKey},
-    plane::{Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written},
+    plane::{
+        Applied, DataPlane, PlaneError, PlaneStatus, StickyCounts, Ticks, WeightWrites, Weights,
+        Written,
+    },
     reconcile::ReconcileError,
     watcher::Counters,
 };
@@ -40,6 +43,8 @@ pub struct FakePlane {
     /// When the writes of weight 0 say the backend left rotation (as the XDP plane's
     /// mark does, before its write returns).
     pub out_at_ns: Option<u64>,
+    /// What [`DataPlane::sticky_clients`] answers.
+    pub sticky: Option<StickyCounts>,
 }
 
 fn refused() -> PlaneError {
@@ -174,5 +179,9 @@ impl DataPlane for FakePlane {
 
     fn lost_events(&mut self) -> Option<Result<u64, PlaneError>> {
         self.lost.map(Ok)
+    }
+
+    fn sticky_clients(&mut self) -> Option<StickyCounts> {
+        self.sticky.clone()
     }
 }

@@ -26,6 +26,7 @@ mod operator_tests;
 mod reload;
 #[cfg(test)]
 mod report_bench;
+mod sticky;
 #[cfg(test)]
 mod syn_rto_tests;
 #[cfg(test)]
@@ -116,6 +117,8 @@ pub struct Core {
     checks_changed: bool,
     next_resync: Instant,
     counts_cursor: usize,
+    /// When the sticky clients are counted next.
+    next_sticky: Instant,
     /// Kernel records the plane lost since start, as last read.
     lost_events: u64,
     /// The last apply's reachability notes, logged when they change.
@@ -186,6 +189,7 @@ impl Core {
             checks_changed: true,
             next_resync: now + RESYNC,
             counts_cursor: 0,
+            next_sticky: now,
             lost_events: 0,
             reach_notes: Vec::new(),
             watcher_mode: String::new(),
@@ -395,6 +399,7 @@ impl Core {
             self.resync_result(result, now);
         }
         self.refresh_counts(plane);
+        self.refresh_sticky(plane, now);
         self.publish = true;
     }
 

@@ -35,13 +35,14 @@ use vipd_common::sock::stat;
 
 use super::{
     held_map::{applied, members, weight_writes, HeldMap},
-    Applied, DataPlane, PlaneError, PlaneStatus, Ticks, WeightWrites, Weights, Written,
+    Applied, DataPlane, PlaneError, PlaneStatus, StickyCounts, Ticks, WeightWrites, Weights,
+    Written,
 };
 use crate::{
     clock,
     config::{Config, SocketSettings},
     fs_type,
-    model::{health_record::take_reports, Report, ServiceKey},
+    model::{health_record::take_reports, BackendId, Report, ServiceKey},
     sockplane::{
         loader::Attached,
         udp_destroy::{taken_out, UdpExpiry},
@@ -407,6 +408,28 @@ impl DataPlane for SocketPlane {
             // drains the ring before it is released.
             idle_drain: Some(super::IDLE_DRAIN),
         }
+    }
+
+    /// Every service with persistence, with the clients that stick to its backends now
+    /// (reads `SOCK_AFFINITY` only when some service has persistence).
+    fn sticky_clients(&mut self) -> Option<StickyCounts> {
+        let mut out: StickyCounts = self
+            .persistence
+            .keys()
+            .map(|k| (*k, BTreeMap::new()))
+            .collect();
+        if out.is_empty() {
+            return Some(out);
+        }
+        let by_vip: BTreeMap<vipd_common::VipKey, ServiceKey> =
+            self.specs.iter().map(|(k, s)| (s.key(), *k)).collect();
+        for c in self.dp.sticky_clients(clock::mono_ns()) {
+            let counts = by_vip.get(&c.vip).and_then(|k| out.get_mut(k));
+            if let Some(counts) = counts {
+                counts.insert(BackendId::from(c.backend), c.clients);
+            }
+        }
+        Some(out)
     }
 
     /// Health records the programs could not queue since this vipd started.
