@@ -380,9 +380,33 @@ fn kill9_and_restart_drop_no_connection_and_write_nothing() {
     println!("load: {}", r.summary());
 }
 
+/// Waits until `vipd status` shows `want` sticky clients on each of `peers` (in order).
+fn wait_sticky(vipd: &Vipd, peers: &[SocketAddr], want: &[u32]) {
+    let addrs: Vec<String> = peers.iter().map(ToString::to_string).collect();
+    let want: Vec<Option<u32>> = want.iter().copied().map(Some).collect();
+    // The daemon counts them every 5 s.
+    vipd.wait_for(
+        &format!("sticky clients {want:?} on {addrs:?}"),
+        Duration::from_secs(8),
+        |v| {
+            let got: Vec<Option<u32>> = addrs
+                .iter()
+                .map(|a| {
+                    v.services
+                        .iter()
+                        .flat_map(|s| &s.backends)
+                        .find(|b| b.addr == *a)
+                        .and_then(|b| b.sticky_clients)
+                })
+                .collect();
+            got == want
+        },
+    );
+}
+
 /// `persistence` on this plane: the client is this host (per network namespace), so every
 /// connection goes to one backend; when that backend leaves, they all move to another
-/// and stay there.
+/// and stay there. `vipd status` counts the one sticky client where it sticks.
 #[test]
 fn persistence_keeps_the_host_on_one_backend_until_it_leaves() {
     require_vm();
@@ -414,6 +438,9 @@ fn persistence_keeps_the_host_on_one_backend_until_it_leaves() {
     assert_eq!(first.len(), 1, "not sticky: {first:?}");
     let sticky = first.keys().next().unwrap().clone();
     let i: usize = sticky.trim_start_matches("vb").parse::<usize>().unwrap() - 1;
+    let mut want = [0, 0, 0];
+    want[i] = 1;
+    wait_sticky(&vipd, &peers, &want);
     lab.kill_server(i);
     // Its next connection is refused and it is quarantined; from then on the host
     // sticks to another backend.
@@ -425,6 +452,17 @@ fn persistence_keeps_the_host_on_one_backend_until_it_leaves() {
         !second.contains_key(&sticky),
         "stayed on {sticky}: {second:?}"
     );
+    let j: usize = second
+        .keys()
+        .next()
+        .unwrap()
+        .trim_start_matches("vb")
+        .parse::<usize>()
+        .unwrap()
+        - 1;
+    let mut want = [0, 0, 0];
+    want[j] = 1;
+    wait_sticky(&vipd, &peers, &want);
     println!("persistence: {first:?}, then {second:?}");
 }
 

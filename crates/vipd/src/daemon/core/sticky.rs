@@ -1,4 +1,5 @@
-//! The clients that services with persistence keep on each backend, for `vipd status`:
+//! The clients that services with persistence keep on each backend, for `vipd status`
+//! and `vipd_backend_sticky_clients`:
 //! counted by the plane (reading its affinity map costs a syscall per entry, so at most
 //! every [`STICKY_EVERY`]) and kept in each backend's stats.
 
@@ -23,10 +24,12 @@ impl Core {
         let Some(counts) = plane.sticky_clients() else {
             return;
         };
+        let metrics = self.effects.metrics.clone();
         for (key, s) in &mut self.services.by_key {
             let service = counts.get(key);
             for (backend, stats) in &mut s.stats {
                 stats.sticky_clients = service.map(|c| c.get(backend).copied().unwrap_or(0));
+                metrics.set_sticky(&s.name, &stats.label, stats.sticky_clients);
             }
         }
     }
@@ -57,6 +60,9 @@ mod tests {
         r.core.maintain(&mut r.plane, Instant::now());
         let counts: Vec<Option<u32>> = (1..=3).map(|n| r.backend(n).sticky_clients).collect();
         assert_eq!(counts, [Some(4), Some(0), Some(1)]);
+        assert!(
+            r.metric(r#"vipd_backend_sticky_clients{service="web",backend="198.18.1.1:8080"} 4"#)
+        );
 
         // Not read again before STICKY_EVERY.
         r.plane.sticky = Some(BTreeMap::from([(web(), BTreeMap::new())]));
@@ -66,11 +72,17 @@ mod tests {
         tokio::time::advance(STICKY_EVERY / 2).await;
         r.core.maintain(&mut r.plane, Instant::now());
         assert_eq!(r.backend(1).sticky_clients, Some(0));
+        assert!(
+            r.metric(r#"vipd_backend_sticky_clients{service="web",backend="198.18.1.1:8080"} 0"#)
+        );
 
         // The service lost its persistence: no count.
         r.plane.sticky = Some(BTreeMap::new());
         tokio::time::advance(STICKY_EVERY).await;
         r.core.maintain(&mut r.plane, Instant::now());
         assert_eq!(r.backend(1).sticky_clients, None);
+        assert!(
+            !r.metric(r#"vipd_backend_sticky_clients{service="web",backend="198.18.1.1:8080"} 0"#)
+        );
     }
 }

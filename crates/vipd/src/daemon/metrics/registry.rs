@@ -43,6 +43,8 @@ pub(super) struct Inner {
     pub backends: BTreeMap<ServiceBackend, (u32, State)>,
     /// Whether an operator drained the backend (`vipd drain`).
     pub drained: BTreeMap<ServiceBackend, bool>,
+    /// Clients a service's persistence keeps on the backend, where the plane counts them.
+    pub sticky: BTreeMap<ServiceBackend, u32>,
     pub panic: BTreeMap<String, bool>,
     /// DNS resolutions by (service, name, result).
     pub dns_resolutions: BTreeMap<Labelled3, u64>,
@@ -227,6 +229,17 @@ impl Metrics {
             .insert((service.to_owned(), backend.to_owned()), drained);
     }
 
+    /// `vipd_backend_sticky_clients{service,backend}`: the clients the service's
+    /// persistence keeps on the backend; `None` drops the series (not counted).
+    pub fn set_sticky(&self, service: &str, backend: &str, clients: Option<u32>) {
+        let key = (service.to_owned(), backend.to_owned());
+        let mut inner = self.lock();
+        match clients {
+            Some(n) => inner.sticky.insert(key, n),
+            None => inner.sticky.remove(&key),
+        };
+    }
+
     /// `vipd_service_panic{service}`: 1 while every backend is out and weights are
     /// restored.
     pub fn set_panic(&self, service: &str, panic: bool) {
@@ -250,6 +263,7 @@ impl Metrics {
         inner.quarantines.retain(&keep);
         inner.backends.retain(|(s, b), _| keep(s, b));
         inner.drained.retain(|(s, b), _| keep(s, b));
+        inner.sticky.retain(|(s, b), _| keep(s, b));
     }
 
     /// Keeps only the series of services for which `keep(service)` holds.

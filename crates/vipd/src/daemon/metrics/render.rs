@@ -1,9 +1,11 @@
 //! Every family, with its HELP and TYPE even when it has no series yet, so that a
 //! scrape (and the tests that check the dashboard against it) always sees every name.
 
+use std::collections::BTreeMap;
+
 use super::{
     registry::{Inner, Metrics, WATCHER_MODES},
-    text::{Exposition, Kind},
+    text::{Exposition, Kind, Value},
 };
 use crate::health::State;
 
@@ -82,14 +84,18 @@ fn backends(x: &mut Exposition, inner: &Inner) {
     for ((s, b), (weight, _)) in &inner.backends {
         f.sample(&[("service", s), ("backend", b)], *weight);
     }
-    let mut f = x.family(
+    per_backend(
+        x,
         "vipd_backend_drained",
-        Kind::Gauge,
         "1 while an operator's drain (vipd drain) holds the backend at weight 0.",
+        &inner.drained,
     );
-    for ((s, b), drained) in &inner.drained {
-        f.sample(&[("service", s), ("backend", b)], *drained);
-    }
+    per_backend(
+        x,
+        "vipd_backend_sticky_clients",
+        "Clients the service's persistence keeps on the backend now (socket data plane).",
+        &inner.sticky,
+    );
     x.by_label(
         "vipd_service_panic",
         Kind::Gauge,
@@ -97,6 +103,19 @@ fn backends(x: &mut Exposition, inner: &Inner) {
         "service",
         &inner.panic,
     );
+}
+
+/// A gauge with one series per (service, backend).
+fn per_backend<T: Value + Copy>(
+    x: &mut Exposition,
+    name: &'static str,
+    help: &'static str,
+    series: &BTreeMap<(String, String), T>,
+) {
+    let mut f = x.family(name, Kind::Gauge, help);
+    for ((s, b), v) in series {
+        f.sample(&[("service", s), ("backend", b)], *v);
+    }
 }
 
 fn detection(x: &mut Exposition, inner: &Inner) {

@@ -13,6 +13,10 @@ pub(super) fn example() -> Metrics {
     // A new state replaces the old series.
     m.set_backend("web", "198.18.1.2:8080", 0, State::Quarantined);
     m.set_drained("web", "198.18.1.2:8080", false);
+    m.set_sticky("web", "198.18.1.2:8080", Some(3));
+    m.set_sticky("web", "198.18.1.3:8080", Some(1));
+    // Not counted any more: the series goes.
+    m.set_sticky("web", "198.18.1.3:8080", None);
     m.set_panic("web", true);
     m.outcome("web", "198.18.1.2:8080", "refused");
     m.outcome("web", "198.18.1.2:8080", "refused");
@@ -64,6 +68,9 @@ vipd_backend_weight{service="web",backend="198.18.1.2:8080"} 0
 # HELP vipd_backend_drained 1 while an operator's drain (vipd drain) holds the backend at weight 0.
 # TYPE vipd_backend_drained gauge
 vipd_backend_drained{service="web",backend="198.18.1.2:8080"} 0
+# HELP vipd_backend_sticky_clients Clients the service's persistence keeps on the backend now (socket data plane).
+# TYPE vipd_backend_sticky_clients gauge
+vipd_backend_sticky_clients{service="web",backend="198.18.1.2:8080"} 3
 # HELP vipd_service_panic 1 while every backend of the service is out and weights are restored.
 # TYPE vipd_service_panic gauge
 vipd_service_panic{service="web"} 1
