@@ -1,8 +1,10 @@
 //! `vipd check --config FILE`: the file and its drop-ins (`conf.d/*.toml` beside it) as
 //! one config; every problem on stderr, one per line, then a count; exit 1.
-//! A valid file gets a one-line summary on stdout; exit 0. Unless `--config-only`, the
-//! VIPs of a valid IPVS config are also checked against this host's interfaces and
-//! routes (read-only), as `vipd apply` would before writing anything. `--json` prints
+//! A valid file gets a one-line summary on stdout; exit 0. Unless `--config-only`, this
+//! host's kernel is checked for what the config's data plane needs (IPVS and its
+//! schedulers, XDP, the socket plane's cgroup hooks; missing extras are notes), and the
+//! VIPs of a valid IPVS config against this host's interfaces and routes (read-only),
+//! as `vipd apply` would before writing anything. `--json` prints
 //! one JSON object instead (same exit status), for tools and editors.
 
 use std::{path::PathBuf, process::ExitCode};
@@ -11,6 +13,7 @@ use anyhow::Context;
 use serde::Serialize;
 use vipd::{
     config::{self, Diagnostic},
+    plane::features::Features,
     reconcile::{host_check, DEFAULT_STATE_FILE},
 };
 
@@ -83,8 +86,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     match config::load(&args.config) {
         Ok(cfg) => {
-            if let Some(sock) = cfg.dataplane.socket().filter(|_| !args.config_only) {
-                let host = vipd::sockplane::features::check(sock);
+            if !args.config_only {
+                let host = plane_features(&cfg);
                 report.notes = host.notes;
                 if !host.errors.is_empty() {
                     let errors: Vec<Diagnostic> = host
@@ -104,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if !args.config_only && cfg.dataplane == config::Dataplane::Ipvs {
                 let host = host_check(&cfg, &args.state_file)
                     .context("checking the VIPs against this host")?;
-                report.notes = host.notes;
+                report.notes.extend(host.notes);
                 if !host.errors.is_empty() {
                     report.stage = Some("host");
                     report.errors = host.errors.iter().map(JsonDiagnostic::from).collect();
@@ -122,6 +125,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             report.errors = all.iter().map(JsonDiagnostic::from).collect();
             finish(&args, report, &all, "")
         }
+    }
+}
+
+/// What `cfg`'s data plane needs of this host's kernel and lacks (read only).
+fn plane_features(cfg: &config::Config) -> Features {
+    match &cfg.dataplane {
+        config::Dataplane::Ipvs => vipd::plane::ipvs::features::check(cfg),
+        config::Dataplane::Xdp(x) => vipd::xdp::features::check(x),
+        config::Dataplane::Socket(s) => vipd::sockplane::features::check(s),
     }
 }
 

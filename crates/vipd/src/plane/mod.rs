@@ -8,6 +8,7 @@
 //! `vipd status`. A plane knows nothing of health machines, checks or the config file.
 
 mod error;
+pub mod features;
 pub mod held_map;
 pub mod ipvs;
 pub mod socket;

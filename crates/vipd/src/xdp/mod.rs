@@ -6,11 +6,13 @@
 //! Here: [`loader`] loads and attaches the program and sizes (optionally pins) its maps,
 //! [`maps`] reads and writes them, [`maglev`] builds the consistent-hashing tables,
 //! [`dataplane`] turns a desired state into the smallest set of map writes,
-//! [`test_run`] runs the program on crafted [`packet`]s with BPF_PROG_TEST_RUN.
+//! [`test_run`] runs the program on crafted [`packet`]s with BPF_PROG_TEST_RUN;
+//! [`features`] says what this host's kernel lacks for the plane (`vipd check`).
 
 pub mod batch;
 pub mod dataplane;
 pub mod desired;
+pub mod features;
 pub mod loader;
 pub mod maglev;
 pub mod maps;

@@ -3,6 +3,7 @@
 //! connection watcher as its event source.
 
 pub(crate) mod conntrack;
+pub mod features;
 mod full_apply;
 mod retry;
 mod syn_rto;
