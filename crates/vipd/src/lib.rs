@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod error_line;
 pub mod fs_type;
 pub mod health;
 pub mod model;

@@ -174,10 +174,11 @@ impl Logging {
     /// Reports the error a command ended with: through the logger when lines are for a
     /// machine (the journal, JSON), else as a plain `vipd: ...` line for a person.
     pub fn fatal(&self, e: &anyhow::Error) {
+        let line = vipd::error_line::line(e.chain());
         if self.structured && tracing::enabled!(Level::ERROR) {
-            tracing::error!("{e:#}");
+            tracing::error!("{line}");
         } else {
-            eprintln!("vipd: {e:#}");
+            eprintln!("vipd: {line}");
         }
     }
 }

@@ -589,7 +589,10 @@ impl Shell {
             .map_err(anyhow::Error::from)
             .and_then(|()| persist::store(&persist::path(dir), record).map_err(anyhow::Error::from))
         {
-            warn!("cannot write the health record: {e:#}");
+            warn!(
+                "cannot write the health record: {}",
+                crate::error_line::line(e.chain())
+            );
         }
     }
 

@@ -35,13 +35,6 @@ pub enum PlaneError {
 impl PlaneError {
     /// The message and every cause after it, `a: b: c`.
     pub fn chain(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
-            cause = c.source();
-        }
-        out
+        crate::error_line::of(self)
     }
 }

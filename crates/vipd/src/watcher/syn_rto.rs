@@ -179,15 +179,8 @@ fn open(cgroup: &Path) -> Result<File, SynRtoError> {
 }
 
 /// `e` and its sources, joined by ": " (aya's errors keep the errno in a source).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    crate::error_line::of(e)
 }
 
 /// `d` in jiffies at `hz` ticks per second, rounded up and at least one: the kernel
