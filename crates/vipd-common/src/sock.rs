@@ -13,6 +13,7 @@
 //! | `SOCK_STATS` (per-CPU array) | [`stat`] index | `u64` |
 //! | `SOCK_HEALTH` (ring buffer) | | [`crate::health::HealthEvent`] |
 //! | `SOCK_AFFINITY` (LRU hash) | [`SockAffinityKey`] | [`SockAffinity`]: the backend a client sticks to (services with persistence) |
+//! | `SOCK_STICKY_TCP` (LRU hash) | socket cookie | [`SockStickyConn`]: the client entry a TCP connection of a service with persistence holds open |
 //! | `SOCK_SYN_RTO` (hash) | [`crate::VipKey`] | [`SockSynRto`]: the VIP's initial SYN timeout |
 //! | `SOCK_SYN_NEXT` (per-CPU array, 1 entry) | 0 | [`SockSynNext`]: the SYN timeout of the connection `sock_ops` just saw leave (kernel only) |
 //!
@@ -204,7 +205,8 @@ pub struct SockAffinityKey {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct SockAffinity {
-    /// `bpf_ktime_get_ns` of the last connect or datagram that used this entry.
+    /// `bpf_ktime_get_ns` of the last connect or datagram that used this entry, or of
+    /// the end of the last TCP connection it held open.
     pub last_ns: u64,
     pub backend_id: u32,
     /// The backend's `gen` when it was chosen: a reused id is not the same backend.
@@ -214,7 +216,31 @@ pub struct SockAffinity {
     pub port: u16,
     pub family: u8,
     pub _pad: u8,
-    pub _pad1: u32,
+    /// TCP connections to this entry's backend open now: counted when their SYN leaves,
+    /// uncounted when they close (atomic adds). While any is open the entry does not
+    /// expire, as an IPVS template outlives its timeout while it controls connections.
+    /// Read as signed: closes raced below zero count as none.
+    pub open: u32,
+}
+
+impl SockAffinity {
+    /// Whether the entry still holds its client at `now_ns`: a connection of it is
+    /// open, or it was used within `timeout_ns`.
+    #[inline(always)]
+    pub fn holds(&self, now_ns: u64, timeout_ns: u64) -> bool {
+        (self.open as i32) > 0 || now_ns.saturating_sub(self.last_ns) <= timeout_ns
+    }
+}
+
+/// `SOCK_STICKY_TCP`' value, by socket cookie: the client entry a TCP connection of a
+/// service with persistence counts in [`SockAffinity::open`], and the backend it went
+/// to (an entry that names another one since is not the one it counted in).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockStickyConn {
+    pub client: SockAffinityKey,
+    pub backend_id: u32,
+    pub gen: u32,
 }
 
 /// `SOCK_SYN_RTO`'s value: a TCP VIP's initial SYN timeout.
@@ -359,6 +385,7 @@ pub mod stat {
 const _: () = assert!(core::mem::size_of::<SockService>() == 32 + 8 * SOCK_MAX_BACKENDS);
 const _: () = assert!(core::mem::size_of::<SockAffinityKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockAffinity>() == 40);
+const _: () = assert!(core::mem::size_of::<SockStickyConn>() == 40);
 const _: () = assert!(core::mem::size_of::<SockSynRto>() == 8);
 const _: () = assert!(core::mem::size_of::<SockSynNext>() == 16);
 const _: () = assert!(core::mem::size_of::<SockBackend>() == 24);

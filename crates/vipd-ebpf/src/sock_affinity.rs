@@ -5,6 +5,17 @@
 //! the socket is not bound). An entry whose time ran out, or whose backend left the
 //! service's selection (weight 0, quarantine, removal) or its id, gives way to a fresh
 //! weighted choice. Services without persistence never get here.
+//!
+//! A TCP connection holds its client's entry while it is open, as a connection an IPVS
+//! template controls keeps the template: the connect hook records which entry the
+//! socket belongs to (`SOCK_STICKY_TCP`), `sock_ops` counts it in the entry's `open`
+//! when its SYN leaves (from then on a close is sure to be seen) and uncounts it when
+//! it closes, which also restarts the timeout. An entry with a connection open does not
+//! expire. A count is lost only if the connection's record is evicted (more sticky TCP
+//! connections open at once than the map holds): its entry then stays until its
+//! backend leaves the selection or the LRU map evicts it.
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
     bindings::bpf_sock,
@@ -12,9 +23,12 @@ use aya_ebpf::{
     programs::SockAddrContext,
     EbpfContext,
 };
-use vipd_common::sock::{SockAffinity, SockAffinityKey, SockBackend, SockService};
+use vipd_common::sock::{SockAffinity, SockAffinityKey, SockBackend, SockService, SockStickyConn};
 
-use crate::{sock_addr::read_addr, sock_maps::SOCK_AFFINITY};
+use crate::{
+    sock_addr::read_addr,
+    sock_maps::{SOCK_AFFINITY, SOCK_STICKY_TCP},
+};
 
 const NS_PER_S: u64 = 1_000_000_000;
 
@@ -60,9 +74,9 @@ fn source(ctx: &SockAddrContext, v6: bool) -> [u8; 16] {
     }
 }
 
-/// The backend id `client` sticks to, if its entry is still good: used within the
-/// timeout, and its backend `live` (in the selection, same `gen`). A good entry is
-/// refreshed.
+/// The backend id `client` sticks to, if its entry is still good: holding a connection
+/// open or used within the timeout, and its backend `live` (in the selection, same
+/// `gen`). A good entry is refreshed.
 #[inline(always)]
 pub fn sticky(
     client: &SockAffinityKey,
@@ -75,7 +89,7 @@ pub fn sticky(
     // SAFETY: a plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let timeout = u64::from(svc.affinity_s) * NS_PER_S;
-    if now.wrapping_sub(a.last_ns) > timeout || !live(a.backend_id, a.gen) {
+    if !a.holds(now, timeout) || !live(a.backend_id, a.gen) {
         return None;
     }
     a.last_ns = now;
@@ -94,7 +108,7 @@ pub fn stick(client: &SockAffinityKey, id: u32, b: &SockBackend) {
         port: b.port,
         family: b.family,
         _pad: 0,
-        _pad1: 0,
+        open: 0,
     };
     // A full map evicts its least recently used client, which chooses afresh next time.
     let _ = SOCK_AFFINITY.insert(client, &v, 0);
@@ -110,6 +124,63 @@ pub fn touch(client: &SockAffinityKey, id: u32) {
         if a.backend_id == id {
             // SAFETY: a plain helper call.
             a.last_ns = unsafe { bpf_ktime_get_ns() };
+        }
+    }
+}
+
+/// Records that TCP socket `cookie` connects to backend `id` (`gen`) as `client`, so
+/// that `sock_ops` can count it in the entry once its SYN leaves.
+#[inline(always)]
+pub fn remember(cookie: u64, client: &SockAffinityKey, id: u32, gen: u32) {
+    let conn = SockStickyConn {
+        client: *client,
+        backend_id: id,
+        gen,
+    };
+    let _ = SOCK_STICKY_TCP.insert(&cookie, &conn, 0);
+}
+
+/// The client entry `conn` counts in, if it still names `conn`'s backend (an entry
+/// made afresh since, for another backend, is not the one it was counted in).
+#[inline(always)]
+fn entry_of(conn: &SockStickyConn) -> Option<*mut SockAffinity> {
+    let a = SOCK_AFFINITY.get_ptr_mut(&conn.client)?;
+    // SAFETY: a value pointer the map lookup just returned, used within this run.
+    let same = unsafe { (*a).backend_id == conn.backend_id && (*a).gen == conn.gen };
+    same.then_some(a)
+}
+
+/// TCP socket `cookie`'s SYN leaves: if it belongs to a client entry, the entry counts
+/// it open.
+#[inline(always)]
+pub fn hold(cookie: u64) {
+    // SAFETY: a hash map lookup; the value is copied out at once.
+    let Some(conn) = (unsafe { SOCK_STICKY_TCP.get(&cookie) }).copied() else {
+        return;
+    };
+    if let Some(a) = entry_of(&conn) {
+        // SAFETY: a map value's field, aligned; other CPUs add to it atomically too.
+        unsafe { atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(&raw mut (*a).open, 1) };
+    }
+}
+
+/// TCP socket `cookie` closes: if it belongs to a client entry, the entry counts it no
+/// more, and its timeout runs from now.
+#[inline(always)]
+pub fn release(cookie: u64) {
+    // SAFETY: a hash map lookup; the value is copied out at once.
+    let Some(conn) = (unsafe { SOCK_STICKY_TCP.get(&cookie) }).copied() else {
+        return;
+    };
+    let _ = SOCK_STICKY_TCP.remove(&cookie);
+    if let Some(a) = entry_of(&conn) {
+        // SAFETY: as in `hold`; `last_ns` is a plain store, as in `sticky`.
+        unsafe {
+            (*a).last_ns = bpf_ktime_get_ns();
+            let open = &raw mut (*a).open;
+            if (core::ptr::read_volatile(open) as i32) > 0 {
+                atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(open, u32::MAX);
+            }
         }
     }
 }

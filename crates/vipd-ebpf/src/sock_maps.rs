@@ -8,7 +8,7 @@ use aya_ebpf::{
 use vipd_common::{
     sock::{
         stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
-        SockSynNext, SockSynRto,
+        SockStickyConn, SockSynNext, SockSynRto,
     },
     VipKey,
 };
@@ -38,6 +38,11 @@ pub static SOCK_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::CO
 #[map(name = "SOCK_AFFINITY")]
 pub static SOCK_AFFINITY: LruHashMap<SockAffinityKey, SockAffinity> =
     LruHashMap::with_max_entries(1024, 0);
+
+/// The client entry each TCP connection of a service with persistence holds open, by
+/// socket cookie (from its connect to its close).
+#[map(name = "SOCK_STICKY_TCP")]
+pub static SOCK_STICKY_TCP: LruHashMap<u64, SockStickyConn> = LruHashMap::with_max_entries(1024, 0);
 
 /// TCP VIPs with an initial SYN timeout, for `sock_ops`' `TIMEOUT_INIT`.
 #[map(name = "SOCK_SYN_RTO")]

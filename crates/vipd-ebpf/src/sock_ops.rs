@@ -2,7 +2,9 @@
 //! backend fares, for the health state machine. At `TCP_CONNECT_CB` (the SYN goes out) a
 //! connection with a translation record asks for RTO and state callbacks; an RTO while
 //! it is still in SYN_SENT is a SYN retransmission (the backend has not answered),
-//! `ACTIVE_ESTABLISHED_CB` is a success, and the move to CLOSE removes the record. (An
+//! `ACTIVE_ESTABLISHED_CB` is a success, and the move to CLOSE removes the record. A
+//! connection of a service with persistence holds its client's entry open from its SYN
+//! to its close (`sock_affinity`). (An
 //! RST during the handshake is `sock_reset`'s: a refusal.) The socket's peer is the
 //! backend itself (there is no NAT), so the record names the VIP and the event needs no
 //! other attribution.
@@ -37,6 +39,7 @@ use vipd_common::{
 
 use crate::{
     sock_addr::Addr,
+    sock_affinity::{hold, release},
     sock_health::emit,
     sock_maps::{SOCK_PEERS, SOCK_SYN_NEXT, SOCK_SYN_RTO},
     sock_select::{peer_key, service_key},
@@ -92,8 +95,10 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     let key = peer_key(cookie, &backend, family, PEER_REVERSE);
     if op == BPF_SOCK_OPS_STATE_CB {
         // The connection is gone: its translation goes too, so that the LRU map holds
-        // live sockets (a reset was reported before the kernel closes the socket).
+        // live sockets (a reset was reported before the kernel closes the socket), and
+        // its client's entry, if it held one open, counts it no more.
         let _ = SOCK_PEERS.remove(&key);
+        release(cookie);
         return CONTINUE;
     }
     // SAFETY: a hash map lookup; the value is copied out at once.
@@ -107,6 +112,9 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     } else if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
         let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
         let _ = ctx.set_cb_flags(flags as i32);
+        // From here its close is sure to call back: a connection of a service with
+        // persistence holds its client's entry open until then.
+        hold(cookie);
         let rto = syn_rto(&rec);
         if let Some(next) = SOCK_SYN_NEXT.get_ptr_mut(0) {
             // SAFETY: a per-CPU slot, touched only by this program on this CPU.

@@ -10,12 +10,12 @@ use aya_ebpf::{
 };
 use vipd_common::{
     sock::{stat, SockPeer, SockPeerKey, SockService, PEER_FORWARD, PEER_REVERSE},
-    VipKey, AF_INET, AF_INET6,
+    VipKey, AF_INET, AF_INET6, IPPROTO_TCP,
 };
 
 use crate::{
     sock_addr::Addr,
-    sock_affinity::{client, stick, sticky, touch},
+    sock_affinity::{client, remember, stick, sticky, touch},
     sock_maps::{count, SOCK_BACKENDS, SOCK_PEERS, SOCK_SERVICES},
 };
 
@@ -107,6 +107,9 @@ pub fn choose(ctx: &SockAddrContext, v6: bool, dst: &Addr, family: u8, protocol:
         };
         if kept.is_none() && b.gen != 0 {
             stick(&who, id, b);
+        }
+        if protocol == IPPROTO_TCP as u8 && b.gen != 0 {
+            remember(cookie(ctx), &who, id, b.gen);
         }
         (id, b)
     };

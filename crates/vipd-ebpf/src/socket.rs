@@ -6,6 +6,11 @@
 //! `crates/vipd/build.rs`; vipd's socket loader loads it with aya.
 #![no_std]
 #![no_main]
+// The BPF target has no `core::sync::atomic` types; `sock_affinity` counts a client's
+// open connections with the atomic add intrinsic (BPF_ATOMIC). The object is built with
+// RUSTC_BOOTSTRAP already, for `-Z build-std=core` (crates/vipd/build.rs).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 // Only `read` (probed reads) is used here; the trait serves the watcher.
 #[allow(dead_code)]

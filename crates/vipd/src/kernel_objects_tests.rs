@@ -86,6 +86,7 @@ fn the_socket_object_holds_only_the_socket_plane() {
             "SOCK_PEERS",
             "SOCK_SERVICES",
             "SOCK_STATS",
+            "SOCK_STICKY_TCP",
             "SOCK_SYN_NEXT",
             "SOCK_SYN_RTO"
         ])

@@ -10,7 +10,10 @@
 use std::{mem::size_of, os::fd::AsFd, path::Path};
 
 use vipd_common::{
-    sock::{SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService},
+    sock::{
+        SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
+        SockStickyConn,
+    },
     VipKey,
 };
 
@@ -43,6 +46,7 @@ pub fn expected(name: &str, sizes: Sizes) -> Option<MapLayout> {
         "SOCK_BACKENDS" => layout::<u32, SockBackend>(ARRAY, sizes.backends),
         "SOCK_PEERS" => layout::<SockPeerKey, SockPeer>(LRU_HASH, sizes.peers),
         "SOCK_AFFINITY" => layout::<SockAffinityKey, SockAffinity>(LRU_HASH, sizes.affinity),
+        "SOCK_STICKY_TCP" => layout::<u64, SockStickyConn>(LRU_HASH, sizes.peers),
         _ => return None,
     })
 }

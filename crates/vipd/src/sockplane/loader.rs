@@ -70,11 +70,12 @@ pub const PROGRAM_PREFIX: &str = "vipd_sock_";
 
 /// Maps that carry state worth keeping across a restart: pinned with a pin directory.
 /// The counters are per process; the SYN timeouts are written again at start.
-pub const PINNED_MAPS: [&str; 4] = [
+pub const PINNED_MAPS: [&str; 5] = [
     "SOCK_SERVICES",
     "SOCK_BACKENDS",
     "SOCK_PEERS",
     "SOCK_AFFINITY",
+    "SOCK_STICKY_TCP",
 ];
 
 /// Map sizes.
@@ -84,7 +85,8 @@ pub struct Sizes {
     /// Backend ids (id 0 is never used).
     pub backends: u32,
     /// Socket translations (LRU): two per unconnected UDP socket and VIP, one per
-    /// connected socket.
+    /// connected socket. Also the size of `SOCK_STICKY_TCP` (LRU), one per open TCP
+    /// connection of a service with persistence.
     pub peers: u32,
     /// Clients of services with persistence (LRU).
     pub affinity: u32,
@@ -236,6 +238,7 @@ impl SockProgram {
             .map_max_entries("SOCK_BACKENDS", sizes.backends)
             .map_max_entries("SOCK_PEERS", sizes.peers)
             .map_max_entries("SOCK_AFFINITY", sizes.affinity)
+            .map_max_entries("SOCK_STICKY_TCP", sizes.peers)
             .map_max_entries("SOCK_SYN_RTO", sizes.services)
             .map_max_entries("SOCK_HEALTH", sizes.events_bytes);
         for (name, path) in &pins {

@@ -1,6 +1,6 @@
 //! How many clients of each service with persistence stick to each backend now, from
-//! `SOCK_AFFINITY`: the entries the connect hook would still honour (used within the
-//! service's timeout, naming a backend id whose `gen` is still the one chosen and that
+//! `SOCK_AFFINITY`: the entries the connect hook would still honour (holding a TCP
+//! connection open or used within the service's timeout, naming a backend id whose `gen` is still the one chosen and that
 //! is still in the service's selection), counted per service and backend. An entry past
 //! its time stays in the map until its client comes back or the LRU map evicts it; it
 //! is not counted, as the hook would not follow it.
@@ -46,8 +46,7 @@ pub fn count(
         let Some((vip, svc)) = by_id.get(&client.service_id) else {
             continue;
         };
-        // An entry used after `now_ns` was read is as good as one used at `now_ns`.
-        if now_ns.saturating_sub(a.last_ns) > u64::from(svc.affinity_s) * NS_PER_S {
+        if !a.holds(now_ns, u64::from(svc.affinity_s) * NS_PER_S) {
             continue;
         }
         let Some(b) = backends.get(&a.backend_id) else {
@@ -169,6 +168,18 @@ mod tests {
             s.affinity_s = 0;
         }
         assert!(count(&[entry(7, 1, 1, 11, 1)], &services, &backends, NOW).is_empty());
+    }
+
+    #[test]
+    fn an_entry_holding_a_connection_open_counts_past_its_timeout() {
+        let (_, services, backends) = setup();
+        let (k, mut a) = entry(7, 1, 1, 11, 600);
+        assert!(count(&[(k, a)], &services, &backends, NOW).is_empty());
+        a.open = 2;
+        assert_eq!(count(&[(k, a)], &services, &backends, NOW)[0].clients, 1);
+        // A count raced below zero is none.
+        a.open = u32::MAX;
+        assert!(count(&[(k, a)], &services, &backends, NOW).is_empty());
     }
 
     #[test]

@@ -73,6 +73,21 @@ for line in sys.stdin:
             print("error:%s" % e.errno, "0.0.0.0", 0, flush=True)
 "#;
 
+/// One TCP connection to a VIP, kept open (after the server's line) until a line comes
+/// on stdin.
+const HELD: &str = r#"
+import socket, sys
+vip, port = sys.argv[1], int(sys.argv[2])
+fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(2)
+s.connect((vip, port)); peer = s.getpeername()
+d = s.makefile().readline().strip()
+print(d, peer[0], peer[1], flush=True)
+sys.stdin.readline()
+s.close()
+print("closed", flush=True)
+"#;
+
 /// `n` connects to a target, each reading the server's line and closing; prints the
 /// seconds they took in all.
 const TIMED: &str = r#"
@@ -225,6 +240,46 @@ impl OneSocket {
 }
 
 impl Drop for OneSocket {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client holding one TCP connection to a VIP open (in namespace `ns` and cgroup
+/// `cgroup`) until [`HeldTcp::close`]; killed on drop.
+pub struct HeldTcp {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl HeldTcp {
+    /// Connects; returns once the server's line came, with what the client saw.
+    pub fn start(ns: &Netns, cgroup: &Path, vip: &str, port: u16) -> (HeldTcp, Seen) {
+        let mut child = in_cgroup(ns, cgroup, HELD, &format!("{vip} {port}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("client");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        (HeldTcp { child, out }, parse(&line))
+    }
+
+    /// Closes the connection; returns once the client did.
+    pub fn close(mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin).unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "closed", "the held connection's client");
+    }
+}
+
+impl Drop for HeldTcp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -18,8 +18,9 @@ use vipd::{
 
 use crate::{
     socket_common::{
-        addr, backend_netns, procs::client, Cgroup, Pins, Servers, BACKENDS4, TCP_PORT, UDP_PORT,
-        VIP4, VIP_PORT,
+        addr, backend_netns,
+        procs::{client, HeldTcp},
+        Cgroup, Pins, Servers, BACKENDS4, TCP_PORT, UDP_PORT, VIP4, VIP_PORT,
     },
     start, tally,
 };
@@ -246,4 +247,44 @@ fn affinity_is_refreshed_on_use_and_expires_after_its_timeout() {
     let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
     let after = one(&t, "after the timeout");
     assert_ne!(after, first, "the entry did not expire");
+}
+
+/// A TCP connection holds its client's entry while it is open, as a connection an IPVS
+/// template controls keeps the template: past the timeout (1 s) the client's next
+/// connections still go to its backend, and once the connection closes the timeout runs
+/// again from then. The weights make a fresh choice all but certain to differ.
+#[test]
+fn an_open_connection_holds_its_clients_affinity_past_the_timeout() {
+    let ns = backend_netns();
+    let _servers = Servers::start(&ns, &BACKENDS4);
+    let cg = Cgroup::new("sock-affhold");
+    let pins = Pins::new("sock-affhold");
+    let mut plane = start(&cg.0, &pins.0);
+    plane.apply(&config("1s"), &weights([1, 1, 1])).unwrap();
+    let vip = addr(VIP4, VIP_PORT);
+    let (held, seen) = HeldTcp::start(&ns, &cg.0, VIP4, VIP_PORT);
+    assert_eq!(seen.peer, vip, "the held connection's peer");
+    let first = seen.backend;
+    let mut w = [1000, 1000, 1000];
+    w[index(&first)] = 1;
+    plane.write_weights(&weights(w)).unwrap();
+
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(
+        sticky(&mut plane)[&VIP_PORT],
+        BTreeMap::from([(first.clone(), 1)]),
+        "the open connection holds its client"
+    );
+    let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
+    assert_eq!(one(&t, "past the timeout, a connection open"), first);
+
+    held.close();
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(
+        sticky(&mut plane)[&VIP_PORT],
+        BTreeMap::new(),
+        "the timeout runs again from the close"
+    );
+    let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
+    assert_ne!(one(&t, "after the close and the timeout"), first);
 }
