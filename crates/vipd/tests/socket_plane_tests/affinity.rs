@@ -23,6 +23,7 @@ use crate::{
         Cgroup, Pins, Servers, BACKENDS4, TCP_PORT, UDP_PORT, VIP4, VIP_PORT,
     },
     start, tally,
+    xdp_common::Netns,
 };
 
 /// A second TCP port of the VIP, for a service without persistence.
@@ -94,6 +95,43 @@ fn weights(w: [u32; 3]) -> Weights {
 fn one(t: &BTreeMap<String, usize>, what: &str) -> String {
     assert_eq!(t.len(), 1, "{what}: not one backend: {t:?}");
     t.keys().next().unwrap().clone()
+}
+
+/// The three services on the plane, at weight 1 each, with persistence of `timeout`,
+/// and the backends' servers. Fields drop in order: the plane and its pins before the
+/// cgroup they are attached to.
+struct Lab {
+    plane: SocketPlane,
+    _pins: Pins,
+    cg: Cgroup,
+    _servers: Servers,
+    ns: Netns,
+}
+
+impl Lab {
+    fn new(tag: &str, timeout: &str) -> Lab {
+        let ns = backend_netns();
+        let servers = Servers::start(&ns, &BACKENDS4);
+        let cg = Cgroup::new(tag);
+        let pins = Pins::new(tag);
+        let mut plane = start(&cg.0, &pins.0);
+        plane.apply(&config(timeout), &weights([1, 1, 1])).unwrap();
+        Lab {
+            plane,
+            _pins: pins,
+            cg,
+            _servers: servers,
+            ns,
+        }
+    }
+}
+
+/// Makes a fresh choice all but certain to leave `sticky`: it keeps weight 1, the
+/// others get 1,000 each (while an entry holds, weights do not move its client).
+fn favour_others(plane: &mut SocketPlane, sticky: &str) {
+    let mut w = [1000, 1000, 1000];
+    w[index(sticky)] = 1;
+    plane.write_weights(&weights(w)).unwrap();
 }
 
 fn index(b: &str) -> usize {
@@ -209,25 +247,18 @@ fn connections_with_persistence_stick_to_one_backend_and_move_once_it_leaves() {
 /// the others get 1,000 each (while the entry is good, weights do not move the client).
 #[test]
 fn affinity_is_refreshed_on_use_and_expires_after_its_timeout() {
-    let ns = backend_netns();
-    let _servers = Servers::start(&ns, &BACKENDS4);
-    let cg = Cgroup::new("sock-affexp");
-    let pins = Pins::new("sock-affexp");
-    let mut plane = start(&cg.0, &pins.0);
-    let cfg = config("1s");
-    plane.apply(&cfg, &weights([1, 1, 1])).unwrap();
+    let mut lab = Lab::new("sock-affexp", "1s");
+    let (ns, cg) = (&lab.ns, &lab.cg);
     let vip = addr(VIP4, VIP_PORT);
     let first = one(
-        &tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip),
+        &tally(&client(ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip),
         "tcp",
     );
-    let mut w = [1000, 1000, 1000];
-    w[index(&first)] = 1;
-    plane.write_weights(&weights(w)).unwrap();
+    favour_others(&mut lab.plane, &first);
 
     let began = Instant::now();
     while began.elapsed() < Duration::from_millis(2400) {
-        let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 1, "tcp"), vip);
+        let t = tally(&client(ns, &cg.0, VIP4, VIP_PORT, 1, "tcp"), vip);
         assert_eq!(
             one(&t, "within the timeout"),
             first,
@@ -237,14 +268,19 @@ fn affinity_is_refreshed_on_use_and_expires_after_its_timeout() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(
-        sticky(&mut plane)[&VIP_PORT],
+        sticky(&mut lab.plane)[&VIP_PORT],
         BTreeMap::from([(first.clone(), 1)])
     );
     std::thread::sleep(Duration::from_millis(1600));
     // Past its timeout the entry is still in the map, but no client sticks any more.
-    assert_eq!(plane.affinities().len(), 1, "{:?}", plane.affinities());
-    assert_eq!(sticky(&mut plane)[&VIP_PORT], BTreeMap::new());
-    let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
+    assert_eq!(
+        lab.plane.affinities().len(),
+        1,
+        "{:?}",
+        lab.plane.affinities()
+    );
+    assert_eq!(sticky(&mut lab.plane)[&VIP_PORT], BTreeMap::new());
+    let t = tally(&client(ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
     let after = one(&t, "after the timeout");
     assert_ne!(after, first, "the entry did not expire");
 }
@@ -255,36 +291,30 @@ fn affinity_is_refreshed_on_use_and_expires_after_its_timeout() {
 /// again from then. The weights make a fresh choice all but certain to differ.
 #[test]
 fn an_open_connection_holds_its_clients_affinity_past_the_timeout() {
-    let ns = backend_netns();
-    let _servers = Servers::start(&ns, &BACKENDS4);
-    let cg = Cgroup::new("sock-affhold");
-    let pins = Pins::new("sock-affhold");
-    let mut plane = start(&cg.0, &pins.0);
-    plane.apply(&config("1s"), &weights([1, 1, 1])).unwrap();
+    let mut lab = Lab::new("sock-affhold", "1s");
+    let (ns, cg) = (&lab.ns, &lab.cg);
     let vip = addr(VIP4, VIP_PORT);
-    let (held, seen) = HeldTcp::start(&ns, &cg.0, VIP4, VIP_PORT);
+    let (held, seen) = HeldTcp::start(ns, &cg.0, VIP4, VIP_PORT);
     assert_eq!(seen.peer, vip, "the held connection's peer");
     let first = seen.backend;
-    let mut w = [1000, 1000, 1000];
-    w[index(&first)] = 1;
-    plane.write_weights(&weights(w)).unwrap();
+    favour_others(&mut lab.plane, &first);
 
     std::thread::sleep(Duration::from_millis(1600));
     assert_eq!(
-        sticky(&mut plane)[&VIP_PORT],
+        sticky(&mut lab.plane)[&VIP_PORT],
         BTreeMap::from([(first.clone(), 1)]),
         "the open connection holds its client"
     );
-    let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
+    let t = tally(&client(ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
     assert_eq!(one(&t, "past the timeout, a connection open"), first);
 
     held.close();
     std::thread::sleep(Duration::from_millis(1600));
     assert_eq!(
-        sticky(&mut plane)[&VIP_PORT],
+        sticky(&mut lab.plane)[&VIP_PORT],
         BTreeMap::new(),
         "the timeout runs again from the close"
     );
-    let t = tally(&client(&ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
+    let t = tally(&client(ns, &cg.0, VIP4, VIP_PORT, 20, "tcp"), vip);
     assert_ne!(one(&t, "after the close and the timeout"), first);
 }
