@@ -287,11 +287,17 @@ impl Shell {
             crate::plane::socket::retire_pins();
         }
         let mut plane: Box<dyn DataPlane> = match &core.config().dataplane {
-            Dataplane::Xdp(x) => Box::new(XdpPlane::start(x)?),
-            Dataplane::Socket(s) => Box::new(SocketPlane::start(s)?),
-            Dataplane::Ipvs => {
-                Box::new(IpvsPlane::start(opts.state_file.clone(), opts.probes, now)?)
-            }
+            Dataplane::Xdp(x) => Box::new(
+                XdpPlane::start(x).map_err(|e| lacking(e, crate::xdp::features::check(x)))?,
+            ),
+            Dataplane::Socket(s) => Box::new(
+                SocketPlane::start(s)
+                    .map_err(|e| lacking(e, crate::sockplane::features::check(s)))?,
+            ),
+            Dataplane::Ipvs => Box::new(
+                IpvsPlane::start(opts.state_file.clone(), opts.probes, now)
+                    .map_err(|e| lacking(e, crate::plane::ipvs::features::check(core.config())))?,
+            ),
         };
         let events = register(plane.event_fd()).context("polling the event ring buffer")?;
         core.plane_mode(plane.mode());
@@ -605,5 +611,40 @@ impl Shell {
 fn send(answers: &mut Vec<Answer>) {
     for (to, answer) in answers.drain(..) {
         let _ = to.send(answer);
+    }
+}
+
+/// A data plane's failure to start, with what `vipd check` would say this host lacks
+/// for it, if anything: the likely reason, said first.
+fn lacking(e: crate::plane::PlaneError, host: crate::plane::features::Features) -> anyhow::Error {
+    let e = anyhow::Error::from(e);
+    if host.errors.is_empty() {
+        e
+    } else {
+        e.context(host.errors.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lacking;
+    use crate::{
+        error_line::line,
+        plane::{features::Features, PlaneError},
+    };
+
+    #[test]
+    fn a_plane_that_cannot_start_says_first_what_this_host_lacks() {
+        let host = Features {
+            errors: vec!["kernel 6.1.0 has no IPVS".into()],
+            notes: vec!["not said".into()],
+        };
+        let e = lacking(PlaneError::WriterGone, host);
+        assert_eq!(
+            line(e.chain()),
+            "kernel 6.1.0 has no IPVS: the weight writer thread is gone"
+        );
+        let e = lacking(PlaneError::WriterGone, Features::default());
+        assert_eq!(line(e.chain()), "the weight writer thread is gone");
     }
 }
