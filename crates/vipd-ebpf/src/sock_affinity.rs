@@ -151,16 +151,22 @@ fn entry_of(conn: &SockStickyConn) -> Option<*mut SockAffinity> {
 }
 
 /// TCP socket `cookie`'s SYN leaves: if it belongs to a client entry, the entry counts
-/// it open.
+/// it open. If the entry is gone (evicted) or names another backend now, the socket's
+/// record goes, so that its close uncounts nothing it did not count.
 #[inline(always)]
 pub fn hold(cookie: u64) {
     // SAFETY: a hash map lookup; the value is copied out at once.
     let Some(conn) = (unsafe { SOCK_STICKY_TCP.get(&cookie) }).copied() else {
         return;
     };
-    if let Some(a) = entry_of(&conn) {
+    match entry_of(&conn) {
         // SAFETY: a map value's field, aligned; other CPUs add to it atomically too.
-        unsafe { atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(&raw mut (*a).open, 1) };
+        Some(a) => unsafe {
+            atomic_xadd::<u32, u32, { AtomicOrdering::Relaxed }>(&raw mut (*a).open, 1);
+        },
+        None => {
+            let _ = SOCK_STICKY_TCP.remove(&cookie);
+        }
     }
 }
 
