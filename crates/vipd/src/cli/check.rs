@@ -13,7 +13,7 @@ use anyhow::Context;
 use serde::Serialize;
 use vipd::{
     config::{self, Diagnostic},
-    plane::features::Features,
+    plane::features,
     reconcile::{host_check, DEFAULT_STATE_FILE},
 };
 
@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match config::load(&args.config) {
         Ok(cfg) => {
             if !args.config_only {
-                let host = plane_features(&cfg);
+                let host = features::of_config(&cfg);
                 report.notes = host.notes;
                 if !host.errors.is_empty() {
                     let errors: Vec<Diagnostic> = host
@@ -125,15 +125,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             report.errors = all.iter().map(JsonDiagnostic::from).collect();
             finish(&args, report, &all, "")
         }
-    }
-}
-
-/// What `cfg`'s data plane needs of this host's kernel and lacks (read only).
-fn plane_features(cfg: &config::Config) -> Features {
-    match &cfg.dataplane {
-        config::Dataplane::Ipvs => vipd::plane::ipvs::features::check(cfg),
-        config::Dataplane::Xdp(x) => vipd::xdp::features::check(x),
-        config::Dataplane::Socket(s) => vipd::sockplane::features::check(s),
     }
 }
 

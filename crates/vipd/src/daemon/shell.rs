@@ -286,19 +286,14 @@ impl Shell {
         if core.config().dataplane.socket().is_none() {
             crate::plane::socket::retire_pins();
         }
-        let mut plane: Box<dyn DataPlane> = match &core.config().dataplane {
-            Dataplane::Xdp(x) => Box::new(
-                XdpPlane::start(x).map_err(|e| lacking(e, crate::xdp::features::check(x)))?,
-            ),
-            Dataplane::Socket(s) => Box::new(
-                SocketPlane::start(s)
-                    .map_err(|e| lacking(e, crate::sockplane::features::check(s)))?,
-            ),
-            Dataplane::Ipvs => Box::new(
-                IpvsPlane::start(opts.state_file.clone(), opts.probes, now)
-                    .map_err(|e| lacking(e, crate::plane::ipvs::features::check(core.config())))?,
-            ),
+        let started: Result<Box<dyn DataPlane>, _> = match &core.config().dataplane {
+            Dataplane::Xdp(x) => XdpPlane::start(x).map(|p| Box::new(p) as _),
+            Dataplane::Socket(s) => SocketPlane::start(s).map(|p| Box::new(p) as _),
+            Dataplane::Ipvs => IpvsPlane::start(opts.state_file.clone(), opts.probes, now)
+                .map(|p| Box::new(p) as _),
         };
+        let mut plane =
+            started.map_err(|e| lacking(e, crate::plane::features::of_config(core.config())))?;
         let events = register(plane.event_fd()).context("polling the event ring buffer")?;
         core.plane_mode(plane.mode());
         let writes = core

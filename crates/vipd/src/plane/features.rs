@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use crate::config::{Config, Dataplane};
+
 /// What the host lacks for a data plane.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Features {
@@ -11,6 +13,16 @@ pub struct Features {
     pub errors: Vec<String>,
     /// What works otherwise than it could.
     pub notes: Vec<String>,
+}
+
+/// What `config`'s data plane needs of this host's kernel and lacks (read only): what
+/// `vipd check` reports, and what `vipd run` says first when the plane cannot start.
+pub fn of_config(config: &Config) -> Features {
+    match &config.dataplane {
+        Dataplane::Ipvs => super::ipvs::features::check(config),
+        Dataplane::Xdp(x) => crate::xdp::features::check(x),
+        Dataplane::Socket(s) => crate::sockplane::features::check(s),
+    }
 }
 
 /// `major.minor` of a kernel release string (`6.18.2-foo`).

@@ -82,7 +82,7 @@ pub struct Dataplane {
     next_gen: u32,
 }
 
-fn backend_entry(addr: SocketAddr, gen: u32) -> SockBackend {
+pub(super) fn backend_entry(addr: SocketAddr, gen: u32) -> SockBackend {
     let key = vip_key(addr, 0);
     SockBackend {
         addr: key.addr,

@@ -73,20 +73,15 @@ pub fn count(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{model::kernel::vip_key, sockplane::selection::selection};
+    use crate::{
+        model::kernel::vip_key,
+        sockplane::{dataplane::backend_entry, selection::selection},
+    };
 
     const NOW: u64 = 1_000 * NS_PER_S;
 
     fn backend(addr: &str, gen: u32) -> SockBackend {
-        let a: SocketAddr = addr.parse().unwrap();
-        let k = vip_key(a, 0);
-        SockBackend {
-            addr: k.addr,
-            port: a.port(),
-            family: k.family,
-            _pad: 0,
-            gen,
-        }
+        backend_entry(addr.parse().unwrap(), gen)
     }
 
     fn entry(

@@ -17,12 +17,12 @@ use super::{
     btf::{Btf, BtfError},
     event::{DecodeError, Event},
     offsets::{self, SockTracepoint},
-    syn_rto::{chain, SynRto},
+    syn_rto::SynRto,
     tracefs::{Format, TracefsError},
     vip_ports::VipPorts,
 };
 pub use crate::model::kernel::vip_key;
-use crate::{bpf_map::removed, model::kernel::socket_addr};
+use crate::{bpf_map::removed, error_line, model::kernel::socket_addr};
 
 /// The watcher's kernel object (built by build.rs from `vipd-ebpf`'s `vipd-watch`): its
 /// programs and maps only, none of another data plane's.
@@ -337,7 +337,7 @@ impl Probes {
                     Ok(s)
                 }
                 Err(e) => {
-                    let e = chain(&e);
+                    let e = error_line::of(&e);
                     tracing::warn!(
                         "syn_rto not available, VIPs keep the kernel's SYN timeout: {e}"
                     );
@@ -489,7 +489,9 @@ impl Probes {
     /// kernel's default). An error if the `sock_ops` program is not attached.
     pub fn set_syn_rto(&mut self, vip: SocketAddr, rto: Option<Duration>) -> Result<(), String> {
         match &mut self.syn_rto {
-            Ok(s) => s.set(&mut self.ebpf, vip, rto).map_err(|e| chain(&e)),
+            Ok(s) => s
+                .set(&mut self.ebpf, vip, rto)
+                .map_err(|e| error_line::of(&e)),
             Err(why) => Err(format!("the syn_rto program is not attached ({why})")),
         }
     }
@@ -503,7 +505,7 @@ impl Probes {
     /// a timeout, else 0.
     pub fn syn_rto_kernel_links(&self) -> Result<usize, String> {
         let s = self.syn_rto.as_ref().map_err(Clone::clone)?;
-        s.kernel_links(&self.ebpf).map_err(|e| chain(&e))
+        s.kernel_links(&self.ebpf).map_err(|e| error_line::of(&e))
     }
 
     /// Stops producing events for `vip`. Not watching it is not an error.

@@ -178,11 +178,6 @@ fn open(cgroup: &Path) -> Result<File, SynRtoError> {
     })
 }
 
-/// `e` and its sources, joined by ": " (aya's errors keep the errno in a source).
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    crate::error_line::of(e)
-}
-
 /// `d` in jiffies at `hz` ticks per second, rounded up and at least one: the kernel
 /// reads the program's reply in jiffies, and 0 would mean its default.
 pub fn jiffies(d: Duration, hz: u32) -> u32 {
