@@ -380,24 +380,18 @@ fn kill9_and_restart_drop_no_connection_and_write_nothing() {
     println!("load: {}", r.summary());
 }
 
-/// Waits until `vipd status` shows `want` sticky clients on each of `peers` (in order).
+/// Waits until `vipd status` shows `want` sticky clients on each of `peers` (in order),
+/// the backends of its one service.
 fn wait_sticky(vipd: &Vipd, peers: &[SocketAddr], want: &[u32]) {
-    let addrs: Vec<String> = peers.iter().map(ToString::to_string).collect();
     let want: Vec<Option<u32>> = want.iter().copied().map(Some).collect();
     // The daemon counts them every 5 s.
     vipd.wait_for(
-        &format!("sticky clients {want:?} on {addrs:?}"),
+        &format!("sticky clients {want:?} on {peers:?}"),
         Duration::from_secs(8),
         |v| {
-            let got: Vec<Option<u32>> = addrs
+            let got: Vec<Option<u32>> = peers
                 .iter()
-                .map(|a| {
-                    v.services
-                        .iter()
-                        .flat_map(|s| &s.backends)
-                        .find(|b| b.addr == *a)
-                        .and_then(|b| b.sticky_clients)
-                })
+                .map(|p| backend_in(&v.services[0], *p).sticky_clients)
                 .collect();
             got == want
         },
