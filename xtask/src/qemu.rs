@@ -16,11 +16,21 @@ pub struct Outcome {
     /// The init script's exit code (`VIPD_VM_RESULT`), if it got that far.
     pub result: Option<i32>,
     pub booted: bool,
-    pub timed_out: bool,
+    /// Why the boot was stopped, if it was.
+    pub hung: Option<Hang>,
     pub passed: u64,
     pub failed: u64,
     /// Names of failed tests, as libtest printed them.
     pub failures: Vec<String>,
+}
+
+/// How a boot that never reported was judged hung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hang {
+    /// It printed nothing for `Boot::silence`.
+    Silent,
+    /// It ran past `Boot::timeout`.
+    Overtime,
 }
 
 pub struct Boot<'a> {
@@ -28,7 +38,9 @@ pub struct Boot<'a> {
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     pub memory_mb: u32,
+    pub cpus: u32,
     pub timeout: Duration,
+    pub silence: Duration,
     pub kvm: bool,
 }
 
@@ -58,27 +70,32 @@ pub fn run(boot: &Boot<'_>) -> Result<Outcome> {
     } else {
         cmd.args(["-accel", "tcg", "-cpu", "max"]);
     }
-    cmd.args(["-smp", "2", "-m", &boot.memory_mb.to_string()])
-        .args([
-            "-nodefaults",
-            "-no-reboot",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-        ])
-        .args(["-nic", "none"])
-        .arg("-kernel")
-        .arg(boot.kernel)
-        .arg("-initrd")
-        .arg(boot.initrd)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 vipd.vm=1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "-smp",
+        &boot.cpus.to_string(),
+        "-m",
+        &boot.memory_mb.to_string(),
+    ])
+    .args([
+        "-nodefaults",
+        "-no-reboot",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+    ])
+    .args(["-nic", "none"])
+    .arg("-kernel")
+    .arg(boot.kernel)
+    .arg("-initrd")
+    .arg(boot.initrd)
+    .args([
+        "-append",
+        "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 vipd.vm=1",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     let mut child = cmd
         .spawn()
         .context("starting qemu-system-x86_64 (run scripts/setup.sh)")?;
@@ -94,11 +111,12 @@ pub fn run(boot: &Boot<'_>) -> Result<Outcome> {
     });
 
     let deadline = Instant::now() + boot.timeout;
+    let mut last_line = Instant::now();
     let mut out = Outcome::default();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left.min(Duration::from_secs(1))) {
+        match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(line) => {
+                last_line = Instant::now();
                 let line = line.trim_end_matches('\r');
                 println!("[{}] {line}", boot.label);
                 if line.starts_with("VIPD_VM_READY") {
@@ -115,13 +133,19 @@ pub fn run(boot: &Boot<'_>) -> Result<Outcome> {
                 }
                 tally(line, &mut out);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
-                out.timed_out = true;
-                let _ = child.kill();
-                break;
-            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        out.hung = if Instant::now() >= deadline {
+            Some(Hang::Overtime)
+        } else if last_line.elapsed() >= boot.silence {
+            Some(Hang::Silent)
+        } else {
+            None
+        };
+        if out.hung.is_some() {
+            let _ = child.kill();
+            break;
         }
     }
     let _ = child.wait();

@@ -19,6 +19,7 @@ pub mod servers;
 pub mod socket_bench;
 pub mod stats;
 pub mod syn;
+pub mod tcp_client;
 pub mod vipd_cli;
 pub mod watch;
 pub mod weights;
