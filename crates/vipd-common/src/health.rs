@@ -107,9 +107,39 @@ pub const fn unreachable_of_errno(v6: bool, err: i32) -> Option<(u8, u8)> {
     }
 }
 
+/// ICMP destination unreachable; ICMPv6 destination unreachable.
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMPV6_DEST_UNREACH: u8 = 1;
+
+/// Whether an ICMP error of `icmp_type` and `code` says the destination cannot take the
+/// datagram: destination unreachable with network, host, protocol or port unreachable,
+/// or one of the administratively prohibited codes (9, 10, 13). "Fragmentation needed"
+/// (4) is path MTU discovery, not a failure.
+pub const fn icmp_failure(icmp_type: u8, code: u8) -> bool {
+    icmp_type == ICMP_DEST_UNREACH && matches!(code, 0..=3 | 9 | 10 | 13)
+}
+
+/// As [`icmp_failure`] for ICMPv6 destination unreachable: no route, administratively
+/// prohibited, address unreachable, port unreachable, failed policy, reject route.
+pub const fn icmpv6_failure(icmp_type: u8, code: u8) -> bool {
+    icmp_type == ICMPV6_DEST_UNREACH && matches!(code, 0 | 1 | 3..=6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreachables_fail_and_path_mtu_discovery_does_not() {
+        assert!(icmp_failure(3, 3) && icmp_failure(3, 13) && icmpv6_failure(1, 4));
+        assert!(!icmp_failure(3, 4), "fragmentation needed");
+        assert!(!icmp_failure(11, 0), "time exceeded");
+        assert!(!icmpv6_failure(2, 0), "packet too big");
+        assert!(
+            !icmpv6_failure(1, 2),
+            "beyond the scope of the source address"
+        );
+    }
 
     #[test]
     fn socket_errors_name_the_unreachable_they_came_from() {

@@ -55,6 +55,7 @@ mod pod {
     unsafe impl aya::Pod for crate::sock::SockAffinityKey {}
     unsafe impl aya::Pod for crate::sock::SockAffinity {}
     unsafe impl aya::Pod for crate::sock::SockStickyConn {}
+    unsafe impl aya::Pod for crate::sock::SockUdpFlowKey {}
     unsafe impl aya::Pod for crate::sock::SockSynRto {}
     unsafe impl aya::Pod for crate::sock::SockResetOffsets {}
     unsafe impl aya::Pod for crate::sock::SockErrorOffsets {}

@@ -243,6 +243,24 @@ pub struct SockStickyConn {
     pub gen: u32,
 }
 
+/// A datagram an unconnected UDP socket sent through a VIP, as an ICMP error about it
+/// quotes it: `SOCK_UDP_FLOWS`' key (the value is the [`SockPeer`] that names the VIP,
+/// as [`PEER_REVERSE`]'s does). The client's address is not in the key: an unbound
+/// socket's source is chosen by routing, after the send hook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct SockUdpFlowKey {
+    pub backend: [u8; 16],
+    /// Host byte order.
+    pub backend_port: u16,
+    /// The sending socket's port, host byte order.
+    pub client_port: u16,
+    /// The family of the datagram on the wire (`AF_INET` for an IPv4 VIP reached
+    /// through a dual-stack socket).
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
 /// `SOCK_SYN_RTO`'s value: a TCP VIP's initial SYN timeout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]

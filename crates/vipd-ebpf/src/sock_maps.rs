@@ -8,7 +8,7 @@ use aya_ebpf::{
 use vipd_common::{
     sock::{
         stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
-        SockStickyConn, SockSynNext, SockSynRto,
+        SockStickyConn, SockSynNext, SockSynRto, SockUdpFlowKey,
     },
     VipKey,
 };
@@ -43,6 +43,12 @@ pub static SOCK_AFFINITY: LruHashMap<SockAffinityKey, SockAffinity> =
 /// socket cookie (from its connect to its close).
 #[map(name = "SOCK_STICKY_TCP")]
 pub static SOCK_STICKY_TCP: LruHashMap<u64, SockStickyConn> = LruHashMap::with_max_entries(1024, 0);
+
+/// The datagrams unconnected UDP sockets sent through a VIP, by what an ICMP error
+/// quotes of them (client port, backend), to the VIP's record: for `sock_udp_err`.
+#[map(name = "SOCK_UDP_FLOWS")]
+pub static SOCK_UDP_FLOWS: LruHashMap<SockUdpFlowKey, SockPeer> =
+    LruHashMap::with_max_entries(1024, 0);
 
 /// TCP VIPs with an initial SYN timeout, for `sock_ops`' `TIMEOUT_INIT`.
 #[map(name = "SOCK_SYN_RTO")]

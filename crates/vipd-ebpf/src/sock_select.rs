@@ -1,22 +1,24 @@
 //! What every hook of the socket plane shares: finding a VIP's service, choosing one of
 //! its backends (weighted random, see `vipd_common::sock`, or the client's backend for a
 //! service with persistence, see `sock_affinity`), and the socket's records of the
-//! translation in `SOCK_PEERS`.
+//! translation in `SOCK_PEERS` (and an unconnected UDP socket's flows in
+//! `SOCK_UDP_FLOWS`).
 
 use aya_ebpf::{
+    bindings::bpf_sock,
     helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie},
     programs::SockAddrContext,
     EbpfContext,
 };
 use vipd_common::{
-    sock::{stat, SockPeer, SockPeerKey, SockService, PEER_FORWARD, PEER_REVERSE},
+    sock::{stat, SockPeer, SockPeerKey, SockService, SockUdpFlowKey, PEER_FORWARD, PEER_REVERSE},
     VipKey, AF_INET, AF_INET6, IPPROTO_TCP,
 };
 
 use crate::{
     sock_addr::Addr,
     sock_affinity::{client, remember, stick, sticky, touch},
-    sock_maps::{count, SOCK_BACKENDS, SOCK_PEERS, SOCK_SERVICES},
+    sock_maps::{count, SOCK_BACKENDS, SOCK_PEERS, SOCK_SERVICES, SOCK_UDP_FLOWS},
 };
 
 /// What a VIP translates to.
@@ -170,6 +172,29 @@ pub fn remember_forward(cookie: u64, vip: &Addr, family: u8, backend: &Addr, bac
         ..*back
     };
     if SOCK_PEERS.insert(&key, &fwd, 0).is_err() {
+        count(stat::PEER_LOST);
+    }
+}
+
+/// Records that this socket's datagrams to `backend` stand for the VIP in `back`, by the
+/// socket's port (bound by now: the kernel binds an unbound socket before the send
+/// hook), so that an ICMP error quoting one of them finds the VIP (`sock_udp_err`).
+#[inline(always)]
+pub fn remember_flow(ctx: &SockAddrContext, family: u8, backend: &Addr, back: &SockPeer) {
+    // SAFETY: `sk` of a sock_addr context is the (full) socket the call is made on; its
+    // port is read with one 4-byte load, as the verifier allows.
+    let port = unsafe {
+        let sk: *mut bpf_sock = core::ptr::read_volatile(&(*ctx.sock_addr).__bindgen_anon_1.sk);
+        core::ptr::read_volatile(&(*sk).src_port)
+    };
+    let key = SockUdpFlowKey {
+        backend: backend.addr,
+        backend_port: backend.port,
+        client_port: port as u16,
+        family,
+        _pad: [0; 3],
+    };
+    if SOCK_UDP_FLOWS.insert(&key, back, 0).is_err() {
         count(stat::PEER_LOST);
     }
 }

@@ -3,8 +3,10 @@
 //! it; later ones go to the same backend while it holds its id and stays in the
 //! service's selection, so a request and its retries reach one server, and a backend
 //! taken out (weight 0, quarantine) loses the socket at its next datagram. Both
-//! directions are recorded: `recvmsg` shows replies as coming from the VIP. With
-//! persistence, the first datagram's choice is the client's (see `sock_affinity`).
+//! directions are recorded: `recvmsg` shows replies as coming from the VIP. So is the
+//! flow (the socket's port and the backend), by which `sock_udp_err` finds the VIP of an
+//! ICMP error about the datagram. With persistence, the first datagram's choice is the
+//! client's (see `sock_affinity`).
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 use vipd_common::{sock::stat, AF_INET, AF_INET6, IPPROTO_UDP};
@@ -12,7 +14,9 @@ use vipd_common::{sock::stat, AF_INET, AF_INET6, IPPROTO_UDP};
 use crate::{
     sock_addr::{protocol, set_user, user},
     sock_maps::count,
-    sock_select::{choose, cookie, forward, remember_forward, remember_reverse, Choice},
+    sock_select::{
+        choose, cookie, forward, remember_flow, remember_forward, remember_reverse, Choice,
+    },
 };
 
 #[cgroup_sock_addr(sendmsg4)]
@@ -48,6 +52,7 @@ fn send(ctx: &SockAddrContext, v6: bool) -> i32 {
         Choice::Backend(to, back) => {
             remember_reverse(cookie, &to, family, &back);
             remember_forward(cookie, &dst, family, &to, &back);
+            remember_flow(ctx, family, &to, &back);
             set_user(ctx, v6, &to);
             count(stat::DATAGRAMS);
             1

@@ -13,31 +13,15 @@
 //! header's offset are arguments.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::kprobe, programs::ProbeContext};
-use vipd_common::{ConnEvent, EventKind, AF_INET, AF_INET6, IPPROTO_UDP};
+use vipd_common::{
+    health::{icmp_failure, icmpv6_failure},
+    ConnEvent, EventKind, AF_INET, AF_INET6, IPPROTO_UDP,
+};
 
 use crate::{emit::emit, flow, kernel_read::read, maps::ICMP6_SEEN, skb};
 
 /// An ICMPv6 error `ip_vs_out_icmp_v6` reported this recently is the same error.
 const SEEN_NS: u64 = 100_000_000;
-
-/// ICMP destination unreachable; ICMPv6 destination unreachable.
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMPV6_DEST_UNREACH: u8 = 1;
-
-/// ICMP codes that mean the backend cannot take the datagram: network, host, protocol
-/// and port unreachable, and the administratively prohibited ones (9, 10, 13).
-/// "Fragmentation needed" (4) is path MTU discovery, not a failure.
-#[inline(always)]
-fn failure_v4(code: u8) -> bool {
-    matches!(code, 0..=3 | 9 | 10 | 13)
-}
-
-/// ICMPv6 codes: no route, administratively prohibited, address unreachable, port
-/// unreachable, failed policy, reject route.
-#[inline(always)]
-fn failure_v6(code: u8) -> bool {
-    matches!(code, 0 | 1 | 3..=6)
-}
 
 #[kprobe]
 pub fn udp_err(ctx: ProbeContext) -> u32 {
@@ -62,7 +46,7 @@ fn try_udp_err(ctx: &ProbeContext) -> Result<(), i32> {
         let iph = skb::data(skb_ptr, &off)?;
         let icmp_type: u8 = read(iph.sub(8), 0)?;
         let code: u8 = read(iph.sub(8), 1)?;
-        if icmp_type != ICMP_DEST_UNREACH || !failure_v4(code) {
+        if !icmp_failure(icmp_type, code) {
             return Ok(());
         }
         let ihl = (read::<u8>(iph, 0)? & 0x0f) as usize * 4;
@@ -86,7 +70,7 @@ fn try_udpv6_err(ctx: &ProbeContext) -> Result<(), i32> {
     let code: u64 = ctx.arg(3).ok_or(1)?;
     let offset: u64 = ctx.arg(4).ok_or(1)?;
     let (icmp_type, code) = (icmp_type as u8, code as u8);
-    if icmp_type != ICMPV6_DEST_UNREACH || !failure_v6(code) {
+    if !icmpv6_failure(icmp_type, code) {
         return Ok(());
     }
     let offset = (offset as u32 & 0xffff) as usize;

@@ -88,7 +88,8 @@ fn the_socket_object_holds_only_the_socket_plane() {
             "SOCK_STATS",
             "SOCK_STICKY_TCP",
             "SOCK_SYN_NEXT",
-            "SOCK_SYN_RTO"
+            "SOCK_SYN_RTO",
+            "SOCK_UDP_FLOWS"
         ])
     );
     let want: Vec<&str> = crate::sockplane::loader::program_names()
@@ -96,6 +97,7 @@ fn the_socket_object_holds_only_the_socket_plane() {
             crate::sockplane::reset::RESET_PROGRAM,
             crate::sockplane::error_report::ERROR_PROGRAM,
         ])
+        .chain(crate::sockplane::udp_err::PROGRAMS.map(|(name, _)| name))
         .collect();
     assert_eq!(programs, set(&want));
 }

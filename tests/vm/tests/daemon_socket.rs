@@ -8,7 +8,8 @@
 //!   backend sees the client host's own address, and the firewall lets the answers in;
 //! * a backend whose server dies (refuses) and one that drops SYNs (a blackhole) are
 //!   taken out of the selection, and new connections go to the others; so is a UDP
-//!   backend whose host answers with port unreachable;
+//!   backend whose host answers with port unreachable, to a connected or an unconnected
+//!   socket;
 //! * `kill -9` of vipd leaves balancing in place, and a restart writes nothing and keeps
 //!   every connection.
 
@@ -18,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use vipd::daemon::view::DaemonView;
 use vipd_vmtests::{
     daemon::{backend_in, each_at, weighted_service, Vipd},
     dns::dig::dig_txt,
@@ -275,15 +277,39 @@ fn refused_and_blackholed_backends_leave_the_selection_ipv6() {
     faults_quarantine_and_clients_move(Family::V6, "socket-faults-v6");
 }
 
-/// A UDP backend with nothing on its port: its host answers a datagram with an ICMP
-/// port unreachable, which the client's firewall lets in as related; the plane reports
-/// it from the connected socket, the backend is quarantined, and every socket after
-/// that is answered by the others.
+/// A datagram from a fresh unconnected socket to `dst` (`sendto`), and the answer's
+/// sender and text, within `timeout`.
+fn ask_unconnected(dst: SocketAddr, timeout: Duration) -> std::io::Result<(SocketAddr, String)> {
+    let any = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let s = UdpSocket::bind(any)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.send_to(b"who am i", dst)?;
+    let mut buf = [0u8; 256];
+    let (n, from) = s.recv_from(&mut buf)?;
+    Ok((from, String::from_utf8_lossy(&buf[..n]).into_owned()))
+}
+
+/// Asks until `ask` fails (at most 60 times); how many asks it took.
+fn until_one_fails<T>(what: &str, ask: impl Fn() -> std::io::Result<T>) -> usize {
+    (1..=60)
+        .find(|_| ask().is_err())
+        .unwrap_or_else(|| panic!("no {what} went to a dead backend in 60"))
+}
+
+/// UDP backends with nothing on their port: their host answers a datagram with an ICMP
+/// port unreachable, which the client's firewall lets in as related. The plane reports
+/// it whether the datagram came from an unconnected socket (the error quotes the
+/// datagram, whose port and backend find the VIP: `udp_err`) or from a connected one
+/// (the kernel raises the error on the socket). Each dead backend is quarantined on its
+/// first error, and once both are out every datagram is answered by the others.
 fn udp_port_unreachable_quarantines(family: Family, name: &str) {
     require_vm();
-    let lab = Lab::new(family, 3);
-    let live: Vec<SocketAddr> = (0..3).map(|i| lab.serve_udp_peer(i, UDP_PORT)).collect();
-    let dead = sock(live[0].ip(), UDP_PORT + 1);
+    let lab = Lab::new(family, 4);
+    let live: Vec<SocketAddr> = (0..4).map(|i| lab.serve_udp_peer(i, UDP_PORT)).collect();
+    let dead = [
+        sock(live[0].ip(), UDP_PORT + 1),
+        sock(live[1].ip(), UDP_PORT + 1),
+    ];
     let udp_vip = sock(lab.vip, UDP_VPORT);
     let vipd = start(
         name,
@@ -291,38 +317,64 @@ fn udp_port_unreachable_quarantines(family: Family, name: &str) {
             "udp",
             "udp",
             udp_vip,
-            &[(dead, 1), (live[1], 1), (live[2], 1)],
+            &[(dead[0], 1), (dead[1], 1), (live[2], 1), (live[3], 1)],
             "  base_ejection = \"30s\"\n",
         )]),
     );
     let mode = vipd.status().watcher.mode;
-    assert!(
-        mode.contains("ICMP errors on connected UDP sockets"),
-        "{mode}"
-    );
-
-    // Sockets until the dead backend has been tried and taken out.
-    let mut refused = 0;
-    for _ in 0..60 {
-        if whoami_udp(udp_vip, Duration::from_millis(500)).is_err() {
-            refused += 1;
-            break;
-        }
+    for hook in [
+        "ICMP errors on connected UDP sockets",
+        "ICMP errors about unconnected UDP datagrams",
+    ] {
+        assert!(mode.contains(hook), "{mode}");
     }
-    assert_eq!(refused, 1, "no datagram went to the dead backend");
-    let view = vipd.wait_for_backend(dead, "quarantined", Duration::from_secs(5));
-    let b = backend_in(&view.services[0], dead);
+    let out = |v: &DaemonView, d: SocketAddr| backend_in(&v.services[0], d).state == "quarantined";
+
+    // Unconnected sockets: the kernel raises nothing on them, only the hook on the
+    // ICMP error reports it.
+    until_one_fails("unconnected datagram", || {
+        ask_unconnected(udp_vip, Duration::from_millis(500))
+    });
+    let view = vipd.wait_for("a dead backend quarantined", Duration::from_secs(5), |v| {
+        dead.iter().any(|d| out(v, *d))
+    });
+    let first = *dead.iter().find(|d| out(&view, **d)).unwrap();
+    let second = *dead.iter().find(|d| **d != first).unwrap();
+    assert!(
+        !out(&view, second),
+        "both dead backends out after one error"
+    );
+    let b = backend_in(&view.services[0], first);
+    assert_eq!(b.weight, 0, "{b:?}");
+    assert!(b.outcomes.unreachable >= 1, "{b:?}");
+
+    // Connected sockets find the other one.
+    until_one_fails("connected datagram", || {
+        whoami_udp(udp_vip, Duration::from_millis(500))
+    });
+    let view = vipd.wait_for_backend(second, "quarantined", Duration::from_secs(5));
+    let b = backend_in(&view.services[0], second);
     assert_eq!(b.weight, 0, "{b:?}");
     assert!(b.outcomes.unreachable >= 1, "{b:?}");
 
     let mut answered = BTreeMap::new();
-    for _ in 0..100 {
-        let v = whoami_udp(udp_vip, TIMEOUT)
-            .unwrap_or_else(|e| panic!("after the quarantine: {e}\n{}", vipd.log(1)));
-        *answered.entry(v.backend).or_insert(0) += 1;
+    for i in 0..100 {
+        let backend = if i % 2 == 0 {
+            whoami_udp(udp_vip, TIMEOUT).map(|v| v.backend)
+        } else {
+            ask_unconnected(udp_vip, TIMEOUT).map(|(from, text)| {
+                assert_eq!(from, udp_vip, "the answer does not come from the VIP");
+                text.split_whitespace()
+                    .last()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+        }
+        .unwrap_or_else(|e| panic!("after the quarantines: {e}\n{}", vipd.log(1)));
+        *answered.entry(backend).or_insert(0) += 1;
     }
     assert!(
-        answered.keys().all(|b| b == "vb2" || b == "vb3"),
+        answered.keys().all(|b| b == "vb3" || b == "vb4"),
         "{answered:?}"
     );
 }

@@ -36,12 +36,32 @@ pub fn check(s: &SocketSettings) -> Features {
     }
     let build =
         kernel_release().and_then(|r| std::fs::read_to_string(format!("/boot/config-{r}")).ok());
+    match super::udp_err::offsets(btf) {
+        Err(e) => out
+            .notes
+            .push(format!("{UNCONNECTED_ERRORS} ({e}){ACTIVE}")),
+        Ok(_) => out.notes.extend(fentry_note(build.as_deref())),
+    }
     out.notes.extend(udp_destroy_note(build.as_deref()));
     if !fs_type::magic(Path::new("/sys/fs/bpf")).is_ok_and(|m| m == fs_type::BPF_FS_MAGIC) {
         out.notes
             .push("bpffs is not mounted on /sys/fs/bpf; vipd run mounts it".into());
     }
     out
+}
+
+const UNCONNECTED_ERRORS: &str =
+    "ICMP errors about unconnected UDP datagrams will not be reported by the socket data plane";
+const ACTIVE: &str = "; active checks still catch them";
+
+/// A note when the kernel's build options (`/boot/config-<release>`, if there) say it
+/// has no BPF trampolines, which the fentry programs on `udp_err`/`icmpv6_notify` need.
+/// (A kernel can have them and still refuse: `vipd run` says so when it attaches.)
+fn fentry_note(build: Option<&str>) -> Option<String> {
+    let build = build?;
+    let option = "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS";
+    (!build.lines().any(|l| l == format!("{option}=y")))
+        .then(|| format!("{UNCONNECTED_ERRORS} (the kernel is built without {option}, which fentry programs need){ACTIVE}"))
 }
 
 /// A note when the kernel's build options (`/boot/config-<release>`, if there) say it
@@ -98,6 +118,19 @@ mod tests {
         let note = udp_destroy_note(Some(without)).unwrap();
         assert!(
             note.ends_with("built without CONFIG_INET_DIAG_DESTROY"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn a_kernel_without_bpf_trampolines_gets_a_note() {
+        let debian = "CONFIG_FUNCTION_TRACER=y\nCONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS=y\n";
+        assert_eq!(fentry_note(Some(debian)), None);
+        assert_eq!(fentry_note(None), None);
+        let note = fentry_note(Some("# CONFIG_FUNCTION_TRACER is not set\n")).unwrap();
+        assert!(note.starts_with(UNCONNECTED_ERRORS), "{note}");
+        assert!(
+            note.contains("built without CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS"),
             "{note}"
         );
     }

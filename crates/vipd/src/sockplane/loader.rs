@@ -27,7 +27,7 @@ use super::{
     link::{cgroup_id, link_info, link_update, obj_get},
     maps::SockMaps,
     pins::{is_our_link, link_pin},
-    reset, SockError,
+    reset, udp_err, SockError,
 };
 use crate::watcher::btf::Btf;
 
@@ -70,12 +70,13 @@ pub const PROGRAM_PREFIX: &str = "vipd_sock_";
 
 /// Maps that carry state worth keeping across a restart: pinned with a pin directory.
 /// The counters are per process; the SYN timeouts are written again at start.
-pub const PINNED_MAPS: [&str; 5] = [
+pub const PINNED_MAPS: [&str; 6] = [
     "SOCK_SERVICES",
     "SOCK_BACKENDS",
     "SOCK_PEERS",
     "SOCK_AFFINITY",
     "SOCK_STICKY_TCP",
+    "SOCK_UDP_FLOWS",
 ];
 
 /// Map sizes.
@@ -86,7 +87,8 @@ pub struct Sizes {
     pub backends: u32,
     /// Socket translations (LRU): two per unconnected UDP socket and VIP, one per
     /// connected socket. Also the size of `SOCK_STICKY_TCP` (LRU), one per open TCP
-    /// connection of a service with persistence.
+    /// connection of a service with persistence, and of `SOCK_UDP_FLOWS` (LRU), one per
+    /// unconnected UDP socket and backend it sent to.
     pub peers: u32,
     /// Clients of services with persistence (LRU).
     pub affinity: u32,
@@ -128,6 +130,9 @@ pub struct SockProgram {
     /// Why ICMP errors on connected UDP sockets are not reported on this kernel (no BTF,
     /// no `inet_sk_error_report`, or its program was refused); `None`: loaded.
     no_errors: Option<String>,
+    /// Why ICMP errors about unconnected UDP datagrams are not reported on this kernel
+    /// (no BTF, or the fentry programs were refused); `None`: loaded.
+    no_udp_errors: Option<String>,
     /// Links this process holds (with no pin directory: they detach when it exits).
     held: Vec<FdLink>,
     /// Pinned maps of another layout, created afresh by this load.
@@ -226,6 +231,7 @@ impl SockProgram {
         let btf = btf.as_ref().map_err(String::as_str);
         let reset = reset::offsets(btf);
         let errors = error_report::offsets(btf);
+        let udp_errors = udp_err::offsets(btf);
         let mut loader = EbpfLoader::new();
         if let Ok(off) = &reset {
             loader.override_global(reset::OFFSETS_GLOBAL, off, true);
@@ -233,12 +239,16 @@ impl SockProgram {
         if let Ok(off) = &errors {
             loader.override_global(error_report::OFFSETS_GLOBAL, off, true);
         }
+        if let Ok(off) = &udp_errors {
+            loader.override_global(udp_err::OFFSETS_GLOBAL, off, true);
+        }
         loader
             .map_max_entries("SOCK_SERVICES", sizes.services)
             .map_max_entries("SOCK_BACKENDS", sizes.backends)
             .map_max_entries("SOCK_PEERS", sizes.peers)
             .map_max_entries("SOCK_AFFINITY", sizes.affinity)
             .map_max_entries("SOCK_STICKY_TCP", sizes.peers)
+            .map_max_entries("SOCK_UDP_FLOWS", sizes.peers)
             .map_max_entries("SOCK_SYN_RTO", sizes.services)
             .map_max_entries("SOCK_HEALTH", sizes.events_bytes);
         for (name, path) in &pins {
@@ -252,11 +262,13 @@ impl SockProgram {
             load_one(&mut ebpf, reset::RESET_PROGRAM)?;
         }
         let no_errors = errors.and_then(|_| load_error_report(&mut ebpf)).err();
+        let no_udp_errors = udp_errors.and_then(|_| udp_err::load(&mut ebpf)).err();
         Ok(SockProgram {
             ebpf,
             sizes,
             no_reset: reset.err().map(|e| e.to_string()),
             no_errors,
+            no_udp_errors,
             held: Vec::new(),
             recreated,
         })
@@ -391,6 +403,16 @@ impl SockProgram {
             }
             _ => Err(SockError::Missing(name)),
         }
+    }
+
+    /// Attaches the fentry programs that report ICMP errors about unconnected UDP
+    /// datagrams (held by this process, as the refusal tracepoint). Returns why they are
+    /// not attached on this kernel, if they are not.
+    pub fn attach_udp_errors(&mut self) -> Option<String> {
+        if let Some(why) = &self.no_udp_errors {
+            return Some(why.clone());
+        }
+        udp_err::attach(&mut self.ebpf).err()
     }
 
     /// Takes the maps out of the object (once).

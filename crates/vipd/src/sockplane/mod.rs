@@ -12,6 +12,8 @@
 //! and writes the maps, [`selection`] builds a service's weighted selection, and
 //! [`dataplane`] turns a desired state into the smallest set of map writes, and
 //! [`features`] says what this host's kernel lacks for the plane (`vipd check`);
+//! [`error_report`] and [`udp_err`] set up the hooks for ICMP errors on connected
+//! sockets and about unconnected datagrams;
 //! [`udp_destroy`] moves connected UDP sockets off backends taken out of a service;
 //! [`sticky`] counts the clients that services with persistence keep on each backend.
 
@@ -29,6 +31,7 @@ pub mod selection;
 pub mod sock_diag;
 pub mod sticky;
 pub mod udp_destroy;
+pub mod udp_err;
 
 pub use dataplane::{Changes, Dataplane, SockPersistence, SockServiceSpec};
 pub use error::SockError;

@@ -163,7 +163,15 @@ impl SocketPlane {
         if let Some(why) = &no_errors {
             warn!("ICMP errors on connected UDP sockets are not reported by the socket data plane here: {why}");
         }
-        let mode = mode(no_reset.as_deref(), no_errors.as_deref());
+        let no_udp_errors = prog.attach_udp_errors();
+        if let Some(why) = &no_udp_errors {
+            warn!("ICMP errors about unconnected UDP datagrams are not reported by the socket data plane here: {why}");
+        }
+        let mode = mode(
+            no_reset.as_deref(),
+            no_errors.as_deref(),
+            no_udp_errors.as_deref(),
+        );
         let dp = Dataplane::adopt(prog.take_maps()?)?;
         Ok(SocketPlane {
             lost_at_start: lost_counter(&dp).unwrap_or(0),
