@@ -37,6 +37,18 @@ fn fentry<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut FEntry, String> 
     }
 }
 
+/// `e` on one line, without the empty verifier log a refused load ends with.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    tidy(error_line::of(e))
+}
+
+fn tidy(line: String) -> String {
+    match line.trim_end().strip_suffix("Verifier output:") {
+        Some(rest) => rest.trim_end().trim_end_matches('.').to_owned(),
+        None => line,
+    }
+}
+
 /// Loads both programs against the kernel's BTF; an error says why they cannot run here
 /// (the plane goes on without them).
 pub fn load(ebpf: &mut Ebpf) -> Result<(), String> {
@@ -58,10 +70,10 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<(), String> {
     let [(v4, f4), (v6, f6)] = PROGRAMS;
     let first = fentry(ebpf, v4)?
         .attach()
-        .map_err(|e| format!("attaching {v4} to fentry {f4}: {}", error_line::of(&e)))?;
+        .map_err(|e| format!("attaching {v4} to fentry {f4}: {}", cause(&e)))?;
     let second = fentry(ebpf, v6)?
         .attach()
-        .map_err(|e| format!("attaching {v6} to fentry {f6}: {}", error_line::of(&e)));
+        .map_err(|e| format!("attaching {v6} to fentry {f6}: {}", cause(&e)));
     if let Err(why) = second {
         let _ = fentry(ebpf, v4).map(|p| p.detach(first));
         return Err(why);
@@ -72,6 +84,18 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_verifier_log_is_left_out() {
+        let refused = "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). Verifier output: ";
+        assert_eq!(
+            tidy(refused.to_owned()),
+            "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1)"
+        );
+        let log =
+            "the BPF_PROG_LOAD syscall returned Permission denied. Verifier output: R1 invalid";
+        assert_eq!(tidy(log.to_owned()), log);
+    }
 
     #[test]
     fn this_hosts_btf_gives_the_offsets() {
