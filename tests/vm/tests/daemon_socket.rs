@@ -433,26 +433,43 @@ fn kill9_and_restart_drop_no_connection_and_write_nothing() {
 }
 
 /// Waits until `vipd status` shows `want` sticky clients on each of `peers` (in order),
-/// the backends of its one service.
-fn wait_sticky(vipd: &Vipd, peers: &[SocketAddr], want: &[u32]) {
+/// the backends of service `name`.
+fn wait_sticky(vipd: &Vipd, name: &str, peers: &[SocketAddr], want: &[u32]) {
     let want: Vec<Option<u32>> = want.iter().copied().map(Some).collect();
     // The daemon counts them every 5 s.
     vipd.wait_for(
         &format!("sticky clients {want:?} on {peers:?}"),
         Duration::from_secs(8),
-        |v| {
-            let got: Vec<Option<u32>> = peers
-                .iter()
-                .map(|p| backend_in(&v.services[0], *p).sticky_clients)
-                .collect();
-            got == want
-        },
+        |v| sticky_counts(v, name, peers) == want,
     );
+}
+
+/// One sticky client on backend `name` (`vb1`, ...) of three, none on the others.
+fn one_on(name: &str) -> [u32; 3] {
+    let i: usize = name.trim_start_matches("vb").parse().unwrap();
+    let mut want = [0; 3];
+    want[i - 1] = 1;
+    want
+}
+
+/// The sticky clients `vipd status` counts on each of `peers`, backends of service `name`.
+fn sticky_counts(v: &DaemonView, name: &str, peers: &[SocketAddr]) -> Vec<Option<u32>> {
+    let service = v
+        .services
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no service {name} in {v:#?}"));
+    peers
+        .iter()
+        .map(|p| backend_in(service, *p).sticky_clients)
+        .collect()
 }
 
 /// `persistence` on this plane: the client is this host (per network namespace), so every
 /// connection goes to one backend; when that backend leaves, they all move to another
-/// and stay there. `vipd status` counts the one sticky client where it sticks.
+/// and stay there. `vipd status` counts the one sticky client where it sticks. An open
+/// connection keeps its client's entry past the timeout, as an IPVS template is kept
+/// while it controls connections, and the timeout runs again from its close.
 #[test]
 fn persistence_keeps_the_host_on_one_backend_until_it_leaves() {
     require_vm();
@@ -470,7 +487,33 @@ fn persistence_keeps_the_host_on_one_backend_until_it_leaves() {
         "protocol = \"tcp\"\n",
         "protocol = \"tcp\"\npersistence = { timeout = \"60s\" }\n",
     );
-    let vipd = start("socket-persistence", &socket_config(&[service]));
+    let echo: Vec<SocketAddr> = (0..3).map(|i| lab.serve_echo(i, ECHO_PORT)).collect();
+    let echo_vip = sock(lab.vip, ECHO_PORT);
+    let held_service = weighted_service("echo", "tcp", echo_vip, &each_at(&echo, 1), "").replace(
+        "protocol = \"tcp\"\n",
+        "protocol = \"tcp\"\npersistence = { timeout = \"2s\" }\n",
+    );
+    let vipd = start(
+        "socket-persistence",
+        &socket_config(&[service, held_service]),
+    );
+
+    // A connection held open past its client's 2 s timeout: the entry still counts
+    // after a count (every 5 s) that came well after the timeout.
+    let mut held = hold_connection(echo_vip, TIMEOUT).expect("a connection through the VIP");
+    let want = one_on(&held.backend);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        sticky_counts(&vipd.status(), "echo", &echo),
+        want.map(Some),
+        "the open connection did not keep its client's entry"
+    );
+    assert!(held.alive(), "the held connection broke");
+    // Closed: the entry expires 2 s later.
+    drop(held);
+    std::thread::sleep(Duration::from_secs(2));
+    wait_sticky(&vipd, "echo", &echo, &[0, 0, 0]);
+
     let round = || -> BTreeMap<String, usize> {
         let mut seen = BTreeMap::new();
         for _ in 0..300 {
@@ -484,9 +527,7 @@ fn persistence_keeps_the_host_on_one_backend_until_it_leaves() {
     assert_eq!(first.len(), 1, "not sticky: {first:?}");
     let sticky = first.keys().next().unwrap().clone();
     let i: usize = sticky.trim_start_matches("vb").parse::<usize>().unwrap() - 1;
-    let mut want = [0, 0, 0];
-    want[i] = 1;
-    wait_sticky(&vipd, &peers, &want);
+    wait_sticky(&vipd, "web", &peers, &one_on(&sticky));
     lab.kill_server(i);
     // Its next connection is refused and it is quarantined; from then on the host
     // sticks to another backend.
@@ -498,17 +539,7 @@ fn persistence_keeps_the_host_on_one_backend_until_it_leaves() {
         !second.contains_key(&sticky),
         "stayed on {sticky}: {second:?}"
     );
-    let j: usize = second
-        .keys()
-        .next()
-        .unwrap()
-        .trim_start_matches("vb")
-        .parse::<usize>()
-        .unwrap()
-        - 1;
-    let mut want = [0, 0, 0];
-    want[j] = 1;
-    wait_sticky(&vipd, &peers, &want);
+    wait_sticky(&vipd, "web", &peers, &one_on(second.keys().next().unwrap()));
     println!("persistence: {first:?}, then {second:?}");
 }
 
