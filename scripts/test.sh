@@ -2,8 +2,7 @@
 # Runs every test vipd has, both tiers, after installing what they need:
 #   host tier: formatting, clippy, unit tests and host-kernel eBPF tests (cargo test),
 #              and the demo's native lab on the socket data plane
-#   VM tier:   IPVS, kprobe and end-to-end tests inside Debian 6.1 and 6.12 under qemu,
-#              the two kernels side by side
+#   VM tier:   IPVS, kprobe and end-to-end tests inside Debian 6.1 and 6.12 under qemu
 # Exits non-zero if anything fails, and prints how long each step took either way.
 # Extra arguments go to the VM runner (e.g. --kernel 6.1, or a test name filter).
 set -euo pipefail
