@@ -3,7 +3,10 @@
 //! read and written 4 bytes at a time; volatile accesses keep the compiler from merging
 //! or splitting them.
 
-use aya_ebpf::{bindings::bpf_sock_addr, programs::SockAddrContext};
+use aya_ebpf::{
+    bindings::{bpf_sock, bpf_sock_addr},
+    programs::SockAddrContext,
+};
 
 /// An address and port: IPv4 in the first four bytes, the rest zero; port in host order.
 #[derive(Clone, Copy)]
@@ -15,6 +18,14 @@ pub struct Addr {
 #[inline(always)]
 fn sa(ctx: &SockAddrContext) -> *mut bpf_sock_addr {
     ctx.sock_addr
+}
+
+/// The socket the call is made on (a full socket in a sock_addr context); read its
+/// fields with one 4-byte load each, as the verifier allows.
+#[inline(always)]
+pub fn sock(ctx: &SockAddrContext) -> *mut bpf_sock {
+    // SAFETY: the context pointer is valid for the program's run.
+    unsafe { core::ptr::read_volatile(&(*sa(ctx)).__bindgen_anon_1.sk) }
 }
 
 /// The socket's protocol (`IPPROTO_TCP`, `IPPROTO_UDP`).

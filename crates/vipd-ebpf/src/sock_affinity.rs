@@ -18,7 +18,6 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::{
-    bindings::bpf_sock,
     helpers::{bpf_get_netns_cookie, bpf_ktime_get_ns},
     programs::SockAddrContext,
     EbpfContext,
@@ -26,7 +25,7 @@ use aya_ebpf::{
 use vipd_common::sock::{SockAffinity, SockAffinityKey, SockBackend, SockService, SockStickyConn};
 
 use crate::{
-    sock_addr::read_addr,
+    sock_addr::{read_addr, sock},
     sock_maps::{SOCK_AFFINITY, SOCK_STICKY_TCP},
 };
 
@@ -69,7 +68,7 @@ fn source(ctx: &SockAddrContext, v6: bool) -> [u8; 16] {
     // SAFETY: `sk` of a sock_addr context is the (full) socket the call is made on; its
     // address fields are read with one 4-byte load each, as the verifier allows.
     unsafe {
-        let sk: *mut bpf_sock = core::ptr::read_volatile(&(*ctx.sock_addr).__bindgen_anon_1.sk);
+        let sk = sock(ctx);
         read_addr(v6, &(*sk).src_ip4, &(*sk).src_ip6)
     }
 }

@@ -5,7 +5,6 @@
 //! `SOCK_UDP_FLOWS`).
 
 use aya_ebpf::{
-    bindings::bpf_sock,
     helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie},
     programs::SockAddrContext,
     EbpfContext,
@@ -16,7 +15,7 @@ use vipd_common::{
 };
 
 use crate::{
-    sock_addr::Addr,
+    sock_addr::{sock, Addr},
     sock_affinity::{client, remember, stick, sticky, touch},
     sock_maps::{count, SOCK_BACKENDS, SOCK_PEERS, SOCK_SERVICES, SOCK_UDP_FLOWS},
 };
@@ -183,10 +182,7 @@ pub fn remember_forward(cookie: u64, vip: &Addr, family: u8, backend: &Addr, bac
 pub fn remember_flow(ctx: &SockAddrContext, family: u8, backend: &Addr, back: &SockPeer) {
     // SAFETY: `sk` of a sock_addr context is the (full) socket the call is made on; its
     // port is read with one 4-byte load, as the verifier allows.
-    let port = unsafe {
-        let sk: *mut bpf_sock = core::ptr::read_volatile(&(*ctx.sock_addr).__bindgen_anon_1.sk);
-        core::ptr::read_volatile(&(*sk).src_port)
-    };
+    let port = unsafe { core::ptr::read_volatile(&(*sock(ctx)).src_port) };
     let key = SockUdpFlowKey {
         backend: backend.addr,
         backend_port: backend.port,

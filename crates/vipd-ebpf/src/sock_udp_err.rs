@@ -4,9 +4,9 @@
 //! an unconnected socket sent through a VIP, the send hook recorded the flow in
 //! `SOCK_UDP_FLOWS` (the socket's port and the backend); the error quotes the
 //! datagram's header, whose source port and destination find that record, so the error
-//! names the service and the backend that could not take it. The kernel raises nothing on an unconnected socket
-//! (unless it asked for errors, and then it has no peer to find its translation by), so
-//! this is the only sign. A connected socket's errors are `sock_error`'s, found by the
+//! names the service and the backend that could not take it. The kernel raises nothing
+//! on an unconnected socket (unless it asked for errors, and then it has no peer to find
+//! its translation by), so this is the only sign. A connected socket's errors are `sock_error`'s, found by the
 //! socket's cookie; its flow is not recorded here, so no error is reported twice.
 //!
 //! ```c
@@ -14,8 +14,9 @@
 //! void icmpv6_notify(struct sk_buff *skb, u8 type, u8 code, __be32 info);
 //! ```
 //! On entry `skb->data` points at the quoted IP header; for IPv4 the ICMP header is the
-//! eight bytes before it (`icmp_rcv` pulled it), for IPv6 type and code are arguments. `skb->data` is read at its offset in this kernel's
-//! `struct sk_buff`, from BTF (`SOCK_UDP_ERR_SKB`); unset, the programs do nothing.
+//! eight bytes before it (`icmp_rcv` pulled it), for IPv6 type and code are arguments.
+//! `skb->data` is read at its offset in this kernel's `struct sk_buff`, from BTF
+//! (`SOCK_UDP_ERR_SKB`); unset, the programs do nothing.
 
 use aya_ebpf::{macros::fentry, programs::FEntryContext};
 use vipd_common::{
