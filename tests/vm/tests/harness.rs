@@ -109,19 +109,48 @@ fn load_sees_faults(family: Family) {
     assert!(first.ended - killed < Duration::from_millis(200));
     // The backend's side of it: the SYN of that very attempt (same client port) was
     // answered with RST before the client saw the refusal; before the kill, SYNs got
-    // SYN-ACKs.
+    // SYN-ACKs. The search starts at the attempt's own start, not at `killed`: the
+    // listener is closed before `kill_server` returns (it then waits for its accept
+    // thread), so a SYN in between is refused yet arrives before `killed`.
     let port = first.port.expect("a refused attempt has a socket");
+    let rel = |t: Instant| {
+        if t >= killed {
+            ms(t - killed)
+        } else {
+            -ms(killed - t)
+        }
+    };
     let rst = sniffer0
         .first_answered_after(
-            killed,
+            first.started,
             |s| from_client(s) && s.src.port() == port,
             Answer::Rst,
         )
-        .expect("the first refused attempt's SYN was not answered with RST");
+        .unwrap_or_else(|| {
+            let seen: Vec<_> = sniffer0
+                .syns()
+                .into_iter()
+                .filter(|s| s.src.port() == port)
+                .map(|s| {
+                    format!(
+                        "{} at {:.2} ms: {:?}",
+                        s.src,
+                        rel(s.at),
+                        sniffer0.answer(&s)
+                    )
+                })
+                .collect();
+            panic!(
+                "the first refused attempt (port {port}, {:.2} to {:.2} ms after the kill) \
+                 drew no RST; SYNs from its port: {seen:?}",
+                rel(first.started),
+                rel(first.ended)
+            )
+        });
     assert!(
         rst.at <= first.ended && first.ended - rst.at < Duration::from_millis(500),
         "RST at {:.1} ms after the kill, refusal seen at {:.1} ms",
-        ms(rst.at.saturating_duration_since(killed)),
+        rel(rst.at),
         ms(first.ended - killed)
     );
     let before = sniffer0.syns().into_iter().find(|s| s.at < killed).unwrap();
