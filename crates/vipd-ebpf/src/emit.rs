@@ -67,11 +67,3 @@ fn count(slot: u32) {
         unsafe { *n += 1 };
     }
 }
-
-/// Reads a read-only global that userspace set before load. The volatile read stops the
-/// compiler from folding in the zero it sees in the object file.
-#[inline(always)]
-pub fn global<T: Copy>(value: &'static T) -> T {
-    // SAFETY: a valid static reference.
-    unsafe { core::ptr::read_volatile(value) }
-}

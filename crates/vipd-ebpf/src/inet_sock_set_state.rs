@@ -5,7 +5,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use vipd_common::{EventKind, SockTracepointOffsets};
 
-use crate::{emit::global, sock_tracepoint, transitions};
+use crate::{global::global, sock_tracepoint, transitions};
 
 #[unsafe(no_mangle)]
 static STATE_TP: SockTracepointOffsets = SockTracepointOffsets::UNSET;

@@ -8,7 +8,7 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 use vipd_common::{EventKind, NO_FIELD};
 
 use crate::{
-    emit::global,
+    global::global,
     kernel_read::Typed,
     sock::{self, SOCK},
     transitions,

@@ -26,8 +26,9 @@ use vipd_common::{
 };
 
 use crate::{
-    emit::{emit, global},
+    emit::emit,
     flow,
+    global::global,
     kernel_read::read,
     maps::{CONNS, NAT_FLOWS, VIPS},
 };

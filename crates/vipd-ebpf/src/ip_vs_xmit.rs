@@ -14,7 +14,7 @@
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::kprobe, programs::ProbeContext};
 use vipd_common::{DestKey, IpvsConnOffsets, UdpTraffic, AF_INET, IPPROTO_UDP};
 
-use crate::{emit::global, flow, kernel_read::read, maps::UDP_TRAFFIC};
+use crate::{flow, global::global, kernel_read::read, maps::UDP_TRAFFIC};
 
 #[unsafe(no_mangle)]
 static IPVS_CONN: IpvsConnOffsets = IpvsConnOffsets {

@@ -3,7 +3,7 @@
 
 use vipd_common::SkbOffsets;
 
-use crate::{emit::global, kernel_read::read};
+use crate::{global::global, kernel_read::read};
 
 #[unsafe(no_mangle)]
 static SKB: SkbOffsets = SkbOffsets {

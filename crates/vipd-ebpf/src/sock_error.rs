@@ -24,8 +24,8 @@ use vipd_common::{
 };
 
 use crate::{
-    kernel_read::read, sock_addr::Addr, sock_health::emit_unreachable, sock_maps::SOCK_PEERS,
-    sock_select::peer_key,
+    global::global, kernel_read::read, sock_addr::Addr, sock_health::emit_unreachable,
+    sock_maps::SOCK_PEERS, sock_select::peer_key,
 };
 
 #[unsafe(no_mangle)]
@@ -33,9 +33,7 @@ static SOCK_ERROR_SK: SockErrorOffsets = SockErrorOffsets::UNSET;
 
 #[btf_tracepoint(function = "inet_sk_error_report")]
 pub fn vipd_sock_error(ctx: BtfTracePointContext) -> u32 {
-    // SAFETY: a global the loader may have set; read volatile so that the compiler
-    // does not fold the placeholder in.
-    let off = unsafe { core::ptr::read_volatile(&SOCK_ERROR_SK) };
+    let off = global(&SOCK_ERROR_SK);
     if off.sock.valid == 1 {
         let sk: *const u8 = ctx.arg(0);
         // SAFETY: the tracepoint's only argument is a struct sock *, read through

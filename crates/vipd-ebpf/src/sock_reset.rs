@@ -15,7 +15,7 @@ use vipd_common::{
 };
 
 use crate::{
-    kernel_read::read, sock_addr::Addr, sock_health::emit, sock_maps::SOCK_PEERS,
+    global::global, kernel_read::read, sock_addr::Addr, sock_health::emit, sock_maps::SOCK_PEERS,
     sock_select::peer_key,
 };
 
@@ -27,9 +27,7 @@ static SOCK_RESET_TP: SockResetOffsets = SockResetOffsets::UNSET;
 
 #[tracepoint]
 pub fn vipd_sock_reset(ctx: TracePointContext) -> u32 {
-    // SAFETY: a global the loader may have set; read volatile so that the compiler
-    // does not fold the placeholder in.
-    let off = unsafe { core::ptr::read_volatile(&SOCK_RESET_TP) };
+    let off = global(&SOCK_RESET_TP);
     if off.valid == 1 {
         let _ = reset(&ctx, &off);
     }

@@ -15,8 +15,8 @@
 //! ```
 //! On entry `skb->data` points at the quoted IP header; for IPv4 the ICMP header is the
 //! eight bytes before it (`icmp_rcv` pulled it), for IPv6 type and code are arguments.
-//! `skb->data` is read at its offset in this kernel's `struct sk_buff`, from BTF
-//! (`SOCK_UDP_ERR_SKB`); unset, the programs do nothing.
+//! `skb->data` is read at its offset in this kernel's `struct sk_buff`, from BTF (`SKB`,
+//! as the watcher's UDP hooks read it); unset, the programs do nothing.
 
 use aya_ebpf::{macros::fentry, programs::FEntryContext};
 use vipd_common::{
@@ -26,25 +26,12 @@ use vipd_common::{
 };
 
 use crate::{
-    kernel_read::read, sock_addr::Addr, sock_health::emit_unreachable, sock_maps::SOCK_UDP_FLOWS,
+    kernel_read::read,
+    skb::{self, offsets},
+    sock_addr::Addr,
+    sock_health::emit_unreachable,
+    sock_maps::SOCK_UDP_FLOWS,
 };
-
-#[unsafe(no_mangle)]
-static SOCK_UDP_ERR_SKB: SkbOffsets = SkbOffsets {
-    valid: 0,
-    head: 0,
-    data: 0,
-    network_header: 0,
-};
-
-/// The offsets, or `None` until userspace has filled them in.
-#[inline(always)]
-fn offsets() -> Option<SkbOffsets> {
-    // SAFETY: a global the loader may have set; read volatile so that the compiler does
-    // not fold the placeholder in.
-    let off = unsafe { core::ptr::read_volatile(&SOCK_UDP_ERR_SKB) };
-    (off.valid == 1).then_some(off)
-}
 
 #[fentry(function = "udp_err")]
 pub fn vipd_sock_icmp4(ctx: FEntryContext) -> u32 {
@@ -77,7 +64,7 @@ pub fn vipd_sock_icmp6(ctx: FEntryContext) -> u32 {
 unsafe fn v4(skb: *const u8, off: &SkbOffsets) -> Result<(), i32> {
     // SAFETY: see above, for every read here.
     unsafe {
-        let iph: *const u8 = read(skb, off.data)?;
+        let iph = skb::data(skb, off)?;
         let icmp_type: u8 = read(iph.sub(8), 0)?;
         let code: u8 = read(iph.sub(8), 1)?;
         if !icmp_failure(icmp_type, code) {
@@ -87,11 +74,8 @@ unsafe fn v4(skb: *const u8, off: &SkbOffsets) -> Result<(), i32> {
         if ihl < 20 || u16::from(read::<u8>(iph, 9)?) != IPPROTO_UDP {
             return Ok(());
         }
-        let mut client = [0u8; 16];
-        let mut backend = [0u8; 16];
-        client[..4].copy_from_slice(&read::<[u8; 4]>(iph, 12)?);
-        backend[..4].copy_from_slice(&read::<[u8; 4]>(iph, 16)?);
-        let ports: [u16; 2] = read(iph, ihl)?;
+        let (client, backend) = skb::ipv4_addrs(iph)?;
+        let ports = skb::udp_ports(iph.add(usize::from(ihl)))?;
         report(AF_INET, client, backend, ports, (icmp_type, code));
     }
     Ok(())
@@ -103,25 +87,24 @@ unsafe fn v4(skb: *const u8, off: &SkbOffsets) -> Result<(), i32> {
 unsafe fn v6(skb: *const u8, off: &SkbOffsets, icmp: (u8, u8)) -> Result<(), i32> {
     // SAFETY: see above, for every read here.
     unsafe {
-        let ip6h: *const u8 = read(skb, off.data)?;
+        let ip6h = skb::data(skb, off)?;
         // UDP right after the quoted header; a datagram with extension headers before
         // its UDP header is not looked at.
         if u16::from(read::<u8>(ip6h, 6)?) != IPPROTO_UDP {
             return Ok(());
         }
-        let client: [u8; 16] = read(ip6h, 8)?;
-        let backend: [u8; 16] = read(ip6h, 24)?;
-        let ports: [u16; 2] = read(ip6h, 40)?;
+        let (client, backend) = skb::ipv6_addrs(ip6h)?;
+        let ports = skb::udp_ports(ip6h.add(40))?;
         report(AF_INET6, client, backend, ports, icmp);
     }
     Ok(())
 }
 
 /// Reports the error if the datagram was one a socket sent through a VIP. `ports` are
-/// the quoted UDP header's source and destination, in network byte order.
+/// the quoted UDP header's source and destination.
 #[inline(always)]
-fn report(family: u16, client: [u8; 16], backend: [u8; 16], ports: [u16; 2], icmp: (u8, u8)) {
-    let (client_port, backend_port) = (u16::from_be(ports[0]), u16::from_be(ports[1]));
+fn report(family: u16, client: [u8; 16], backend: [u8; 16], ports: (u16, u16), icmp: (u8, u8)) {
+    let (client_port, backend_port) = ports;
     let key = SockUdpFlowKey {
         backend,
         backend_port,

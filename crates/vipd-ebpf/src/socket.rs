@@ -13,11 +13,15 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod global;
 // Only `read` (probed reads) is used here; the trait serves the watcher.
 #[allow(dead_code)]
 mod kernel_read;
 mod object;
 mod ring_room;
+// Only `data` and the header reads are used here; `network_header` serves the watcher.
+#[allow(dead_code)]
+mod skb;
 mod sock_addr;
 mod sock_affinity;
 mod sock_connect;

@@ -6,7 +6,7 @@ use aya_ebpf::{macros::kprobe, programs::ProbeContext};
 use vipd_common::EventKind;
 
 use crate::{
-    emit::global,
+    global::global,
     kernel_read::Probed,
     sock::{self, SOCK},
 };

@@ -6,7 +6,7 @@ use aya_ebpf::{macros::fentry, programs::FEntryContext};
 use vipd_common::EventKind;
 
 use crate::{
-    emit::global,
+    global::global,
     kernel_read::Typed,
     sock::{self, SOCK},
 };

@@ -3,7 +3,7 @@
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use vipd_common::{EventKind, SockTracepointOffsets};
 
-use crate::{emit::global, sock_tracepoint};
+use crate::{global::global, sock_tracepoint};
 
 #[unsafe(no_mangle)]
 static RESET_TP: SockTracepointOffsets = SockTracepointOffsets::UNSET;

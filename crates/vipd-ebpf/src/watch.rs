@@ -7,6 +7,7 @@
 
 mod emit;
 mod flow;
+mod global;
 mod inet_sock_set_state;
 mod inet_sock_set_state_btf;
 mod ip_vs_conn_new;

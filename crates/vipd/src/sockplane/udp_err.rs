@@ -23,7 +23,7 @@ pub const PROGRAMS: [(&str, &str); 2] = [
 ];
 
 /// The global the offsets go into.
-pub const OFFSETS_GLOBAL: &str = "SOCK_UDP_ERR_SKB";
+pub const OFFSETS_GLOBAL: &str = "SKB";
 
 /// The `struct sk_buff` offsets in the kernel's `btf` (or why it could not be read).
 pub fn offsets(btf: Result<&Btf, &str>) -> Result<SkbOffsets, String> {
