@@ -14,7 +14,11 @@
 //! stats, and the reader thread's CPU, from its thread clock, are printed beside it
 //! per connection and as a share of a core per 1,000 connections/s.
 //!
-//! `--mode host`: loopback, the socket tracepoints only (the host tier).
+//! `--mode host`: loopback, the socket tracepoints only (the host tier). Both ends of
+//! each connection are this kernel's sockets, so the hooks run for both.
+//! `--mode remote`: the host tier, with the server a userspace responder in a network
+//! namespace of its own ([`RemoteServer`]): the hooks run for the client's end only, as
+//! on a client whose servers are other hosts.
 //! `--mode vip`: inside the VM, through an IPVS VIP to a backend in a network namespace,
 //! every hook attached.
 
@@ -31,7 +35,10 @@ use std::{
 
 use vipd::watcher::{Flavour, Hooks, Probes};
 use vipd_common::IPPROTO_TCP;
-use vipd_vmtests::lab::{Family, Lab};
+use vipd_vmtests::{
+    lab::{Family, Lab},
+    remote_server::RemoteServer,
+};
 
 /// CPU time of the calling thread, in seconds.
 fn thread_cpu_seconds() -> f64 {
@@ -104,11 +111,23 @@ fn decoy(target: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, target.port())
 }
 
-fn connect_loop(target: SocketAddr, threads: usize, per_thread: u64) -> f64 {
+/// Where connections go: the target, and the network namespace the clients run in
+/// (None: this process's).
+#[derive(Clone)]
+struct Dest {
+    target: SocketAddr,
+    netns: Option<String>,
+}
+
+fn connect_loop(dest: &Dest, threads: usize, per_thread: u64) -> f64 {
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|_| {
+            let Dest { target, netns } = dest.clone();
             thread::spawn(move || {
+                if let Some(ns) = netns {
+                    vipd_vmtests::enter_netns(&ns).expect("entering the client namespace");
+                }
                 let mut buf = Vec::new();
                 for _ in 0..per_thread {
                     let mut s = TcpStream::connect(target).expect("connect");
@@ -124,7 +143,8 @@ fn connect_loop(target: SocketAddr, threads: usize, per_thread: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-fn run(target: SocketAddr, threads: usize, per_thread: u64, setup: Option<Setup>) -> Run {
+fn run(dest: &Dest, threads: usize, per_thread: u64, setup: Option<Setup>) -> Run {
+    let target = dest.target;
     let stop = Arc::new(AtomicBool::new(false));
     let reader = setup.map(|setup| {
         let mut probes = Probes::load(setup.hooks).expect("loading probes");
@@ -180,7 +200,7 @@ fn run(target: SocketAddr, threads: usize, per_thread: u64, setup: Option<Setup>
     });
     thread::sleep(Duration::from_millis(100));
     let cpu0 = cpu_seconds();
-    let secs = connect_loop(target, threads, per_thread);
+    let secs = connect_loop(dest, threads, per_thread);
     let cpu = cpu_seconds() - cpu0;
     stop.store(true, Ordering::Relaxed);
     let r = reader.map_or_else(Reader::default, |r| r.join().unwrap());
@@ -234,11 +254,18 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(if mode == "vip" { 5_000 } else { 20_000 });
+    let mut remote = None;
     let (_lab, target, hooks) = match mode {
         "host" => {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             let a = l.local_addr().unwrap();
             serve(l);
+            (None, a, Hooks::TRACEPOINTS)
+        }
+        "remote" => {
+            let server = RemoteServer::start("vipd-wbench", 8080);
+            let a = server.addr;
+            remote = Some(server);
             (None, a, Hooks::TRACEPOINTS)
         }
         "vip" => {
@@ -252,7 +279,11 @@ fn main() {
             let vip = lab.ipvsadm_service(80, 0, 8080);
             (Some(lab), vip, Hooks::ALL)
         }
-        other => panic!("--mode host|vip, not {other}"),
+        other => panic!("--mode host|remote|vip, not {other}"),
+    };
+    let dest = Dest {
+        target,
+        netns: remote.as_ref().map(|r| r.client_ns.clone()),
     };
     println!(
         "watcher benchmark, mode {mode}, {per_thread} connections per thread, target {target}"
@@ -260,7 +291,7 @@ fn main() {
     // The kernel counts each program's runs and run time while this is held.
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling BPF stats");
     // Warm-up, not counted: the first run of a fresh process is slower.
-    run(target, 1, per_thread / 4, None);
+    run(&dest, 1, per_thread / 4, None);
     println!("hooks    target     threads  conn/s off  conn/s on  rate on/off  events  lost  CPU us/conn off  on  extra CPU per 1,000 conn/s  programs ns/conn  reader ns/conn");
     let flavours = [("classic", Flavour::Classic), ("btf", Flavour::Btf)];
     // Per flavour: the best zero-loss rate watched, and the highest watched rate with
@@ -276,14 +307,14 @@ fn main() {
     let mut per_program: Vec<(String, usize, f64, u32)> = Vec::new();
     let thread_counts = [1, 2, 4];
     for threads in thread_counts {
-        let off = run(target, threads, per_thread, None);
+        let off = run(&dest, threads, per_thread, None);
         for (i, &(name, flavour)) in flavours.iter().enumerate() {
             for (w, goal) in Target::ALL.into_iter().enumerate() {
                 let setup = Setup {
                     hooks: hooks.with_flavour(flavour),
                     target: goal,
                 };
-                let on = run(target, threads, per_thread, Some(setup));
+                let on = run(&dest, threads, per_thread, Some(setup));
                 let extra = (on.cpu_per_conn - off.cpu_per_conn) * 1000.0;
                 extra_sum[i][w] += extra;
                 programs_sum[i][w] += on.programs_per_conn;

@@ -15,6 +15,7 @@ pub mod load;
 pub mod native;
 pub(crate) mod packet_socket;
 pub mod proc_cpu;
+pub mod remote_server;
 pub mod servers;
 pub mod socket_bench;
 pub mod stats;

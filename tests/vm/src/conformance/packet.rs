@@ -77,7 +77,7 @@ pub fn build(flow: &Flow) -> Vec<u8> {
 }
 
 /// `payload` behind an IPv4 or IPv6 header from `src` to `dst`.
-fn ip_header(src: IpAddr, dst: IpAddr, proto: u8, payload: Vec<u8>) -> Vec<u8> {
+pub(crate) fn ip_header(src: IpAddr, dst: IpAddr, proto: u8, payload: Vec<u8>) -> Vec<u8> {
     let mut p = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let mut h = vec![0u8; 20];
@@ -109,7 +109,7 @@ fn ip_header(src: IpAddr, dst: IpAddr, proto: u8, payload: Vec<u8>) -> Vec<u8> {
 
 /// The one's-complement sum of big-endian 16-bit words (odd length padded with zero),
 /// not yet folded.
-fn sum16(bytes: &[u8]) -> u32 {
+pub(crate) fn sum16(bytes: &[u8]) -> u32 {
     bytes
         .chunks(2)
         .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
@@ -117,7 +117,7 @@ fn sum16(bytes: &[u8]) -> u32 {
 }
 
 /// Folds the carries in and complements: the Internet checksum.
-fn fold(mut sum: u32) -> u16 {
+pub(crate) fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -125,7 +125,7 @@ fn fold(mut sum: u32) -> u16 {
 }
 
 /// The sum of the TCP/UDP pseudo-header (RFC 793, RFC 8200 section 8.1).
-fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
+pub(crate) fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
     let addrs = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => sum16(&s.octets()) + sum16(&d.octets()),
         (IpAddr::V6(s), IpAddr::V6(d)) => sum16(&s.octets()) + sum16(&d.octets()),
