@@ -13,6 +13,7 @@ pub mod dns;
 pub mod error_line;
 pub mod fs_type;
 pub mod health;
+pub mod kernel;
 pub mod model;
 pub mod plane;
 pub mod reach;

@@ -4,7 +4,7 @@
 //! Input: a little-endian u32, the length of the kernel's blob, then that blob, then the
 //! module's (none when nothing is left).
 
-use vipd::watcher::{btf::Btf, offsets};
+use vipd::kernel::{btf::Btf, offsets};
 
 pub fn run(data: &[u8]) {
     let Some((len, rest)) = data.split_first_chunk::<4>() else {

@@ -1,7 +1,7 @@
 //! Tracepoint format files from tracefs ([`Format::parse`]), and the offsets vipd reads
 //! from them ([`offsets::sock_tracepoint`]).
 
-use vipd::watcher::{
+use vipd::kernel::{
     offsets::{self, SockTracepoint},
     tracefs::Format,
 };

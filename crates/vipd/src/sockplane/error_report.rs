@@ -5,7 +5,7 @@
 
 use vipd_common::sock::SockErrorOffsets;
 
-use crate::watcher::{btf::Btf, offsets};
+use crate::kernel::{btf::Btf, offsets};
 
 /// The program and the tracepoint it attaches to.
 pub const ERROR_PROGRAM: &str = "vipd_sock_error";

@@ -8,8 +8,8 @@ pub use crate::plane::features::Features;
 use crate::{
     config::SocketSettings,
     fs_type,
+    kernel::btf::Btf,
     plane::features::{kernel_release, release_version, require_kernel},
-    watcher::btf::Btf,
 };
 
 /// The oldest kernel with every hook the plane attaches (`getpeername4/6`: 5.8).

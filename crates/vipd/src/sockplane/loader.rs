@@ -29,7 +29,7 @@ use super::{
     pins::{is_our_link, link_pin},
     reset, udp_err, SockError,
 };
-use crate::watcher::btf::Btf;
+use crate::kernel::btf::Btf;
 
 /// The socket data plane's kernel object (built by build.rs from `vipd-ebpf`'s
 /// `vipd-sock`): its programs and maps only.

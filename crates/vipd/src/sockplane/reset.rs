@@ -7,7 +7,7 @@
 
 use vipd_common::sock::SockResetOffsets;
 
-use crate::watcher::{
+use crate::kernel::{
     btf::Btf,
     offsets,
     tracefs::{Format, TracefsError},

@@ -13,7 +13,7 @@ use vipd_common::SkbOffsets;
 
 use crate::{
     error_line,
-    watcher::{btf::Btf, offsets},
+    kernel::{btf::Btf, offsets},
 };
 
 /// The programs and the kernel functions they attach to.

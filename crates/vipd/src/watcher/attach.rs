@@ -9,7 +9,8 @@ use aya::{
     Ebpf,
 };
 
-use super::{loader::WatcherError, offsets::SockTracepoint};
+use super::loader::WatcherError;
+use crate::kernel::offsets::SockTracepoint;
 
 /// Which form of the socket hooks to attach.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -14,12 +14,14 @@ use vipd_common::{
 
 use super::{
     attach::{self, Attachment, Flavour},
-    btf::{Btf, BtfError},
     event::{DecodeError, Event},
-    offsets::{self, SockTracepoint},
     syn_rto::SynRto,
-    tracefs::{Format, TracefsError},
     vip_ports::VipPorts,
+};
+use crate::kernel::{
+    btf::{Btf, BtfError},
+    offsets::{self, SockTracepoint},
+    tracefs::{Format, TracefsError},
 };
 pub use crate::model::kernel::vip_key;
 use crate::{bpf_map::removed, error_line, model::kernel::socket_addr};

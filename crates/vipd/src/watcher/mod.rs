@@ -2,13 +2,10 @@
 //! discovered on the running kernel, and decodes the events they send.
 
 pub mod attach;
-pub mod btf;
 pub mod correlator;
 pub mod event;
 pub mod loader;
-pub mod offsets;
 pub mod syn_rto;
-pub mod tracefs;
 mod vip_ports;
 
 pub use attach::{Attachment, Flavour, HookKind};

@@ -113,9 +113,9 @@ fn syn_rto_quarantines_a_blackholed_backend_well_before_the_default_second() {
 fn an_adaptive_syn_rto_learns_this_planes_handshakes() {
     use vipd::{
         config::{AutoRto, Config, SynRto},
+        kernel::tick::kernel_hz,
         model::Outcome,
         plane::DataPlane,
-        watcher::syn_rto::kernel_hz,
     };
     let ns = backend_netns();
     let _servers = Servers::start(&ns, &BACKENDS4);

@@ -16,7 +16,7 @@ use vipd::{
     daemon::{admin::Drains, control_proto::Request, persist::HealthRecord},
     health::{PersistedBackend, PersistedService, State},
     reconcile::state,
-    watcher::{btf::Btf, offsets},
+    kernel::{btf::Btf, offsets},
 };
 use vipd_common::{
     xdp::{XdpHealthEvent, XdpHealthKind},

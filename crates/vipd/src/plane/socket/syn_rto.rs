@@ -14,10 +14,10 @@ use super::handshakes::SynTimes;
 use crate::{
     clock,
     config::SynRto,
+    kernel::tick::{jiffies, kernel_hz},
     model::{kernel::vip_key, Report},
     plane::syn_rto::Timeouts,
     sockplane::SockMaps,
-    watcher::syn_rto::{jiffies, kernel_hz},
 };
 
 #[derive(Debug, Default)]
