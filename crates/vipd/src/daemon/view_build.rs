@@ -10,7 +10,10 @@ use super::{
     services::Services,
     view::{BackendView, DaemonView, OutcomeCounts, ReloadView, ServiceView, WatcherView},
 };
-use crate::{clock::unix_ms, model::Outcome, watcher::Counters};
+use crate::{
+    clock::unix_ms,
+    model::{Counters, Outcome},
+};
 
 /// What the view needs besides the services.
 pub struct Meta<'a> {

@@ -1,10 +1,12 @@
 //! Identities no data plane owns: a service ([`ServiceKey`]), its VIP ([`Vip`]) and a
-//! backend ([`BackendId`]), and what a plane reports of a connection ([`Report`]). The
+//! backend ([`BackendId`]), what a plane reports of a connection ([`Report`]) and how
+//! its stream of records fared ([`Counters`]). The
 //! daemon's core, the health machines and every data plane speak in these; each plane
 //! translates them into its own terms (IPVS service keys, the kernel programs' map keys
 //! in [`kernel`]).
 
 mod backend_id;
+mod counters;
 pub mod health_record;
 pub mod kernel;
 mod outcome;
@@ -17,6 +19,7 @@ use std::{
 
 pub use crate::config::{Family, Protocol};
 pub use backend_id::BackendId;
+pub use counters::Counters;
 pub use outcome::{IcmpCode, Outcome, Report};
 
 /// A virtual service's address: protocol, address and port.

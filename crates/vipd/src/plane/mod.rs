@@ -25,8 +25,7 @@ pub use weights::{Held, WeightSink, WeightWrites, Weights, Written};
 
 use crate::{
     config::{Config, SynRto},
-    model::{BackendId, Report, ServiceKey, Vip},
-    watcher::Counters,
+    model::{BackendId, Counters, Report, ServiceKey, Vip},
 };
 
 /// What a full apply did.

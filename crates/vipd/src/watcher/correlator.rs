@@ -13,26 +13,10 @@ use std::{
 };
 
 use super::event::{Event, TcpState};
-pub use crate::model::{IcmpCode, Outcome, Report};
+pub use crate::model::{Counters, IcmpCode, Outcome, Report};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counters {
-    pub reports: u64,
-    pub unattributed: u64,
-    /// Open connections dropped from the table because it was full.
-    pub evicted: u64,
-    /// Kernel records that could not be decoded (counted by the reader, not here).
-    pub decode_failures: u64,
-    /// Records that could fail no backend, not queued by the kernel programs while the
-    /// ring was nearly full, to keep room for those that can (counted there, not here).
-    pub shed: u64,
-    /// Connected UDP sockets the socket plane destroyed because their backend was taken
-    /// out of its service (counted there, not here).
-    pub udp_sockets_destroyed: u64,
-}
 
 #[derive(Debug)]
 struct Conn {

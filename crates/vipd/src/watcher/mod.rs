@@ -9,7 +9,7 @@ pub mod syn_rto;
 mod vip_ports;
 
 pub use attach::{Attachment, Flavour, HookKind};
-pub use correlator::{Correlator, Counters, Outcome, Report};
+pub use correlator::{Correlator, Outcome, Report};
 pub use event::{DecodeError, Event, IcmpCode, TcpState};
 pub use loader::{dest_addrs, dest_key, Hooks, Probes, ProgramStats, WatcherError};
 

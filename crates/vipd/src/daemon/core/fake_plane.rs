@@ -5,13 +5,12 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use crate::{
     config::Config,
-    model::{BackendId, Report, ServiceKey},
+    model::{BackendId, Counters, Report, ServiceKey},
     plane::{
         Applied, DataPlane, PlaneError, PlaneStatus, StickyCounts, Ticks, WeightWrites, Weights,
         Written,
     },
     reconcile::ReconcileError,
-    watcher::Counters,
 };
 
 /// Calls in order, shared with the test (`apply`, `write`, `restore`, ...).

@@ -30,9 +30,9 @@ use super::{
 };
 use crate::{
     config::Config,
-    model::{BackendId, Report, ServiceKey, Vip},
+    model::{BackendId, Counters, Report, ServiceKey, Vip},
     reconcile::{self, DesiredState, WeightOverrides},
-    watcher::{Counters, Flavour},
+    watcher::Flavour,
 };
 
 /// The IPVS key of a service.

@@ -17,9 +17,9 @@ use super::{retry::RetrySchedule, syn_rto::SynRtoVips, udp_watch::UdpWatch};
 use crate::{
     clock,
     config::SynRto,
-    model::{Family, Outcome, Protocol, Report, ServiceKey, Vip},
+    model::{Counters, Family, Outcome, Protocol, Report, ServiceKey, Vip},
     plane::{mode_kind, syn_rto::Timeouts, PlaneError, UdpFinding},
-    watcher::{dest_key, Correlator, Counters, Flavour, Hooks, Probes},
+    watcher::{dest_key, Correlator, Flavour, Hooks, Probes},
 };
 
 /// Open connections the correlator follows.

@@ -42,13 +42,12 @@ use crate::{
     clock,
     config::{Config, SocketSettings},
     fs_type,
-    model::{health_record::take_reports, BackendId, Report, ServiceKey},
+    model::{health_record::take_reports, BackendId, Counters, Report, ServiceKey},
     sockplane::{
         loader::Attached,
         udp_destroy::{taken_out, UdpExpiry},
         Dataplane, Sizes, SockError, SockPersistence, SockProgram, SockServiceSpec,
     },
-    watcher::Counters,
 };
 use mode::mode;
 use syn_rto::SynRtoVips;

@@ -29,8 +29,7 @@ use super::{
 use crate::{
     clock,
     config::{Config, XdpSettings},
-    model::{health_record::take_reports, Outcome, Report, ServiceKey},
-    watcher::Counters,
+    model::{health_record::take_reports, Counters, Outcome, Report, ServiceKey},
     xdp::{
         loader::{ensure_bpffs, Sizes},
         Dataplane, XdpError, XdpProgram, XdpServiceSpec,
