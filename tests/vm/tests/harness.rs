@@ -111,7 +111,9 @@ fn load_sees_faults(family: Family) {
     // answered with RST before the client saw the refusal; before the kill, SYNs got
     // SYN-ACKs. The search starts at the attempt's own start, not at `killed`: the
     // listener is closed before `kill_server` returns (it then waits for its accept
-    // thread), so a SYN in between is refused yet arrives before `killed`.
+    // thread), so a SYN in between is refused yet arrives before `killed`. (10 ms
+    // before the start, for the sniffer's mapping of kernel stamps onto `Instant`, which
+    // reads two clocks one after the other.)
     let port = first.port.expect("a refused attempt has a socket");
     let rel = |t: Instant| {
         if t >= killed {
@@ -122,7 +124,7 @@ fn load_sees_faults(family: Family) {
     };
     let rst = sniffer0
         .first_answered_after(
-            first.started,
+            first.started - Duration::from_millis(10),
             |s| from_client(s) && s.src.port() == port,
             Answer::Rst,
         )
