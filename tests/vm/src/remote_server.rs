@@ -13,7 +13,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     thread::{self, JoinHandle},
@@ -48,7 +48,6 @@ pub struct RemoteServer {
     pub client_ns: String,
     server_ns: String,
     stop: Arc<AtomicBool>,
-    answered: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -91,9 +90,8 @@ impl RemoteServer {
         ));
         let (fd, ifindex) = bound_socket(&server_ns, SERVER_DEV);
         let stop = Arc::new(AtomicBool::new(false));
-        let answered = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (stop, answered) = (stop.clone(), answered.clone());
+            let stop = stop.clone();
             thread::spawn(move || {
                 let mut buf = [0u8; 128];
                 while !stop.load(Ordering::Relaxed) {
@@ -105,7 +103,6 @@ impl RemoteServer {
                     }
                     if let Some(reply) = answer(&buf[..n], port) {
                         send(&fd, ifindex, client_mac, &reply);
-                        answered.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })
@@ -115,14 +112,8 @@ impl RemoteServer {
             client_ns,
             server_ns,
             stop,
-            answered,
             thread: Some(thread),
         }
-    }
-
-    /// Segments sent so far.
-    pub fn answered(&self) -> u64 {
-        self.answered.load(Ordering::Relaxed)
     }
 }
 
