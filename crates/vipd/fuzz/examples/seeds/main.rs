@@ -15,8 +15,8 @@ use std::{
 use vipd::{
     daemon::{admin::Drains, control_proto::Request, persist::HealthRecord},
     health::{PersistedBackend, PersistedService, State},
-    reconcile::state,
     kernel::{btf::Btf, offsets},
+    reconcile::state,
 };
 use vipd_common::{
     xdp::{XdpHealthEvent, XdpHealthKind},
