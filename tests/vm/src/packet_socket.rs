@@ -1,9 +1,15 @@
 //! Packet sockets (`AF_PACKET`, `SOCK_DGRAM`: network-layer bytes, the link layer added
 //! or removed by the kernel) bound to one device of a network namespace: receiving with
-//! the kernel's timestamps, and sending a ready-made IP packet to a chosen MAC address.
+//! the kernel's timestamps (one frame, or every frame on a thread of its own until
+//! stopped), and sending a ready-made IP packet to a chosen MAC address.
 
 use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -110,6 +116,54 @@ pub(crate) fn receive(fd: &OwnedFd, buf: &mut [u8]) -> Option<(usize, u8, Instan
             c = libc::CMSG_NXTHDR(&msg, c);
         }
         Some(((n as usize).min(buf.len()), sll.sll_pkttype, at))
+    }
+}
+
+/// A thread that receives every frame of a packet socket and hands it to a closure, until
+/// stopped or dropped (the socket's receive timeout bounds the wait for it).
+pub(crate) struct FrameReader {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FrameReader {
+    /// Reads `fd` into a buffer of `buf_len` bytes (longer frames are truncated) and
+    /// calls `on_frame` with each frame's bytes, packet type and time.
+    pub(crate) fn spawn(
+        fd: OwnedFd,
+        buf_len: usize,
+        mut on_frame: impl FnMut(&[u8], u8, Instant) + Send + 'static,
+    ) -> FrameReader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; buf_len];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some((n, pkttype, at)) = receive(&fd, &mut buf) {
+                        on_frame(&buf[..n], pkttype, at);
+                    }
+                }
+            })
+        };
+        FrameReader {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the thread and waits for it; again, it does nothing.
+    pub(crate) fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -10,18 +10,11 @@
 //! connection is then a kernel socket, as on a client whose servers are other hosts, so
 //! hooks on socket events run for that end alone.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    thread::{self, JoinHandle},
-};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::{
     conformance::packet::{fold, ip_header, pseudo_header_sum, sum16},
-    packet_socket::{bound_socket, receive, send},
+    packet_socket::{bound_socket, send, FrameReader},
     sh,
 };
 
@@ -47,8 +40,7 @@ pub struct RemoteServer {
     /// The namespace clients must run in (see [`crate::enter_netns`]).
     pub client_ns: String,
     server_ns: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    reader: FrameReader,
 }
 
 /// The MAC address of `dev` in namespace `ns`.
@@ -89,40 +81,28 @@ impl RemoteServer {
             lladdr.join(":")
         ));
         let (fd, ifindex) = bound_socket(&server_ns, SERVER_DEV);
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            thread::spawn(move || {
-                let mut buf = [0u8; 128];
-                while !stop.load(Ordering::Relaxed) {
-                    let Some((n, pkttype, _)) = receive(&fd, &mut buf) else {
-                        continue;
-                    };
-                    if pkttype == libc::PACKET_OUTGOING {
-                        continue;
-                    }
-                    if let Some(reply) = answer(&buf[..n], port) {
-                        send(&fd, ifindex, client_mac, &reply);
-                    }
-                }
-            })
-        };
+        // The reader owns the socket; answers go out through a second descriptor of it.
+        let out = fd.try_clone().expect("duplicating the packet socket");
+        let reader = FrameReader::spawn(fd, 128, move |frame, pkttype, _| {
+            if pkttype == libc::PACKET_OUTGOING {
+                return;
+            }
+            if let Some(reply) = answer(frame, port) {
+                send(&out, ifindex, client_mac, &reply);
+            }
+        });
         RemoteServer {
             addr: SocketAddr::new(IpAddr::V4(SERVER), port),
             client_ns,
             server_ns,
-            stop,
-            thread: Some(thread),
+            reader,
         }
     }
 }
 
 impl Drop for RemoteServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.reader.stop();
         delete(&self.client_ns, &self.server_ns);
     }
 }

@@ -6,17 +6,14 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
-    thread::{self, JoinHandle},
+    sync::{Arc, Mutex},
+    thread,
     time::{Duration, Instant},
 };
 
 use crate::{
     lab::Lab,
-    packet_socket::{packet_socket, receive},
+    packet_socket::{packet_socket, FrameReader},
 };
 
 /// One SYN (without ACK) received by the backend.
@@ -54,8 +51,7 @@ struct Seen {
 
 pub struct SynSniffer {
     seen: Arc<Mutex<Seen>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    reader: FrameReader,
 }
 
 impl Lab {
@@ -125,24 +121,13 @@ impl SynSniffer {
     pub fn start(ns: &str, dev: &str, port: u16) -> Self {
         let fd = packet_socket(ns, dev);
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut buf = [0u8; 128];
-                while !stop.load(Ordering::Relaxed) {
-                    if let Some((n, pkttype, at)) = receive(&fd, &mut buf) {
-                        let outgoing = pkttype == libc::PACKET_OUTGOING;
-                        record(&seen, &buf[..n], outgoing, port, at);
-                    }
-                }
+        let reader = {
+            let seen = seen.clone();
+            FrameReader::spawn(fd, 128, move |frame, pkttype, at| {
+                record(&seen, frame, pkttype == libc::PACKET_OUTGOING, port, at)
             })
         };
-        SynSniffer {
-            seen,
-            stop,
-            thread: Some(thread),
-        }
+        SynSniffer { seen, reader }
     }
 
     /// Every SYN so far, in arrival order.
@@ -226,20 +211,7 @@ impl SynSniffer {
 
     /// Stops the sniffer; returns every SYN it saw.
     pub fn stop(mut self) -> Vec<Syn> {
-        self.halt();
+        self.reader.stop();
         self.syns()
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for SynSniffer {
-    fn drop(&mut self) {
-        self.halt();
     }
 }

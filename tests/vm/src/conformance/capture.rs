@@ -2,11 +2,7 @@
 //! socket on the sink's `eth0`, read by a thread until the capture is dropped.
 
 use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Condvar, Mutex,
-    },
-    thread::{self, JoinHandle},
+    sync::{Arc, Condvar, Mutex},
     time::{Duration, Instant},
 };
 
@@ -14,7 +10,7 @@ use super::{
     packet::{parse, Forwarded},
     topology::SINK,
 };
-use crate::packet_socket::{packet_socket, receive};
+use crate::packet_socket::{packet_socket, FrameReader};
 
 #[derive(Default)]
 struct Seen {
@@ -25,40 +21,32 @@ struct Seen {
 
 pub struct Capture {
     seen: Arc<(Mutex<Seen>, Condvar)>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Reads until the capture is dropped.
+    _reader: FrameReader,
 }
 
 impl Capture {
     pub fn start() -> Self {
         let fd = packet_socket(SINK, "eth0");
         let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut buf = [0u8; 2048];
-                while !stop.load(Ordering::Relaxed) {
-                    let Some((n, pkttype, _)) = receive(&fd, &mut buf) else {
-                        continue;
-                    };
-                    if pkttype == libc::PACKET_OUTGOING {
-                        continue;
-                    }
-                    let (lock, wake) = &*seen;
-                    match parse(&buf[..n]) {
-                        Ok(Some(p)) => lock.lock().unwrap().packets.push(p),
-                        Ok(None) => continue,
-                        Err(e) => lock.lock().unwrap().errors.push(e),
-                    }
-                    wake.notify_all();
+        let reader = {
+            let seen = seen.clone();
+            FrameReader::spawn(fd, 2048, move |frame, pkttype, _| {
+                if pkttype == libc::PACKET_OUTGOING {
+                    return;
                 }
+                let (lock, wake) = &*seen;
+                match parse(frame) {
+                    Ok(Some(p)) => lock.lock().unwrap().packets.push(p),
+                    Ok(None) => return,
+                    Err(e) => lock.lock().unwrap().errors.push(e),
+                }
+                wake.notify_all();
             })
         };
         Capture {
             seen,
-            stop,
-            thread: Some(thread),
+            _reader: reader,
         }
     }
 
@@ -98,15 +86,6 @@ impl Capture {
                 return (None, after.to_vec());
             }
             seen = wake.wait_timeout(seen, deadline - now).unwrap().0;
-        }
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
