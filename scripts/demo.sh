@@ -12,7 +12,7 @@
 #     lab is a network namespace (the client host too) and the clients run in a cgroup of
 #     the demo's, so this host's own networking is left as it is. Needs root (sudo).
 # Without an option it runs natively where IPVS is missing (`modprobe -n ip_vs` fails)
-# and the kernel has the socket plane's features (Linux 5.8+, cgroup v2 mounted), and in
+# and the kernel has the socket plane's features (Linux 5.9+, cgroup v2 mounted), and in
 # the VM otherwise.
 #
 #   scripts/demo.sh              # pick as above
@@ -53,7 +53,7 @@ socket_plane_available() {
     local major minor
     IFS=. read -r major minor _ < /proc/sys/kernel/osrelease
     minor="${minor%%[!0-9]*}"
-    { [ "$major" -gt 5 ] || { [ "$major" -eq 5 ] && [ "$minor" -ge 8 ]; }; } &&
+    { [ "$major" -gt 5 ] || { [ "$major" -eq 5 ] && [ "$minor" -ge 9 ]; }; } &&
         grep -qw cgroup2 /proc/mounts
 }
 

@@ -56,6 +56,7 @@ mod pod {
     unsafe impl aya::Pod for crate::sock::SockAffinity {}
     unsafe impl aya::Pod for crate::sock::SockStickyConn {}
     unsafe impl aya::Pod for crate::sock::SockUdpFlowKey {}
+    unsafe impl aya::Pod for crate::sock::SockUdpSent {}
     unsafe impl aya::Pod for crate::sock::SockSynRto {}
     unsafe impl aya::Pod for crate::sock::SockResetOffsets {}
     unsafe impl aya::Pod for crate::sock::SockErrorOffsets {}

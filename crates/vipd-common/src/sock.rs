@@ -261,6 +261,25 @@ pub struct SockUdpFlowKey {
     pub _pad: [u8; 3],
 }
 
+/// `SOCK_UDP_SENT`'s value, by socket cookie: the VIP an unconnected UDP socket's
+/// datagrams were last translated from, and the socket's port then. When the socket is
+/// released, `sock_release` finds its records by it (the forward one under the VIP, and
+/// through it the reverse one and the flow) and removes them, so that the LRU maps hold
+/// live sockets rather than crowding them out with closed ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockUdpSent {
+    pub vip: [u8; 16],
+    /// Host byte order.
+    pub vip_port: u16,
+    /// The socket's own port, host byte order (the release hook cannot read it).
+    pub client_port: u16,
+    /// The family of the records' keys (`AF_INET` for an IPv4 VIP reached through a
+    /// dual-stack socket).
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
 /// `SOCK_SYN_RTO`'s value: a TCP VIP's initial SYN timeout.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -409,6 +428,7 @@ const _: () = assert!(core::mem::size_of::<SockSynNext>() == 16);
 const _: () = assert!(core::mem::size_of::<SockBackend>() == 24);
 const _: () = assert!(core::mem::size_of::<SockPeerKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockPeer>() == 32);
+const _: () = assert!(core::mem::size_of::<SockUdpSent>() == 24);
 
 #[cfg(test)]
 mod tests {

@@ -95,3 +95,15 @@ pub fn set_user(ctx: &SockAddrContext, v6: bool, a: &Addr) {
         core::ptr::write_volatile(&mut (*p).user_port, u32::from(a.port.to_be()));
     }
 }
+
+/// A remote port the kernel gives as a 4-byte word (`bpf_sock_ops.remote_port`,
+/// `bpf_sock.dst_port`), host order: it is in network order in the low or the high 16
+/// bits depending on the kernel (the other half is zero).
+#[inline(always)]
+pub fn remote_port(raw: u32) -> u16 {
+    if raw & 0xffff == 0 {
+        u16::from_be((raw >> 16) as u16)
+    } else {
+        u16::from_be(raw as u16)
+    }
+}

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use vipd_common::{
     sock::{
         stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
-        SockStickyConn, SockSynNext, SockSynRto, SockUdpFlowKey,
+        SockStickyConn, SockSynNext, SockSynRto, SockUdpFlowKey, SockUdpSent,
     },
     VipKey,
 };
@@ -49,6 +49,11 @@ pub static SOCK_STICKY_TCP: LruHashMap<u64, SockStickyConn> = LruHashMap::with_m
 #[map(name = "SOCK_UDP_FLOWS")]
 pub static SOCK_UDP_FLOWS: LruHashMap<SockUdpFlowKey, SockPeer> =
     LruHashMap::with_max_entries(1024, 0);
+
+/// The VIP each unconnected UDP socket's datagrams were last translated from, by socket
+/// cookie: how `sock_release` finds that socket's records.
+#[map(name = "SOCK_UDP_SENT")]
+pub static SOCK_UDP_SENT: LruHashMap<u64, SockUdpSent> = LruHashMap::with_max_entries(1024, 0);
 
 /// TCP VIPs with an initial SYN timeout, for `sock_ops`' `TIMEOUT_INIT`.
 #[map(name = "SOCK_SYN_RTO")]

@@ -38,7 +38,7 @@ use vipd_common::{
 };
 
 use crate::{
-    sock_addr::Addr,
+    sock_addr::{remote_port, Addr},
     sock_affinity::{hold, release},
     sock_health::emit,
     sock_maps::{SOCK_PEERS, SOCK_SYN_NEXT, SOCK_SYN_RTO},
@@ -199,13 +199,8 @@ fn ends(ctx: &SockOpsContext) -> Option<(u8, Addr, Addr)> {
     } else {
         return None;
     }
-    // local_port is in host order; remote_port in network order, in the low or the
-    // high 16 bits depending on the kernel (the other half is zero).
-    let rport = if rport_raw & 0xffff == 0 {
-        u16::from_be((rport_raw >> 16) as u16)
-    } else {
-        u16::from_be(rport_raw as u16)
-    };
+    // local_port is in host order; remote_port is not (see `remote_port`).
+    let rport = remote_port(rport_raw);
     Some((
         family as u8,
         Addr {

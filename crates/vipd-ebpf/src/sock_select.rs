@@ -2,7 +2,7 @@
 //! its backends (weighted random, see `vipd_common::sock`, or the client's backend for a
 //! service with persistence, see `sock_affinity`), and the socket's records of the
 //! translation in `SOCK_PEERS` (and an unconnected UDP socket's flows in
-//! `SOCK_UDP_FLOWS`).
+//! `SOCK_UDP_FLOWS`, and its last VIP in `SOCK_UDP_SENT`).
 
 use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie},
@@ -10,14 +10,17 @@ use aya_ebpf::{
     EbpfContext,
 };
 use vipd_common::{
-    sock::{stat, SockPeer, SockPeerKey, SockService, SockUdpFlowKey, PEER_FORWARD, PEER_REVERSE},
+    sock::{
+        stat, SockPeer, SockPeerKey, SockService, SockUdpFlowKey, SockUdpSent, PEER_FORWARD,
+        PEER_REVERSE,
+    },
     VipKey, AF_INET, AF_INET6, IPPROTO_TCP,
 };
 
 use crate::{
     sock_addr::{sock, Addr},
     sock_affinity::{client, remember, stick, sticky, touch},
-    sock_maps::{count, SOCK_BACKENDS, SOCK_PEERS, SOCK_SERVICES, SOCK_UDP_FLOWS},
+    sock_maps::{count, SOCK_BACKENDS, SOCK_PEERS, SOCK_SERVICES, SOCK_UDP_FLOWS, SOCK_UDP_SENT},
 };
 
 /// What a VIP translates to.
@@ -175,22 +178,51 @@ pub fn remember_forward(cookie: u64, vip: &Addr, family: u8, backend: &Addr, bac
     }
 }
 
-/// Records that this socket's datagrams to `backend` stand for the VIP in `back`, by the
-/// socket's port (bound by now: the kernel binds an unbound socket before the send
-/// hook), so that an ICMP error quoting one of them finds the VIP (`sock_udp_err`).
+/// The socket's own port, host byte order (bound by now in the send hook: the kernel
+/// binds an unbound socket before it).
 #[inline(always)]
-pub fn remember_flow(ctx: &SockAddrContext, family: u8, backend: &Addr, back: &SockPeer) {
+pub fn local_port(ctx: &SockAddrContext) -> u16 {
     // SAFETY: `sk` of a sock_addr context is the (full) socket the call is made on; its
     // port is read with one 4-byte load, as the verifier allows.
-    let port = unsafe { core::ptr::read_volatile(&(*sock(ctx)).src_port) };
-    let key = SockUdpFlowKey {
+    (unsafe { core::ptr::read_volatile(&(*sock(ctx)).src_port) }) as u16
+}
+
+/// The key of an unconnected UDP socket's flow: its datagrams from `client_port` to
+/// `backend`.
+#[inline(always)]
+pub fn flow_key(backend: &Addr, client_port: u16, family: u8) -> SockUdpFlowKey {
+    SockUdpFlowKey {
         backend: backend.addr,
         backend_port: backend.port,
-        client_port: port as u16,
+        client_port,
+        family,
+        _pad: [0; 3],
+    }
+}
+
+/// Records that this socket's datagrams from `client_port` to `backend` stand for the
+/// VIP in `back`, so that an ICMP error quoting one of them finds the VIP
+/// (`sock_udp_err`).
+#[inline(always)]
+pub fn remember_flow(client_port: u16, family: u8, backend: &Addr, back: &SockPeer) {
+    let key = flow_key(backend, client_port, family);
+    if SOCK_UDP_FLOWS.insert(&key, back, 0).is_err() {
+        count(stat::PEER_LOST);
+    }
+}
+
+/// Records that this unconnected socket's datagrams were last translated from `vip`,
+/// so that its records go when it is released (`sock_release`).
+#[inline(always)]
+pub fn remember_sent(cookie: u64, vip: &Addr, family: u8, client_port: u16) {
+    let sent = SockUdpSent {
+        vip: vip.addr,
+        vip_port: vip.port,
+        client_port,
         family,
         _pad: [0; 3],
     };
-    if SOCK_UDP_FLOWS.insert(&key, back, 0).is_err() {
+    if SOCK_UDP_SENT.insert(&cookie, &sent, 0).is_err() {
         count(stat::PEER_LOST);
     }
 }

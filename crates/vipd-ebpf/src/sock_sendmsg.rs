@@ -6,7 +6,8 @@
 //! directions are recorded: `recvmsg` shows replies as coming from the VIP. So is the
 //! flow (the socket's port and the backend), by which `sock_udp_err` finds the VIP of an
 //! ICMP error about the datagram. With persistence, the first datagram's choice is the
-//! client's (see `sock_affinity`).
+//! client's (see `sock_affinity`). The VIP is noted under the socket's cookie too, so
+//! that these records go when the socket is released (`sock_release`).
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 use vipd_common::{sock::stat, AF_INET, AF_INET6, IPPROTO_UDP};
@@ -15,7 +16,8 @@ use crate::{
     sock_addr::{protocol, set_user, user},
     sock_maps::count,
     sock_select::{
-        choose, cookie, forward, remember_flow, remember_forward, remember_reverse, Choice,
+        choose, cookie, forward, local_port, remember_flow, remember_forward, remember_reverse,
+        remember_sent, Choice,
     },
 };
 
@@ -50,9 +52,11 @@ fn send(ctx: &SockAddrContext, v6: bool) -> i32 {
             0
         }
         Choice::Backend(to, back) => {
+            let port = local_port(ctx);
             remember_reverse(cookie, &to, family, &back);
             remember_forward(cookie, &dst, family, &to, &back);
-            remember_flow(ctx, family, &to, &back);
+            remember_flow(port, family, &to, &back);
+            remember_sent(cookie, &dst, family, port);
             set_user(ctx, v6, &to);
             count(stat::DATAGRAMS);
             1

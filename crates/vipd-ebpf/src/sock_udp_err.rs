@@ -21,7 +21,7 @@
 use aya_ebpf::{macros::fentry, programs::FEntryContext};
 use vipd_common::{
     health::{icmp_failure, icmpv6_failure},
-    sock::{SockPeer, SockUdpFlowKey},
+    sock::SockPeer,
     SkbOffsets, AF_INET, AF_INET6, IPPROTO_UDP,
 };
 
@@ -31,6 +31,7 @@ use crate::{
     sock_addr::Addr,
     sock_health::emit_unreachable,
     sock_maps::SOCK_UDP_FLOWS,
+    sock_select::flow_key,
 };
 
 #[fentry(function = "udp_err")]
@@ -105,13 +106,11 @@ unsafe fn v6(skb: *const u8, off: &SkbOffsets, icmp: (u8, u8)) -> Result<(), i32
 #[inline(always)]
 fn report(family: u16, client: [u8; 16], backend: [u8; 16], ports: (u16, u16), icmp: (u8, u8)) {
     let (client_port, backend_port) = ports;
-    let key = SockUdpFlowKey {
-        backend,
-        backend_port,
-        client_port,
-        family: family as u8,
-        _pad: [0; 3],
+    let backend = Addr {
+        addr: backend,
+        port: backend_port,
     };
+    let key = flow_key(&backend, client_port, family as u8);
     // SAFETY: a hash map lookup; the value is copied out at once.
     let Some(rec): Option<SockPeer> = (unsafe { SOCK_UDP_FLOWS.get(&key) }).copied() else {
         return;
@@ -119,10 +118,6 @@ fn report(family: u16, client: [u8; 16], backend: [u8; 16], ports: (u16, u16), i
     let local = Addr {
         addr: client,
         port: client_port,
-    };
-    let backend = Addr {
-        addr: backend,
-        port: backend_port,
     };
     emit_unreachable(&rec, family as u8, &local, &backend, icmp);
 }

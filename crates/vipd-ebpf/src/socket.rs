@@ -1,7 +1,8 @@
 //! The socket data plane's object (`vipd-sock`): the cgroup programs that translate a
 //! VIP to a backend when a socket connects or sends, and back when the application asks
 //! for its peer or receives a datagram, the `sock_ops` program that reports how those
-//! connections fare, the tracepoints that report refusals and ICMP errors on connected
+//! connections fare, the `sock_release` program that removes a closed UDP socket's
+//! records, the tracepoints that report refusals and ICMP errors on connected
 //! sockets, the fentry programs that report ICMP errors about unconnected datagrams, and
 //! the maps they own; nothing of the other planes'. Built for `bpfel-unknown-none` by
 //! `crates/vipd/build.rs`; vipd's socket loader loads it with aya.
@@ -31,6 +32,7 @@ mod sock_health;
 mod sock_maps;
 mod sock_ops;
 mod sock_recvmsg;
+mod sock_release;
 mod sock_reset;
 mod sock_select;
 mod sock_sendmsg;

@@ -89,7 +89,8 @@ fn the_socket_object_holds_only_the_socket_plane() {
             "SOCK_STICKY_TCP",
             "SOCK_SYN_NEXT",
             "SOCK_SYN_RTO",
-            "SOCK_UDP_FLOWS"
+            "SOCK_UDP_FLOWS",
+            "SOCK_UDP_SENT"
         ])
     );
     let want: Vec<&str> = crate::sockplane::loader::program_names()

@@ -23,6 +23,7 @@ use vipd::{
     config::{Config, Protocol, SocketSettings},
     model::{BackendId, ServiceKey, Vip},
     plane::{socket::SocketPlane, DataPlane, Held, Weights},
+    sockplane::maps::Records,
 };
 
 /// Weights of the TCP and UDP services of `vip` over `backends` (the UDP ones on
@@ -118,7 +119,7 @@ fn spread_per_weights(vip: &str, backends: [&str; 3], tag: &str) {
         "not 3:1: {t:?}"
     );
     // Closed connections leave no translation behind (a few may still be closing).
-    let left = plane.translations();
+    let left = plane.records().translations;
     assert!(
         left < 20,
         "{left} translations after {n} closed connections"
@@ -189,6 +190,11 @@ fn udp(vip: &str, backends: [&str; 3], tag: &str) {
     plane
         .apply(&Config::default(), &weights(vip, &backends, &[1, 1, 0]))
         .unwrap();
+    let none = Records {
+        translations: 0,
+        udp_flows: 0,
+        udp_sent: 0,
+    };
     for mode in ["udp", "udp-unconnected"] {
         let seen = client(&ns, &cg.0, vip, UDP_PORT, 60, mode);
         assert_eq!(seen.len(), 60, "{mode}");
@@ -198,7 +204,20 @@ fn udp(vip: &str, backends: [&str; 3], tag: &str) {
             t.contains_key(backends[0]) && t.contains_key(backends[1]),
             "{mode}: not spread: {t:?}"
         );
+        // Every socket was closed: its records went with it.
+        assert_eq!(plane.records(), none, "{mode}: records of closed sockets");
     }
+    // A socket still open keeps them: both directions, its flow and its VIP.
+    let mut sock = OneSocket::start(&ns, &cg.0, vip, UDP_PORT);
+    assert_eq!(sock.exchange(3).len(), 3);
+    let open = Records {
+        translations: 2,
+        udp_flows: 1,
+        udp_sent: 1,
+    };
+    assert_eq!(plane.records(), open, "an open socket's records");
+    drop(sock);
+    assert_eq!(plane.records(), none, "the closed socket's records");
 }
 
 /// One unconnected UDP socket keeps its backend across datagrams; when that backend
@@ -267,6 +286,9 @@ fn a_dual_stack_socket_reaching_an_ipv4_vip_is_balanced() {
     let seen = client(&ns, &cg.0, &mapped, UDP_PORT, 20, "udp-unconnected");
     let t = tally(&seen, addr(&mapped, UDP_PORT));
     assert!(!t.contains_key(backends[2]), "{t:?}");
+    // Its datagrams were recorded in IPv4 form; the sockets' release found them so.
+    let left = plane.records();
+    assert_eq!((left.udp_flows, left.udp_sent), (0, 0), "{left:?}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub mod proc_cpu;
 pub mod remote_server;
 pub mod servers;
 pub mod socket_bench;
+pub mod socket_records;
 pub mod stats;
 pub mod syn;
 pub mod tcp_client;

@@ -27,6 +27,7 @@ use vipd_vmtests::{
     load::{hold_connection, Load, Outcome},
     require_vm,
     servers::{whoami_tcp, whoami_udp},
+    socket_records::{udp_records, UdpRecords},
 };
 
 const VPORT: u16 = 80;
@@ -165,6 +166,26 @@ fn tcp_udp_spread_and_vip(family: Family, name: &str) {
             .or_insert(0) += 1;
     }
     assert_eq!(backends.len(), 1, "a fixed source port moved: {backends:?}");
+
+    // Every connected socket above is closed: its record went with it. The open one
+    // holds both directions, its flow and its VIP, until it closes.
+    let open = UdpRecords {
+        translations: 2,
+        flows: 1,
+        sent: 1,
+    };
+    assert_eq!(udp_records(&vipd.socket_pins()), open, "UDP records");
+    drop(client);
+    let none = UdpRecords {
+        translations: 0,
+        flows: 0,
+        sent: 0,
+    };
+    assert_eq!(
+        udp_records(&vipd.socket_pins()),
+        none,
+        "UDP records after every socket closed"
+    );
 
     // dig, a real resolver client, through the VIP: every query answered, by the
     // backends in proportion (60 draws: each backend's share is loose).

@@ -12,7 +12,7 @@ use std::{mem::size_of, os::fd::AsFd, path::Path};
 use vipd_common::{
     sock::{
         SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
-        SockStickyConn, SockUdpFlowKey,
+        SockStickyConn, SockUdpFlowKey, SockUdpSent,
     },
     VipKey,
 };
@@ -48,6 +48,7 @@ pub fn expected(name: &str, sizes: Sizes) -> Option<MapLayout> {
         "SOCK_AFFINITY" => layout::<SockAffinityKey, SockAffinity>(LRU_HASH, sizes.affinity),
         "SOCK_STICKY_TCP" => layout::<u64, SockStickyConn>(LRU_HASH, sizes.peers),
         "SOCK_UDP_FLOWS" => layout::<SockUdpFlowKey, SockPeer>(LRU_HASH, sizes.peers),
+        "SOCK_UDP_SENT" => layout::<u64, SockUdpSent>(LRU_HASH, sizes.peers),
         _ => return None,
     })
 }

@@ -12,13 +12,19 @@ use crate::{
     plane::features::{kernel_release, release_version, require_kernel},
 };
 
-/// The oldest kernel with every hook the plane attaches (`getpeername4/6`: 5.8).
-pub const MIN_KERNEL: (u32, u32) = (5, 8);
+/// The oldest kernel with every hook the plane attaches (`getpeername4/6`: 5.8;
+/// `sock_release`: 5.9).
+pub const MIN_KERNEL: (u32, u32) = (5, 9);
 
 /// Checks the host for `s`.
 pub fn check(s: &SocketSettings) -> Features {
     let mut out = Features::default();
-    require_kernel(MIN_KERNEL, "socket", "cgroup getpeername hooks", &mut out);
+    require_kernel(
+        MIN_KERNEL,
+        "socket",
+        "cgroup getpeername and sock_release hooks",
+        &mut out,
+    );
     cgroup(&s.cgroup, &mut out);
     let btf = Btf::from_sys_fs(None).map_err(|e| e.to_string());
     let btf = btf.as_ref().map_err(String::as_str);
@@ -106,7 +112,8 @@ mod tests {
     #[test]
     fn older_kernels_are_below_the_minimum() {
         assert!(release_version("5.4.0").unwrap() < MIN_KERNEL);
-        assert!(release_version("5.8.0").unwrap() >= MIN_KERNEL);
+        assert!(release_version("5.8.0").unwrap() < MIN_KERNEL);
+        assert!(release_version("5.9.0").unwrap() >= MIN_KERNEL);
     }
 
     #[test]

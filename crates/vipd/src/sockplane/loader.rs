@@ -1,6 +1,6 @@
 //! Loads the socket data plane from its own eBPF object, sizes its maps (the object's
-//! are placeholders), and attaches its cgroup programs (eight address hooks and
-//! `sock_ops`) to one cgroup v2 directory.
+//! are placeholders), and attaches its cgroup programs (eight address hooks,
+//! `sock_ops` and `sock_release`) to one cgroup v2 directory.
 //!
 //! With a pin directory, the state maps are pinned there (created on first use, reused
 //! after) and every program is attached through a link pinned there, so the programs
@@ -57,12 +57,16 @@ pub const PROGRAMS: [(&str, CgroupSockAddrAttachType); 8] = [
 /// The `sock_ops` program that reports how translated connections fare.
 pub const SOCK_OPS_PROGRAM: &str = "vipd_sock_ops";
 
-/// Every program of the object: the address programs, then `sock_ops`.
+/// The `sock_release` program that removes a closed UDP socket's records.
+pub const RELEASE_PROGRAM: &str = "vipd_sock_release";
+
+/// Every cgroup program of the object: the address programs, `sock_ops`, then
+/// `sock_release`.
 pub fn program_names() -> impl Iterator<Item = &'static str> {
     PROGRAMS
         .iter()
         .map(|(name, _)| *name)
-        .chain([SOCK_OPS_PROGRAM])
+        .chain([SOCK_OPS_PROGRAM, RELEASE_PROGRAM])
 }
 
 /// What every program's name starts with (and no other program of vipd's).
@@ -70,13 +74,14 @@ pub const PROGRAM_PREFIX: &str = "vipd_sock_";
 
 /// Maps that carry state worth keeping across a restart: pinned with a pin directory.
 /// The counters are per process; the SYN timeouts are written again at start.
-pub const PINNED_MAPS: [&str; 6] = [
+pub const PINNED_MAPS: [&str; 7] = [
     "SOCK_SERVICES",
     "SOCK_BACKENDS",
     "SOCK_PEERS",
     "SOCK_AFFINITY",
     "SOCK_STICKY_TCP",
     "SOCK_UDP_FLOWS",
+    "SOCK_UDP_SENT",
 ];
 
 /// Map sizes.
@@ -87,8 +92,9 @@ pub struct Sizes {
     pub backends: u32,
     /// Socket translations (LRU): two per unconnected UDP socket and VIP, one per
     /// connected socket. Also the size of `SOCK_STICKY_TCP` (LRU), one per open TCP
-    /// connection of a service with persistence, and of `SOCK_UDP_FLOWS` (LRU), one per
-    /// unconnected UDP socket and backend it sent to.
+    /// connection of a service with persistence, of `SOCK_UDP_FLOWS` (LRU), one per
+    /// unconnected UDP socket and backend it sent to, and of `SOCK_UDP_SENT` (LRU), one
+    /// per unconnected UDP socket that sent to a VIP.
     pub peers: u32,
     /// Clients of services with persistence (LRU).
     pub affinity: u32,
@@ -163,6 +169,7 @@ fn load_one(ebpf: &mut Ebpf, name: &'static str) -> Result<(), SockError> {
         Program::TracePoint(p) => p.load(),
         Program::SockOps(p) => p.load(),
         Program::CgroupSockAddr(p) => p.load(),
+        Program::CgroupSock(p) => p.load(),
         _ => return Err(SockError::Missing(name)),
     }
     .map_err(prog_err(name))
@@ -175,25 +182,22 @@ fn link_one(ebpf: &mut Ebpf, name: &'static str, cgroup: &File) -> Result<FdLink
     let to_fd = |e: aya::programs::links::LinkError| {
         SockError::Limit(format!("the link of {name} is not a bpf_link: {e}"))
     };
+    // Each program type has its own attach and link types; the steps are the same.
+    macro_rules! link {
+        ($p:expr) => {{
+            let id = $p
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(prog_err(name))?;
+            $p.take_link(id)
+                .map_err(prog_err(name))?
+                .try_into()
+                .map_err(to_fd)
+        }};
+    }
     match program(ebpf, name)? {
-        Program::SockOps(p) => {
-            let id = p
-                .attach(cgroup, CgroupAttachMode::Single)
-                .map_err(prog_err(name))?;
-            p.take_link(id)
-                .map_err(prog_err(name))?
-                .try_into()
-                .map_err(to_fd)
-        }
-        Program::CgroupSockAddr(p) => {
-            let id = p
-                .attach(cgroup, CgroupAttachMode::Single)
-                .map_err(prog_err(name))?;
-            p.take_link(id)
-                .map_err(prog_err(name))?
-                .try_into()
-                .map_err(to_fd)
-        }
+        Program::SockOps(p) => link!(p),
+        Program::CgroupSockAddr(p) => link!(p),
+        Program::CgroupSock(p) => link!(p),
         _ => Err(SockError::Missing(name)),
     }
 }
@@ -203,6 +207,7 @@ fn fd_of<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<BorrowedFd<'a>, S
     let fd = match program(ebpf, name)? {
         Program::SockOps(p) => p.fd(),
         Program::CgroupSockAddr(p) => p.fd(),
+        Program::CgroupSock(p) => p.fd(),
         _ => return Err(SockError::Missing(name)),
     }
     .map_err(prog_err(name))?;
@@ -249,6 +254,7 @@ impl SockProgram {
             .map_max_entries("SOCK_AFFINITY", sizes.affinity)
             .map_max_entries("SOCK_STICKY_TCP", sizes.peers)
             .map_max_entries("SOCK_UDP_FLOWS", sizes.peers)
+            .map_max_entries("SOCK_UDP_SENT", sizes.peers)
             .map_max_entries("SOCK_SYN_RTO", sizes.services)
             .map_max_entries("SOCK_HEALTH", sizes.events_bytes);
         for (name, path) in &pins {
@@ -287,6 +293,7 @@ impl SockProgram {
                 let info = match self.ebpf.program(name) {
                     Some(Program::SockOps(p)) => p.info().ok(),
                     Some(Program::CgroupSockAddr(p)) => p.info().ok(),
+                    Some(Program::CgroupSock(p)) => p.info().ok(),
                     _ => None,
                 };
                 (name, info.and_then(|i| i.verified_instruction_count()))

@@ -8,7 +8,7 @@ use vipd_common::{
     health::HealthEvent,
     sock::{
         stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
-        SockSynRto,
+        SockSynRto, SockUdpFlowKey, SockUdpSent,
     },
     VipKey,
 };
@@ -19,10 +19,24 @@ use crate::{
     model::health_record::{health_event, BadRecord},
 };
 
+/// How many records of sockets the maps hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Records {
+    /// Translations (`SOCK_PEERS`): each connected socket's, and both directions of
+    /// each unconnected UDP socket's.
+    pub translations: usize,
+    /// Unconnected UDP sockets' flows (`SOCK_UDP_FLOWS`).
+    pub udp_flows: usize,
+    /// Unconnected UDP sockets' last VIPs (`SOCK_UDP_SENT`).
+    pub udp_sent: usize,
+}
+
 pub struct SockMaps {
     services: HashMap<MapData, VipKey, SockService>,
     backends: Array<MapData, SockBackend>,
     peers: HashMap<MapData, SockPeerKey, SockPeer>,
+    udp_flows: HashMap<MapData, SockUdpFlowKey, SockPeer>,
+    udp_sent: HashMap<MapData, u64, SockUdpSent>,
     affinity: HashMap<MapData, SockAffinityKey, SockAffinity>,
     syn_rto: HashMap<MapData, VipKey, SockSynRto>,
     stats: PerCpuArray<MapData, u64>,
@@ -41,6 +55,8 @@ impl SockMaps {
             services: HashMap::try_from(take("SOCK_SERVICES")?).map_err(err("SOCK_SERVICES"))?,
             backends: Array::try_from(take("SOCK_BACKENDS")?).map_err(err("SOCK_BACKENDS"))?,
             peers: HashMap::try_from(take("SOCK_PEERS")?).map_err(err("SOCK_PEERS"))?,
+            udp_flows: HashMap::try_from(take("SOCK_UDP_FLOWS")?).map_err(err("SOCK_UDP_FLOWS"))?,
+            udp_sent: HashMap::try_from(take("SOCK_UDP_SENT")?).map_err(err("SOCK_UDP_SENT"))?,
             affinity: HashMap::try_from(take("SOCK_AFFINITY")?).map_err(err("SOCK_AFFINITY"))?,
             syn_rto: HashMap::try_from(take("SOCK_SYN_RTO")?).map_err(err("SOCK_SYN_RTO"))?,
             stats: PerCpuArray::try_from(take("SOCK_STATS")?).map_err(err("SOCK_STATS"))?,
@@ -82,10 +98,14 @@ impl SockMaps {
         self.backends.set(id, b, 0).map_err(err("SOCK_BACKENDS"))
     }
 
-    /// How many socket translations are recorded now (one syscall per entry: for
-    /// tests, not for every status).
-    pub fn peers(&self) -> usize {
-        self.peers.keys().filter(Result::is_ok).count()
+    /// How many records of sockets the maps hold now (one syscall per entry: for tests,
+    /// not for every status).
+    pub fn records(&self) -> Records {
+        Records {
+            translations: self.peers.keys().filter(Result::is_ok).count(),
+            udp_flows: self.udp_flows.keys().filter(Result::is_ok).count(),
+            udp_sent: self.udp_sent.keys().filter(Result::is_ok).count(),
+        }
     }
 
     /// The clients of services with persistence and the backends they stick to (one

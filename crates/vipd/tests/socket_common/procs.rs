@@ -88,15 +88,21 @@ s.close()
 print("closed", flush=True)
 "#;
 
-/// `n` connects to a target, each reading the server's line and closing; prints the
-/// seconds they took in all.
+/// `n` exchanges with a target, each on a new socket that is closed after it; prints the
+/// seconds they took in all. `tcp`: connect and read the server's line; `udp`: an
+/// unconnected socket sends a datagram and reads the answer (a stub resolver's way).
 const TIMED: &str = r#"
 import socket, sys, time
-ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ip, port, n, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
 t = time.perf_counter()
-for i in range(n):
-    s = socket.socket(fam, socket.SOCK_STREAM); s.connect((ip, port)); s.recv(100); s.close()
+if mode == "tcp":
+    for i in range(n):
+        s = socket.socket(fam, socket.SOCK_STREAM); s.connect((ip, port)); s.recv(100); s.close()
+else:
+    for i in range(n):
+        s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(2)
+        s.sendto(b"x", (ip, port)); s.recvfrom(100); s.close()
 print(time.perf_counter() - t)
 "#;
 
@@ -113,10 +119,17 @@ pub fn in_cgroup(ns: &Netns, cgroup: &Path, script: &str, args: &str) -> Command
     cmd
 }
 
-/// Seconds that `n` connects to `ip:port` took from a client in namespace `ns` and
-/// cgroup `cgroup`.
-pub fn timed_connects(ns: &Netns, cgroup: &Path, ip: &str, port: u16, n: usize) -> f64 {
-    let out = in_cgroup(ns, cgroup, TIMED, &format!("{ip} {port} {n}"))
+/// Seconds that `n` exchanges with `ip:port` (`mode`: `tcp` or `udp`, see [`TIMED`]) took
+/// from a client in namespace `ns` and cgroup `cgroup`.
+pub fn timed_exchanges(
+    ns: &Netns,
+    cgroup: &Path,
+    ip: &str,
+    port: u16,
+    n: usize,
+    mode: &str,
+) -> f64 {
+    let out = in_cgroup(ns, cgroup, TIMED, &format!("{ip} {port} {n} {mode}"))
         .output()
         .expect("client");
     assert!(

@@ -6,4 +6,5 @@ mod idle;
 mod pinned_layout;
 mod syn_rto;
 mod udp_errors;
+mod upgrade;
 mod verifier;

@@ -203,7 +203,7 @@ impl SocketPlane {
             .filter(|a| **a == Attached::Replaced)
             .count();
         format!(
-            "socket: connect, getpeername, sendmsg, recvmsg (v4, v6) and sock_ops on cgroup {} (links pinned in {}{})",
+            "socket: connect, getpeername, sendmsg, recvmsg (v4, v6), sock_ops and sock_release on cgroup {} (links pinned in {}{})",
             self.settings.cgroup.display(),
             self.pins.display(),
             if replaced > 0 {
@@ -214,9 +214,9 @@ impl SocketPlane {
         )
     }
 
-    /// How many socket translations the maps hold (one syscall per entry).
-    pub fn translations(&self) -> usize {
-        self.dp.maps().peers()
+    /// How many records of sockets the maps hold (one syscall per entry).
+    pub fn records(&self) -> crate::sockplane::maps::Records {
+        self.dp.maps().records()
     }
 
     /// The clients of services with persistence the maps hold, and their backends.
