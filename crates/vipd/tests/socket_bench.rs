@@ -3,8 +3,8 @@
 //! same exchanges made straight to the backend, from the same client in the same cgroup,
 //! and from a cgroup without the plane's programs. TCP: a connect, a read of the
 //! server's line and a close. UDP: a new unconnected socket per exchange, a datagram
-//! each way and a close (a stub resolver's pattern: the plane records and, at the close,
-//! removes each socket's translation). The three alternate, `ROUNDS` times each, so that
+//! each way and a close (a socket per query: the plane records and, at the close, removes
+//! each socket's translation). The three alternate, `ROUNDS` times each, so that
 //! load from elsewhere on the host falls on all alike; the medians are compared. Each
 //! client is python3: the figures include the interpreter, the same on every side.
 //!

@@ -90,7 +90,7 @@ print("closed", flush=True)
 
 /// `n` exchanges with a target, each on a new socket that is closed after it; prints the
 /// seconds they took in all. `tcp`: connect and read the server's line; `udp`: an
-/// unconnected socket sends a datagram and reads the answer (a stub resolver's way).
+/// unconnected socket sends a datagram and reads the answer (a socket per query).
 const TIMED: &str = r#"
 import socket, sys, time
 ip, port, n, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
