@@ -142,6 +142,13 @@ impl SockMaps {
         }
     }
 
+    /// Removes the translation record under `key` (not an error if it is gone).
+    pub fn remove_peer(&mut self, key: &SockPeerKey) -> Result<(), SockError> {
+        removed(self.peers.remove(key))
+            .map(drop)
+            .map_err(err("SOCK_PEERS"))
+    }
+
     /// The counters summed over CPUs, in `stat` order.
     pub fn stats(&self) -> Result<[u64; stat::COUNT as usize], SockError> {
         let mut out = [0u64; stat::COUNT as usize];

@@ -112,9 +112,9 @@ impl UdpExpiry {
     }
 
     /// For each (VIP, backend) in `left`, destroys the sockets the plane connected to
-    /// the backend through the VIP. Errors are logged (a missing kernel feature once,
-    /// as a warning) and end only that backend's pass.
-    pub fn expire(&mut self, maps: &SockMaps, left: &[(SocketAddr, SocketAddr)]) {
+    /// the backend through the VIP, and removes their records. Errors are logged (a
+    /// missing kernel feature once, as a warning) and end only that backend's pass.
+    pub fn expire(&mut self, maps: &mut SockMaps, left: &[(SocketAddr, SocketAddr)]) {
         for (vip, backend) in left {
             match self.expire_one(maps, *vip, *backend) {
                 Ok(e) => {
@@ -158,7 +158,7 @@ impl UdpExpiry {
 
     fn expire_one(
         &mut self,
-        maps: &SockMaps,
+        maps: &mut SockMaps,
         vip: SocketAddr,
         backend: SocketAddr,
     ) -> Result<Expired, DiagError> {
@@ -185,6 +185,14 @@ impl UdpExpiry {
                 }
                 if diag.destroy(&s)? {
                     e.destroyed += 1;
+                    // The kernel disconnected the socket: at its close the release hook
+                    // no longer knows its peer, so its record goes now.
+                    if let Err(err) = maps.remove_peer(&key) {
+                        debug!(
+                            cookie = s.id.cookie,
+                            "removing a destroyed socket's record: {err}"
+                        );
+                    }
                 }
             }
         }

@@ -293,7 +293,7 @@ impl SocketPlane {
         let all: Vec<SockServiceSpec> = self.specs.values().cloned().collect();
         let changes = self.dp.apply(&all).map_err(PlaneError::SocketWrite)?;
         // Connected UDP sockets of backends taken out move (`udp_stale_flows = "expire"`).
-        self.udp_expiry.expire(self.dp.maps(), &left);
+        self.udp_expiry.expire(self.dp.maps_mut(), &left);
         // The write of a service's selection is when its backends at 0 leave it.
         let written = self.applied.record(wanted, None, full.then_some(weights));
         debug!(writes = changes.total(), "socket maps synced");
