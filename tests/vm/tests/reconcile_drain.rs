@@ -225,24 +225,31 @@ fn udp_rule(family: Family, n: u8, rule: &str) {
             // stateful firewalls), the kernel drops datagrams whose tracking entry still
             // names the removed backend (the send fails at once with EPERM) until that
             // entry is gone, a timer tick later; from then on the flow is scheduled to
-            // the live backend.
+            // the live backend. A datagram can also be lost without an error (in one
+            // full VM run on 6.1, the first one after the removal was); the client's
+            // retry, as a resolver's, is what must be answered, within a second.
             let other = &lab.backends[1 - i].ns;
+            client
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
             let started = Instant::now();
-            let mut refused = 0;
+            let (mut refused, mut lost) = (0, 0);
             let answer = loop {
                 match try_ask(&client) {
                     Ok(answer) => break answer,
                     Err(e) if e.raw_os_error() == Some(libc::EPERM) => refused += 1,
-                    Err(e) => panic!("after {refused} EPERM: {e}"),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => lost += 1,
+                    Err(e) => panic!("after {refused} EPERM and {lost} lost: {e}"),
                 }
                 assert!(
                     started.elapsed() < Duration::from_secs(1),
-                    "the stale flow still fails after {refused} tries"
+                    "the stale flow still fails after {refused} EPERM and {lost} lost datagrams\n{}",
+                    sh("ipvsadm -Lnc; sysctl net.ipv4.vs.conntrack net.ipv4.vs.expire_nodest_conn")
                 );
                 std::thread::sleep(Duration::from_millis(10));
             };
             println!(
-                "stale flow moved after {refused} dropped datagrams, {:?}",
+                "stale flow moved after {refused} EPERM and {lost} lost datagrams, {:?}",
                 started.elapsed()
             );
             assert_eq!(&answer, other, "stale flow to the removed backend");
