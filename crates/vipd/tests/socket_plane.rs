@@ -190,11 +190,7 @@ fn udp(vip: &str, backends: [&str; 3], tag: &str) {
     plane
         .apply(&Config::default(), &weights(vip, &backends, &[1, 1, 0]))
         .unwrap();
-    let none = Records {
-        translations: 0,
-        udp_flows: 0,
-        udp_sent: 0,
-    };
+    let none = Records::default();
     for mode in ["udp", "udp-unconnected"] {
         let seen = client(&ns, &cg.0, vip, UDP_PORT, 60, mode);
         assert_eq!(seen.len(), 60, "{mode}");

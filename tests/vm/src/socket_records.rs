@@ -11,8 +11,8 @@ use vipd_common::{
     IPPROTO_UDP,
 };
 
-/// Counts of the UDP records in a socket plane's maps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Counts of the UDP records in a socket plane's maps (`default()`: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UdpRecords {
     pub translations: usize,
     pub flows: usize,

@@ -176,14 +176,9 @@ fn tcp_udp_spread_and_vip(family: Family, name: &str) {
     };
     assert_eq!(udp_records(&vipd.socket_pins()), open, "UDP records");
     drop(client);
-    let none = UdpRecords {
-        translations: 0,
-        flows: 0,
-        sent: 0,
-    };
     assert_eq!(
         udp_records(&vipd.socket_pins()),
-        none,
+        UdpRecords::default(),
         "UDP records after every socket closed"
     );
 

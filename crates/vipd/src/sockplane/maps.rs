@@ -19,8 +19,8 @@ use crate::{
     model::health_record::{health_event, BadRecord},
 };
 
-/// How many records of sockets the maps hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How many records of sockets the maps hold (`default()`: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Records {
     /// Translations (`SOCK_PEERS`): each connected socket's, and both directions of
     /// each unconnected UDP socket's.

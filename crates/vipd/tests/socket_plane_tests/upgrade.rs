@@ -54,10 +54,9 @@ fn an_upgrade_adds_the_release_hook_beside_the_links_it_takes_over() {
         tally(&seen, addr(VIP4, UDP_PORT)).values().sum::<usize>(),
         20
     );
-    let none = Records {
-        translations: 0,
-        udp_flows: 0,
-        udp_sent: 0,
-    };
-    assert_eq!(new.records(), none, "records of closed sockets");
+    assert_eq!(
+        new.records(),
+        Records::default(),
+        "records of closed sockets"
+    );
 }
