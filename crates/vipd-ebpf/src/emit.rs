@@ -7,8 +7,8 @@
 //!
 //! Waking the reader costs more than the rest of a hook (measured: about 2 us of a
 //! 2.5 us run), so only events that can fail a backend wake it at once; the others wait
-//! for the reader's periodic drain (`RING_DRAIN` in vipd's watcher) or for enough data
-//! to pile up.
+//! for the reader's periodic drain (twice a second: `SLOW_DRAIN` in vipd) or for enough
+//! data to pile up.
 
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use vipd_common::{ConnEvent, EventKind};

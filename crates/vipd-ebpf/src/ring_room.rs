@@ -19,7 +19,7 @@ pub fn room_for_success(ring: &RingBuf) -> bool {
 
 /// For a record that can fail no backend: `None` to shed it, else the flag to queue it
 /// with. It waits for the reader's drain, unless an eighth of the ring is unread: then
-/// it wakes the reader, which may be draining seldom (its idle pace) while a burst
+/// it wakes the reader, which drains on its own only twice a second, while a burst
 /// fills the ring.
 #[inline(always)]
 #[allow(dead_code)]

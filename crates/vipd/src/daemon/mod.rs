@@ -26,7 +26,6 @@ pub mod control_proto;
 pub mod core;
 pub mod dns_link;
 pub mod dns_record;
-mod drain_pace;
 pub mod fault;
 pub mod metrics;
 pub mod notify;

@@ -51,7 +51,6 @@ use super::{
     core::{Core, Restored},
     dns_link::DnsLink,
     dns_record,
-    drain_pace::DrainPace,
     metrics::Metrics,
     notify::Notifier,
     persist,
@@ -150,6 +149,12 @@ async fn readable(
         Some(e) => e.readable_mut().await,
         None => std::future::pending().await,
     }
+}
+
+/// How often the plane's event ring is drained when no kernel wake-up asks for it: as
+/// seldom as its waiting records can wait ([`crate::plane::Ticks::slow_drain`]).
+fn drain_period(ticks: crate::plane::Ticks) -> Duration {
+    ticks.slow_drain.unwrap_or(crate::watcher::RING_DRAIN)
 }
 
 /// A timer for drains every `period`, the first one `period` from now.
@@ -368,11 +373,15 @@ impl Shell {
         let mut housekeeping = Instant::now() + HOUSEKEEPING;
         let mut udp_tick = tokio::time::interval(crate::plane::ipvs::UDP_POLL);
         udp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut pace = DrainPace::new(crate::watcher::RING_DRAIN, self.plane.ticks().idle_drain);
-        let mut drain_tick = drain_interval(pace.period());
+        let mut period = drain_period(self.plane.ticks());
+        let mut drain_tick = drain_interval(period);
         loop {
             let listening = self.events.is_some();
             let ticks = self.plane.ticks();
+            if drain_period(ticks) != period {
+                period = drain_period(ticks);
+                drain_tick = drain_interval(period);
+            }
             let wake = self
                 .core
                 .next_deadline()
@@ -390,19 +399,13 @@ impl Shell {
                         if n < EVENT_BATCH {
                             guard.clear_ready();
                         }
-                        if let Some(p) = pace.after(n) {
-                            drain_tick = drain_interval(p);
-                        }
                     }
                     Err(e) => self.events_failed(&e),
                 },
                 done = write_done(&mut self.writer), if self.core.writing() => self.done(done),
                 Some(r) = self.check_rx.recv() => self.core.on_check(r, Instant::now()),
                 _ = drain_tick.tick(), if listening && ticks.drain => {
-                    let n = drain(&mut *self.plane, &mut self.core, &mut self.reports);
-                    if let Some(p) = pace.after(n) {
-                        drain_tick = drain_interval(p);
-                    }
+                    drain(&mut *self.plane, &mut self.core, &mut self.reports);
                 }
                 _ = udp_tick.tick(), if listening && ticks.udp => self.poll_udp(),
                 _ = self.signals.hup.recv() => { info!(signal = "SIGHUP", "reloading the config"); self.reload().await; }

@@ -72,10 +72,12 @@ pub struct UdpFinding {
     pub silent: Option<Report>,
 }
 
-/// How seldom an event ring whose waiting records can wait is drained while it stays
-/// empty (see [`Ticks::idle_drain`]): an idle vipd wakes twice a second for it, and a
-/// success after a quiet spell is counted within this.
-pub const IDLE_DRAIN: Duration = Duration::from_millis(500);
+/// How often an event ring whose waiting records can wait is drained (see
+/// [`Ticks::slow_drain`]): vipd wakes twice a second for it, busy or idle, and a success
+/// is counted within this. A wake-up costs more than the records it reads at a few
+/// thousand connections a second, and the kernel wakes vipd sooner for a failure and
+/// once an eighth of the ring holds unread records.
+pub const SLOW_DRAIN: Duration = Duration::from_millis(500);
 
 /// Which timers the plane's event source wants besides its readiness.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,12 +87,12 @@ pub struct Ticks {
     pub drain: bool,
     /// Poll the UDP traffic counters every [`ipvs::UDP_POLL`].
     pub udp: bool,
-    /// While the ring stays empty, draining this seldom is enough: the records that wait
-    /// for a drain can wait that long (nothing is timed from when they are read, and a
-    /// record that wakes vipd has every record queued before it read first). `None`:
-    /// always every [`crate::watcher::RING_DRAIN`] (a plane that starts a deadline when
-    /// it reads a SYN's record).
-    pub idle_drain: Option<Duration>,
+    /// Draining this seldom is enough: the records that wait for a drain can wait that
+    /// long (nothing is timed from when they are read, and a record that wakes vipd has
+    /// every record queued before it read first). `None`: every
+    /// [`crate::watcher::RING_DRAIN`] (a plane that starts a deadline when it reads a
+    /// SYN's record).
+    pub slow_drain: Option<Duration>,
 }
 
 /// How a plane describes itself in `vipd status`.

@@ -185,7 +185,7 @@ impl Watcher {
             // them by the kernel's timestamps, and a failure's wake-up reads every record
             // queued before it (so the handshakes a quarantine releases are known by
             // then). The SYN timeout is the client's own, set in the kernel.
-            idle_drain: Some(crate::plane::IDLE_DRAIN),
+            slow_drain: Some(crate::plane::SLOW_DRAIN),
         }
     }
 

@@ -413,7 +413,7 @@ impl DataPlane for SocketPlane {
             // Failures wake vipd at once; successes and the SYNs of adaptive timeouts
             // carry the kernel's timestamps, and a held early retransmission's deadline
             // drains the ring before it is released.
-            idle_drain: Some(super::IDLE_DRAIN),
+            slow_drain: Some(super::SLOW_DRAIN),
         }
     }
 

@@ -316,7 +316,7 @@ impl DataPlane for XdpPlane {
             udp: false,
             // A SYN's handshake deadline (`syn_rto`) is set when its record is read, and
             // a blackholed backend sends nothing that would wake vipd sooner.
-            idle_drain: None,
+            slow_drain: None,
         }
     }
 
