@@ -28,6 +28,11 @@ impl SynTimes {
         let Some(client) = r.client else {
             return Some(r);
         };
+        // No handshake followed (no adaptive VIP, the usual case): nothing to pair, and
+        // no key hashed for every connection's report.
+        if self.sent.is_empty() && r.outcome != Outcome::SynRetransmit(0) {
+            return Some(r);
+        }
         let conn = (r.vip, client);
         match r.outcome {
             Outcome::SynRetransmit(0) => {
