@@ -68,6 +68,15 @@ impl Early {
             out.push(r);
             return None;
         };
+        // Nothing held or released (the usual case): no key to hash for every report.
+        if self.conns.is_empty() && !matches!(r.outcome, Outcome::SynRetransmit(1)) {
+            let learnt = match r.outcome {
+                Outcome::Established { latency } => latency.map(Handshake::Normal),
+                _ => None,
+            };
+            out.push(r);
+            return learnt;
+        }
         let conn = (r.vip, client);
         match r.outcome {
             Outcome::SynRetransmit(1)
