@@ -137,8 +137,20 @@ impl ServiceHealth {
 
     /// A connection outcome or check result for `dest` at `now`. Timers due at `now` are
     /// handled first, as by [`tick`](Self::tick). An unknown `dest` is ignored.
+    ///
+    /// A success that can change nothing (its backend healthy, with no refusal or
+    /// retransmission counted) returns at once: it is what nearly every connection
+    /// reports, and the timers and the panic rule look at every backend of the service.
+    /// Timers due then are the next [`tick`](Self::tick)'s.
     pub fn observe(&mut self, now: Instant, dest: DestId, signal: Signal) -> Vec<Transition> {
-        if !self.backends.contains_key(&dest) {
+        let Some(b) = self.backends.get(&dest) else {
+            return Vec::new();
+        };
+        if signal == Signal::Success
+            && b.phase == Phase::Healthy
+            && b.refusals == 0
+            && b.retransmits == 0
+        {
             return Vec::new();
         }
         let mut out = Vec::new();

@@ -295,6 +295,34 @@ async fn a_passed_probe_readmits_into_slow_start() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_success_that_changes_nothing_leaves_due_timers_to_the_tick() {
+    let mut s = service(exact(), &[100, 100]);
+    let t0 = Instant::now();
+    s.observe(t0, d(1), Refused);
+    let now = after(ms(5000)).await;
+    // d(1)'s quarantine is over, but a success of healthy d(2) is not what ends it.
+    assert!(s.observe(now, d(2), Success).is_empty());
+    assert_eq!(s.state(&d(1)), Some(State::Quarantined));
+    assert_eq!(s.tick(now), [Transition::ProbeWanted { dest: d(1) }]);
+    // A success that does change something (d(2) has a refusal counted, under the
+    // threshold) still runs the timers first.
+    let p = Policy {
+        refuse_threshold: 2,
+        ..exact()
+    };
+    let mut s = service(p, &[100, 100]);
+    s.observe(now, d(1), Refused);
+    s.observe(now, d(1), Refused);
+    s.observe(now, d(2), Refused);
+    let later = after(ms(5000)).await;
+    assert_eq!(
+        s.observe(later, d(2), Success),
+        [Transition::ProbeWanted { dest: d(1) }]
+    );
+    assert_eq!(s.views(later)[1].consecutive_refusals, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_probe_quarantines_again_for_longer() {
     let mut s = service(exact(), &[100, 100]);
     let now = Instant::now();

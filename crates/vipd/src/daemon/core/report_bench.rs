@@ -10,21 +10,25 @@ use crate::model::Outcome;
 #[tokio::test(start_paused = true)]
 #[ignore = "benchmark: cargo test --release -p vipd --lib report_cost -- --ignored"]
 async fn report_cost() {
-    let mut r = Rig::new(&web_with(3));
-    let established = report(
-        web(),
-        Outcome::Established { latency: None },
-        b(1),
-        SEC,
-        SEC,
-    );
-    let n = 300_000;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        r.core.on_report(&established, Instant::now());
+    // A small service and a large one: what a report costs must not grow with the
+    // service's backends.
+    for backends in [3, 100] {
+        let mut r = Rig::new(&web_with(backends));
+        let established = report(
+            web(),
+            Outcome::Established { latency: None },
+            b(1),
+            SEC,
+            SEC,
+        );
+        let n = 300_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            r.core.on_report(&established, Instant::now());
+        }
+        println!(
+            "core: {:.0} ns per established report, {backends} backends ({n} reports)",
+            t.elapsed().as_nanos() as f64 / f64::from(n)
+        );
     }
-    println!(
-        "core: {:.0} ns per established report ({n} reports)",
-        t.elapsed().as_nanos() as f64 / f64::from(n)
-    );
 }
