@@ -82,8 +82,8 @@ pub const SLOW_DRAIN: Duration = Duration::from_millis(500);
 /// Which timers the plane's event source wants besides its readiness.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ticks {
-    /// Take reports every [`crate::watcher::RING_DRAIN`] too (the kernel programs wake
-    /// a reader at once only for failures).
+    /// Take reports on a timer too (every [`Ticks::slow_drain`]): the kernel programs
+    /// wake a reader at once only for failures.
     pub drain: bool,
     /// Poll the UDP traffic counters every [`ipvs::UDP_POLL`].
     pub udp: bool,
