@@ -281,6 +281,7 @@ fn weight_watcher_sees_ipvsadm_changes() {
         .wait_for(dest, removed_at, Duration::from_secs(2), |w| w.is_none())
         .expect("removal not seen");
     let log = w.stop();
+    let span = log.started.elapsed();
     let history: Vec<_> = log.history(dest).into_iter().map(|(_, w)| w).collect();
     assert_eq!(history, vec![Some(1), Some(0), Some(3), None]);
     assert_eq!(
@@ -294,7 +295,16 @@ fn weight_watcher_sees_ipvsadm_changes() {
         Some(gone)
     );
     assert_eq!(log.state_at(other, Instant::now()), Some(1));
-    assert!(log.polls > 50 && log.errors == 0, "{} polls", log.polls);
+    // It polled all along: at least one dump per 10 ms of its run (a 2 ms period; a
+    // dump takes longer under a slow emulator, so no fixed count).
+    let wanted = span.as_millis() / 10;
+    assert!(
+        u128::from(log.polls) >= wanted && log.errors == 0,
+        "{} polls ({} errors) in {:.1} ms, wanted {wanted}",
+        log.polls,
+        log.errors,
+        ms(span)
+    );
     println!(
         "weight watcher: {} polls, longest gap {:.1} ms",
         log.polls,
