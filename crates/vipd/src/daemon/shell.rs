@@ -373,15 +373,10 @@ impl Shell {
         let mut housekeeping = Instant::now() + HOUSEKEEPING;
         let mut udp_tick = tokio::time::interval(crate::plane::ipvs::UDP_POLL);
         udp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut period = drain_period(self.plane.ticks());
-        let mut drain_tick = drain_interval(period);
+        let mut drain_tick = drain_interval(drain_period(self.plane.ticks()));
         loop {
             let listening = self.events.is_some();
             let ticks = self.plane.ticks();
-            if drain_period(ticks) != period {
-                period = drain_period(ticks);
-                drain_tick = drain_interval(period);
-            }
             let wake = self
                 .core
                 .next_deadline()

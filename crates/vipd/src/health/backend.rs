@@ -205,6 +205,12 @@ impl Backend {
             .saturating_add(self.check_failures)
     }
 
+    /// Whether a success would change nothing here: the backend is healthy and has no
+    /// refusal or retransmission counted for it to reset (see [`Backend::count`]).
+    pub(crate) fn success_changes_nothing(&self) -> bool {
+        self.phase == Phase::Healthy && self.refusals == 0 && self.retransmits == 0
+    }
+
     /// Updates the counters for `signal`.
     pub(crate) fn count(&mut self, signal: Signal) {
         match signal {

@@ -146,11 +146,7 @@ impl ServiceHealth {
         let Some(b) = self.backends.get(&dest) else {
             return Vec::new();
         };
-        if signal == Signal::Success
-            && b.phase == Phase::Healthy
-            && b.refusals == 0
-            && b.retransmits == 0
-        {
+        if signal == Signal::Success && b.success_changes_nothing() {
             return Vec::new();
         }
         let mut out = Vec::new();

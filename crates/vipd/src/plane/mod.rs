@@ -91,7 +91,7 @@ pub struct Ticks {
     /// long (nothing is timed from when they are read, and a record that wakes vipd has
     /// every record queued before it read first). `None`: every
     /// [`crate::watcher::RING_DRAIN`] (a plane that starts a deadline when it reads a
-    /// SYN's record).
+    /// SYN's record). A constant of the plane: read once, when the daemon starts.
     pub slow_drain: Option<Duration>,
 }
 
