@@ -15,7 +15,8 @@
 //! | `SOCK_AFFINITY` (LRU hash) | [`SockAffinityKey`] | [`SockAffinity`]: the backend a client sticks to (services with persistence) |
 //! | `SOCK_STICKY_TCP` (LRU hash) | socket cookie | [`SockStickyConn`]: the client entry a TCP connection of a service with persistence holds open |
 //! | `SOCK_SYN_RTO` (hash) | [`crate::VipKey`] | [`SockSynRto`]: the VIP's initial SYN timeout |
-//! | `SOCK_SYN_NEXT` (per-CPU array, 1 entry) | 0 | [`SockSynNext`]: the SYN timeout of the connection `sock_ops` just saw leave (kernel only) |
+//! | `SOCK_SYN_RTO_VIPS` (array, 1 entry) | 0 | `u32`: how many entries `SOCK_SYN_RTO` holds (0: `sock_ops` looks up none) |
+//! | `SOCK_CONNECT_NEXT` (per-CPU array, 1 entry) | 0 | [`SockConnectNext`]: what one step of a TCP connect leaves for the next (kernel only) |
 //!
 //! Backend choice: each service holds the ids of its backends with weight above 0 and
 //! their cumulative weights; a new socket draws a random number below the total and takes
@@ -292,20 +293,86 @@ pub struct SockSynRto {
     pub report_syn: u32,
 }
 
-/// `SOCK_SYN_NEXT`'s value. `sock_ops` sees a connection's `TCP_CONNECT_CB` and then,
-/// in the same call into the kernel on the same CPU, its `TIMEOUT_INIT`: at the first it
-/// has already found the translation and the VIP's timeout, and leaves them here for the
-/// second, which would otherwise look both up again. A slot whose cookie is another
-/// socket's (the task moved CPU in between) is not used: the lookups are made.
+/// `SOCK_CONNECT_NEXT`'s value: what one step of a TCP connect leaves for the next, on
+/// the same CPU, so that the next need not look it up. Within one `connect()` the
+/// connect hook translates the VIP, then `sock_ops` sees `TCP_CONNECT_CB` and then
+/// `TIMEOUT_INIT`. The connect hook says that it translated the socket and what its
+/// VIP asks of the SYN ([`CONNECT_TRANSLATED`]); `TCP_CONNECT_CB` takes that instead of
+/// looking up the socket's records, and leaves the SYN timeout ([`CONNECT_TIMED`]) for
+/// `TIMEOUT_INIT`.
+///
+/// A slot is used only if it names the reader's socket, holds the step the reader
+/// expects and carries its own digest ([`SockConnectNext::sealed`]). So a slot of
+/// another socket (the task moved CPU in between) is not used, nor one that two writes
+/// overlapped in (programs can be preempted, though not moved off their CPU): the
+/// reader then looks up what it needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
-pub struct SockSynNext {
+pub struct SockConnectNext {
     /// The socket's cookie.
     pub cookie: u64,
-    /// Its initial SYN timeout, jiffies; 0: the kernel's own.
+    /// The initial SYN timeout, jiffies; 0: the kernel's own.
     pub jiffies: u32,
-    pub _pad: u32,
+    /// Which step left the slot: [`CONNECT_TRANSLATED`] or [`CONNECT_TIMED`].
+    pub step: u8,
+    /// [`CONNECT_STICKY`], [`CONNECT_REPORT_SYN`].
+    pub flags: u8,
+    pub _pad: u16,
+    /// A digest of the other fields.
+    pub seal: u64,
 }
+
+impl SockConnectNext {
+    /// The slot with its digest in `seal`.
+    #[inline(always)]
+    pub fn sealed(mut self) -> Self {
+        self.seal = self.digest();
+        self
+    }
+
+    /// What the reader of socket `cookie` at `step` may use: the slot if it names that
+    /// socket and step and carries its own digest, and not a mix of two writes.
+    #[inline(always)]
+    pub fn for_step(&self, cookie: u64, step: u8) -> Option<&Self> {
+        (self.cookie == cookie && self.step == step && self.seal == self.digest()).then_some(self)
+    }
+
+    /// Whether `flag` is set.
+    #[inline(always)]
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// The fields but `seal`, mixed (multiply by an odd constant, fold the high bits
+    /// down), so that a slot two writes overlapped in, one part each, is as good as
+    /// certain to miss its digest.
+    #[inline(always)]
+    fn digest(&self) -> u64 {
+        let word = u64::from(self.jiffies)
+            | u64::from(self.step) << 32
+            | u64::from(self.flags) << 40
+            | u64::from(self._pad) << 48;
+        mix(mix(0x243f_6a88_85a3_08d3, self.cookie), word)
+    }
+}
+
+/// One word into digest `h`.
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    let h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ h >> 32
+}
+
+/// [`SockConnectNext::step`]: left by the connect hook.
+pub const CONNECT_TRANSLATED: u8 = 1;
+/// [`SockConnectNext::step`]: left by `sock_ops` at `TCP_CONNECT_CB`.
+pub const CONNECT_TIMED: u8 = 2;
+/// [`SockConnectNext::flags`]: the connect hook recorded the socket in
+/// `SOCK_STICKY_TCP` (its service has persistence).
+pub const CONNECT_STICKY: u8 = 1;
+/// [`SockConnectNext::flags`]: the VIP's SYN timeout is adaptive; its SYN is reported
+/// as it leaves.
+pub const CONNECT_REPORT_SYN: u8 = 2;
 
 /// `addr` with every bit past the first `prefix` cleared (a prefix of 128 or more keeps
 /// all); `mask_prefix(&[0xff; 16], p)` is the mask of prefix length `p`.
@@ -424,7 +491,7 @@ const _: () = assert!(core::mem::size_of::<SockAffinityKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockAffinity>() == 40);
 const _: () = assert!(core::mem::size_of::<SockStickyConn>() == 40);
 const _: () = assert!(core::mem::size_of::<SockSynRto>() == 8);
-const _: () = assert!(core::mem::size_of::<SockSynNext>() == 16);
+const _: () = assert!(core::mem::size_of::<SockConnectNext>() == 24);
 const _: () = assert!(core::mem::size_of::<SockBackend>() == 24);
 const _: () = assert!(core::mem::size_of::<SockPeerKey>() == 32);
 const _: () = assert!(core::mem::size_of::<SockPeer>() == 32);
@@ -432,7 +499,10 @@ const _: () = assert!(core::mem::size_of::<SockUdpSent>() == 24);
 
 #[cfg(test)]
 mod tests {
-    use super::{mask_prefix, SockService, SOCK_MAX_BACKENDS};
+    use super::{
+        mask_prefix, SockConnectNext, SockService, CONNECT_REPORT_SYN, CONNECT_STICKY,
+        CONNECT_TIMED, CONNECT_TRANSLATED, SOCK_MAX_BACKENDS,
+    };
 
     #[test]
     fn has_finds_exactly_the_ids_of_the_selection() {
@@ -465,5 +535,62 @@ mod tests {
         assert_eq!(mask_prefix(&a, 128), a);
         assert_eq!(mask_prefix(&a, 200), a);
         assert_eq!(mask_prefix(&a, 9)[..2], [10, 0]);
+    }
+
+    fn slot(cookie: u64, jiffies: u32, flags: u8) -> SockConnectNext {
+        SockConnectNext {
+            cookie,
+            jiffies,
+            step: CONNECT_TRANSLATED,
+            flags,
+            _pad: 0,
+            seal: 0,
+        }
+        .sealed()
+    }
+
+    #[test]
+    fn a_connect_slot_serves_only_its_socket_and_step() {
+        let s = slot(42, 50, CONNECT_STICKY);
+        assert_eq!(s.for_step(42, CONNECT_TRANSLATED), Some(&s));
+        assert!(s.has(CONNECT_STICKY) && !s.has(CONNECT_REPORT_SYN));
+        assert_eq!(s.for_step(43, CONNECT_TRANSLATED), None);
+        assert_eq!(s.for_step(42, CONNECT_TIMED), None);
+        let unsealed = SockConnectNext { seal: 0, ..s };
+        assert_eq!(unsealed.for_step(42, CONNECT_TRANSLATED), None);
+    }
+
+    #[test]
+    fn a_connect_slot_two_writes_overlapped_in_is_not_used() {
+        let a = slot(42, 50, 0);
+        // Each part of one write with the rest of another's, as a write preempted by
+        // another (or a read preempted by a write) can leave it.
+        let others = [
+            slot(41, 50, 0),
+            slot(42, 51, 0),
+            slot(42, 50, CONNECT_STICKY),
+            slot(42, 50, CONNECT_REPORT_SYN),
+            slot(42, 0, 0),
+        ];
+        for (i, b) in others.iter().enumerate() {
+            assert_ne!(a.seal, b.seal, "{i}");
+            let mixes = [
+                SockConnectNext {
+                    cookie: b.cookie,
+                    ..a
+                },
+                SockConnectNext {
+                    jiffies: b.jiffies,
+                    flags: b.flags,
+                    ..a
+                },
+                SockConnectNext { seal: b.seal, ..a },
+            ];
+            for (j, m) in mixes.iter().enumerate() {
+                if *m != a {
+                    assert_eq!(m.for_step(m.cookie, m.step), None, "{i}, mix {j}");
+                }
+            }
+        }
     }
 }

@@ -2,15 +2,24 @@
 //! socket connecting to a VIP connects to one of its backends instead. The choice is
 //! recorded under the socket's cookie so that `getpeername` (and `recvmsg` on a
 //! connected UDP socket) show the VIP. A service without a backend with weight refuses
-//! the connect (`EPERM`) rather than letting it go to the VIP's own address.
+//! the connect (`EPERM`) rather than letting it go to the VIP's own address. For a TCP
+//! socket, what `sock_ops` needs when the same `connect()` sends its SYN next is left
+//! in this CPU's `SOCK_CONNECT_NEXT` slot (`sock_connect_next`).
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
-use vipd_common::{sock::stat, AF_INET, AF_INET6};
+use vipd_common::{
+    sock::{
+        stat, SockConnectNext, SockPeer, CONNECT_REPORT_SYN, CONNECT_STICKY, CONNECT_TRANSLATED,
+    },
+    AF_INET, AF_INET6, IPPROTO_TCP,
+};
 
 use crate::{
     sock_addr::{protocol, set_user, user},
+    sock_connect_next::leave,
     sock_maps::count,
     sock_select::{choose, cookie, remember_reverse, Choice},
+    sock_syn_rto::syn_rto,
 };
 
 /// Allow the call (possibly with a rewritten address); 0 refuses it with `EPERM`.
@@ -38,11 +47,38 @@ fn connect(ctx: &SockAddrContext, v6: bool) -> i32 {
             count(stat::NO_BACKEND);
             REFUSE
         }
-        Choice::Backend(to, back) => {
-            remember_reverse(cookie(ctx), &to, family, &back);
+        Choice::Backend { to, back, sticky } => {
+            let cookie = cookie(ctx);
+            remember_reverse(cookie, &to, family, &back);
+            if proto == IPPROTO_TCP as u8 {
+                hand_on(cookie, &back, sticky);
+            }
             set_user(ctx, v6, &to);
             count(stat::CONNECTS);
             ALLOW
         }
     }
+}
+
+/// Leaves what `sock_ops`' `TCP_CONNECT_CB` needs of TCP socket `cookie`, translated
+/// as `back` says: that it was, whether it holds a client entry (`sticky`), and its
+/// VIP's SYN timeout.
+#[inline(always)]
+fn hand_on(cookie: u64, back: &SockPeer, sticky: bool) {
+    let rto = syn_rto(back);
+    let mut flags = 0;
+    if sticky {
+        flags |= CONNECT_STICKY;
+    }
+    if rto.is_some_and(|r| r.report_syn != 0) {
+        flags |= CONNECT_REPORT_SYN;
+    }
+    leave(SockConnectNext {
+        cookie,
+        jiffies: rto.map_or(0, |r| r.jiffies),
+        step: CONNECT_TRANSLATED,
+        flags,
+        _pad: 0,
+        seal: 0,
+    });
 }

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use vipd_common::{
     sock::{
-        stat, SockAffinity, SockAffinityKey, SockBackend, SockPeer, SockPeerKey, SockService,
-        SockStickyConn, SockSynNext, SockSynRto, SockUdpFlowKey, SockUdpSent,
+        stat, SockAffinity, SockAffinityKey, SockBackend, SockConnectNext, SockPeer, SockPeerKey,
+        SockService, SockStickyConn, SockSynRto, SockUdpFlowKey, SockUdpSent,
     },
     VipKey,
 };
@@ -59,9 +59,14 @@ pub static SOCK_UDP_SENT: LruHashMap<u64, SockUdpSent> = LruHashMap::with_max_en
 #[map(name = "SOCK_SYN_RTO")]
 pub static SOCK_SYN_RTO: HashMap<VipKey, SockSynRto> = HashMap::with_max_entries(64, 0);
 
-/// What `sock_ops` found at a connection's `TCP_CONNECT_CB`, for its `TIMEOUT_INIT`.
-#[map(name = "SOCK_SYN_NEXT")]
-pub static SOCK_SYN_NEXT: PerCpuArray<SockSynNext> = PerCpuArray::with_max_entries(1, 0);
+/// How many entries `SOCK_SYN_RTO` holds (slot 0): with none, `sock_ops` looks up
+/// none.
+#[map(name = "SOCK_SYN_RTO_VIPS")]
+pub static SOCK_SYN_RTO_VIPS: Array<u32> = Array::with_max_entries(1, 0);
+
+/// What one step of a TCP connect leaves for the next on this CPU.
+#[map(name = "SOCK_CONNECT_NEXT")]
+pub static SOCK_CONNECT_NEXT: PerCpuArray<SockConnectNext> = PerCpuArray::with_max_entries(1, 0);
 
 /// Health events for userspace.
 #[map(name = "SOCK_HEALTH")]

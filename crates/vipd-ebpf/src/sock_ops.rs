@@ -1,24 +1,29 @@
 //! `vipd_sock_ops` (cgroup `sock_ops`): how a TCP connection the connect hook sent to a
 //! backend fares, for the health state machine. At `TCP_CONNECT_CB` (the SYN goes out) a
-//! connection with a translation record asks for RTO and state callbacks; an RTO while
-//! it is still in SYN_SENT is a SYN retransmission (the backend has not answered),
-//! `ACTIVE_ESTABLISHED_CB` is a success, and the move to CLOSE removes the record. A
-//! connection of a service with persistence holds its client's entry open from its SYN
-//! to its close (`sock_affinity`). (An
-//! RST during the handshake is `sock_reset`'s: a refusal.) The socket's peer is the
-//! backend itself (there is no NAT), so the record names the VIP and the event needs no
-//! other attribution.
-//! Connections without a record (not to a VIP) are left alone: no flags, no events.
+//! translated connection asks for RTO and state callbacks; an RTO while it is still in
+//! SYN_SENT is a SYN retransmission (the backend has not answered),
+//! `ACTIVE_ESTABLISHED_CB` is a success, and the move to CLOSE removes the socket's
+//! translation record. A connection of a service with persistence holds its client's
+//! entry open from its SYN to its close (`sock_affinity`). (An RST during the handshake
+//! is `sock_reset`'s: a refusal.) The socket's peer is the backend itself (there is no
+//! NAT), so the record names the VIP and the event needs no other attribution.
+//! Connections not to a VIP are left alone: no flags, no events.
 //!
 //! `TIMEOUT_INIT` (asked while the connection is set up, right after `TCP_CONNECT_CB`
 //! and before the SYN leaves): a connection translated from a TCP VIP that has an
 //! initial SYN timeout in `SOCK_SYN_RTO` gets it (jiffies) instead of the kernel's 1 s.
-//! `TCP_CONNECT_CB` has looked it up already and left it in `SOCK_SYN_NEXT`, so
-//! `TIMEOUT_INIT` reads no other map unless the task changed CPU in between (and stops
-//! at once for a connection without callbacks: not translated). The RTO that follows an
-//! unanswered SYN is reported as above. For a VIP whose timeout is adaptive, the SYN is
-//! reported as it leaves (`TCP_CONNECT_CB`), so that userspace learns the handshake
-//! times.
+//! For a VIP whose timeout is adaptive, the SYN is reported as it leaves
+//! (`TCP_CONNECT_CB`), so that userspace learns the handshake times. The RTO that
+//! follows an unanswered SYN is reported as above.
+//!
+//! The steps of one `connect()` hand on what they found in this CPU's
+//! `SOCK_CONNECT_NEXT` slot (`sock_connect_next`). The connect hook leaves that it
+//! translated the socket, whether the connection holds a client entry, and its VIP's
+//! SYN timeout: `TCP_CONNECT_CB` then looks up nothing (but the record, to report the
+//! SYN of an adaptive VIP). `TCP_CONNECT_CB` leaves the timeout for `TIMEOUT_INIT`,
+//! which stops at once for a connection without callbacks (not translated). Where the
+//! slot is another socket's (the task moved CPU in between), the socket's record, its
+//! client entry and its VIP's timeout are looked up.
 
 use aya_ebpf::{
     bindings::{
@@ -33,16 +38,21 @@ use aya_ebpf::{
 };
 use vipd_common::{
     health::HealthKind,
-    sock::{SockPeer, SockSynNext, SockSynRto, PEER_REVERSE},
-    AF_INET, AF_INET6, IPPROTO_TCP,
+    sock::{
+        SockConnectNext, CONNECT_REPORT_SYN, CONNECT_STICKY, CONNECT_TIMED, CONNECT_TRANSLATED,
+        PEER_REVERSE,
+    },
+    AF_INET, AF_INET6,
 };
 
 use crate::{
     sock_addr::{remote_port, Addr},
     sock_affinity::{hold, release},
+    sock_connect_next::{leave, take},
     sock_health::emit,
-    sock_maps::{SOCK_PEERS, SOCK_SYN_NEXT, SOCK_SYN_RTO},
-    sock_select::{peer_key, service_key},
+    sock_maps::SOCK_PEERS,
+    sock_select::peer_key,
+    sock_syn_rto::syn_rto,
 };
 
 /// A `sock_ops` program's verdict: let the kernel go on.
@@ -78,15 +88,24 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     // SAFETY: the helper takes the program's own context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
     if op == BPF_SOCK_OPS_TIMEOUT_INIT {
-        if let Some(next) = SOCK_SYN_NEXT.get_ptr(0) {
-            // SAFETY: a per-CPU slot, touched only by this program on this CPU.
-            let next = unsafe { *next };
-            if next.cookie == cookie {
-                if next.jiffies != 0 {
-                    ctx.set_reply(next.jiffies);
-                }
-                return CONTINUE;
+        if let Some(next) = take(cookie, CONNECT_TIMED) {
+            if next.jiffies != 0 {
+                ctx.set_reply(next.jiffies);
             }
+            return CONTINUE;
+        }
+    }
+    // The SYN goes out in the `connect()` whose hook translated it: what it needs is in
+    // this CPU's slot, unless the task moved CPU in between.
+    let handed = if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
+        take(cookie, CONNECT_TRANSLATED)
+    } else {
+        None
+    };
+    if let Some(n) = handed {
+        connecting(&ctx, cookie, n.has(CONNECT_STICKY), n.jiffies);
+        if !n.has(CONNECT_REPORT_SYN) {
+            return CONTINUE;
         }
     }
     let Some((family, local, backend)) = ends(&ctx) else {
@@ -110,23 +129,16 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
             ctx.set_reply(rto.jiffies);
         }
     } else if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
-        let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
-        let _ = ctx.set_cb_flags(flags as i32);
-        // From here its close is sure to call back: a connection of a service with
-        // persistence holds its client's entry open until then.
-        hold(cookie);
-        let rto = syn_rto(&rec);
-        if let Some(next) = SOCK_SYN_NEXT.get_ptr_mut(0) {
-            // SAFETY: a per-CPU slot, touched only by this program on this CPU.
-            unsafe {
-                *next = SockSynNext {
-                    cookie,
-                    jiffies: rto.map_or(0, |r| r.jiffies),
-                    _pad: 0,
-                }
-            };
-        }
-        if rto.is_some_and(|r| r.report_syn != 0) {
+        // Without the connect hook's word, the record says that the connection was
+        // translated, `hold` looks for a client entry, and the timeout is looked up.
+        let rto = if handed.is_some() {
+            None
+        } else {
+            let rto = syn_rto(&rec);
+            connecting(&ctx, cookie, true, rto.map_or(0, |r| r.jiffies));
+            rto
+        };
+        if handed.is_some() || rto.is_some_and(|r| r.report_syn != 0) {
             emit(HealthKind::SynSent, &rec, family, &local, &backend);
         }
     } else if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
@@ -137,16 +149,25 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
     CONTINUE
 }
 
-/// The initial SYN timeout of the VIP `rec` was translated from, if it has one.
+/// A translated connection sends its SYN: asks for its RTO and state callbacks; if it
+/// may hold a client entry of a service with persistence, holds it (from here its close
+/// is sure to call back, and lets it go); leaves its SYN timeout (`jiffies`, 0 for the
+/// kernel's own) for `TIMEOUT_INIT`.
 #[inline(always)]
-fn syn_rto(rec: &SockPeer) -> Option<SockSynRto> {
-    let vip = Addr {
-        addr: rec.addr,
-        port: rec.port,
-    };
-    let (key, _) = service_key(&vip, rec.family, IPPROTO_TCP as u8);
-    // SAFETY: a hash map lookup; the value is copied out at once.
-    unsafe { SOCK_SYN_RTO.get(&key) }.copied()
+fn connecting(ctx: &SockOpsContext, cookie: u64, may_hold: bool, jiffies: u32) {
+    let flags = ctx.cb_flags() | BPF_SOCK_OPS_RTO_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
+    let _ = ctx.set_cb_flags(flags as i32);
+    if may_hold {
+        hold(cookie);
+    }
+    leave(SockConnectNext {
+        cookie,
+        jiffies,
+        step: CONNECT_TIMED,
+        flags: 0,
+        _pad: 0,
+        seal: 0,
+    });
 }
 
 #[inline(always)]

@@ -29,8 +29,16 @@ pub enum Choice {
     NotOurs,
     /// A VIP whose service has no backend with weight: refuse.
     NoBackend,
-    /// This backend (its record for the reverse map).
-    Backend(Addr, SockPeer),
+    /// This backend.
+    Backend {
+        /// The backend's address, in the form the socket uses.
+        to: Addr,
+        /// The socket's record of the translation, for the reverse map.
+        back: SockPeer,
+        /// The socket is a TCP connection of a service with persistence, recorded in
+        /// `SOCK_STICKY_TCP`.
+        sticky: bool,
+    },
 }
 
 /// The socket's cookie.
@@ -94,12 +102,12 @@ pub fn choose(ctx: &SockAddrContext, v6: bool, dst: &Addr, family: u8, protocol:
     if svc.count == 0 || svc.total == 0 {
         return Choice::NoBackend;
     }
-    let (id, b) = if svc.affinity_s == 0 {
+    let (id, b, sticky) = if svc.affinity_s == 0 {
         let id = draw(svc);
         let Some(b) = SOCK_BACKENDS.get(id) else {
             return Choice::NoBackend;
         };
-        (id, b)
+        (id, b, false)
     } else {
         let who = client(ctx, svc, v6, mapped);
         let kept = sticky(&who, svc, |id, gen| {
@@ -112,10 +120,11 @@ pub fn choose(ctx: &SockAddrContext, v6: bool, dst: &Addr, family: u8, protocol:
         if kept.is_none() && b.gen != 0 {
             stick(&who, id, b);
         }
-        if protocol == IPPROTO_TCP as u8 && b.gen != 0 {
+        let sticky = protocol == IPPROTO_TCP as u8 && b.gen != 0;
+        if sticky {
             remember(cookie(ctx), &who, id, b.gen);
         }
-        (id, b)
+        (id, b, sticky)
     };
     if b.gen == 0 {
         return Choice::NoBackend;
@@ -139,7 +148,7 @@ pub fn choose(ctx: &SockAddrContext, v6: bool, dst: &Addr, family: u8, protocol:
         gen: b.gen,
         service_id: svc.service_id,
     };
-    Choice::Backend(to, back)
+    Choice::Backend { to, back, sticky }
 }
 
 /// A weighted random backend id of `svc` (which has at least one). The remainder is

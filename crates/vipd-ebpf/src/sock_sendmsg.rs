@@ -51,7 +51,7 @@ fn send(ctx: &SockAddrContext, v6: bool) -> i32 {
             count(stat::NO_BACKEND);
             0
         }
-        Choice::Backend(to, back) => {
+        Choice::Backend { to, back, .. } => {
             let port = local_port(ctx);
             remember_reverse(cookie, &to, family, &back);
             remember_forward(cookie, &dst, family, &to, &back);

@@ -82,13 +82,14 @@ fn the_socket_object_holds_only_the_socket_plane() {
         set(&[
             "SOCK_AFFINITY",
             "SOCK_BACKENDS",
+            "SOCK_CONNECT_NEXT",
             "SOCK_HEALTH",
             "SOCK_PEERS",
             "SOCK_SERVICES",
             "SOCK_STATS",
             "SOCK_STICKY_TCP",
-            "SOCK_SYN_NEXT",
             "SOCK_SYN_RTO",
+            "SOCK_SYN_RTO_VIPS",
             "SOCK_UDP_FLOWS",
             "SOCK_UDP_SENT"
         ])

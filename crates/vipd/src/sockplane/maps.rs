@@ -39,6 +39,10 @@ pub struct SockMaps {
     udp_sent: HashMap<MapData, u64, SockUdpSent>,
     affinity: HashMap<MapData, SockAffinityKey, SockAffinity>,
     syn_rto: HashMap<MapData, VipKey, SockSynRto>,
+    /// How many entries `syn_rto` holds, for the programs (`SOCK_SYN_RTO_VIPS`).
+    syn_rto_vips: Array<MapData, u32>,
+    /// What `syn_rto_vips` was last given (both maps are new with each load: empty).
+    syn_rto_count: u32,
     stats: PerCpuArray<MapData, u64>,
     health: RingBuf<MapData>,
     sizes: Sizes,
@@ -59,6 +63,9 @@ impl SockMaps {
             udp_sent: HashMap::try_from(take("SOCK_UDP_SENT")?).map_err(err("SOCK_UDP_SENT"))?,
             affinity: HashMap::try_from(take("SOCK_AFFINITY")?).map_err(err("SOCK_AFFINITY"))?,
             syn_rto: HashMap::try_from(take("SOCK_SYN_RTO")?).map_err(err("SOCK_SYN_RTO"))?,
+            syn_rto_vips: Array::try_from(take("SOCK_SYN_RTO_VIPS")?)
+                .map_err(err("SOCK_SYN_RTO_VIPS"))?,
+            syn_rto_count: 0,
             stats: PerCpuArray::try_from(take("SOCK_STATS")?).map_err(err("SOCK_STATS"))?,
             health: RingBuf::try_from(take("SOCK_HEALTH")?).map_err(err("SOCK_HEALTH"))?,
             sizes,
@@ -114,11 +121,21 @@ impl SockMaps {
         self.affinity.iter().filter_map(Result::ok).collect()
     }
 
-    /// Gives connections to TCP VIP `key` the initial SYN timeout `rto`.
+    /// Gives connections to TCP VIP `key` the initial SYN timeout `rto`. The count the
+    /// programs read goes up after a new entry is in, so it never names one too few.
     pub fn set_syn_rto(&mut self, key: &VipKey, rto: SockSynRto) -> Result<(), SockError> {
+        let new = match self.syn_rto.get(key, 0) {
+            Ok(_) => false,
+            Err(MapError::KeyNotFound) => true,
+            Err(e) => return Err(err("SOCK_SYN_RTO")(e)),
+        };
         self.syn_rto
             .insert(key, rto, 0)
-            .map_err(err("SOCK_SYN_RTO"))
+            .map_err(err("SOCK_SYN_RTO"))?;
+        if new {
+            self.set_syn_rto_count(self.syn_rto_count + 1)?;
+        }
+        Ok(())
     }
 
     /// The TCP VIPs with an initial SYN timeout, and theirs.
@@ -128,9 +145,26 @@ impl SockMaps {
 
     /// VIP `key` goes back to the kernel's SYN timeout (not an error if it had none).
     pub fn remove_syn_rto(&mut self, key: &VipKey) -> Result<(), SockError> {
-        removed(self.syn_rto.remove(key))
-            .map(drop)
-            .map_err(err("SOCK_SYN_RTO"))
+        let was = removed(self.syn_rto.remove(key)).map_err(err("SOCK_SYN_RTO"))?;
+        if was {
+            self.set_syn_rto_count(self.syn_rto_count.saturating_sub(1))?;
+        }
+        Ok(())
+    }
+
+    /// How many VIPs the programs are told have a SYN timeout.
+    pub fn syn_rto_count(&self) -> Result<u32, SockError> {
+        self.syn_rto_vips
+            .get(&0, 0)
+            .map_err(err("SOCK_SYN_RTO_VIPS"))
+    }
+
+    fn set_syn_rto_count(&mut self, n: u32) -> Result<(), SockError> {
+        self.syn_rto_vips
+            .set(0, n, 0)
+            .map_err(err("SOCK_SYN_RTO_VIPS"))?;
+        self.syn_rto_count = n;
+        Ok(())
     }
 
     /// The translation record under `key`, if there is one.

@@ -132,6 +132,7 @@ fn an_adaptive_syn_rto_learns_this_planes_handshakes() {
     let ms = |plane: &SocketPlane| {
         let e = plane.syn_rtos();
         assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(plane.syn_rto_vips().unwrap(), 1);
         (e[0].1.jiffies as u64 * 1000 / hz, e[0].1.report_syn)
     };
     assert_eq!(ms(&plane), (auto.ceiling.as_millis() as u64, 1));
@@ -170,6 +171,15 @@ fn an_adaptive_syn_rto_learns_this_planes_handshakes() {
 
     plane.set_syn_rto(&[(vip, SynRto::Fixed(Duration::from_millis(200)))]);
     assert_eq!(ms(&plane), (200, 0));
+    // A second VIP counts, and only once however often its timeout changes; with none
+    // left the programs are told to look up none.
+    let other = addr(VIP4, VIP_PORT + 1);
+    let fixed = |ms| SynRto::Fixed(Duration::from_millis(ms));
+    plane.set_syn_rto(&[(vip, fixed(200)), (other, fixed(300))]);
+    plane.set_syn_rto(&[(vip, fixed(200)), (other, fixed(400))]);
+    assert_eq!(plane.syn_rtos().len(), 2);
+    assert_eq!(plane.syn_rto_vips().unwrap(), 2);
     plane.set_syn_rto(&[]);
     assert!(plane.syn_rtos().is_empty());
+    assert_eq!(plane.syn_rto_vips().unwrap(), 0);
 }

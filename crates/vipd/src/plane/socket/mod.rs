@@ -234,6 +234,12 @@ impl SocketPlane {
         self.dp.maps().syn_rtos()
     }
 
+    /// How many VIPs with a SYN timeout the programs are told of (none: they look up
+    /// none).
+    pub fn syn_rto_vips(&self) -> Result<u32, PlaneError> {
+        Ok(self.dp.maps().syn_rto_count()?)
+    }
+
     /// Takes the persistence of `config`'s services.
     fn persistence_of(&mut self, config: &Config) {
         self.persistence = config
