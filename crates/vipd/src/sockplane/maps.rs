@@ -122,7 +122,8 @@ impl SockMaps {
     }
 
     /// Gives connections to TCP VIP `key` the initial SYN timeout `rto`. The count the
-    /// programs read goes up after a new entry is in, so it never names one too few.
+    /// programs read (`SOCK_SYN_RTO_VIPS`) goes up once a new entry is in, and down once
+    /// one is out: a connection made in between gets the kernel's own timeout.
     pub fn set_syn_rto(&mut self, key: &VipKey, rto: SockSynRto) -> Result<(), SockError> {
         let new = match self.syn_rto.get(key, 0) {
             Ok(_) => false,
