@@ -15,7 +15,7 @@
 //! | `SOCK_AFFINITY` (LRU hash) | [`SockAffinityKey`] | [`SockAffinity`]: the backend a client sticks to (services with persistence) |
 //! | `SOCK_STICKY_TCP` (LRU hash) | socket cookie | [`SockStickyConn`]: the client entry a TCP connection of a service with persistence holds open |
 //! | `SOCK_SYN_RTO` (hash) | [`crate::VipKey`] | [`SockSynRto`]: the VIP's initial SYN timeout |
-//! | `SOCK_SYN_RTO_VIPS` (array, 1 entry) | 0 | `u32`: how many entries `SOCK_SYN_RTO` holds (0: `sock_ops` looks up none) |
+//! | `SOCK_SYN_RTO_VIPS` (array, 1 entry) | 0 | `u32`: how many entries `SOCK_SYN_RTO` holds (0: no program looks it up) |
 //! | `SOCK_CONNECT_NEXT` (per-CPU array, 1 entry) | 0 | [`SockConnectNext`]: what one step of a TCP connect leaves for the next (kernel only) |
 //!
 //! Backend choice: each service holds the ids of its backends with weight above 0 and

@@ -55,12 +55,11 @@ pub static SOCK_UDP_FLOWS: LruHashMap<SockUdpFlowKey, SockPeer> =
 #[map(name = "SOCK_UDP_SENT")]
 pub static SOCK_UDP_SENT: LruHashMap<u64, SockUdpSent> = LruHashMap::with_max_entries(1024, 0);
 
-/// TCP VIPs with an initial SYN timeout, for `sock_ops`' `TIMEOUT_INIT`.
+/// TCP VIPs with an initial SYN timeout (`sock_syn_rto`).
 #[map(name = "SOCK_SYN_RTO")]
 pub static SOCK_SYN_RTO: HashMap<VipKey, SockSynRto> = HashMap::with_max_entries(64, 0);
 
-/// How many entries `SOCK_SYN_RTO` holds (slot 0): with none, `sock_ops` looks up
-/// none.
+/// How many entries `SOCK_SYN_RTO` holds (slot 0): with none, no program looks it up.
 #[map(name = "SOCK_SYN_RTO_VIPS")]
 pub static SOCK_SYN_RTO_VIPS: Array<u32> = Array::with_max_entries(1, 0);
 
