@@ -302,7 +302,7 @@ pub struct SockSynRto {
 /// `TIMEOUT_INIT`.
 ///
 /// A slot is used only if it names the reader's socket, holds the step the reader
-/// expects and carries its own digest ([`SockConnectNext::sealed`]). So a slot of
+/// expects and carries its own digest ([`SockConnectNext::new`] seals it). So a slot of
 /// another socket (the task moved CPU in between) is not used, nor one that two writes
 /// overlapped in (programs can be preempted, though not moved off their CPU): the
 /// reader then looks up what it needs.
@@ -323,11 +323,19 @@ pub struct SockConnectNext {
 }
 
 impl SockConnectNext {
-    /// The slot with its digest in `seal`.
+    /// What `step` leaves for socket `cookie`, sealed with its digest.
     #[inline(always)]
-    pub fn sealed(mut self) -> Self {
-        self.seal = self.digest();
-        self
+    pub fn new(cookie: u64, step: u8, jiffies: u32, flags: u8) -> Self {
+        let mut slot = SockConnectNext {
+            cookie,
+            jiffies,
+            step,
+            flags,
+            _pad: 0,
+            seal: 0,
+        };
+        slot.seal = slot.digest();
+        slot
     }
 
     /// What the reader of socket `cookie` at `step` may use: the slot if it names that
@@ -538,15 +546,7 @@ mod tests {
     }
 
     fn slot(cookie: u64, jiffies: u32, flags: u8) -> SockConnectNext {
-        SockConnectNext {
-            cookie,
-            jiffies,
-            step: CONNECT_TRANSLATED,
-            flags,
-            _pad: 0,
-            seal: 0,
-        }
-        .sealed()
+        SockConnectNext::new(cookie, CONNECT_TRANSLATED, jiffies, flags)
     }
 
     #[test]

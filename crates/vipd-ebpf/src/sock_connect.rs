@@ -73,12 +73,10 @@ fn hand_on(cookie: u64, back: &SockPeer, sticky: bool) {
     if rto.is_some_and(|r| r.report_syn != 0) {
         flags |= CONNECT_REPORT_SYN;
     }
-    leave(SockConnectNext {
+    leave(SockConnectNext::new(
         cookie,
-        jiffies: rto.map_or(0, |r| r.jiffies),
-        step: CONNECT_TRANSLATED,
+        CONNECT_TRANSLATED,
+        rto.map_or(0, |r| r.jiffies),
         flags,
-        _pad: 0,
-        seal: 0,
-    });
+    ));
 }

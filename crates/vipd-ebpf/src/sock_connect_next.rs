@@ -6,13 +6,13 @@ use vipd_common::sock::SockConnectNext;
 
 use crate::sock_maps::SOCK_CONNECT_NEXT;
 
-/// Leaves `slot` (sealed here) for the next step.
+/// Leaves `slot` (sealed by [`SockConnectNext::new`]) for the next step.
 #[inline(always)]
 pub fn leave(slot: SockConnectNext) {
     if let Some(p) = SOCK_CONNECT_NEXT.get_ptr_mut(0) {
         // SAFETY: this CPU's slot; a write another program's write overlaps leaves a
         // slot whose digest is wrong, which no reader uses.
-        unsafe { core::ptr::write_volatile(p, slot.sealed()) };
+        unsafe { core::ptr::write_volatile(p, slot) };
     }
 }
 

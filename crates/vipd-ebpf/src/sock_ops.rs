@@ -129,17 +129,17 @@ pub fn vipd_sock_ops(ctx: SockOpsContext) -> u32 {
             ctx.set_reply(rto.jiffies);
         }
     } else if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
-        // Without the connect hook's word, the record says that the connection was
-        // translated, `hold` looks for a client entry, and the timeout is looked up.
-        let rto = if handed.is_some() {
-            None
+        if handed.is_some() {
+            // Set up from the slot already; here only to report an adaptive VIP's SYN.
+            emit(HealthKind::SynSent, &rec, family, &local, &backend);
         } else {
+            // Without the connect hook's word, the record says that the connection was
+            // translated, `hold` looks for a client entry, and the timeout is looked up.
             let rto = syn_rto(&rec);
             connecting(&ctx, cookie, true, rto.map_or(0, |r| r.jiffies));
-            rto
-        };
-        if handed.is_some() || rto.is_some_and(|r| r.report_syn != 0) {
-            emit(HealthKind::SynSent, &rec, family, &local, &backend);
+            if rto.is_some_and(|r| r.report_syn != 0) {
+                emit(HealthKind::SynSent, &rec, family, &local, &backend);
+            }
         }
     } else if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
         emit(HealthKind::Established, &rec, family, &local, &backend);
@@ -160,14 +160,7 @@ fn connecting(ctx: &SockOpsContext, cookie: u64, may_hold: bool, jiffies: u32) {
     if may_hold {
         hold(cookie);
     }
-    leave(SockConnectNext {
-        cookie,
-        jiffies,
-        step: CONNECT_TIMED,
-        flags: 0,
-        _pad: 0,
-        seal: 0,
-    });
+    leave(SockConnectNext::new(cookie, CONNECT_TIMED, jiffies, 0));
 }
 
 #[inline(always)]
