@@ -1,20 +1,24 @@
 //! The socket plane benchmark's measurement, shared by its VM run (`bench_socket`, with
 //! IPVS beside it) and its native run (`bench_socket_native`, on the development host's
-//! namespace lab): targets measured in interleaved rounds, each target's ratio to the
-//! first one (straight to the backends), the kernel programs' time per connection, the
-//! daemons' CPU, and bulk uploads. It prints figures and asserts nothing about them.
+//! namespace lab): each target's rate and latency against straight in short paired
+//! slices, the kernel programs' time per connection, the daemons' CPU, and bulk
+//! uploads. It prints figures and asserts nothing about them.
 //!
 //! * Connection setup: [`CLIENTS`] closed-loop clients, each connecting, reading a
 //!   greeting and closing, again and again; connections per second and the latency of
 //!   each (connect to the greeting's end), p50 and p99.
 //! * Bulk: one upload stream into a sink for [`BULK`]; bytes per second.
 //!
-//! Rounds interleave the targets, each round starting at another one, with BPF
-//! statistics off (they cost each program run two clock reads, which would weigh on the
-//! targets that run more programs). Each target's ratio to straight is the median of the
-//! rounds' ratios (each round's straight run is its baseline, so the host's slow drifts
-//! cancel), printed with their range. Then one more window per target with BPF
-//! statistics on gives the kernel programs' time per connection attempted.
+//! The host's speed wanders by more than the plane costs, and neighbouring seconds
+//! wander alike. So each round runs straight, then one target, then straight again,
+//! and so on through the targets (each round in another order), in slices of
+//! [`SLICE`]; a target's slice is compared with the straight slices just before and
+//! after it (their geometric mean), so that a drift slower than a slice cancels. A
+//! target's ratio to straight is the median of its [`ROUNDS`] paired ratios, printed
+//! with the sign test's 95 % confidence interval for that median. BPF statistics are
+//! off in the rounds (they cost each program run two clock reads, which would weigh on
+//! the targets that run more programs). Then one longer window per target with BPF
+//! statistics on gives the kernel programs' time per connection and the daemons' CPU.
 
 use std::{
     collections::BTreeMap,
@@ -29,14 +33,20 @@ use crate::{
     lab::Family,
     native::ClientCgroup,
     sh,
-    stats::{median, range},
+    stats::{median, median_ci95, range},
 };
 
 pub const CLIENTS: usize = 4;
-pub const WARMUP: Duration = Duration::from_millis(500);
-pub const WINDOW: Duration = Duration::from_millis(1500);
+/// A paired slice: warm-up, then the window whose connections count.
+pub const SLICE_WARMUP: Duration = Duration::from_millis(50);
+pub const SLICE: Duration = Duration::from_millis(300);
+/// Paired rounds: each gives every target one ratio to straight.
+pub const ROUNDS: usize = 40;
+/// The profiled window (BPF statistics on; daemons' CPU): long enough to take in a few
+/// of a daemon's drains of its ring.
+pub const PROFILE_WARMUP: Duration = Duration::from_millis(500);
+pub const PROFILE_WINDOW: Duration = Duration::from_millis(1500);
 pub const BULK: Duration = Duration::from_secs(3);
-pub const ROUNDS: usize = 9;
 pub const BULK_ROUNDS: usize = 3;
 
 /// Connection tracking entries the client's firewall may hold. Every connection leaves
@@ -66,11 +76,24 @@ impl Target {
 }
 
 /// What one profiled run of a target measured: each program's runs and run time
-/// (seconds), and the connections attempted.
+/// (seconds), the connections attempted, and each daemon's CPU (seconds) over the
+/// window's wall time (seconds).
 #[derive(Clone, Default)]
 struct Profile {
     programs: BTreeMap<String, (u64, f64)>,
     connections: f64,
+    cpu: Vec<f64>,
+    wall: f64,
+}
+
+/// One target's paired rounds: each round's slice, and its ratios to the straight
+/// slices around it (rate: straight over the target, so above 1 is slower; p50 latency:
+/// the target over straight).
+#[derive(Default)]
+struct Paired {
+    slices: Vec<Setup>,
+    rate: Vec<f64>,
+    p50: Vec<f64>,
 }
 
 /// What the benchmark runs and where: the setup targets (straight first), the bulk
@@ -110,85 +133,75 @@ impl Bench<'_> {
             .collect()
     }
 
+    /// Runs one slice of target `k`, from inside the plane's cgroup or not as the
+    /// target says.
+    fn slice(&mut self, k: usize) -> Setup {
+        self.place(self.setups[k].in_plane);
+        setup(&self.setups[k].to, CLIENTS, SLICE_WARMUP, SLICE)
+    }
+
     /// Runs every round, the profiled windows and the bulk uploads, and prints them and
     /// the summary. Leaves this process outside the plane's cgroup.
     pub fn run(mut self) {
         println!(
-            "== {}: {CLIENTS} closed-loop clients, {} ms warm-up, {} ms window, {ROUNDS} rounds; bulk {} s; kernel {}, clock source {}",
+            "== {}: {CLIENTS} closed-loop clients, {ROUNDS} paired rounds of {} ms slices ({} ms warm-up each); bulk {} s; kernel {}, clock source {}",
             self.title,
-            WARMUP.as_millis(),
-            WINDOW.as_millis(),
+            SLICE.as_millis(),
+            SLICE_WARMUP.as_millis(),
             BULK.as_secs(),
             sh("uname -r").trim(),
             sh("cat /sys/devices/system/clocksource/clocksource0/current_clocksource").trim()
         );
         let n = self.setups.len();
-        let mut runs: Vec<Vec<Setup>> = vec![Vec::new(); n];
-        // Each daemon's CPU over each target's runs (seconds of CPU), and the wall time.
-        let mut cpu: Vec<Vec<f64>> = vec![vec![0.0; self.daemons.len()]; n];
-        let mut wall = vec![0.0; n];
+        let mut straight: Vec<Setup> = Vec::new();
+        let mut paired: Vec<Paired> = (0..n).map(|_| Paired::default()).collect();
+        let mut before = self.slice(0);
         for round in 0..ROUNDS {
-            for i in 0..n {
-                let k = (round + i) % n;
-                self.place(self.setups[k].in_plane);
-                let c0 = self.daemon_cpu();
-                let started = Instant::now();
-                let s = setup(&self.setups[k].to, CLIENTS, WARMUP, WINDOW);
-                wall[k] += started.elapsed().as_secs_f64();
-                for (d, now) in self.daemon_cpu().into_iter().enumerate() {
-                    cpu[k][d] += now - c0[d];
-                }
-                println!(
-                    "round {} {:26} {}",
-                    round + 1,
-                    self.setups[k].label,
-                    s.line()
-                );
-                runs[k].push(s);
+            let mut line = format!("round {:2}", round + 1);
+            for i in 0..n - 1 {
+                let k = 1 + (round + i) % (n - 1);
+                let s = self.slice(k);
+                let after = self.slice(0);
+                let base_rate = (before.rate() * after.rate()).sqrt();
+                let base_p50 = (us(before.quantile(0.5)) * us(after.quantile(0.5))).sqrt();
+                let p = &mut paired[k];
+                p.rate.push(base_rate / s.rate());
+                p.p50.push(us(s.quantile(0.5)) / base_p50);
+                line += &format!("  {} {:.3}", self.setups[k].label, base_rate / s.rate());
+                p.slices.push(s);
+                straight.push(std::mem::replace(&mut before, after));
             }
+            println!("{line}");
         }
+        straight.push(before);
+        paired[0].slices = straight;
         let programs = self.profile();
         let rates = self.bulk();
         self.place(false);
 
-        println!("== {} over {ROUNDS} rounds", self.title);
-        let rate = |k: usize| mean(&runs[k].iter().map(Setup::rate).collect::<Vec<_>>());
-        let p50s: Vec<Vec<f64>> = runs
-            .iter()
-            .map(|r| r.iter().map(|s| us(s.quantile(0.5))).collect())
-            .collect();
-        let p99 = |k: usize| {
-            mean(
-                &runs[k]
-                    .iter()
-                    .map(|s| us(s.quantile(0.99)))
-                    .collect::<Vec<_>>(),
-            )
-        };
+        println!("== {} over {ROUNDS} paired rounds", self.title);
         for (k, t) in self.setups.iter().enumerate() {
-            let failed: usize = runs[k].iter().map(|s| s.failed).sum();
+            let slices = &paired[k].slices;
+            let each = |f: &dyn Fn(&Setup) -> f64| mean(&slices.iter().map(f).collect::<Vec<_>>());
+            let failed: usize = slices.iter().map(|s| s.failed).sum();
             println!(
                 "  setup {:26} {:8.0} conn/s  p50 {:6.0} us  p99 {:6.0} us  failed {failed}",
                 t.label,
-                rate(k),
-                mean(&p50s[k]),
-                p99(k)
+                each(&Setup::rate),
+                each(&|s| us(s.quantile(0.5))),
+                each(&|s| us(s.quantile(0.99)))
             );
         }
-        // Each round's ratio to that round's straight run: the host's slow drifts, which
-        // move every target of a round alike, cancel out.
         for (k, t) in self.setups.iter().enumerate().skip(1) {
-            let ratios: Vec<f64> = (0..ROUNDS)
-                .map(|r| runs[0][r].rate() / runs[k][r].rate())
-                .collect();
-            let (lo, hi) = range(&ratios);
-            let lat: Vec<f64> = (0..ROUNDS).map(|r| p50s[k][r] / p50s[0][r]).collect();
+            let p = &paired[k];
+            let (lo, hi) = median_ci95(&p.rate);
+            let (min, max) = range(&p.rate);
+            let (llo, lhi) = median_ci95(&p.p50);
             println!(
-                "  ratio straight / {:26} rate: median {:.3} (rounds {lo:.3}-{hi:.3}, of means {:.3})  p50 latency: median {:.3}",
+                "  ratio straight / {:26} rate: median {:.3} (95 % CI {lo:.3}-{hi:.3}; rounds {min:.3}-{max:.3})  p50 latency: median {:.3} (95 % CI {llo:.3}-{lhi:.3})",
                 t.label,
-                median(&ratios),
-                rate(0) / rate(k),
-                median(&lat)
+                median(&p.rate),
+                median(&p.p50)
             );
         }
         for (k, t) in self.setups.iter().enumerate() {
@@ -200,7 +213,10 @@ impl Bench<'_> {
                 .iter()
                 .enumerate()
                 .map(|(d, (label, _))| {
-                    format!("{label} {:5.1} %", 100.0 * cpu[k][d] / wall[k].max(1e-9))
+                    format!(
+                        "{label} {:5.1} %",
+                        100.0 * programs[k].cpu[d] / programs[k].wall.max(1e-9)
+                    )
                 })
                 .collect();
             println!(
@@ -223,16 +239,23 @@ impl Bench<'_> {
     }
 
     /// One profiled window per target, BPF statistics on: the kernel programs' runs and
-    /// run time per connection.
+    /// run time per connection, and each daemon's CPU.
     fn profile(&mut self) -> Vec<Profile> {
         let mut programs = vec![Profile::default(); self.setups.len()];
         let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling BPF stats");
         for (k, profile) in programs.iter_mut().enumerate() {
             self.place(self.setups[k].in_plane);
-            let p0 = bpf_stats::snapshot();
-            let s = setup(&self.setups[k].to, CLIENTS, WARMUP, WINDOW);
+            let (p0, c0, started) = (bpf_stats::snapshot(), self.daemon_cpu(), Instant::now());
+            let s = setup(&self.setups[k].to, CLIENTS, PROFILE_WARMUP, PROFILE_WINDOW);
+            profile.wall = started.elapsed().as_secs_f64();
             bpf_stats::add_delta(&mut profile.programs, &p0, &bpf_stats::snapshot());
             profile.connections = s.attempts as f64;
+            profile.cpu = self
+                .daemon_cpu()
+                .iter()
+                .zip(c0)
+                .map(|(c, c0)| c - c0)
+                .collect();
         }
         programs
     }
