@@ -26,6 +26,9 @@ pub struct Setup {
     pub window: Duration,
     /// Each completed connection's time from connect() to the greeting's end, sorted.
     pub latencies: Vec<Duration>,
+    /// Each completed connection's time in connect() (until the handshake's end),
+    /// sorted.
+    pub connects: Vec<Duration>,
 }
 
 impl Setup {
@@ -36,6 +39,11 @@ impl Setup {
     /// The `q` quantile (0..=1) of the latencies; zero if there are none.
     pub fn quantile(&self, q: f64) -> Duration {
         crate::stats::quantile(&self.latencies, q)
+    }
+
+    /// The `q` quantile (0..=1) of the time in connect(); zero if there are none.
+    pub fn connect_quantile(&self, q: f64) -> Duration {
+        crate::stats::quantile(&self.connects, q)
     }
 
     pub fn line(&self) -> String {
@@ -49,13 +57,16 @@ impl Setup {
     }
 }
 
-/// One connection: connect, read until the server closes.
-fn once(to: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+/// One connection: connect, read until the server closes. Returns the time connect()
+/// took.
+fn once(to: SocketAddr, timeout: Duration) -> std::io::Result<Duration> {
+    let start = Instant::now();
     let mut s = TcpStream::connect_timeout(&to, timeout)?;
+    let connected = start.elapsed();
     s.set_read_timeout(Some(timeout))?;
     let mut buf = [0u8; 128];
     while s.read(&mut buf)? > 0 {}
-    Ok(())
+    Ok(connected)
 }
 
 /// `clients` threads connecting in a closed loop, each connection to one of `to` at
@@ -91,9 +102,10 @@ pub fn setup(to: &[SocketAddr], clients: usize, warmup: Duration, window: Durati
                         continue;
                     }
                     match r {
-                        Ok(()) => {
+                        Ok(connected) => {
                             out.done += 1;
                             out.latencies.push(end - t);
+                            out.connects.push(connected);
                         }
                         Err(_) => out.failed += 1,
                     }
@@ -111,8 +123,10 @@ pub fn setup(to: &[SocketAddr], clients: usize, warmup: Duration, window: Durati
         all.failed += s.failed;
         all.attempts += s.attempts;
         all.latencies.extend(s.latencies);
+        all.connects.extend(s.connects);
     }
     all.latencies.sort();
+    all.connects.sort();
     all
 }
 

@@ -94,6 +94,8 @@ struct Paired {
     slices: Vec<Setup>,
     rate: Vec<f64>,
     p50: Vec<f64>,
+    /// The p50 of the time in connect(), the target over straight.
+    connect_p50: Vec<f64>,
 }
 
 /// What the benchmark runs and where: the setup targets (straight first), the bulk
@@ -163,10 +165,13 @@ impl Bench<'_> {
                 let s = self.slice(k);
                 let after = self.slice(0);
                 let base_rate = (before.rate() * after.rate()).sqrt();
-                let base_p50 = (us(before.quantile(0.5)) * us(after.quantile(0.5))).sqrt();
+                let base = |q: &dyn Fn(&Setup) -> Duration| (us(q(&before)) * us(q(&after))).sqrt();
+                let p50 = |s: &Setup| s.quantile(0.5);
+                let connect_p50 = |s: &Setup| s.connect_quantile(0.5);
                 let p = &mut paired[k];
                 p.rate.push(base_rate / s.rate());
-                p.p50.push(us(s.quantile(0.5)) / base_p50);
+                p.p50.push(us(p50(&s)) / base(&p50));
+                p.connect_p50.push(us(connect_p50(&s)) / base(&connect_p50));
                 line += &format!("  {} {:.3}", self.setups[k].label, base_rate / s.rate());
                 p.slices.push(s);
                 straight.push(std::mem::replace(&mut before, after));
@@ -185,10 +190,11 @@ impl Bench<'_> {
             let each = |f: &dyn Fn(&Setup) -> f64| mean(&slices.iter().map(f).collect::<Vec<_>>());
             let failed: usize = slices.iter().map(|s| s.failed).sum();
             println!(
-                "  setup {:26} {:8.0} conn/s  p50 {:6.0} us  p99 {:6.0} us  failed {failed}",
+                "  setup {:26} {:8.0} conn/s  p50 {:6.0} us (in connect() {:6.0} us)  p99 {:6.0} us  failed {failed}",
                 t.label,
                 each(&Setup::rate),
                 each(&|s| us(s.quantile(0.5))),
+                each(&|s| us(s.connect_quantile(0.5))),
                 each(&|s| us(s.quantile(0.99)))
             );
         }
@@ -197,11 +203,13 @@ impl Bench<'_> {
             let (lo, hi) = median_ci95(&p.rate);
             let (min, max) = range(&p.rate);
             let (llo, lhi) = median_ci95(&p.p50);
+            let (clo, chi) = median_ci95(&p.connect_p50);
             println!(
-                "  ratio straight / {:26} rate: median {:.3} (95 % CI {lo:.3}-{hi:.3}; rounds {min:.3}-{max:.3})  p50 latency: median {:.3} (95 % CI {llo:.3}-{lhi:.3})",
+                "  ratio straight / {:26} rate: median {:.3} (95 % CI {lo:.3}-{hi:.3}; rounds {min:.3}-{max:.3})  p50 latency: median {:.3} (95 % CI {llo:.3}-{lhi:.3})  p50 in connect(): median {:.3} (95 % CI {clo:.3}-{chi:.3})",
                 t.label,
                 median(&p.rate),
-                median(&p.p50)
+                median(&p.p50),
+                median(&p.connect_p50)
             );
         }
         for (k, t) in self.setups.iter().enumerate() {
