@@ -45,16 +45,6 @@ impl Setup {
     pub fn connect_quantile(&self, q: f64) -> Duration {
         crate::stats::quantile(&self.connects, q)
     }
-
-    pub fn line(&self) -> String {
-        format!(
-            "{:8.0} conn/s  p50 {:6.0} us  p99 {:6.0} us  failed {}",
-            self.rate(),
-            self.quantile(0.5).as_secs_f64() * 1e6,
-            self.quantile(0.99).as_secs_f64() * 1e6,
-            self.failed
-        )
-    }
 }
 
 /// One connection: connect, read until the server closes. Returns the time connect()

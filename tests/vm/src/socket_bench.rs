@@ -155,7 +155,6 @@ impl Bench<'_> {
             sh("cat /sys/devices/system/clocksource/clocksource0/current_clocksource").trim()
         );
         let n = self.setups.len();
-        let mut straight: Vec<Setup> = Vec::new();
         let mut paired: Vec<Paired> = (0..n).map(|_| Paired::default()).collect();
         let mut before = self.slice(0);
         for round in 0..ROUNDS {
@@ -168,18 +167,18 @@ impl Bench<'_> {
                 let base = |q: &dyn Fn(&Setup) -> Duration| (us(q(&before)) * us(q(&after))).sqrt();
                 let p50 = |s: &Setup| s.quantile(0.5);
                 let connect_p50 = |s: &Setup| s.connect_quantile(0.5);
+                let rate = base_rate / s.rate();
                 let p = &mut paired[k];
-                p.rate.push(base_rate / s.rate());
+                p.rate.push(rate);
                 p.p50.push(us(p50(&s)) / base(&p50));
                 p.connect_p50.push(us(connect_p50(&s)) / base(&connect_p50));
-                line += &format!("  {} {:.3}", self.setups[k].label, base_rate / s.rate());
+                line += &format!("  {} {rate:.3}", self.setups[k].label);
                 p.slices.push(s);
-                straight.push(std::mem::replace(&mut before, after));
+                paired[0].slices.push(std::mem::replace(&mut before, after));
             }
             println!("{line}");
         }
-        straight.push(before);
-        paired[0].slices = straight;
+        paired[0].slices.push(before);
         let programs = self.profile();
         let rates = self.bulk();
         self.place(false);
